@@ -1,0 +1,50 @@
+"""The one exception hierarchy of dlrun.
+
+Every message says what went wrong, the value received, what was expected and where.
+The CLI prints ``str(error)`` without a traceback and exits with ``error.exit_code``.
+
+    DlrunError            base class; exit code 2 (bad input)
+    ├── DslError          a model file does not parse or check; carries diagnostics
+    ├── DataError         a data file is missing, malformed or does not fit the model
+    ├── WeightsError      a weights/checkpoint file is missing, damaged or does not fit
+    ├── UsageError        bad command-line or API arguments
+    └── TrainingError     a run failed (e.g. non-finite loss); exit code 1
+"""
+
+
+class DlrunError(Exception):
+    """Base class of every error dlrun raises on purpose."""
+
+    exit_code = 2
+
+
+class DslError(DlrunError):
+    """A model file failed to parse or check.
+
+    ``diagnostics`` is the list of every problem found, in source order; each has
+    ``severity``, ``path``, ``line``, ``col``, ``message`` and ``format()``.
+    """
+
+    def __init__(self, diagnostics, message=None):
+        self.diagnostics = list(diagnostics)
+        if message is None:
+            message = "\n".join(d.format() for d in self.diagnostics)
+        super().__init__(message)
+
+
+class DataError(DlrunError):
+    """A data file is missing, unreadable, malformed or does not fit the model."""
+
+
+class WeightsError(DlrunError):
+    """A weights or checkpoint file is missing, damaged, or does not fit the model."""
+
+
+class UsageError(DlrunError):
+    """Arguments given to the CLI or the Python API are invalid."""
+
+
+class TrainingError(DlrunError):
+    """Training could not go on (for example a non-finite loss)."""
+
+    exit_code = 1

@@ -1,0 +1,234 @@
+"""Typed intermediate representation of a ``.net`` model file.
+
+The transformer (``transform.py``) builds these nodes from the parse tree; the checker
+(``check.py``) validates them, fills in defaults and infers shapes; the runtime builds a
+network from a checked ``Model``. Every node carries the source position it came from.
+
+Conventions the runtime relies on (after ``check``):
+- ``let`` constants and constant arithmetic are already evaluated; ``repeat`` blocks are
+  already expanded, so ``Model.layers`` is the flat list of layers in order, the first
+  being ``input``.
+- Every ``params`` mapping holds *every* parameter of its table entry (defaults filled
+  in), keyed by the parameter's DSL name, with Python values of the declared type.
+- ``Layer.shape`` is the inferred output shape per sample (a tuple of ints).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Pos:
+    """A source span, 1-based: ``line:col`` up to ``end_line:end_col`` (exclusive)."""
+
+    line: int
+    col: int
+    end_line: int
+    end_col: int
+
+
+NOWHERE = Pos(0, 0, 0, 0)
+
+
+@dataclass(frozen=True)
+class Activation:
+    """An activation by its DSL name with its parameters, e.g. ``leaky_relu(alpha=0.1)``.
+
+    Names: linear, relu, leaky_relu(alpha), elu(alpha), sigmoid, tanh, softplus, gelu,
+    swish, softmax.
+    """
+
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    pos: Pos = NOWHERE
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer by its DSL keyword.
+
+    kind      params after checking
+    input     shape: tuple[int, ...]                  (features, or e.g. (28, 28), (1, 28, 28))
+    dense     units: int, activation: Activation, init: str | None
+              ('he_normal' | 'he_uniform' | 'xavier_normal' | 'xavier_uniform';
+              None = the default that follows the activation), bias: bool,
+              l1: float | None, l2: float | None      (None = the global regularize value)
+    activation  activation: Activation                (a standalone activation layer)
+    batchnorm momentum: float, eps: float            running := momentum*running + (1-momentum)*batch
+    dropout   rate: float                             in [0, 1)
+    flatten   (none)
+    """
+
+    kind: str
+    params: Mapping[str, Any]
+    name: str | None = None
+    shape: tuple[int, ...] | None = None
+    pos: Pos = NOWHERE
+
+
+@dataclass(frozen=True)
+class Loss:
+    """name: mse | mae | huber (delta) | cross_entropy (label_smoothing) | binary_cross_entropy."""
+
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    pos: Pos = NOWHERE
+
+
+@dataclass(frozen=True)
+class Regularize:
+    """Global penalties on dense weights (not biases, not batch-norm parameters).
+
+    Penalty added to the loss: ``l1 * sum|w| + l2/2 * sum w^2``, so the gradient
+    contribution is ``l1*sign(w) + l2*w``.
+    """
+
+    l1: float = 0.0
+    l2: float = 0.0
+    pos: Pos = NOWHERE
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    """name: sgd | adam | adamw | rmsprop | adagrad.
+
+    params (all filled in by the checker, the ones not used by an optimizer ignored):
+    lr, momentum, nesterov, beta1, beta2, eps, rho, weight_decay, clip_norm (None = off).
+    """
+
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    pos: Pos = NOWHERE
+
+
+@dataclass(frozen=True)
+class Train:
+    """Training settings: epochs, batch_size, seed, shuffle, dtype ('float32'|'float64'), metrics."""
+
+    epochs: int = 10
+    batch_size: int = 32
+    seed: int = 0
+    shuffle: bool = True
+    dtype: str = "float32"
+    metrics: tuple[str, ...] = ()
+    pos: Pos = NOWHERE
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    """monitor: 'val_loss' | 'val_accuracy' | 'loss' | ... ; mode: 'min' | 'max' ('auto' resolved)."""
+
+    monitor: str = "val_loss"
+    mode: str = "min"
+    patience: int = 5
+    min_delta: float = 0.0
+    restore_best: bool = True
+    pos: Pos = NOWHERE
+
+
+@dataclass(frozen=True)
+class Source:
+    """A data file. ``path`` is as written (relative paths resolve against the model file).
+
+    ``labels``: a separate label file (IDX label files for MNIST). ``x_key``/``y_key``:
+    array names inside an ``.npz`` (default 'x' and 'y').
+    """
+
+    path: str
+    labels: str | None = None
+    x_key: str = "x"
+    y_key: str = "y"
+    pos: Pos = NOWHERE
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """kind: 'scale' (params factor: float) | 'standardize' | 'minmax'. Applied in order."""
+
+    kind: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    pos: Pos = NOWHERE
+
+
+@dataclass(frozen=True)
+class Data:
+    """Where the data comes from and how it is prepared.
+
+    ``validation``/``test``: a Source, a fraction of the training file (0 < f < 1) held
+    out, or None. ``label``: the label column of a CSV file (name).
+    """
+
+    train: Source | None = None
+    validation: Source | float | None = None
+    test: Source | float | None = None
+    label: str | None = None
+    preprocess: tuple[Preprocess, ...] = ()
+    pos: Pos = NOWHERE
+
+
+@dataclass(frozen=True)
+class Model:
+    """A whole checked model file."""
+
+    name: str
+    version: int
+    layers: tuple[Layer, ...]
+    loss: Loss
+    optimizer: Optimizer
+    regularize: Regularize = Regularize()
+    train: Train = Train()
+    early_stopping: EarlyStopping | None = None
+    data: Data | None = None
+    path: str | None = None
+    pos: Pos = NOWHERE
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.layers[0].params["shape"])
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return tuple(self.layers[-1].shape)
+
+
+def to_dict(node, *, positions: bool = True):
+    """The IR as plain JSON-compatible data (``dlrun check --ir``)."""
+
+    def conv(value):
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            out = {"node": type(value).__name__}
+            for f in dataclasses.fields(value):
+                if f.name == "pos" and not positions:
+                    continue
+                out[f.name] = conv(getattr(value, f.name))
+            return out
+        if isinstance(value, Mapping):
+            return {str(k): conv(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [conv(v) for v in value]
+        return value
+
+    return conv(node)
+
+
+def to_json(node, *, positions: bool = True, indent: int | None = 2) -> str:
+    return json.dumps(to_dict(node, positions=positions), indent=indent)
+
+
+def architecture_dict(model: Model):
+    """What defines the parameter layout: layers and dtype, without positions or names.
+
+    The runtime hashes this to tag weights files; training settings are not part of it.
+    """
+    return {
+        "layers": [
+            {"kind": l.kind, "params": to_dict(dict(l.params), positions=False), "shape": list(l.shape or ())}
+            for l in model.layers
+        ],
+        "dtype": model.train.dtype,
+    }

@@ -1,0 +1,73 @@
+"""The ``dlrun`` command.
+
+    dlrun model.net                 # = dlrun train model.net
+    dlrun train|eval|predict|gradcheck ...   (runtime/cli_train.py)
+    dlrun check|summary|fmt ...              (runtime/cli_dsl.py; never imports the kernels)
+    dlrun --version
+
+Exit codes: 0 success, 1 failure during a run, 2 bad input. Errors raised on purpose
+(``dlrun.errors.DlrunError``) are printed without a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from dlrun._version import __version__
+from dlrun.errors import DlrunError
+
+# subcommand -> module that defines ``add_arguments(parser)`` and ``run(args) -> int``
+COMMANDS = {
+    "train": ("dlrun.runtime.cli_train", "train a model (the default command)"),
+    "eval": ("dlrun.runtime.cli_train", "evaluate saved weights on the model's data"),
+    "predict": ("dlrun.runtime.cli_train", "predict with saved weights"),
+    "gradcheck": ("dlrun.runtime.cli_train", "finite-difference check of every gradient"),
+    "check": ("dlrun.runtime.cli_dsl", "parse and check model files"),
+    "summary": ("dlrun.runtime.cli_dsl", "table of layers, shapes, parameters and FLOPs"),
+    "fmt": ("dlrun.runtime.cli_dsl", "print a model file in canonical form"),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, so usage errors exit 2 through one path."""
+
+    def error(self, message):
+        raise DlrunError(f"{self.prog}: error: {message}\n{self.format_usage().rstrip()}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="dlrun", description="Train, evaluate and run .net models.")
+    parser.add_argument("--version", action="version", version=f"dlrun {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        importlib.import_module(module).add_arguments(name, p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `dlrun model.net ...` is `dlrun train model.net ...`
+    if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
+        argv.insert(0, "train")
+    try:
+        parser = build_parser()
+        if not argv:
+            parser.print_help()
+            return 2
+        args = parser.parse_args(argv)
+        module = importlib.import_module(COMMANDS[args.command][0])
+        return int(module.run(args.command, args) or 0)
+    except DlrunError as err:
+        print(str(err), file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("dlrun: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
