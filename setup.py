@@ -32,9 +32,13 @@ COMPILE_ARGS = ["-O0", "-g"] if DEBUG else ["-O3", "-fno-math-errno"]
 
 def kernel_extensions():
     """One extension per ``kernels/*.pyx``: ``kernels/dense.pyx`` -> ``dlrun.kernels.dense``."""
+    # DLRUN_KERNELS=dense,blas limits an in-place development build to those modules.
+    only = {n for n in os.environ.get("DLRUN_KERNELS", "").split(",") if n}
     exts = []
     for pyx in sorted(glob.glob(os.path.join("kernels", "*.pyx"))):
         name = os.path.splitext(os.path.basename(pyx))[0]
+        if only and name not in only:
+            continue
         exts.append(
             Extension(
                 f"dlrun.kernels.{name}",
