@@ -1,0 +1,58 @@
+"""``batchnorm``: per-feature normalisation over the batch axis, ``y := gamma * xhat + beta``.
+
+Training uses the batch statistics and updates the running ones
+(``running := momentum * running + (1 - momentum) * batch``); inference uses the running
+statistics. gamma starts at 1, beta at 0, running mean 0, running variance 1.
+"""
+import numpy as np
+
+from dlrun.kernels import batchnorm as kbn
+
+from dlrun.runtime.layers.base import Layer, ParamSpec
+from dlrun.runtime.layers.registry import register
+
+
+@register("batchnorm")
+class BatchNorm(Layer):
+    kind = "batchnorm"
+
+    def __init__(self, node, in_shape, index=0):
+        super().__init__(node, in_shape, index)
+        self.momentum = float(node.params["momentum"])
+        self.eps = float(node.params["eps"])
+        self._xhat = self._inv_std = None
+
+    def param_specs(self, l1=0.0, l2=0.0):
+        d = self.in_features
+        return [ParamSpec("gamma", (d,), "scale"), ParamSpec("beta", (d,), "shift")]
+
+    def init_params(self, rng):
+        self.params["gamma"][...] = 1
+        self.params["beta"][...] = 0
+
+    def init_state(self):
+        d = self.in_features
+        self.state = {"running_mean": np.zeros(d, self.dtype), "running_var": np.ones(d, self.dtype)}
+        self._inv_std = np.empty(d, self.dtype)
+
+    def forward(self, x, training):
+        n, d = x.shape[0], self.in_features
+        y = self.buffer("y", n, d)
+        p, s = self.params, self.state
+        if training:
+            xhat = self.buffer("xhat", n, d)
+            kbn.batchnorm_forward_train(
+                x, p["gamma"], p["beta"], s["running_mean"], s["running_var"],
+                self.momentum, self.eps, y, xhat, self._inv_std,
+            )
+            self._xhat = xhat
+        else:
+            kbn.batchnorm_forward_eval(x, p["gamma"], p["beta"], s["running_mean"], s["running_var"], self.eps, y)
+        return y
+
+    def backward(self, dy):
+        dx = self.buffer("dx", dy.shape[0], self.in_features)
+        kbn.batchnorm_backward(
+            dy, self._xhat, self.params["gamma"], self._inv_std, dx, self.grads["gamma"], self.grads["beta"]
+        )
+        return dx

@@ -1,0 +1,105 @@
+"""``dense UNITS [ACTIVATION]``: ``Y := f(X W + b)``, W (in, out), b (out,).
+
+Forward is one fused kernel call (GEMM, bias and activation). For gelu and swish, whose
+derivative needs the pre-activation, the pre-activation ``Z`` is kept in its own buffer.
+
+When the network trains this layer as the logits of a fused loss (softmax + cross-entropy,
+sigmoid + binary cross-entropy), it calls ``forward(x, training, logits=True)``: the
+activation is skipped and ``backward`` receives the gradient with respect to the logits.
+"""
+import math
+
+import numpy as np
+
+from dlrun.kernels import activations as kact
+from dlrun.kernels import dense as kdense
+
+from dlrun.runtime.layers.activation import NEEDS_INPUT, RELU_FAMILY, activation_args
+from dlrun.runtime.layers.base import Layer, ParamSpec
+from dlrun.runtime.layers.registry import register
+
+INITS = ("he_normal", "he_uniform", "xavier_normal", "xavier_uniform")
+
+
+def init_weights(w, kind, rng):
+    """Fill ``w`` (fan_in, fan_out) in place: He (relu family) or Xavier/Glorot, normal or uniform."""
+    fan_in, fan_out = w.shape
+    if kind == "he_normal":
+        w[...] = rng.standard_normal(w.shape) * math.sqrt(2.0 / fan_in)
+    elif kind == "he_uniform":
+        limit = math.sqrt(6.0 / fan_in)
+        w[...] = rng.uniform(-limit, limit, w.shape)
+    elif kind == "xavier_normal":
+        w[...] = rng.standard_normal(w.shape) * math.sqrt(2.0 / (fan_in + fan_out))
+    elif kind == "xavier_uniform":
+        limit = math.sqrt(6.0 / (fan_in + fan_out))
+        w[...] = rng.uniform(-limit, limit, w.shape)
+    else:
+        raise ValueError(f"unknown initialisation {kind!r} (expected one of {', '.join(INITS)})")
+
+
+@register("dense")
+class Dense(Layer):
+    kind = "dense"
+
+    def __init__(self, node, in_shape, index=0):
+        super().__init__(node, in_shape, index)
+        p = node.params
+        self.units = int(p["units"])
+        self.act, self.alpha = activation_args(p["activation"])
+        self.use_bias = bool(p.get("bias", True))
+        self.init = p.get("init")
+        # the activation that decides the default init; the network may point it at a
+        # standalone activation layer that follows (dense -> batchnorm -> activation relu)
+        self.init_activation = self.act
+        self.l1 = p.get("l1")
+        self.l2 = p.get("l2")
+        self._x = self._y = self._z = None
+        self._act_used = "linear"
+
+    def output_shape(self, in_shape):
+        return (int(self.node.params["units"]),)
+
+    def resolved_init(self):
+        if self.init:
+            return self.init
+        return "he_normal" if self.init_activation in RELU_FAMILY else "xavier_uniform"
+
+    def param_specs(self, l1=0.0, l2=0.0):
+        # per-layer l1/l2 override the global value (None = use the global one)
+        l1 = float(self.l1) if self.l1 is not None else l1
+        l2 = float(self.l2) if self.l2 is not None else l2
+        specs = [ParamSpec("w", (self.in_features, self.units), "weight", l1, l2)]
+        if self.use_bias:
+            specs.append(ParamSpec("b", (self.units,), "bias"))
+        return specs
+
+    def init_params(self, rng):
+        init_weights(self.params["w"], self.resolved_init(), rng)
+        if self.use_bias:
+            self.params["b"][...] = 0
+
+    def forward(self, x, training, logits=False):
+        n = x.shape[0]
+        act = "linear" if logits else self.act
+        y = self.buffer("y", n, self.units)
+        w, b = self.params["w"], self.params.get("b")
+        if act in NEEDS_INPUT:
+            z = self.buffer("z", n, self.units)
+            kdense.dense_forward(x, w, b, z, "linear")
+            kact.activation_forward(act, z, y, self.alpha)
+            self._z = z
+        else:
+            kdense.dense_forward(x, w, b, y, act, self.alpha)
+        self._x, self._y, self._act_used = x, y, act
+        return y
+
+    def backward(self, dy):
+        act = self._act_used
+        if act != "linear":
+            # dZ := dY * f'(.) written over dY (the caller is done with it)
+            z = self._z if act in NEEDS_INPUT else None
+            kact.activation_backward(act, self._y, dy, dy, self.alpha, z)
+        dx = self.buffer("dx", dy.shape[0], self.in_features) if self.need_dx else None
+        kdense.dense_backward(self._x, self.params["w"], dy, dx, self.grads["w"], self.grads.get("b"))
+        return dx

@@ -1,0 +1,44 @@
+"""``dropout RATE``: inverted dropout in training, identity at inference.
+
+The mask comes from the kernel's counter-based generator: ``(seed, counter)`` fully
+determines it, and the counter advances by the number of elements per call, so a run is
+reproducible from the seed and can be resumed bit-exactly from a saved counter.
+"""
+import numpy as np
+
+from dlrun.kernels import dropout as kdrop
+
+from dlrun.runtime.layers.base import Layer
+from dlrun.runtime.layers.registry import register
+
+
+@register("dropout")
+class Dropout(Layer):
+    kind = "dropout"
+
+    def __init__(self, node, in_shape, index=0):
+        super().__init__(node, in_shape, index)
+        self.rate = float(node.params["rate"])
+        self.seed = 0
+        self.counter = 0
+        self.enabled = True  # gradcheck turns dropout off
+        self._mask = None
+
+    def forward(self, x, training):
+        if not (training and self.enabled and self.rate > 0.0):
+            self._mask = None
+            return x
+        n, d = x.shape[0], self.in_features
+        y = self.buffer("y", n, d)
+        mask = self.buffer("mask", n, d, np.uint8)
+        kdrop.dropout_forward(x, self.rate, self.seed, self.counter, y, mask)
+        self.counter += n * d
+        self._mask = mask
+        return y
+
+    def backward(self, dy):
+        if self._mask is None:
+            return dy
+        dx = self.buffer("dx", dy.shape[0], self.in_features)
+        kdrop.dropout_backward(dy, self._mask, self.rate, dx)
+        return dx

@@ -1,0 +1,88 @@
+"""Build checked-looking ``ir.Model`` objects directly, without the parser.
+
+Runtime tests use these so that they exercise the runtime alone (the parser has its own
+tests); every parameter the checker would fill in is filled in here.
+"""
+from dlrun.dsl import ir
+
+
+def act(name, **params):
+    return ir.Activation(name, dict(params))
+
+
+def input_(*shape):
+    return ir.Layer("input", {"shape": tuple(shape)}, shape=tuple(shape))
+
+
+def dense(units, activation="linear", init=None, bias=True, l1=None, l2=None, name=None, **aparams):
+    return ir.Layer(
+        "dense",
+        {"units": units, "activation": act(activation, **aparams), "init": init, "bias": bias, "l1": l1, "l2": l2},
+        name=name,
+        shape=(units,),
+    )
+
+
+def activation(name, **params):
+    return ir.Layer("activation", {"activation": act(name, **params)})
+
+
+def batchnorm(momentum=0.9, eps=1e-5):
+    return ir.Layer("batchnorm", {"momentum": momentum, "eps": eps})
+
+
+def dropout(rate):
+    return ir.Layer("dropout", {"rate": rate})
+
+
+def flatten():
+    return ir.Layer("flatten", {})
+
+
+def _with_shapes(layers):
+    """Fill in ``shape`` the way the checker does (identity layers keep their input's)."""
+    out, shape = [], None
+    for layer in layers:
+        if layer.kind == "input":
+            shape = tuple(layer.params["shape"])
+        elif layer.kind == "dense":
+            shape = (layer.params["units"],)
+        elif layer.kind == "flatten":
+            n = 1
+            for d in shape:
+                n *= d
+            shape = (n,)
+        out.append(ir.Layer(layer.kind, layer.params, layer.name, shape, layer.pos))
+    return tuple(out)
+
+
+OPT_DEFAULTS = dict(lr=0.01, momentum=0.0, nesterov=False, beta1=0.9, beta2=0.999, eps=1e-7, rho=0.9,
+                    weight_decay=0.0, clip_norm=None)
+
+
+def model(layers, loss="cross_entropy", optimizer="adam", epochs=5, batch_size=16, seed=0, dtype="float32",
+          l1=0.0, l2=0.0, early_stopping=None, data=None, loss_params=None, name="test", shuffle=True, **opt):
+    loss_params = dict(loss_params or {})
+    if loss == "cross_entropy":
+        loss_params.setdefault("label_smoothing", 0.0)
+    if loss == "huber":
+        loss_params.setdefault("delta", 1.0)
+    return ir.Model(
+        name=name,
+        version=1,
+        layers=_with_shapes(layers),
+        loss=ir.Loss(loss, loss_params),
+        optimizer=ir.Optimizer(optimizer, {**OPT_DEFAULTS, **opt}),
+        regularize=ir.Regularize(l1, l2),
+        train=ir.Train(epochs=epochs, batch_size=batch_size, seed=seed, shuffle=shuffle, dtype=dtype),
+        early_stopping=early_stopping,
+        data=data,
+    )
+
+
+def mlp(inputs=4, hidden=(8,), outputs=3, activation_name="tanh", out="softmax", **kw):
+    layers = [input_(inputs)]
+    for h in hidden:
+        layers.append(dense(h, activation_name))
+    layers.append(dense(outputs, out))
+    return model(layers, **kw)

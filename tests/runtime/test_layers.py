@@ -1,0 +1,158 @@
+"""The contract every runtime layer passes (one shared test, parametrised over layers).
+
+- the inferred output shape equals the shape of what ``forward`` returns;
+- in float64, ``backward`` agrees with central finite differences for the input and every
+  parameter (the loss is a fixed random projection of the output, so every output element
+  matters), in training mode;
+- training and evaluation modes both run; layers without train/eval differences give the
+  same result in both; buffers are reused across batches and a short batch works.
+"""
+import numpy as np
+import pytest
+
+import irfactory as F
+from helpers import numeric_grad
+
+from dlrun.runtime.gradcheck import relative_error
+from dlrun.runtime.layers import LAYERS, make_layer
+
+
+def assert_grad_close(analytic, numeric, what):
+    err = relative_error(analytic, numeric)
+    assert err <= 1e-6, f"{what}: relative error {err:.3e} > 1e-6"
+
+ACTS = ["linear", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "softplus", "gelu", "swish", "softmax"]
+
+CASES = (
+    [("dense", F.dense(5, a, **({"alpha": 0.1} if a in ("leaky_relu", "elu") else {})), (4,)) for a in ACTS]
+    + [("dense-nobias", F.dense(3, "tanh", bias=False), (6,))]
+    + [("dense-2d-input", F.dense(3, "sigmoid"), (2, 3))]
+    + [("activation-" + a, F.activation(a, **({"alpha": 0.2} if a in ("leaky_relu", "elu") else {})), (5,))
+       for a in ACTS]
+    + [
+        ("batchnorm", F.batchnorm(0.9, 1e-5), (4,)),
+        ("dropout", F.dropout(0.4), (6,)),
+        ("dropout-zero", F.dropout(0.0), (3,)),
+        ("flatten", F.flatten(), (2, 3)),
+        ("input", F.input_(3), (3,)),
+    ]
+)
+
+
+def _build(node, in_shape, dtype=np.float64, seed=0):
+    layer = make_layer(node, in_shape, 1)
+    layer.build(dtype, np.random.default_rng(seed))
+    return layer
+
+
+def _inputs(layer, n, seed=1):
+    rng = np.random.default_rng(seed)
+    # keep away from the kinks of relu-like activations: |x| >= 0.1
+    x = rng.uniform(0.1, 1.5, (n, layer.in_features)) * rng.choice([-1.0, 1.0], (n, layer.in_features))
+    return np.ascontiguousarray(x)
+
+
+def test_every_registered_layer_is_covered():
+    assert set(LAYERS) == {c[1].kind for c in CASES}
+
+
+@pytest.mark.parametrize("label,node,in_shape", CASES, ids=[c[0] for c in CASES])
+def test_shape_inference_matches_forward(label, node, in_shape):
+    layer = _build(node, in_shape, np.float32)
+    out_shape = layer.output_shape(in_shape)
+    assert out_shape == layer.out_shape
+    features = int(np.prod(out_shape))
+    for training in (True, False):
+        for n in (7, 3, 1):  # growing then shrinking batches: buffers are reused
+            y = layer.forward(_inputs(layer, n).astype(np.float32), training)
+            assert y.shape == (n, features)
+            assert y.dtype == np.float32
+            assert y.flags.c_contiguous
+
+
+@pytest.mark.parametrize("label,node,in_shape", CASES, ids=[c[0] for c in CASES])
+def test_gradients_match_finite_differences(label, node, in_shape):
+    layer = _build(node, in_shape)
+    n = 4
+    x = _inputs(layer, n)
+    r = np.random.default_rng(2).standard_normal((n, layer.out_features))
+
+    def loss():
+        if hasattr(layer, "counter"):
+            layer.counter = 0  # the same dropout mask for every evaluation
+        return float((layer.forward(x, True) * r).sum())
+
+    loss()
+    dy = r.copy()
+    dx = layer.backward(dy)
+    dx = None if dx is None else dx.copy()
+    analytic = {name: g.copy() for name, g in layer.grads.items()}
+    assert_grad_close(dx, numeric_grad(loss, x), what=f"{label} dx")
+    for name, p in layer.params.items():
+        assert_grad_close(analytic[name], numeric_grad(loss, p), what=f"{label} d{name}")
+
+
+@pytest.mark.parametrize("label,node,in_shape", CASES, ids=[c[0] for c in CASES])
+def test_train_and_eval_modes(label, node, in_shape):
+    layer = _build(node, in_shape)
+    x = _inputs(layer, 6)
+    y_train = layer.forward(x, True).copy()
+    y_eval = layer.forward(x, False).copy()
+    assert np.all(np.isfinite(y_train)) and np.all(np.isfinite(y_eval))
+    if node.kind == "dropout" and node.params["rate"] > 0:
+        assert not np.array_equal(y_train, y_eval)
+        np.testing.assert_array_equal(y_eval, x)  # identity at inference
+        kept = y_train != 0
+        np.testing.assert_allclose(y_train[kept], x[kept] / (1 - node.params["rate"]))
+    elif node.kind == "batchnorm":
+        # training normalises with the batch statistics ...
+        np.testing.assert_allclose(y_train.mean(0), 0, atol=1e-12)
+        # ... and moved the running statistics toward them; inference uses the running ones
+        rm, rv = layer.state["running_mean"], layer.state["running_var"]
+        np.testing.assert_allclose(rm, 0.1 * x.mean(0))
+        np.testing.assert_allclose(rv, 0.9 + 0.1 * x.var(0, ddof=1))
+        np.testing.assert_allclose(y_eval, (x - rm) / np.sqrt(rv + 1e-5))
+    else:
+        np.testing.assert_array_equal(y_train, y_eval)
+
+
+def test_dropout_mask_depends_on_seed_and_counter():
+    layer = _build(F.dropout(0.5), (50,))
+    x = np.ones((8, 50))
+    layer.seed, layer.counter = 123, 0
+    a = layer.forward(x, True).copy()
+    assert layer.counter == x.size
+    b = layer.forward(x, True).copy()
+    layer.counter = 0
+    c = layer.forward(x, True).copy()
+    np.testing.assert_array_equal(a, c)
+    assert not np.array_equal(a, b)
+    assert 0.3 < (a == 0).mean() < 0.7
+
+
+@pytest.mark.parametrize("init,expect_std", [
+    ("he_normal", np.sqrt(2 / 400)), ("he_uniform", np.sqrt(2 / 400)),
+    ("xavier_normal", np.sqrt(2 / 600)), ("xavier_uniform", np.sqrt(2 / 600)),
+])
+def test_dense_initialisation(init, expect_std):
+    layer = _build(F.dense(200, "relu", init=init), (400,))
+    w = layer.params["w"]
+    assert abs(w.std() / expect_std - 1) < 0.03
+    assert abs(w.mean()) < 0.1 * expect_std
+    if init.endswith("uniform"):
+        assert np.abs(w).max() <= np.sqrt(3) * expect_std
+    np.testing.assert_array_equal(layer.params["b"], 0)
+
+
+def test_dense_default_init_follows_activation():
+    assert _build(F.dense(4, "relu"), (3,)).resolved_init() == "he_normal"
+    assert _build(F.dense(4, "tanh"), (3,)).resolved_init() == "xavier_uniform"
+    assert _build(F.dense(4, "tanh", init="he_uniform"), (3,)).resolved_init() == "he_uniform"
+
+
+def test_unknown_layer_kind_lists_known_ones():
+    from dlrun.dsl import ir
+    from dlrun.errors import UsageError
+
+    with pytest.raises(UsageError, match="known: activation, batchnorm, dense"):
+        make_layer(ir.Layer("conv", {}), (3,), 2)
