@@ -1,0 +1,495 @@
+"""Loss kernels: each returns the mean loss and writes its gradient in the same pass.
+
+All float arrays of one call share one dtype (float32 or float64, that of the first argument),
+are C-contiguous and aligned; ``grad`` is caller-supplied and writeable. Losses are accumulated
+in double precision whatever the dtype. ``grad`` may be the prediction/logits array itself
+(in-place: every element is read before its gradient is written).
+
+    softmax_cross_entropy(logits, target, grad, label_smoothing=0.0) -> float
+    sigmoid_binary_cross_entropy(logits, target, grad) -> float
+    mse(pred, target, grad) -> float
+    mae(pred, target, grad) -> float
+    huber(pred, target, grad, delta=1.0) -> float
+"""
+cimport numpy as cnp
+import numpy as np
+
+from cython cimport floating
+from libc.math cimport exp, expf, log, logf, log1p, log1pf, fabs, fabsf, isnan, isfinite
+from libc.stdint cimport int32_t, int64_t
+
+cnp.import_array()
+
+# Labels come as int32 or int64; one fused body serves both (see _xent_labels).
+ctypedef fused label_t:
+    int32_t
+    int64_t
+
+
+# ---------------------------------------------------------------- scalar helpers (nogil)
+
+cdef inline floating _exp(floating x) noexcept nogil:
+    if floating is float:
+        return expf(x)
+    else:
+        return exp(x)
+
+
+cdef inline floating _log(floating x) noexcept nogil:
+    if floating is float:
+        return logf(x)
+    else:
+        return log(x)
+
+
+cdef inline floating _log1p(floating x) noexcept nogil:
+    if floating is float:
+        return log1pf(x)
+    else:
+        return log1p(x)
+
+
+cdef inline floating _abs(floating x) noexcept nogil:
+    if floating is float:
+        return fabsf(x)
+    else:
+        return fabs(x)
+
+
+# ---------------------------------------------------------------- softmax cross-entropy
+
+cdef double softmax_xent_labels32(const floating* z, const int32_t* y, floating* grad,
+                                  Py_ssize_t n, Py_ssize_t k, double smoothing) noexcept nogil:
+    return _xent_labels(z, y, grad, n, k, smoothing)
+
+
+cdef double softmax_xent_labels64(const floating* z, const int64_t* y, floating* grad,
+                                  Py_ssize_t n, Py_ssize_t k, double smoothing) noexcept nogil:
+    return _xent_labels(z, y, grad, n, k, smoothing)
+
+
+cdef inline double _xent_labels(const floating* z, const label_t* y, floating* grad,
+                                Py_ssize_t n, Py_ssize_t k, double smoothing) noexcept nogil:
+    # Per row: loss = log(sum_j exp(z_j - m)) + (1-ls)(m - z_y) + ls/k sum_j (m - z_j), which is
+    # lse - sum_j t'_j z_j written with differences from the row max m: exact for logits of
+    # +-1000 and free of the cancellation of lse - z_y in float32.
+    cdef Py_ssize_t i, j, off
+    cdef floating m, zj, e, scale, smooth_g, label_g
+    cdef double s, dsum, loss = 0.0
+    cdef double keep = 1.0 - smoothing, share = smoothing / <double>k, inv_n = 1.0 / <double>n
+    smooth_g = <floating>(share * inv_n)
+    label_g = <floating>(keep * inv_n)
+    for i in range(n):
+        off = i * k
+        m = z[off]
+        for j in range(1, k):
+            if z[off + j] > m:
+                m = z[off + j]
+        # read z_y before grad (which may alias z) overwrites the row
+        loss += keep * <double>(m - z[off + y[i]])
+        s = 0.0
+        dsum = 0.0
+        for j in range(k):
+            zj = z[off + j]
+            e = _exp(zj - m)
+            dsum += <double>(m - zj)
+            s += <double>e
+            grad[off + j] = e
+        loss += log(s)
+        if smoothing != 0.0:
+            loss += share * dsum
+        scale = <floating>(inv_n / s)
+        for j in range(k):
+            grad[off + j] = grad[off + j] * scale - smooth_g
+        grad[off + y[i]] -= label_g
+    return loss
+
+
+cdef double softmax_xent_probs(const floating* z, const floating* t, floating* grad,
+                               Py_ssize_t n, Py_ssize_t k, double smoothing) noexcept nogil:
+    # loss_i = sum_j t'_j (m - z_j) + T log(sum_j exp(z_j - m)), T = sum_j t'_j; its exact gradient
+    # is (T softmax(z) - t')/n, which is the usual (softmax - t')/n when rows of t sum to 1.
+    cdef Py_ssize_t i, j, off
+    cdef floating m, zj, e, tj, scale
+    cdef double s, tsum, dot, loss = 0.0
+    cdef double keep = 1.0 - smoothing, share = smoothing / <double>k, inv_n = 1.0 / <double>n
+    cdef floating keep_f = <floating>keep, share_f = <floating>share, inv_n_f = <floating>inv_n
+    for i in range(n):
+        off = i * k
+        m = z[off]
+        for j in range(1, k):
+            if z[off + j] > m:
+                m = z[off + j]
+        s = 0.0
+        tsum = 0.0
+        dot = 0.0
+        for j in range(k):
+            zj = z[off + j]
+            tj = keep_f * t[off + j] + share_f
+            e = _exp(zj - m)
+            tsum += <double>tj
+            # a zero target contributes nothing, even against a -inf logit
+            if tj != 0:
+                dot += <double>tj * <double>(m - zj)
+            s += <double>e
+            grad[off + j] = e
+        loss += dot + tsum * log(s)
+        scale = <floating>(tsum * inv_n / s)
+        for j in range(k):
+            grad[off + j] = grad[off + j] * scale - (keep_f * t[off + j] + share_f) * inv_n_f
+    return loss
+
+
+# ---------------------------------------------------------------- element-wise losses
+# Four independent accumulators break the dependency chain of the double-precision sum
+# (a float reduction is not vectorised without -ffast-math); they also shorten the error chain.
+
+cdef double sigmoid_bce(const floating* z, const floating* t, floating* grad,
+                        Py_ssize_t size) noexcept nogil:
+    # loss = max(z,0) - z t + log1p(exp(-|z|)) never overflows; sigmoid reuses e = exp(-|z|).
+    cdef Py_ssize_t i
+    cdef floating zi, ti, e, sig, inv = <floating>(1.0 / <double>size)
+    cdef double acc = 0.0
+    for i in range(size):
+        zi = z[i]
+        ti = t[i]
+        e = _exp(-_abs(zi))
+        if zi >= 0:
+            sig = 1 / (1 + e)
+            acc += <double>(zi - zi * ti) + <double>_log1p(e)
+        else:
+            sig = e / (1 + e)
+            acc += <double>(-zi * ti) + <double>_log1p(e)
+        grad[i] = (sig - ti) * inv
+    return acc
+
+
+cdef double mse_core(const floating* p, const floating* t, floating* grad,
+                     Py_ssize_t size) noexcept nogil:
+    cdef Py_ssize_t i, end4 = size - size % 4
+    cdef floating r0, r1, r2, r3, c = <floating>(2.0 / <double>size)
+    cdef double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0
+    for i in range(0, end4, 4):
+        r0 = p[i] - t[i]
+        r1 = p[i + 1] - t[i + 1]
+        r2 = p[i + 2] - t[i + 2]
+        r3 = p[i + 3] - t[i + 3]
+        a0 += <double>r0 * r0
+        a1 += <double>r1 * r1
+        a2 += <double>r2 * r2
+        a3 += <double>r3 * r3
+        grad[i] = c * r0
+        grad[i + 1] = c * r1
+        grad[i + 2] = c * r2
+        grad[i + 3] = c * r3
+    for i in range(end4, size):
+        r0 = p[i] - t[i]
+        a0 += <double>r0 * r0
+        grad[i] = c * r0
+    return (a0 + a1) + (a2 + a3)
+
+
+cdef inline floating _sign_scaled(floating r, floating c) noexcept nogil:
+    if r > 0:
+        return c
+    if r < 0:
+        return -c
+    return 0
+
+
+cdef double mae_core(const floating* p, const floating* t, floating* grad,
+                     Py_ssize_t size) noexcept nogil:
+    # d|r|/dr is taken as 0 at r = 0 (the subgradient every framework uses)
+    cdef Py_ssize_t i, end4 = size - size % 4
+    cdef floating r0, r1, r2, r3, c = <floating>(1.0 / <double>size)
+    cdef double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0
+    for i in range(0, end4, 4):
+        r0 = p[i] - t[i]
+        r1 = p[i + 1] - t[i + 1]
+        r2 = p[i + 2] - t[i + 2]
+        r3 = p[i + 3] - t[i + 3]
+        a0 += <double>_abs(r0)
+        a1 += <double>_abs(r1)
+        a2 += <double>_abs(r2)
+        a3 += <double>_abs(r3)
+        grad[i] = _sign_scaled(r0, c)
+        grad[i + 1] = _sign_scaled(r1, c)
+        grad[i + 2] = _sign_scaled(r2, c)
+        grad[i + 3] = _sign_scaled(r3, c)
+    for i in range(end4, size):
+        r0 = p[i] - t[i]
+        a0 += <double>_abs(r0)
+        grad[i] = _sign_scaled(r0, c)
+    return (a0 + a1) + (a2 + a3)
+
+
+cdef double huber_core(const floating* p, const floating* t, floating* grad,
+                       Py_ssize_t size, double delta) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating r, a, d = <floating>delta, c = <floating>(1.0 / <double>size)
+    cdef double acc0 = 0.0, acc1 = 0.0
+    for i in range(size):
+        r = p[i] - t[i]
+        a = _abs(r)
+        if a <= d:
+            if i & 1:
+                acc1 += 0.5 * <double>r * <double>r
+            else:
+                acc0 += 0.5 * <double>r * <double>r
+            grad[i] = r * c
+        else:
+            if i & 1:
+                acc1 += delta * (<double>a - 0.5 * delta)
+            else:
+                acc0 += delta * (<double>a - 0.5 * delta)
+            grad[i] = d * c if r > 0 else -d * c
+    return acc0 + acc1
+
+
+cdef Py_ssize_t _first_bad_label(const label_t* y, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        if y[i] < 0 or y[i] >= k:
+            return i
+    return -1
+
+
+# ---------------------------------------------------------------- argument checks (Python level)
+
+cdef str _typename(int typenum):
+    return "float32" if typenum == cnp.NPY_FLOAT else "float64"
+
+
+cdef int _float_typenum(str fn, str name, object a) except -1:
+    """The type number (NPY_FLOAT / NPY_DOUBLE) of the array that fixes the call's dtype."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{fn}: {name}: expected a numpy.ndarray of float32 or float64, "
+                        f"got {type(a).__name__}")
+    cdef int tn = cnp.PyArray_TYPE(<cnp.ndarray>a)
+    if (tn != cnp.NPY_FLOAT and tn != cnp.NPY_DOUBLE) or not cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>a):
+        raise TypeError(f"{fn}: {name}: expected dtype float32 or float64 (native byte order), "
+                        f"got {(<cnp.ndarray>a).dtype}")
+    return tn
+
+
+cdef cnp.ndarray _check(str fn, str name, object a, int typenum, str dtype_of,
+                        tuple shape, str shape_of, bint out):
+    """Check an array argument once: type, dtype, shape, C-contiguity, alignment, writeability."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{fn}: {name}: expected a numpy.ndarray of {_typename(typenum)}, "
+                        f"got {type(a).__name__}")
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    if cnp.PyArray_TYPE(arr) != typenum or not cnp.PyArray_ISNOTSWAPPED(arr):
+        raise TypeError(f"{fn}: {name}: expected dtype {_typename(typenum)} (the dtype of "
+                        f"{dtype_of}), got {arr.dtype}")
+    if shape is not None and (<object>arr).shape != shape:
+        raise ValueError(f"{fn}: {name}: expected shape {shape} (the shape of {shape_of}), "
+                         f"got {(<object>arr).shape}")
+    _check_layout(fn, name, arr, out)
+    return arr
+
+
+cdef int _check_layout(str fn, str name, cnp.ndarray arr, bint out) except -1:
+    if not cnp.PyArray_IS_C_CONTIGUOUS(arr):
+        raise ValueError(f"{fn}: {name}: array must be C-contiguous (got strides {(<object>arr).strides} "
+                         f"for shape {(<object>arr).shape}); pass np.ascontiguousarray({name})")
+    if not cnp.PyArray_ISALIGNED(arr):
+        raise ValueError(f"{fn}: {name}: array data is not aligned for its dtype; "
+                         f"pass a copy (np.array({name}))")
+    if out and not cnp.PyArray_ISWRITEABLE(arr):
+        raise ValueError(f"{fn}: {name}: output array is read-only; pass a writeable array")
+    return 0
+
+
+cdef int _check_disjoint(str fn, str name, object a, str other, object b) except -1:
+    if np.may_share_memory(a, b):
+        raise ValueError(f"{fn}: {name} must not overlap {other} (it is written while "
+                         f"{other} is still read)")
+    return 0
+
+
+cdef double _real(str fn, str name, object value) except? -1.0:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{fn}: {name}: expected a real number, got {value!r}") from None
+
+
+cdef int _nonempty(str fn, str name, cnp.ndarray a) except -1:
+    if cnp.PyArray_SIZE(a) == 0:
+        raise ValueError(f"{fn}: {name}: empty array (shape {(<object>a).shape}); the mean loss over no "
+                         f"elements is undefined")
+    return 0
+
+
+# ---------------------------------------------------------------- def wrappers
+
+def softmax_cross_entropy(logits, target, grad, label_smoothing=0.0):
+    """Mean softmax cross-entropy from logits; grad := (softmax(z) - t') / n.   z, grad (n, k)
+
+    ``target``: integer labels (n,) int32/int64 in [0, k), or probabilities (n, k) of the logits'
+    dtype. With label smoothing ``ls`` in [0, 1] the target is t' = (1 - ls) t + ls / k.
+    Loss: mean_i [ logsumexp(z_i) - sum_j t'_ij z_ij ] (log-sum-exp with the row max subtracted,
+    finite for logits of +-1000). For probability rows that do not sum to 1 the gradient written
+    is the exact one, (sum_j t'_ij softmax(z_i) - t'_i) / n. ``grad`` may be ``logits`` (in place);
+    it must not overlap ``target``.
+    """
+    fn = "softmax_cross_entropy"
+    cdef int tn = _float_typenum(fn, "logits", logits)
+    cdef cnp.ndarray z = <cnp.ndarray>logits
+    shape = logits.shape
+    if z.ndim != 2:
+        raise ValueError(f"{fn}: logits: expected a 2-D array (n, k), got shape {shape}")
+    _check_layout(fn, "logits", z, False)
+    _nonempty(fn, "logits", z)
+    cdef Py_ssize_t n = z.shape[0], k = z.shape[1]
+    cdef cnp.ndarray g = _check(fn, "grad", grad, tn, "logits", shape, "logits", True)
+    cdef double ls = _real(fn, "label_smoothing", label_smoothing)
+    if not (0.0 <= ls <= 1.0):
+        raise ValueError(f"{fn}: label_smoothing: expected a value in [0, 1], got {ls}")
+    if not isinstance(target, np.ndarray):
+        raise TypeError(f"{fn}: target: expected a numpy.ndarray (int32/int64 labels (n,) or "
+                        f"{_typename(tn)} probabilities (n, k)), got {type(target).__name__}")
+    cdef cnp.ndarray t = <cnp.ndarray>target
+    cdef double loss
+    cdef Py_ssize_t bad
+    cdef bint wide
+    cdef void* pz = cnp.PyArray_DATA(z)
+    cdef void* pt = cnp.PyArray_DATA(t)
+    cdef void* pg = cnp.PyArray_DATA(g)
+    if t.ndim == 1:
+        if t.dtype.kind != "i" or t.dtype.itemsize not in (4, 8) or not t.dtype.isnative:
+            raise TypeError(f"{fn}: target: 1-D targets are integer labels and must be int32 or "
+                            f"int64, got {t.dtype} (probability targets have shape (n, k))")
+        if t.shape[0] != n:
+            raise ValueError(f"{fn}: target: expected {n} labels (one per row of logits), "
+                             f"got shape {(<object>t).shape}")
+        _check_layout(fn, "target", t, False)
+        if t.dtype.itemsize == 4:
+            bad = _first_bad_label(<const int32_t*>pt, n, k)
+        else:
+            bad = _first_bad_label(<const int64_t*>pt, n, k)
+        if bad >= 0:
+            raise ValueError(f"{fn}: target: label {t[bad]} at index {bad} is out of range "
+                             f"[0, {k}) for logits with {k} classes")
+        wide = t.dtype.itemsize == 8
+        with nogil:
+            if tn == cnp.NPY_FLOAT and not wide:
+                loss = softmax_xent_labels32(<const float*>pz, <const int32_t*>pt, <float*>pg,
+                                             n, k, ls)
+            elif tn == cnp.NPY_FLOAT:
+                loss = softmax_xent_labels64(<const float*>pz, <const int64_t*>pt, <float*>pg,
+                                             n, k, ls)
+            elif not wide:
+                loss = softmax_xent_labels32(<const double*>pz, <const int32_t*>pt, <double*>pg,
+                                             n, k, ls)
+            else:
+                loss = softmax_xent_labels64(<const double*>pz, <const int64_t*>pt, <double*>pg,
+                                             n, k, ls)
+    elif t.ndim == 2:
+        _check(fn, "target", t, tn, "logits", shape, "logits", False)
+        _check_disjoint(fn, "grad", g, "target", t)
+        with nogil:
+            if tn == cnp.NPY_FLOAT:
+                loss = softmax_xent_probs(<const float*>pz, <const float*>pt, <float*>pg, n, k, ls)
+            else:
+                loss = softmax_xent_probs(<const double*>pz, <const double*>pt, <double*>pg,
+                                          n, k, ls)
+    else:
+        raise ValueError(f"{fn}: target: expected labels (n,) or probabilities (n, k), "
+                         f"got shape {(<object>t).shape}")
+    return loss / <double>n
+
+
+cdef tuple _elementwise_args(str fn, str first, object a, object target, object grad):
+    """Check (a, target, grad) of an element-wise loss: same dtype, same shape, non-empty."""
+    cdef int tn = _float_typenum(fn, first, a)
+    cdef cnp.ndarray x = <cnp.ndarray>a
+    _check_layout(fn, first, x, False)
+    _nonempty(fn, first, x)
+    shape = a.shape
+    cdef cnp.ndarray t = _check(fn, "target", target, tn, first, shape, first, False)
+    cdef cnp.ndarray g = _check(fn, "grad", grad, tn, first, shape, first, True)
+    return x, t, g, tn
+
+
+def sigmoid_binary_cross_entropy(logits, target, grad):
+    """Mean binary cross-entropy of sigmoid(z) against t; grad := (sigmoid(z) - t) / size.
+
+    logits, target, grad of one shape: (n, 1) or (n,) (any shape is accepted; the mean is over
+    all elements, as for multi-label targets). Per element max(z, 0) - z t + log1p(exp(-|z|)),
+    stable for any |z|. Targets are expected in [0, 1] (soft labels allowed).
+    """
+    fn = "sigmoid_binary_cross_entropy"
+    x, t, g, tn = _elementwise_args(fn, "logits", logits, target, grad)
+    cdef Py_ssize_t size = cnp.PyArray_SIZE(<cnp.ndarray>x)
+    cdef void* px = cnp.PyArray_DATA(<cnp.ndarray>x)
+    cdef void* pt = cnp.PyArray_DATA(<cnp.ndarray>t)
+    cdef void* pg = cnp.PyArray_DATA(<cnp.ndarray>g)
+    cdef double acc
+    if tn == cnp.NPY_FLOAT:
+        with nogil:
+            acc = sigmoid_bce(<const float*>px, <const float*>pt, <float*>pg, size)
+    else:
+        with nogil:
+            acc = sigmoid_bce(<const double*>px, <const double*>pt, <double*>pg, size)
+    return acc / <double>size
+
+
+def mse(pred, target, grad):
+    """Mean squared error mean((p - t)^2); grad := 2 (p - t) / size.   any shape, all equal"""
+    fn = "mse"
+    x, t, g, tn = _elementwise_args(fn, "pred", pred, target, grad)
+    cdef Py_ssize_t size = cnp.PyArray_SIZE(<cnp.ndarray>x)
+    cdef void* px = cnp.PyArray_DATA(<cnp.ndarray>x)
+    cdef void* pt = cnp.PyArray_DATA(<cnp.ndarray>t)
+    cdef void* pg = cnp.PyArray_DATA(<cnp.ndarray>g)
+    cdef double acc
+    if tn == cnp.NPY_FLOAT:
+        with nogil:
+            acc = mse_core(<const float*>px, <const float*>pt, <float*>pg, size)
+    else:
+        with nogil:
+            acc = mse_core(<const double*>px, <const double*>pt, <double*>pg, size)
+    return acc / <double>size
+
+
+def mae(pred, target, grad):
+    """Mean absolute error mean(|p - t|); grad := sign(p - t) / size (0 where p == t).   any shape"""
+    fn = "mae"
+    x, t, g, tn = _elementwise_args(fn, "pred", pred, target, grad)
+    cdef Py_ssize_t size = cnp.PyArray_SIZE(<cnp.ndarray>x)
+    cdef void* px = cnp.PyArray_DATA(<cnp.ndarray>x)
+    cdef void* pt = cnp.PyArray_DATA(<cnp.ndarray>t)
+    cdef void* pg = cnp.PyArray_DATA(<cnp.ndarray>g)
+    cdef double acc
+    if tn == cnp.NPY_FLOAT:
+        with nogil:
+            acc = mae_core(<const float*>px, <const float*>pt, <float*>pg, size)
+    else:
+        with nogil:
+            acc = mae_core(<const double*>px, <const double*>pt, <double*>pg, size)
+    return acc / <double>size
+
+
+def huber(pred, target, grad, delta=1.0):
+    """Mean Huber loss, r = p - t: r^2/2 if |r| <= delta else delta (|r| - delta/2);
+    grad := clip(r, -delta, delta) / size.   any shape; delta > 0 (PyTorch's HuberLoss)
+    """
+    fn = "huber"
+    cdef double d = _real(fn, "delta", delta)
+    if not (d > 0.0 and isfinite(d)):
+        raise ValueError(f"{fn}: delta: expected a finite number > 0, got {d}")
+    x, t, g, tn = _elementwise_args(fn, "pred", pred, target, grad)
+    cdef Py_ssize_t size = cnp.PyArray_SIZE(<cnp.ndarray>x)
+    cdef void* px = cnp.PyArray_DATA(<cnp.ndarray>x)
+    cdef void* pt = cnp.PyArray_DATA(<cnp.ndarray>t)
+    cdef void* pg = cnp.PyArray_DATA(<cnp.ndarray>g)
+    cdef double acc
+    if tn == cnp.NPY_FLOAT:
+        with nogil:
+            acc = huber_core(<const float*>px, <const float*>pt, <float*>pg, size, d)
+    else:
+        with nogil:
+            acc = huber_core(<const double*>px, <const double*>pt, <double*>pg, size, d)
+    return acc / <double>size

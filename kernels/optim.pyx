@@ -1,0 +1,501 @@
+"""Optimizer kernels: one in-place pass over a parameter, its gradient and its state.
+
+Arrays are C-contiguous numpy arrays of any shape, float32 or float64 (that of ``p``); ``g`` and
+every state array have the dtype and shape of ``p``; ``p`` and the state arrays are updated in
+place and must not overlap each other or ``g``. The maths follows PyTorch's optimizers
+(torch.optim.SGD, Adam, AdamW, RMSprop, Adagrad), with L1/L2 penalties fused into the gradient:
+
+    g' = g + l1 * sign(p) + l2 * p        (l2 is PyTorch's coupled ``weight_decay``)
+
+    sgd_update(p, g, velocity, lr, momentum=0.0, nesterov=False, l1=0.0, l2=0.0)
+    adam_update(p, g, m, v, lr, beta1, beta2, eps, step, l1=0.0, l2=0.0, weight_decay=0.0)
+    rmsprop_update(p, g, sq, lr, rho=0.9, eps=1e-7, l1=0.0, l2=0.0)
+    adagrad_update(p, g, acc, lr, eps=1e-7, l1=0.0, l2=0.0)
+    clip_grad_norm(grads, max_norm) -> float
+"""
+cimport numpy as cnp
+import numpy as np
+
+from cython cimport floating
+from libc.math cimport sqrt, sqrtf, fabs, isfinite, isinf, isnan, pow
+
+cnp.import_array()
+
+
+# ---------------------------------------------------------------- nogil cores
+
+cdef inline floating _sqrt(floating x) noexcept nogil:
+    if floating is float:
+        return sqrtf(x)
+    else:
+        return sqrt(x)
+
+
+cdef inline floating _penalized(floating g, floating p, floating l1, floating l2) noexcept nogil:
+    # g + l1 sign(p) + l2 p (sign(0) = 0). Written as selects between floats, which the compiler
+    # turns into vector blends; an int sign converted to double kept the float64 loops scalar.
+    cdef floating s = 0
+    if p > 0:
+        s = l1
+    elif p < 0:
+        s = -l1
+    return g + l2 * p + s
+
+
+cdef void sgd_core(floating* p, const floating* g, floating* vel, Py_ssize_t n, double lr,
+                   double momentum, bint nesterov, double l1, double l2) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating gi, vi
+    cdef floating lr_ = <floating>lr, mu = <floating>momentum
+    cdef floating l1_ = <floating>l1, l2_ = <floating>l2
+    cdef bint penalized = l1 != 0.0 or l2 != 0.0
+    # separate loops per variant: each is one simple pass the compiler vectorises
+    if momentum == 0.0:
+        if penalized:
+            for i in range(n):
+                p[i] = p[i] - lr_ * _penalized(g[i], p[i], l1_, l2_)
+        else:
+            for i in range(n):
+                p[i] = p[i] - lr_ * g[i]
+    elif nesterov:
+        for i in range(n):
+            gi = _penalized(g[i], p[i], l1_, l2_) if penalized else g[i]
+            vi = mu * vel[i] + gi
+            vel[i] = vi
+            p[i] = p[i] - lr_ * (gi + mu * vi)
+    else:
+        for i in range(n):
+            gi = _penalized(g[i], p[i], l1_, l2_) if penalized else g[i]
+            vi = mu * vel[i] + gi
+            vel[i] = vi
+            p[i] = p[i] - lr_ * vi
+
+
+cdef void adam_core(floating* p, const floating* g, floating* m, floating* v, Py_ssize_t n,
+                    double step_size, double beta1, double beta2, double inv_sqrt_bc2,
+                    double eps, double l1, double l2, double decay) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating gi, pi, mi, vi
+    cdef floating a = <floating>step_size, b1 = <floating>beta1, b2 = <floating>beta2
+    cdef floating c1 = <floating>(1.0 - beta1), c2 = <floating>(1.0 - beta2)
+    cdef floating s2 = <floating>inv_sqrt_bc2, eps_ = <floating>eps
+    cdef floating l1_ = <floating>l1, l2_ = <floating>l2, dec = <floating>decay
+    if l1 == 0.0 and l2 == 0.0 and decay == 1.0:
+        # the common case: plain Adam, one fused pass (4 loads, 3 stores, 1 sqrt, 1 division)
+        for i in range(n):
+            gi = g[i]
+            mi = b1 * m[i] + c1 * gi
+            vi = b2 * v[i] + c2 * gi * gi
+            m[i] = mi
+            v[i] = vi
+            p[i] = p[i] - a * mi / (_sqrt(vi) * s2 + eps_)
+    else:
+        for i in range(n):
+            pi = p[i]
+            gi = _penalized(g[i], pi, l1_, l2_)
+            mi = b1 * m[i] + c1 * gi
+            vi = b2 * v[i] + c2 * gi * gi
+            m[i] = mi
+            v[i] = vi
+            # AdamW (PyTorch order): decay with the old p, then the Adam step
+            p[i] = dec * pi - a * mi / (_sqrt(vi) * s2 + eps_)
+
+
+cdef void rmsprop_core(floating* p, const floating* g, floating* sq, Py_ssize_t n, double lr,
+                       double rho, double eps, double l1, double l2) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating gi, si
+    cdef floating lr_ = <floating>lr, r = <floating>rho, c = <floating>(1.0 - rho)
+    cdef floating eps_ = <floating>eps, l1_ = <floating>l1, l2_ = <floating>l2
+    cdef bint penalized = l1 != 0.0 or l2 != 0.0
+    for i in range(n):
+        gi = _penalized(g[i], p[i], l1_, l2_) if penalized else g[i]
+        si = r * sq[i] + c * gi * gi
+        sq[i] = si
+        p[i] = p[i] - lr_ * gi / (_sqrt(si) + eps_)
+
+
+cdef void adagrad_core(floating* p, const floating* g, floating* acc, Py_ssize_t n, double lr,
+                       double eps, double l1, double l2) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating gi, ai
+    cdef floating lr_ = <floating>lr, eps_ = <floating>eps
+    cdef floating l1_ = <floating>l1, l2_ = <floating>l2
+    cdef bint penalized = l1 != 0.0 or l2 != 0.0
+    for i in range(n):
+        gi = _penalized(g[i], p[i], l1_, l2_) if penalized else g[i]
+        ai = acc[i] + gi * gi
+        acc[i] = ai
+        p[i] = p[i] - lr_ * gi / (_sqrt(ai) + eps_)
+
+
+cdef double sumsq_core(const floating* x, Py_ssize_t n) noexcept nogil:
+    # four double accumulators: no overflow for float32, and no single long dependency chain
+    cdef Py_ssize_t i, end4 = n - n % 4
+    cdef double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0
+    for i in range(0, end4, 4):
+        a0 += <double>x[i] * <double>x[i]
+        a1 += <double>x[i + 1] * <double>x[i + 1]
+        a2 += <double>x[i + 2] * <double>x[i + 2]
+        a3 += <double>x[i + 3] * <double>x[i + 3]
+    for i in range(end4, n):
+        a0 += <double>x[i] * <double>x[i]
+    return (a0 + a1) + (a2 + a3)
+
+
+cdef double _sumsq_scaled(const floating* x, Py_ssize_t n, double inv_scale) noexcept nogil:
+    # sum (x / scale)^2: the overflow-free fallback when sum x^2 exceeds the double range
+    cdef Py_ssize_t i
+    cdef double acc = 0.0, t
+    for i in range(n):
+        t = <double>x[i] * inv_scale
+        acc += t * t
+    return acc
+
+
+cdef double _maxabs(const floating* x, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef double a, best = 0.0
+    for i in range(n):
+        a = fabs(<double>x[i])
+        if a > best:
+            best = a
+    return best
+
+
+cdef void scale_core(floating* x, Py_ssize_t n, double s) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating s_ = <floating>s
+    for i in range(n):
+        x[i] = x[i] * s_
+
+
+# ---------------------------------------------------------------- argument checks (Python level)
+
+cdef str _typename(int typenum):
+    return "float32" if typenum == cnp.NPY_FLOAT else "float64"
+
+
+cdef int _float_typenum(str fn, str name, object a) except -1:
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{fn}: {name}: expected a numpy.ndarray of float32 or float64, "
+                        f"got {type(a).__name__}")
+    cdef int tn = cnp.PyArray_TYPE(<cnp.ndarray>a)
+    if (tn != cnp.NPY_FLOAT and tn != cnp.NPY_DOUBLE) or not cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>a):
+        raise TypeError(f"{fn}: {name}: expected dtype float32 or float64 (native byte order), "
+                        f"got {(<cnp.ndarray>a).dtype}")
+    return tn
+
+
+cdef int _check_layout(str fn, str name, cnp.ndarray arr, bint out) except -1:
+    if not cnp.PyArray_IS_C_CONTIGUOUS(arr):
+        raise ValueError(f"{fn}: {name}: array must be C-contiguous (got strides "
+                         f"{(<object>arr).strides} for shape {(<object>arr).shape}); "
+                         f"pass np.ascontiguousarray({name})")
+    if not cnp.PyArray_ISALIGNED(arr):
+        raise ValueError(f"{fn}: {name}: array data is not aligned for its dtype; "
+                         f"pass a copy (np.array({name}))")
+    if out and not cnp.PyArray_ISWRITEABLE(arr):
+        raise ValueError(f"{fn}: {name}: array is read-only but is updated in place; "
+                         f"pass a writeable array")
+    return 0
+
+
+cdef cnp.ndarray _like_p(str fn, str name, object a, cnp.ndarray p, int typenum, bint out):
+    """Check that ``a`` is an array with the dtype and shape of ``p``, contiguous (writeable)."""
+    if a is None:
+        raise TypeError(f"{fn}: {name}: expected a numpy.ndarray like p, got None")
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{fn}: {name}: expected a numpy.ndarray of {_typename(typenum)}, "
+                        f"got {type(a).__name__}")
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    if cnp.PyArray_TYPE(arr) != typenum or not cnp.PyArray_ISNOTSWAPPED(arr):
+        raise TypeError(f"{fn}: {name}: expected dtype {_typename(typenum)} (the dtype of p), "
+                        f"got {arr.dtype}")
+    if (<object>arr).shape != (<object>p).shape:
+        raise ValueError(f"{fn}: {name}: expected shape {(<object>p).shape} (the shape of p), "
+                         f"got {(<object>arr).shape}")
+    _check_layout(fn, name, arr, out)
+    return arr
+
+
+cdef bint _overlap(cnp.ndarray a, cnp.ndarray b):
+    # both are C-contiguous: they overlap iff their byte ranges intersect
+    cdef char* a0 = <char*>cnp.PyArray_DATA(a)
+    cdef char* b0 = <char*>cnp.PyArray_DATA(b)
+    cdef Py_ssize_t na = cnp.PyArray_SIZE(a) * cnp.PyArray_ITEMSIZE(a)
+    cdef Py_ssize_t nb = cnp.PyArray_SIZE(b) * cnp.PyArray_ITEMSIZE(b)
+    if na == 0 or nb == 0:
+        return False
+    return a0 < b0 + nb and b0 < a0 + na
+
+
+cdef int _check_disjoint(str fn, list names, list arrays) except -1:
+    cdef Py_ssize_t i, j
+    for i in range(len(arrays)):
+        for j in range(i + 1, len(arrays)):
+            if _overlap(<cnp.ndarray>arrays[i], <cnp.ndarray>arrays[j]):
+                raise ValueError(f"{fn}: {names[i]} and {names[j]} share memory; each must be "
+                                 f"its own array")
+    return 0
+
+
+cdef double _real(str fn, str name, object value) except? -1.0:
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{fn}: {name}: expected a real number, got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{fn}: {name}: expected a real number, got {value!r}") from None
+
+
+cdef double _nonneg(str fn, str name, object value) except? -1.0:
+    """A finite hyperparameter >= 0 (lr, eps, l1, l2, weight_decay)."""
+    cdef double x = _real(fn, name, value)
+    if not (isfinite(x) and x >= 0.0):
+        raise ValueError(f"{fn}: {name}: expected a finite number >= 0, got {x}")
+    return x
+
+
+cdef double _unit(str fn, str name, object value, bint one_ok) except? -1.0:
+    """A hyperparameter in [0, 1) (or [0, 1] when ``one_ok``): momentum, betas, rho."""
+    cdef double x = _real(fn, name, value)
+    if not (x >= 0.0 and (x <= 1.0 if one_ok else x < 1.0)):
+        raise ValueError(f"{fn}: {name}: expected a number in [0, 1{']' if one_ok else ')'}, "
+                         f"got {x}")
+    return x
+
+
+# ---------------------------------------------------------------- def wrappers
+
+def sgd_update(p, g, velocity, lr, momentum=0.0, nesterov=False, l1=0.0, l2=0.0):
+    """SGD in place (torch.optim.SGD, dampening 0). g' = g + l1 sign(p) + l2 p;
+    momentum > 0: v := momentum v + g';  p -= lr (g' + momentum v if nesterov else v);
+    momentum == 0: p -= lr g' (``velocity`` may be None and is not touched).
+    p, g, velocity: same shape and dtype.
+    """
+    fn = "sgd_update"
+    cdef int tn = _float_typenum(fn, "p", p)
+    cdef cnp.ndarray P = <cnp.ndarray>p
+    _check_layout(fn, "p", P, True)
+    cdef cnp.ndarray G = _like_p(fn, "g", g, P, tn, False)
+    cdef double lr_ = _nonneg(fn, "lr", lr)
+    cdef double mu = _unit(fn, "momentum", momentum, True)
+    cdef double l1_ = _nonneg(fn, "l1", l1), l2_ = _nonneg(fn, "l2", l2)
+    cdef bint nest = bool(nesterov)
+    if nest and mu == 0.0:
+        raise ValueError(f"{fn}: nesterov=True requires momentum > 0, got momentum={mu}")
+    cdef cnp.ndarray V = P   # unused when momentum == 0
+    if mu > 0.0:
+        if velocity is None:
+            raise ValueError(f"{fn}: velocity: required when momentum > 0 "
+                             f"(momentum={mu}); pass a zero-initialised array like p")
+        V = _like_p(fn, "velocity", velocity, P, tn, True)
+        _check_disjoint(fn, ["p", "g", "velocity"], [P, G, V])
+    else:
+        _check_disjoint(fn, ["p", "g"], [P, G])
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(P)
+    cdef void* pp = cnp.PyArray_DATA(P)
+    cdef void* pg = cnp.PyArray_DATA(G)
+    cdef void* pv = cnp.PyArray_DATA(V)
+    with nogil:
+        if tn == cnp.NPY_FLOAT:
+            sgd_core(<float*>pp, <const float*>pg, <float*>pv, n, lr_, mu, nest, l1_, l2_)
+        else:
+            sgd_core(<double*>pp, <const double*>pg, <double*>pv, n, lr_, mu, nest, l1_, l2_)
+
+
+def adam_update(p, g, m, v, lr, beta1, beta2, eps, step, l1=0.0, l2=0.0, weight_decay=0.0):
+    """Adam / AdamW in place (torch.optim.Adam / AdamW), t = ``step`` >= 1:
+    g' = g + l1 sign(p) + l2 p;  m := b1 m + (1-b1) g';  v := b2 v + (1-b2) g'^2;
+    p := (1 - lr wd) p - lr mhat / (sqrt(vhat) + eps),  mhat = m/(1-b1^t), vhat = v/(1-b2^t).
+    ``weight_decay`` (wd) > 0 is AdamW's decoupled decay. p, g, m, v: same shape and dtype.
+    """
+    fn = "adam_update"
+    cdef int tn = _float_typenum(fn, "p", p)
+    cdef cnp.ndarray P = <cnp.ndarray>p
+    _check_layout(fn, "p", P, True)
+    cdef cnp.ndarray G = _like_p(fn, "g", g, P, tn, False)
+    cdef cnp.ndarray M = _like_p(fn, "m", m, P, tn, True)
+    cdef cnp.ndarray V = _like_p(fn, "v", v, P, tn, True)
+    _check_disjoint(fn, ["p", "g", "m", "v"], [P, G, M, V])
+    cdef double lr_ = _nonneg(fn, "lr", lr)
+    cdef double b1 = _unit(fn, "beta1", beta1, False), b2 = _unit(fn, "beta2", beta2, False)
+    cdef double eps_ = _nonneg(fn, "eps", eps)
+    cdef double l1_ = _nonneg(fn, "l1", l1), l2_ = _nonneg(fn, "l2", l2)
+    cdef double wd = _nonneg(fn, "weight_decay", weight_decay)
+    if isinstance(step, (bool, np.bool_, float, np.floating)):
+        raise TypeError(f"{fn}: step: expected an integer >= 1, got {step!r}")
+    try:
+        t = int(step)
+    except (TypeError, ValueError):
+        raise TypeError(f"{fn}: step: expected an integer >= 1, got {step!r}") from None
+    if t < 1:
+        raise ValueError(f"{fn}: step: expected an integer >= 1 (the 1-based count of updates), "
+                         f"got {t}")
+    # bias corrections once per call, outside the loop (b^t underflows to 0 harmlessly)
+    cdef double bc1 = 1.0 - pow(b1, <double>t), bc2 = 1.0 - pow(b2, <double>t)
+    cdef double step_size = lr_ / bc1, inv_sqrt_bc2 = 1.0 / sqrt(bc2), decay = 1.0 - lr_ * wd
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(P)
+    cdef void* pp = cnp.PyArray_DATA(P)
+    cdef void* pg = cnp.PyArray_DATA(G)
+    cdef void* pm = cnp.PyArray_DATA(M)
+    cdef void* pv = cnp.PyArray_DATA(V)
+    with nogil:
+        if tn == cnp.NPY_FLOAT:
+            adam_core(<float*>pp, <const float*>pg, <float*>pm, <float*>pv, n, step_size,
+                      b1, b2, inv_sqrt_bc2, eps_, l1_, l2_, decay)
+        else:
+            adam_core(<double*>pp, <const double*>pg, <double*>pm, <double*>pv, n, step_size,
+                      b1, b2, inv_sqrt_bc2, eps_, l1_, l2_, decay)
+
+
+def rmsprop_update(p, g, sq, lr, rho=0.9, eps=1e-7, l1=0.0, l2=0.0):
+    """RMSProp in place (torch.optim.RMSprop, alpha = rho, not centered, no momentum):
+    g' = g + l1 sign(p) + l2 p;  sq := rho sq + (1-rho) g'^2;  p -= lr g' / (sqrt(sq) + eps).
+    p, g, sq: same shape and dtype.
+    """
+    fn = "rmsprop_update"
+    cdef int tn = _float_typenum(fn, "p", p)
+    cdef cnp.ndarray P = <cnp.ndarray>p
+    _check_layout(fn, "p", P, True)
+    cdef cnp.ndarray G = _like_p(fn, "g", g, P, tn, False)
+    cdef cnp.ndarray S = _like_p(fn, "sq", sq, P, tn, True)
+    _check_disjoint(fn, ["p", "g", "sq"], [P, G, S])
+    cdef double lr_ = _nonneg(fn, "lr", lr), rho_ = _unit(fn, "rho", rho, False)
+    cdef double eps_ = _nonneg(fn, "eps", eps)
+    cdef double l1_ = _nonneg(fn, "l1", l1), l2_ = _nonneg(fn, "l2", l2)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(P)
+    cdef void* pp = cnp.PyArray_DATA(P)
+    cdef void* pg = cnp.PyArray_DATA(G)
+    cdef void* ps = cnp.PyArray_DATA(S)
+    with nogil:
+        if tn == cnp.NPY_FLOAT:
+            rmsprop_core(<float*>pp, <const float*>pg, <float*>ps, n, lr_, rho_, eps_, l1_, l2_)
+        else:
+            rmsprop_core(<double*>pp, <const double*>pg, <double*>ps, n, lr_, rho_, eps_, l1_, l2_)
+
+
+def adagrad_update(p, g, acc, lr, eps=1e-7, l1=0.0, l2=0.0):
+    """AdaGrad in place (torch.optim.Adagrad, no lr decay; the caller fills ``acc`` with the
+    initial accumulator value): g' = g + l1 sign(p) + l2 p;  acc += g'^2;
+    p -= lr g' / (sqrt(acc) + eps).   p, g, acc: same shape and dtype.
+    """
+    fn = "adagrad_update"
+    cdef int tn = _float_typenum(fn, "p", p)
+    cdef cnp.ndarray P = <cnp.ndarray>p
+    _check_layout(fn, "p", P, True)
+    cdef cnp.ndarray G = _like_p(fn, "g", g, P, tn, False)
+    cdef cnp.ndarray A = _like_p(fn, "acc", acc, P, tn, True)
+    _check_disjoint(fn, ["p", "g", "acc"], [P, G, A])
+    cdef double lr_ = _nonneg(fn, "lr", lr), eps_ = _nonneg(fn, "eps", eps)
+    cdef double l1_ = _nonneg(fn, "l1", l1), l2_ = _nonneg(fn, "l2", l2)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(P)
+    cdef void* pp = cnp.PyArray_DATA(P)
+    cdef void* pg = cnp.PyArray_DATA(G)
+    cdef void* pa = cnp.PyArray_DATA(A)
+    with nogil:
+        if tn == cnp.NPY_FLOAT:
+            adagrad_core(<float*>pp, <const float*>pg, <float*>pa, n, lr_, eps_, l1_, l2_)
+        else:
+            adagrad_core(<double*>pp, <const double*>pg, <double*>pa, n, lr_, eps_, l1_, l2_)
+
+
+def clip_grad_norm(grads, max_norm):
+    """Global-norm clipping in place (torch.nn.utils.clip_grad_norm_): N = sqrt(sum_i |g_i|^2)
+    over every array of ``grads`` (a list/tuple of arrays, or one array); when N > max_norm every
+    array is scaled by max_norm / (N + 1e-6). Returns N (before clipping) as a float.
+    A non-finite N (inf/NaN gradients) is returned as is and nothing is scaled, so the caller
+    can detect and report it. ``max_norm`` > 0 (inf disables clipping).
+    """
+    fn = "clip_grad_norm"
+    cdef double limit = _real(fn, "max_norm", max_norm)
+    if not (limit > 0.0):
+        raise ValueError(f"{fn}: max_norm: expected a number > 0, got {limit}")
+    if isinstance(grads, np.ndarray):
+        grads = [grads]
+    elif not isinstance(grads, (list, tuple)):
+        raise TypeError(f"{fn}: grads: expected a list or tuple of numpy arrays, "
+                        f"got {type(grads).__name__}")
+    cdef list arrays = []
+    cdef list names = []
+    cdef Py_ssize_t i
+    cdef int tn
+    cdef cnp.ndarray a
+    for i in range(len(grads)):
+        name = f"grads[{i}]"
+        tn = _float_typenum(fn, name, grads[i])
+        a = <cnp.ndarray>grads[i]
+        _check_layout(fn, name, a, True)
+        arrays.append(a)
+        names.append(name)
+    _check_disjoint(fn, names, arrays)
+
+    cdef double total = 0.0, top = 0.0, s, coef
+    for a in arrays:
+        total += _sumsq(a)
+    if isinf(total):
+        # sum of squares overflowed the double range (float64 gradients beyond ~1e154):
+        # redo it scaled by the largest magnitude, if that one is finite
+        for a in arrays:
+            top = max(top, _amax(a))
+        if isfinite(top):
+            total = 0.0
+            for a in arrays:
+                total += _sumsq_by(a, 1.0 / top)
+            total = top * sqrt(total)
+        else:
+            total = top
+    else:
+        total = sqrt(total)
+    if isfinite(total) and total > limit:
+        coef = limit / (total + 1e-6)
+        for a in arrays:
+            _scale(a, coef)
+    return total
+
+
+cdef double _sumsq(cnp.ndarray a):
+    cdef double s
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(a)
+    cdef void* d = cnp.PyArray_DATA(a)
+    with nogil:
+        if cnp.PyArray_TYPE(a) == cnp.NPY_FLOAT:
+            s = sumsq_core(<const float*>d, n)
+        else:
+            s = sumsq_core(<const double*>d, n)
+    return s
+
+
+cdef double _sumsq_by(cnp.ndarray a, double inv_scale):
+    cdef double s
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(a)
+    cdef void* d = cnp.PyArray_DATA(a)
+    with nogil:
+        if cnp.PyArray_TYPE(a) == cnp.NPY_FLOAT:
+            s = _sumsq_scaled(<const float*>d, n, inv_scale)
+        else:
+            s = _sumsq_scaled(<const double*>d, n, inv_scale)
+    return s
+
+
+cdef double _amax(cnp.ndarray a):
+    cdef double s
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(a)
+    cdef void* d = cnp.PyArray_DATA(a)
+    with nogil:
+        if cnp.PyArray_TYPE(a) == cnp.NPY_FLOAT:
+            s = _maxabs(<const float*>d, n)
+        else:
+            s = _maxabs(<const double*>d, n)
+    return s
+
+
+cdef void _scale(cnp.ndarray a, double coef):
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(a)
+    cdef void* d = cnp.PyArray_DATA(a)
+    with nogil:
+        if cnp.PyArray_TYPE(a) == cnp.NPY_FLOAT:
+            scale_core(<float*>d, n, coef)
+        else:
+            scale_core(<double*>d, n, coef)
