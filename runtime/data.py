@@ -1,0 +1,1035 @@
+"""Data loading for dlrun: files named in a model's ``data`` block, arrays given to the API.
+
+Formats, chosen by extension:
+
+``.npz``   arrays ``x`` and ``y`` (or the names given by ``Source.x_key`` / ``Source.y_key``),
+           read with ``allow_pickle=False``.
+``.npy``   inputs only; labels come from the ``labels=`` file.
+``.csv``   a header row of column names; the label column is named by the data block's
+           ``label``; every other column is a numeric feature. String labels become classes
+           (sorted names kept as ``Splits.class_names``); numeric labels of a classifier must
+           be integers in ``[0, classes)``.
+IDX        MNIST's format (``*-idx3-ubyte`` images, ``*-idx1-ubyte`` labels, optionally
+           ``.gz``); images stay uint8.
+
+Everything is checked before training starts: missing, empty, unreadable or damaged files,
+ragged CSV rows, non-numeric cells, NaN/Inf, the feature count against the model's ``input``,
+labels against the output's classes, and input/label lengths. Each problem is one
+``DataError`` whose message names the file and, where it applies, the line and column (CSV) or
+the array index.
+
+Inputs are kept in their stored dtype (uint8 images stay uint8); ``Preprocessor.apply``
+converts one batch at a time into the caller's float buffer.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from dlrun.dsl import ir
+from dlrun.errors import DataError, UsageError, WeightsError
+from dlrun.runtime.idx import is_idx_name, read_idx
+
+TASKS = ("classification", "binary", "regression")
+
+# loss name -> task; the loss decides how labels are encoded
+_LOSS_TASK = {
+    "cross_entropy": "classification",
+    "binary_cross_entropy": "binary",
+    "mse": "regression",
+    "mae": "regression",
+    "huber": "regression",
+}
+
+PREPROCESS_KINDS = ("scale", "standardize", "minmax")
+
+# rows per chunk when a pass over a whole data set is needed: about this many float64 bytes
+_CHUNK_BYTES = 8 << 20
+
+
+def task_for_loss(loss_name: str) -> str:
+    """The learning task a loss implies: ``'classification'``, ``'binary'`` or ``'regression'``.
+
+    >>> task_for_loss("cross_entropy"), task_for_loss("huber")
+    ('classification', 'regression')
+    """
+    try:
+        return _LOSS_TASK[loss_name]
+    except KeyError:
+        raise UsageError(f"unknown loss {loss_name!r} (known: {', '.join(_LOSS_TASK)})") from None
+
+
+@dataclass
+class Dataset:
+    """Inputs and labels of one split.
+
+    ``x``: ``(n, *input_shape)``, uint8 kept as uint8, other inputs float32 or float64.
+    ``y``: classification: int64 class indices ``(n,)``; binary: float64 ``(n, 1)`` in [0, 1];
+    regression: float64 ``(n, outputs)``; None when there are no labels.
+    ``source``: where the data came from (a path, for messages).
+    """
+
+    x: np.ndarray
+    y: np.ndarray | None
+    source: str
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+
+@dataclass
+class Splits:
+    """The training, validation and test splits of a model's data, ready for training.
+
+    ``class_names``: sorted class names when the labels were strings, else None.
+    ``preprocessor``: fitted on ``train`` only.
+    """
+
+    train: Dataset
+    validation: Dataset | None
+    test: Dataset | None
+    class_names: list[str] | None
+    preprocessor: "Preprocessor"
+
+
+# --------------------------------------------------------------------------------------------
+# small helpers
+
+
+def _shape_text(shape: Sequence[int]) -> str:
+    return "x".join(str(int(d)) for d in shape)
+
+
+def _features(shape: Sequence[int]) -> int:
+    return int(np.prod(shape, dtype=np.int64)) if len(shape) else 1
+
+
+def resolve_path(path, base_dir=None) -> Path:
+    """``path`` with ``~`` expanded; a relative path is taken relative to ``base_dir``."""
+    p = Path(os.path.expanduser(str(path)))
+    if not p.is_absolute() and base_dir is not None:
+        p = Path(base_dir) / p
+    return p
+
+
+def _check_file(p: Path, role: str | None = None) -> str:
+    """Fail with a DataError unless ``p`` is a readable, non-empty file; returns its display name."""
+    shown = str(p)
+    what = f" ({role} data)" if role else ""
+    if not p.exists():
+        raise DataError(f"{shown}: data file not found{what}")
+    if p.is_dir():
+        raise DataError(f"{shown}: is a directory, expected a data file{what}")
+    try:
+        size = p.stat().st_size
+        with open(p, "rb"):
+            pass
+    except PermissionError:
+        raise DataError(f"{shown}: cannot read data file{what}: permission denied") from None
+    except OSError as err:
+        raise DataError(f"{shown}: cannot read data file{what}: {err.strerror or err}") from None
+    if size == 0:
+        raise DataError(f"{shown}: data file is empty{what}")
+    return shown
+
+
+def _format_of(p: Path) -> str:
+    name = p.name.lower()
+    if name.endswith(".npz"):
+        return "npz"
+    if name.endswith(".npy"):
+        return "npy"
+    if name.endswith(".csv"):
+        return "csv"
+    if is_idx_name(name):
+        return "idx"
+    raise DataError(
+        f"{p}: unknown data format (expected .npz, .npy, .csv, or IDX files named "
+        f"*-idx3-ubyte / *-idx1-ubyte, optionally .gz)"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# readers
+
+
+def _load_npz(p: Path, shown: str) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file, loaded without pickle."""
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except ValueError as err:
+        if "allow_pickle" in str(err) or "Object arrays" in str(err):
+            raise DataError(
+                f"{shown}: holds a pickled object array, which dlrun refuses to load "
+                f"(save plain numeric or string arrays)"
+            ) from None
+        raise DataError(f"{shown}: cannot read as .npz: {err}") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError) as err:
+        raise DataError(f"{shown}: damaged or truncated .npz file ({err})") from None
+    except MemoryError:
+        raise DataError(f"{shown}: not enough memory to load this file") from None
+    except OSError as err:
+        raise DataError(f"{shown}: cannot read as .npz: {err}") from None
+
+
+def _load_npy(p: Path, shown: str) -> np.ndarray:
+    try:
+        arr = np.load(p, allow_pickle=False)
+    except ValueError as err:
+        if "allow_pickle" in str(err) or "Object arrays" in str(err):
+            raise DataError(
+                f"{shown}: holds a pickled object array, which dlrun refuses to load "
+                f"(save plain numeric or string arrays)"
+            ) from None
+        raise DataError(f"{shown}: cannot read as .npy: {err}") from None
+    except (EOFError, MemoryError) as err:
+        raise DataError(f"{shown}: damaged or truncated .npy file ({type(err).__name__})") from None
+    except OSError as err:
+        raise DataError(f"{shown}: cannot read as .npy: {err}") from None
+    if not isinstance(arr, np.ndarray):
+        raise DataError(f"{shown}: expected one array in a .npy file")
+    return arr
+
+
+@dataclass
+class _Csv:
+    header: list[str]
+    cells: np.ndarray  # str (rows, columns), whitespace stripped
+    lines: np.ndarray  # file line number of each row
+    shown: str
+
+    def where(self, row: int, col: int) -> str:
+        return f"line {int(self.lines[row])}, column {col + 1} '{self.header[col]}'"
+
+    def column(self, name: str, what: str) -> int:
+        if name not in self.header:
+            hint = ""
+            if all(_is_number(h) for h in self.header):
+                hint = " (the first line must be a header of column names)"
+            raise DataError(
+                f"{self.shown}: no {what} column named '{name}'{hint}; columns: {', '.join(self.header)}"
+            )
+        return self.header.index(name)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _read_csv(p: Path, shown: str) -> _Csv:
+    """Header and cells of a CSV file; blank lines skipped; ragged rows rejected."""
+    header: list[str] | None = None
+    header_line = 0
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    reader = None
+    try:
+        with open(p, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            for row in reader:
+                if not row or all(not c.strip() for c in row):
+                    continue
+                if any("\x00" in c for c in row):
+                    raise DataError(f"{shown}: line {reader.line_num}: contains a NUL byte; expected CSV text")
+                if header is None:
+                    header = [c.strip() for c in row]
+                    header_line = reader.line_num
+                    continue
+                if len(row) != len(header):
+                    raise DataError(
+                        f"{shown}: line {reader.line_num}: {len(row)} cells, but the header "
+                        f"(line {header_line}) has {len(header)} columns"
+                    )
+                rows.append(row)
+                lines.append(reader.line_num)
+    except UnicodeDecodeError:
+        raise DataError(f"{shown}: not UTF-8 text; expected a CSV file with a header row") from None
+    except csv.Error as err:
+        line = reader.line_num if reader is not None else 1
+        raise DataError(f"{shown}: line {line}: malformed CSV ({err})") from None
+    except OSError as err:
+        raise DataError(f"{shown}: cannot read: {err.strerror or err}") from None
+    if header is None:
+        raise DataError(f"{shown}: data file is empty (expected a header row and data rows)")
+    for j, name in enumerate(header):
+        if not name:
+            raise DataError(f"{shown}: line {header_line}: column {j + 1} of the header has no name")
+        if header.index(name) != j:
+            raise DataError(
+                f"{shown}: line {header_line}: column name '{name}' appears twice "
+                f"(columns {header.index(name) + 1} and {j + 1})"
+            )
+    if not rows:
+        raise DataError(f"{shown}: has a header but no data rows")
+    cells = np.char.strip(np.array(rows, dtype=str))
+    return _Csv(header, cells, np.asarray(lines, dtype=np.int64), shown)
+
+
+def _first_unconvertible(col: np.ndarray) -> int:
+    """Index of the first cell of a 1-D str array that does not convert to float64."""
+    step = 4096
+    for start in range(0, col.shape[0], step):
+        piece = col[start : start + step]
+        try:
+            piece.astype(np.float64)
+        except ValueError:
+            for i, cell in enumerate(piece):
+                try:
+                    np.array(cell).astype(np.float64)
+                except ValueError:
+                    return start + i
+    return -1
+
+
+def _csv_numbers(table: _Csv, cols: Sequence[int]) -> np.ndarray:
+    """The given columns as float64 ``(rows, len(cols))``; DataError at the first non-number."""
+    block = table.cells[:, list(cols)]
+    try:
+        return block.astype(np.float64)
+    except ValueError:
+        pass
+    first = None
+    for k in range(block.shape[1]):
+        i = _first_unconvertible(block[:, k])
+        if i >= 0 and (first is None or (i, k) < first):
+            first = (i, k)
+    assert first is not None
+    i, k = first
+    value = block[i, k]
+    got = "an empty cell" if value == "" else f"'{value}'"
+    raise DataError(f"{table.shown}: {table.where(i, cols[k])}: expected a number, got {got}")
+
+
+def _str_to_float(values: np.ndarray) -> np.ndarray | None:
+    try:
+        return values.astype(np.float64)
+    except ValueError:
+        return None
+
+
+# --------------------------------------------------------------------------------------------
+# one source -> raw arrays
+
+
+@dataclass
+class _Raw:
+    """What one source file yields before it is checked against the model."""
+
+    x: np.ndarray
+    y: np.ndarray | None  # numbers, or str (class names / CSV cells to be interpreted)
+    source: str  # file of x (messages)
+    y_source: str  # file of y (messages)
+    x_where: Callable[[int, int], str]  # location of feature j of sample i
+    y_where: Callable[[int], str]  # location of the label of sample i
+
+
+def _array_where(name: str) -> Callable[[int, int], str]:
+    return lambda i, j: f"array '{name}', sample {i}, feature {j}"
+
+
+def _read_labels_file(p: Path, shown: str, label: str | None):
+    """Labels from a separate file: (array, where)."""
+    fmt = _format_of(p)
+    if fmt == "npy":
+        return _load_npy(p, shown), (lambda i: f"sample {i}")
+    if fmt == "idx":
+        return read_idx(p, shown), (lambda i: f"sample {i}")
+    if fmt == "npz":
+        arrays = _load_npz(p, shown)
+        key = "y" if "y" in arrays else (next(iter(arrays)) if len(arrays) == 1 else None)
+        if key is None:
+            raise DataError(
+                f"{shown}: no array 'y' in this labels file (arrays: {', '.join(arrays) or 'none'})"
+            )
+        return arrays[key], (lambda i, k=key: f"array '{k}', sample {i}")
+    table = _read_csv(p, shown)
+    j = 0 if len(table.header) == 1 else table.column(label or "", "label")
+    return table.cells[:, j], (lambda i: table.where(i, j))
+
+
+def _read_source(src: ir.Source, base_dir, label: str | None, role: str, need_y: bool = True) -> _Raw:
+    p = resolve_path(src.path, base_dir)
+    shown = _check_file(p, role)
+    fmt = _format_of(p)
+    y = None
+    y_where: Callable[[int], str] = lambda i: f"sample {i}"
+    y_source = shown
+    if fmt == "csv":
+        if src.labels is not None:
+            raise DataError(
+                f"{shown}: labels= is for .npy, .npz and IDX inputs; a CSV file names its label "
+                f"column with `label NAME` in the data block"
+            )
+        table = _read_csv(p, shown)
+        if label is None:
+            if need_y:
+                raise DataError(
+                    f"{shown}: which column holds the labels? add `label NAME` to the data block "
+                    f"(columns: {', '.join(table.header)})"
+                )
+            cols = list(range(len(table.header)))
+        else:
+            j = table.column(label, "label")
+            cols = [k for k in range(len(table.header)) if k != j]
+            y = table.cells[:, j]
+            y_where = lambda i: table.where(i, j)
+        if not cols:
+            raise DataError(f"{shown}: no feature columns besides the label column '{label}'")
+        x = _csv_numbers(table, cols)
+        x_where = lambda i, k: table.where(i, cols[k])
+        return _Raw(x, y, shown, shown, x_where, y_where)
+
+    if fmt == "npz":
+        arrays = _load_npz(p, shown)
+        if src.x_key not in arrays:
+            raise DataError(
+                f"{shown}: no array '{src.x_key}' (arrays in the file: {', '.join(arrays) or 'none'})"
+            )
+        x = arrays[src.x_key]
+        x_where = _array_where(src.x_key)
+        if src.labels is None:
+            if src.y_key in arrays:
+                y = arrays[src.y_key]
+                y_where = lambda i: f"array '{src.y_key}', sample {i}"
+            elif need_y:
+                raise DataError(
+                    f"{shown}: no label array '{src.y_key}' (arrays in the file: {', '.join(arrays)}); "
+                    f"name it with y_key or give labels=\"FILE\""
+                )
+    elif fmt == "npy":
+        x = _load_npy(p, shown)
+        x_where = _array_where("x")
+    else:  # idx
+        x = read_idx(p, shown)
+        x_where = lambda i, j: f"image {i}, value {j}"
+
+    if src.labels is not None:
+        lp = resolve_path(src.labels, base_dir)
+        y_source = _check_file(lp, f"{role} labels")
+        y, y_where = _read_labels_file(lp, y_source, label)
+    elif y is None and need_y:
+        kind = "IDX images" if fmt == "idx" else ".npy inputs"
+        raise DataError(f'{shown}: {kind} need a labels file: write {role} "{src.path}" labels="FILE"')
+    return _Raw(x, y, shown, y_source, x_where, y_where)
+
+
+# --------------------------------------------------------------------------------------------
+# checks against the model
+
+
+def _prepare_x(x: np.ndarray, input_shape: tuple, shown: str, where: Callable[[int, int], str]) -> np.ndarray:
+    """Check ``x`` against the model's input; returns it shaped ``(n, *input_shape)``.
+
+    uint8, float32 and float64 are kept; other numeric types become float64 (float16 float32).
+    """
+    x = np.asarray(x)
+    input_shape = tuple(int(d) for d in input_shape)
+    if x.dtype.kind not in "biuf":
+        raise DataError(f"{shown}: inputs have dtype {x.dtype}; expected numbers")
+    if x.ndim == 0:
+        raise DataError(f"{shown}: inputs are a single number; expected an array of samples")
+    n = int(x.shape[0])
+    if n == 0:
+        raise DataError(f"{shown}: no samples (the input array has 0 rows)")
+    got, want = _features(x.shape[1:]), _features(input_shape)
+    if got != want:
+        raise DataError(
+            f"{shown}: {got} features per sample (shape {_shape_text(x.shape[1:]) or 'scalar'}), "
+            f"but the model's input is {_shape_text(input_shape)} ({want} features)"
+        )
+    if x.shape[1:] != input_shape:
+        x = x.reshape((n,) + input_shape)
+    if x.dtype == np.uint8 or x.dtype == np.float32 or x.dtype == np.float64:
+        pass
+    elif x.dtype == np.float16:
+        x = x.astype(np.float32)
+    else:
+        x = x.astype(np.float64)
+    if x.dtype.kind == "f":
+        bad = _first_nonfinite(x.reshape(n, -1))
+        if bad is not None:
+            i, j, v = bad
+            raise DataError(f"{shown}: {where(i, j)}: non-finite value {v} (expected finite numbers)")
+    return x
+
+
+def _first_nonfinite(x2: np.ndarray):
+    """(row, column, value) of the first NaN/Inf in a 2-D float array, or None (chunked)."""
+    step = max(1, _CHUNK_BYTES // max(1, x2.shape[1] * 8))
+    for s in range(0, x2.shape[0], step):
+        ok = np.isfinite(x2[s : s + step])
+        if not ok.all():
+            r, c = np.argwhere(~ok)[0]
+            return s + int(r), int(c), x2[s + int(r), int(c)]
+    return None
+
+
+def _is_text(y) -> bool:
+    return y is not None and y.dtype.kind in "US"
+
+
+def _as_text(y: np.ndarray) -> np.ndarray:
+    return np.char.strip(y.astype(str)) if y.dtype.kind == "S" else np.char.strip(y)
+
+
+def _encode_y(y: np.ndarray, *, task: str, n_outputs: int, class_names: list[str] | None,
+              shown: str, where: Callable[[int], str]) -> np.ndarray:
+    """Labels in the encoding the task's loss wants (see ``Dataset``)."""
+    if y.ndim == 0:
+        raise DataError(f"{shown}: labels are a single value; expected one per sample")
+    n = y.shape[0]
+    if _is_text(y):
+        y = _as_text(y)
+        if task == "regression" or class_names is None:
+            numbers = _str_to_float(y.reshape(n, -1))
+            if numbers is None:
+                flat = y.reshape(n, -1)
+                i = next(i for i in range(n) if _str_to_float(flat[i]) is None)
+                value = flat[i][[_str_to_float(c) is None for c in flat[i]].index(True)]
+                got = "an empty cell" if value == "" else f"'{value}'"
+                expected = "a number" if task == "regression" else "a number or class name"
+                raise DataError(f"{shown}: {where(i)}: expected {expected}, got {got}")
+            y = numbers.reshape(y.shape)
+        else:
+            if y.ndim != 1:
+                raise DataError(f"{shown}: class-name labels must be one per sample, got shape {y.shape}")
+            index = {name: k for k, name in enumerate(class_names)}
+            codes = np.empty(n, dtype=np.int64)
+            for i, name in enumerate(y.tolist()):
+                k = index.get(name)
+                if k is None:
+                    raise DataError(
+                        f"{shown}: {where(i)}: unknown class '{name}' (classes: {', '.join(class_names)})"
+                    )
+                codes[i] = k
+            if task == "binary":
+                return codes.astype(np.float64).reshape(n, 1)
+            return codes
+    if y.dtype.kind not in "biuf":
+        raise DataError(f"{shown}: labels have dtype {y.dtype}; expected numbers or class names")
+
+    if task == "classification":
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        elif y.ndim == 2 and y.shape[1] == n_outputs and n_outputs > 1:
+            # one-hot rows -> class indices
+            yf = y.astype(np.float64)
+            onehot = np.isin(yf, (0.0, 1.0)).all(axis=1) & (yf.sum(axis=1) == 1.0)
+            if not onehot.all():
+                i = int(np.argmin(onehot))
+                raise DataError(
+                    f"{shown}: {where(i)}: a label row of {n_outputs} values must be one-hot "
+                    f"(one 1, the rest 0); got {y[i].tolist()}"
+                )
+            return np.argmax(yf, axis=1).astype(np.int64)
+        if y.ndim != 1:
+            raise DataError(
+                f"{shown}: labels of shape {_shape_text(y.shape)}; a classifier with {n_outputs} classes "
+                f"expects one class index per sample ({n}) or one-hot rows ({n}x{n_outputs})"
+            )
+        if y.dtype.kind == "f":
+            ok = np.isfinite(y) & (y == np.round(y))
+            if not ok.all():
+                i = int(np.argmin(ok))
+                raise DataError(f"{shown}: {where(i)}: label {y[i]} is not an integer class index")
+        ok = (y >= 0) & (y < n_outputs)
+        if not ok.all():
+            i = int(np.argmin(ok))
+            v = y[i].item()
+            v = int(v) if float(v).is_integer() else v
+            raise DataError(
+                f"{shown}: {where(i)}: label {v} is outside the model's {n_outputs} classes "
+                f"(expected an integer in 0..{n_outputs - 1})"
+            )
+        return y.astype(np.int64)
+
+    if task == "binary":
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if y.ndim != 1:
+            raise DataError(
+                f"{shown}: labels of shape {_shape_text(y.shape)}; a binary classifier expects one "
+                f"label per sample, 0 or 1"
+            )
+        yf = y.astype(np.float64)
+        ok = np.isfinite(yf) & (yf >= 0.0) & (yf <= 1.0)
+        if not ok.all():
+            i = int(np.argmin(ok))
+            raise DataError(f"{shown}: {where(i)}: label {y[i].item()} is outside [0, 1] (binary labels)")
+        return yf.reshape(n, 1)
+
+    # regression
+    yf = y.astype(np.float64)
+    if yf.ndim == 1:
+        yf = yf.reshape(n, 1)
+    if yf.ndim != 2 or yf.shape[1] != n_outputs:
+        raise DataError(
+            f"{shown}: targets of shape {_shape_text(y.shape)}, but the model has {n_outputs} "
+            f"output{'s' if n_outputs != 1 else ''} (expected {n}x{n_outputs})"
+        )
+    bad = _first_nonfinite(yf)
+    if bad is not None:
+        raise DataError(f"{shown}: {where(bad[0])}: non-finite target {bad[2]} (expected finite numbers)")
+    return yf
+
+
+def _class_names(raws: Iterable[_Raw], task: str) -> list[str] | None:
+    """Sorted class names when any split's labels are names (not all numbers), else None."""
+    if task == "regression":
+        return None
+    raws = [r for r in raws if r.y is not None]
+    texts = [r for r in raws if _is_text(r.y)]
+    named = [r for r in texts if _str_to_float(_as_text(r.y)) is None]
+    if not named:
+        return None
+    for r in raws:
+        if not _is_text(r.y):
+            raise DataError(
+                f"{r.y_source}: labels are numbers here but class names in {named[0].y_source}; "
+                f"use one kind of label in every split"
+            )
+    names = sorted(set().union(*(set(_as_text(r.y).ravel().tolist()) for r in raws)))
+    return names
+
+
+def _check_class_count(names: list[str], task: str, n_outputs: int, shown: str) -> None:
+    want = 2 if task == "binary" else n_outputs
+    if len(names) != want:
+        listed = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+        unit = "a binary output (2 classes)" if task == "binary" else f"{n_outputs} output classes"
+        raise DataError(
+            f"{shown}: the labels name {len(names)} classes ({listed}), but the model has {unit}"
+        )
+
+
+def _dataset(raw: _Raw, *, input_shape, n_outputs, task, class_names) -> Dataset:
+    x = _prepare_x(raw.x, input_shape, raw.source, raw.x_where)
+    y = None
+    if raw.y is not None:
+        y = np.asarray(raw.y)
+        if y.ndim == 0 or y.shape[0] != x.shape[0]:
+            ny = 1 if y.ndim == 0 else y.shape[0]
+            files = raw.source if raw.y_source == raw.source else f"{raw.source} / {raw.y_source}"
+            raise DataError(f"{files}: {x.shape[0]} samples but {ny} labels")
+        y = _encode_y(y, task=task, n_outputs=n_outputs, class_names=class_names,
+                      shown=raw.y_source, where=raw.y_where)
+    source = raw.source if raw.y_source == raw.source else f"{raw.source} + {raw.y_source}"
+    return Dataset(x, y, source)
+
+
+def class_names_of(y) -> list[str] | None:
+    """Sorted distinct names when ``y`` holds strings that are not all numbers, else None.
+
+    For labels given through the API: ``make_dataset(..., class_names=class_names_of(y))``.
+
+    >>> class_names_of(["b", "a", "b"]), class_names_of([0, 1])
+    (['a', 'b'], None)
+    """
+    y = np.asarray(y)
+    if not _is_text(y):
+        return None
+    text = _as_text(y)
+    if _str_to_float(text) is not None:
+        return None
+    return sorted(set(text.ravel().tolist()))
+
+
+def make_dataset(x, y=None, *, input_shape, n_outputs: int, task: str, class_names=None,
+                 source: str = "<array>") -> Dataset:
+    """Check arrays given through the Python API the way files are checked.
+
+    ``y`` may hold class names when ``class_names`` is given (they are mapped to indices).
+
+    >>> ds = make_dataset(np.zeros((3, 2)), [0, 1, 1], input_shape=(2,), n_outputs=2,
+    ...                   task="classification")
+    >>> ds.x.shape, ds.y.dtype.name
+    ((3, 2), 'int64')
+    """
+    if task not in TASKS:
+        raise UsageError(f"unknown task {task!r} (expected one of {', '.join(TASKS)})")
+    try:
+        xa = np.asarray(x)
+    except (ValueError, TypeError) as err:
+        raise DataError(f"{source}: inputs are not a rectangular numeric array ({err})") from None
+    ya = None
+    if y is not None:
+        try:
+            ya = np.asarray(y)
+        except (ValueError, TypeError) as err:
+            raise DataError(f"{source}: labels are not a rectangular array ({err})") from None
+        if ya.dtype.kind == "O":
+            raise DataError(f"{source}: labels must be numbers or strings, got Python objects")
+    names = list(class_names) if class_names is not None else None
+    if names is not None and task != "regression":
+        _check_class_count(names, task, n_outputs, source)
+    elif _is_text(ya) and task != "regression" and class_names_of(ya) is not None:
+        raise DataError(f"{source}: labels are class names; pass class_names (sorted names of the classes)")
+    raw = _Raw(xa, ya, source, source, lambda i, j: f"x[{i}], feature {j}", lambda i: f"y[{i}]")
+    return _dataset(raw, input_shape=input_shape, n_outputs=n_outputs, task=task, class_names=names)
+
+
+# --------------------------------------------------------------------------------------------
+# splitting
+
+
+def _split_positions(n: int, fractions: Mapping[str, float], strata: np.ndarray | None, seed: int):
+    """Sorted row indices for each held-out split and for what stays in training.
+
+    Rows are ordered by a permutation drawn from ``seed``; with ``strata`` (class codes) the
+    fraction is taken within every class, so each split keeps the class proportions.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed) & 0xFFFFFFFFFFFFFFFF, 0x5D17]))
+    perm = rng.permutation(n)
+    if strata is None:
+        q = (np.arange(n) + 0.5) / n
+    else:
+        _, codes = np.unique(strata[perm], return_inverse=True)
+        codes = codes.ravel()
+        counts = np.bincount(codes)
+        order = np.argsort(codes, kind="stable")
+        starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+        rank = np.empty(n, dtype=np.int64)
+        rank[order] = np.arange(n) - starts[codes[order]]
+        q = (rank + 0.5) / counts[codes]
+    # Held-out splits take the rows of lowest within-class quantile, in turn: exact totals
+    # (round(f * n) rows each), class proportions kept to within one row per class.
+    order = perm[np.lexsort((np.arange(n), q))]
+    out = {}
+    start = 0
+    for role, f in fractions.items():
+        k = int(np.floor(f * n + 0.5))
+        out[role] = np.sort(order[start : start + k])
+        start += k
+    out["train"] = np.sort(order[start:])
+    return out
+
+
+def _compact_rows(x: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """``x[keep]`` for sorted ``keep``, built in place in ``x``'s own memory (no second copy).
+
+    Row ``keep[k] >= k`` moves down to ``k``; a chunk's sources are gathered before its
+    destinations are written, and earlier chunks only wrote below ``k``.
+    """
+    step = max(1, _CHUNK_BYTES // max(1, x[0].nbytes))
+    n = keep.shape[0]
+    for s in range(0, n, step):
+        e = min(s + step, n)
+        x[s:e] = x[keep[s:e]]
+    return x[:n]
+
+
+def _split_off(ds: Dataset, fractions: Mapping[str, float], task: str, seed: int) -> dict[str, Dataset]:
+    n = len(ds)
+    strata = None
+    if ds.y is not None and task in ("classification", "binary"):
+        strata = ds.y.reshape(n, -1)[:, 0]
+    pos = _split_positions(n, fractions, strata, seed)
+    out = {}
+    for role in fractions:
+        idx = pos[role]
+        if idx.shape[0] == 0:
+            raise DataError(
+                f"{ds.source}: {role} fraction {fractions[role]:g} of {n} samples leaves no {role} samples"
+            )
+        out[role] = Dataset(ds.x[idx], None if ds.y is None else ds.y[idx], f"{ds.source} ({role} split)")
+    keep = pos["train"]
+    if keep.shape[0] == 0:
+        raise DataError(f"{ds.source}: no training samples left after the held-out fractions")
+    x = ds.x
+    if x.flags.writeable and x.flags.c_contiguous:
+        x = _compact_rows(x, keep)
+    else:
+        x = x[keep]
+    out["train"] = Dataset(x, None if ds.y is None else ds.y[keep], ds.source)
+    return out
+
+
+def load_splits(data: ir.Data | None, *, base_dir, input_shape: tuple, n_outputs: int, task: str,
+                seed: int) -> Splits:
+    """Load train/validation/test as the data block says, check them, fit the preprocessing.
+
+    Fractions are split off the training file with a permutation from ``seed``, stratified by
+    class for classifiers. Relative paths resolve against ``base_dir``.
+    """
+    if task not in TASKS:
+        raise UsageError(f"unknown task {task!r} (expected one of {', '.join(TASKS)})")
+    if data is None or data.train is None:
+        raise DataError('the model file names no training data (add `data { train "FILE" ... }`)')
+    input_shape = tuple(int(d) for d in input_shape)
+    raws = {"train": _read_source(data.train, base_dir, data.label, "train")}
+    fractions: dict[str, float] = {}
+    for role in ("validation", "test"):
+        value = getattr(data, role)
+        if isinstance(value, ir.Source):
+            raws[role] = _read_source(value, base_dir, data.label, role)
+        elif value is not None:
+            f = float(value)
+            if not 0.0 < f < 1.0:
+                raise DataError(f"{role} fraction {f:g} must be between 0 and 1")
+            fractions[role] = f
+    if sum(fractions.values()) >= 1.0:
+        raise DataError(
+            f"validation and test fractions add up to {sum(fractions.values()):g}; "
+            f"they must leave part of {raws['train'].source} for training"
+        )
+    names = _class_names(raws.values(), task)
+    if names is not None:
+        _check_class_count(names, task, n_outputs, raws["train"].y_source)
+    sets = {role: _dataset(raw, input_shape=input_shape, n_outputs=n_outputs, task=task, class_names=names)
+            for role, raw in raws.items()}
+    del raws
+    if fractions:
+        sets.update(_split_off(sets["train"], fractions, task, seed))
+    pre = Preprocessor(data.preprocess).fit(sets["train"].x)
+    return Splits(sets["train"], sets.get("validation"), sets.get("test"), names, pre)
+
+
+def load_inputs(path, *, input_shape, label: str | None = None, base_dir=None) -> np.ndarray:
+    """Inputs to predict on: ``.npz`` (array ``x`` or the only array), ``.npy``, ``.csv`` (header;
+    the ``label`` column dropped if present), or IDX images; checked against ``input_shape``.
+    """
+    p = resolve_path(path, base_dir)
+    shown = _check_file(p, "input")
+    fmt = _format_of(p)
+    input_shape = tuple(int(d) for d in input_shape)
+    if fmt == "csv":
+        table = _read_csv(p, shown)
+        cols = [k for k, name in enumerate(table.header) if name != label]
+        if not cols:
+            raise DataError(f"{shown}: no feature columns")
+        x = _csv_numbers(table, cols)
+        return _prepare_x(x, input_shape, shown, lambda i, k: table.where(i, cols[k]))
+    if fmt == "npz":
+        arrays = _load_npz(p, shown)
+        key = "x" if "x" in arrays else (next(iter(arrays)) if len(arrays) == 1 else None)
+        if key is None:
+            raise DataError(
+                f"{shown}: no array 'x' and more than one array ({', '.join(arrays)}); "
+                f"expected the inputs as 'x'"
+            )
+        return _prepare_x(arrays[key], input_shape, shown, _array_where(key))
+    if fmt == "npy":
+        return _prepare_x(_load_npy(p, shown), input_shape, shown, _array_where("x"))
+    return _prepare_x(read_idx(p, shown), input_shape, shown, lambda i, j: f"image {i}, value {j}")
+
+
+# --------------------------------------------------------------------------------------------
+# preprocessing
+
+
+def _step_kind(step) -> str:
+    kind = step.kind if hasattr(step, "kind") else str(step)
+    if kind not in PREPROCESS_KINDS:
+        raise UsageError(f"unknown preprocessing step {kind!r} (known: {', '.join(PREPROCESS_KINDS)})")
+    return kind
+
+
+def _step_factor(step) -> float:
+    params = getattr(step, "params", {}) or {}
+    if "factor" not in params:
+        raise UsageError("a scale step needs its factor")
+    return float(params["factor"])
+
+
+_STATS = {"standardize": ("mean", "std"), "minmax": ("min", "range")}
+
+
+class Preprocessor:
+    """The data block's preprocessing, in order: ``scale`` (factor), ``standardize``, ``minmax``.
+
+    Every step is affine per feature, so the whole chain is one ``out = x * a + b``. The
+    statistics of ``standardize`` (mean, std) and ``minmax`` (min, max - min) are those of the
+    data *as it reaches the step* and are fitted on the training split only, in float64, in
+    chunks (a uint8 image set is never copied as floats). Features with no spread get a unit
+    divisor (they map to 0).
+
+    >>> steps = [ir.Preprocess("scale", {"factor": 0.5}), ir.Preprocess("standardize")]
+    >>> pre = Preprocessor(steps).fit(np.array([[0, 10], [4, 10]], dtype=np.uint8))
+    >>> pre.transform(np.array([[0, 10], [4, 10]], dtype=np.uint8), np.float64).tolist()
+    [[-1.0, 0.0], [1.0, 0.0]]
+    """
+
+    def __init__(self, steps: Iterable = ()):
+        self.steps = tuple(steps)
+        self.kinds = tuple(_step_kind(s) for s in self.steps)
+        self.factors = tuple(_step_factor(s) if k == "scale" else None for s, k in zip(self.steps, self.kinds))
+        self.stats: list[dict[str, np.ndarray]] = [{} for _ in self.steps]
+        self.n_features: int | None = None
+        self._a: np.ndarray | float = 1.0
+        self._b: np.ndarray | float = 0.0
+        self.fitted = not self.needs_fit
+        self._set(self.stats)
+
+    @property
+    def needs_fit(self) -> bool:
+        """True when a step has statistics to learn from training data."""
+        return any(k in _STATS for k in self.kinds)
+
+    # -- fitting ------------------------------------------------------------------------------
+    def fit(self, x: np.ndarray) -> "Preprocessor":
+        """Learn the statistics from training inputs ``x`` ``(n, ...)``; returns self."""
+        x = np.asarray(x)
+        n = int(x.shape[0]) if x.ndim else 0
+        if n == 0:
+            raise DataError("cannot fit preprocessing on an empty training set")
+        x2 = x.reshape(n, -1)
+        features = x2.shape[1]
+        if not self.needs_fit:
+            self.n_features = features
+            self.fitted = True
+            return self
+        need_moments = "standardize" in self.kinds
+        need_range = "minmax" in self.kinds
+        mean = np.zeros(features)
+        m2 = np.zeros(features)
+        lo = np.full(features, np.inf)
+        hi = np.full(features, -np.inf)
+        count = 0
+        step = max(1, _CHUNK_BYTES // max(1, features * 8))
+        for s in range(0, n, step):
+            chunk = x2[s : s + step].astype(np.float64)
+            k = chunk.shape[0]
+            if need_moments:
+                # Chan et al.: merge the chunk's mean and sum of squared deviations
+                c_mean = chunk.mean(axis=0)
+                c_m2 = ((chunk - c_mean) ** 2).sum(axis=0)
+                delta = c_mean - mean
+                total = count + k
+                mean += delta * (k / total)
+                m2 += c_m2 + delta**2 * (count * k / total)
+            if need_range:
+                np.minimum(lo, chunk.min(axis=0), out=lo)
+                np.maximum(hi, chunk.max(axis=0), out=hi)
+            count += k
+        std = np.sqrt(m2 / count)
+        # walk the chain: statistics of the data as each step sees it
+        a = np.ones(features)
+        b = np.zeros(features)
+        stats: list[dict[str, np.ndarray]] = []
+        for kind, factor in zip(self.kinds, self.factors):
+            if kind == "scale":
+                a, b = a * factor, b * factor
+                stats.append({})
+            elif kind == "standardize":
+                m = a * mean + b
+                sd = np.abs(a) * std
+                sd = np.where(sd <= 1e-12 * np.abs(m), 1.0, sd)
+                stats.append({"mean": m, "std": sd})
+                a, b = a / sd, (b - m) / sd
+            else:
+                t_lo = np.where(a >= 0, a * lo + b, a * hi + b)
+                t_hi = np.where(a >= 0, a * hi + b, a * lo + b)
+                rng = t_hi - t_lo
+                rng = np.where(rng <= 1e-12 * np.maximum(np.abs(t_lo), np.abs(t_hi)), 1.0, rng)
+                stats.append({"min": t_lo, "range": rng})
+                a, b = a / rng, (b - t_lo) / rng
+        self._set(stats)
+        self.n_features = features
+        self.fitted = True
+        return self
+
+    def _set(self, stats: list[dict[str, np.ndarray]]) -> None:
+        """Compose the chain from per-step statistics (the one path for fit and from_state)."""
+        a: np.ndarray | float = 1.0
+        b: np.ndarray | float = 0.0
+        for kind, factor, st in zip(self.kinds, self.factors, stats):
+            if kind == "scale":
+                a, b = a * factor, b * factor
+            elif kind == "standardize" and st:
+                a, b = a / st["std"], (b - st["mean"]) / st["std"]
+            elif kind == "minmax" and st:
+                a, b = a / st["range"], (b - st["min"]) / st["range"]
+        self.stats = stats
+        self._a = np.asarray(a, dtype=np.float64)
+        self._b = np.asarray(b, dtype=np.float64)
+
+    # -- applying -----------------------------------------------------------------------------
+    def apply(self, x_batch: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """``out := x_batch * a + b``, flattened per sample; ``out`` float32/float64 ``(b, features)``.
+
+        ``x_batch`` may be uint8 (converted on the fly, no float copy of it is made).
+        """
+        if not self.fitted:
+            raise UsageError("preprocessing statistics are not fitted: train the model or load its weights")
+        x_batch = np.asarray(x_batch)
+        b = x_batch.shape[0]
+        x2 = x_batch.reshape(b, -1)
+        if out.shape != x2.shape:
+            raise UsageError(f"preprocess output buffer has shape {out.shape}, expected {x2.shape}")
+        if self.n_features is not None and x2.shape[1] != self.n_features:
+            raise DataError(
+                f"inputs have {x2.shape[1]} features per sample; the preprocessing was fitted on "
+                f"{self.n_features}"
+            )
+        if self._a.ndim == 0 and self._a == 1.0 and self._b.ndim == 0 and self._b == 0.0:
+            np.copyto(out, x2, casting="same_kind")
+            return out
+        np.multiply(x2, self._a, out=out, casting="same_kind")
+        if self._b.ndim or self._b != 0.0:
+            np.add(out, self._b, out=out, casting="same_kind")
+        return out
+
+    def transform(self, x: np.ndarray, dtype=np.float32) -> np.ndarray:
+        """A new ``(n, features)`` array of ``dtype`` holding the preprocessed ``x``."""
+        x = np.asarray(x)
+        n = x.shape[0]
+        out = np.empty((n, _features(x.shape[1:])), dtype=dtype)
+        return self.apply(x, out)
+
+    # -- saving -------------------------------------------------------------------------------
+    def state(self) -> dict[str, np.ndarray]:
+        """The fitted statistics as named float64 arrays (keys ``step{i}.{kind}.{stat}``)."""
+        if not self.fitted:
+            raise UsageError("preprocessing statistics are not fitted")
+        out = {}
+        for i, (kind, st) in enumerate(zip(self.kinds, self.stats)):
+            for name in _STATS.get(kind, ()):
+                out[f"step{i}.{kind}.{name}"] = np.array(st[name], dtype=np.float64)
+        return out
+
+    @classmethod
+    def from_state(cls, steps: Iterable, state: Mapping[str, np.ndarray]) -> "Preprocessor":
+        """A preprocessor for ``steps`` with statistics from ``state()``; exactly the fitted transform."""
+        pre = cls(steps)
+        expected = {f"step{i}.{k}.{s}" for i, k in enumerate(pre.kinds) for s in _STATS.get(k, ())}
+        extra = sorted(set(state) - expected)
+        if extra:
+            raise WeightsError(
+                f"preprocessing statistics {', '.join(extra)} do not match the model's preprocessing "
+                f"({', '.join(pre.kinds) or 'none'})"
+            )
+        stats: list[dict[str, np.ndarray]] = []
+        features = None
+        for i, kind in enumerate(pre.kinds):
+            st = {}
+            for name in _STATS.get(kind, ()):
+                key = f"step{i}.{kind}.{name}"
+                if key not in state:
+                    raise WeightsError(f"missing preprocessing statistics '{key}' ({kind} step {i + 1})")
+                arr = np.asarray(state[key])
+                if arr.ndim != 1 or arr.dtype.kind != "f" or (features is not None and arr.shape[0] != features):
+                    raise WeightsError(
+                        f"preprocessing statistics '{key}' have shape {arr.shape} and dtype {arr.dtype}; "
+                        f"expected one float per feature"
+                    )
+                if not np.isfinite(arr).all() or (name in ("std", "range") and not (arr > 0).all()):
+                    raise WeightsError(f"preprocessing statistics '{key}' hold invalid values")
+                features = arr.shape[0]
+                st[name] = arr.astype(np.float64)
+            stats.append(st)
+        pre._set(stats)
+        pre.n_features = features
+        pre.fitted = True
+        return pre

@@ -1,0 +1,114 @@
+"""Reading IDX files (the format MNIST ships in), plain or gzip-compressed.
+
+Layout, big-endian: two zero bytes, a type code, the number of dimensions ``d``, then ``d``
+uint32 sizes, then the values in row-major order::
+
+    train-images-idx3-ubyte   00 00 08 03 | 60000 | 28 | 28 | 60000*28*28 uint8
+    train-labels-idx1-ubyte   00 00 08 01 | 60000 | 60000 uint8
+
+The values are read straight into one preallocated array in fixed-size pieces, so a
+gzip-compressed file needs its uncompressed size in memory plus one piece, never two
+copies of the data.
+"""
+from __future__ import annotations
+
+import gzip
+import re
+import struct
+import zlib
+
+import numpy as np
+
+from dlrun.errors import DataError
+
+# type code -> numpy dtype of the stored values (big-endian)
+_TYPES = {
+    0x08: np.dtype(np.uint8),
+    0x09: np.dtype(np.int8),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+# decompress in pieces of this many bytes (keeps the transient copy small)
+_PIECE = 1 << 20
+
+_NAME = re.compile(r"idx[0-9]-?u?byte$|\.idx[0-9]?$", re.IGNORECASE)
+
+
+def is_idx_name(name: str) -> bool:
+    """True for ``train-images-idx3-ubyte``, ``t10k-labels.idx1-ubyte``, ``x.idx`` (``.gz`` too)."""
+    name = str(name)
+    if name.lower().endswith(".gz"):
+        name = name[:-3]
+    return bool(_NAME.search(name))
+
+
+def _read_exact(f, n: int) -> bytes:
+    out = bytearray()
+    while len(out) < n:
+        piece = f.read(n - len(out))
+        if not piece:
+            break
+        out += piece
+    return bytes(out)
+
+
+def read_idx(path, shown: str | None = None) -> np.ndarray:
+    """The array stored in the IDX file ``path``, shape as in its header, native byte order.
+
+    uint8 data stays uint8. ``shown`` is the name used in error messages (default: ``path``).
+    Raises ``DataError`` for a bad header, a truncated or over-long file, or broken gzip data.
+    """
+    shown = str(path) if shown is None else shown
+    compressed = str(path).lower().endswith(".gz")
+    try:
+        with (gzip.open(path, "rb") if compressed else open(path, "rb")) as f:
+            return _read_idx_stream(f, shown)
+    except DataError:
+        raise
+    except (EOFError, gzip.BadGzipFile, zlib.error) as err:
+        raise DataError(f"{shown}: damaged or truncated gzip data ({err})") from None
+    except MemoryError:
+        raise DataError(f"{shown}: not enough memory to load this IDX file") from None
+    except OSError as err:
+        raise DataError(f"{shown}: cannot read file ({err.strerror or err})") from None
+
+
+def _read_idx_stream(f, shown: str) -> np.ndarray:
+    head = _read_exact(f, 4)
+    if len(head) < 4:
+        raise DataError(f"{shown}: not an IDX file (only {len(head)} bytes; expected a 4-byte magic number)")
+    if head[0] != 0 or head[1] != 0 or head[2] not in _TYPES or head[3] == 0:
+        raise DataError(
+            f"{shown}: not an IDX file (magic number {head.hex()}; expected 000008dd, e.g. "
+            f"00000803 for images or 00000801 for labels)"
+        )
+    dtype, ndim = _TYPES[head[2]], head[3]
+    raw = _read_exact(f, 4 * ndim)
+    if len(raw) < 4 * ndim:
+        raise DataError(f"{shown}: truncated IDX header (expected {ndim} dimension sizes)")
+    dims = struct.unpack(">" + "I" * ndim, raw)
+    nbytes = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    buf = np.empty(nbytes, dtype=np.uint8)
+    view = memoryview(buf)
+    pos = 0
+    while pos < nbytes:
+        got = f.readinto(view[pos : min(pos + _PIECE, nbytes)])
+        if not got:
+            break
+        pos += got
+    if pos < nbytes:
+        shape = "x".join(map(str, dims))
+        raise DataError(
+            f"{shown}: truncated IDX file: the header declares {shape} values ({nbytes} bytes) "
+            f"but the data ends after {pos} bytes"
+        )
+    if f.read(1):
+        shape = "x".join(map(str, dims))
+        raise DataError(f"{shown}: IDX file is longer than its header declares ({shape} values); damaged file?")
+    arr = buf.view(dtype).reshape(dims)
+    if not dtype.isnative and dtype.itemsize > 1:
+        arr = arr.astype(dtype.newbyteorder("="))
+    return arr
