@@ -1,0 +1,308 @@
+"""Text -> Lark parse tree, with Lark's errors turned into user-facing diagnostics.
+
+The LALR parser is built once per process from ``net.lark`` (and cached on disk by
+Lark between processes, keyed by the grammar's hash). Lark's exceptions never leave
+this module: ``parse_tree`` returns either a tree or the list of syntax diagnostics.
+
+After a syntax error the parser recovers line by line: when the bad line opens or
+closes no block, it is blanked out and the text parsed again, so every independent
+syntax error is reported in one run (at most ``MAX_SYNTAX_ERRORS``).
+"""
+from __future__ import annotations
+
+import os
+import re
+import unicodedata
+
+from dlrun.dsl.diagnostics import Diagnostic, Reporter
+from dlrun.dsl.ir import Pos
+
+GRAMMAR_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "net.lark")
+MAX_SYNTAX_ERRORS = 20
+
+_PARSER = None
+
+
+def get_parser():
+    """The one LALR parser of the process (built on first use)."""
+    global _PARSER
+    if _PARSER is None:
+        import lark
+
+        with open(GRAMMAR_PATH, encoding="utf-8") as f:
+            grammar = f.read()
+        try:
+            _PARSER = lark.Lark(grammar, parser="lalr", propagate_positions=True,
+                                maybe_placeholders=True, cache=True)
+        except Exception:  # an unwritable temp dir must not stop the parser
+            _PARSER = lark.Lark(grammar, parser="lalr", propagate_positions=True,
+                                maybe_placeholders=True)
+    return _PARSER
+
+
+# ---------------------------------------------------------------------------------
+# Reading a file's bytes
+
+def decode_source(data: bytes, path: str) -> tuple[str | None, list[Diagnostic]]:
+    """Bytes -> text with LF line ends, or one diagnostic saying why it is not a model file.
+
+    A UTF-8 BOM is dropped; CRLF and lone CR become LF (columns do not move).
+    """
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        col = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        return None, [Diagnostic(
+            "error",
+            f"not a text model file: byte 0x{data[err.start]:02x} at line {line}, column {col} "
+            "is not valid UTF-8 (is this a binary file?)", path)]
+    return check_text(text, path)
+
+
+def check_text(text: str, path: str) -> tuple[str | None, list[Diagnostic]]:
+    """Normalise line ends and reject empty or binary text with one clear diagnostic."""
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    bad = re.search(r"[\x00-\x08\x0b\x0e-\x1f\x7f]", text)
+    if bad:
+        line = text.count("\n", 0, bad.start()) + 1
+        col = bad.start() - (text.rfind("\n", 0, bad.start()) + 1) + 1
+        return None, [Diagnostic(
+            "error",
+            f"not a text model file: control character U+{ord(bad.group()):04X} at line {line}, "
+            f"column {col} (is this a binary file?)", path)]
+    meaningful = re.sub(r"#[^\n]*", "", text).strip()
+    if not meaningful:
+        return None, [Diagnostic(
+            "error", "empty model file: expected the version line 'dlrun 1' and a "
+            "'model NAME { ... }' block", path)]
+    return text, []
+
+
+# ---------------------------------------------------------------------------------
+# Parsing with readable syntax errors
+
+def parse_tree(text: str, path: str):
+    """(tree, []) on success, (None, diagnostics) on syntax errors. ``text`` is normalised."""
+    import lark
+
+    parser = get_parser()
+    reporter = Reporter(text, path)
+    work = text
+    last = (0, 0)
+    for _ in range(MAX_SYNTAX_ERRORS):
+        try:
+            tree = parser.parse(work)
+        except lark.exceptions.UnexpectedInput as err:
+            pos, message = describe_error(err, work)
+            reporter.error(pos, message)
+            if (pos.line, pos.col) <= last or not _recoverable(work, pos.line):
+                break
+            last = (pos.line, pos.col)
+            lines = work.split("\n")
+            lines[pos.line - 1] = ""
+            work = "\n".join(lines)
+            continue
+        if reporter.diagnostics:
+            break
+        return tree, []
+    return None, reporter.errors
+
+
+def _recoverable(text: str, line: int) -> bool:
+    """Blanking ``line`` is safe when it is inside the model block and has no brace."""
+    lines = text.split("\n")
+    if not 0 < line <= len(lines):
+        return False
+    if "{" in _code(lines[line - 1]) or "}" in _code(lines[line - 1]):
+        return False
+    depth = 0
+    for src in lines[: line - 1]:
+        code = _code(src)
+        depth += code.count("{") - code.count("}")
+    return depth > 0
+
+
+_STRING_OR_COMMENT = re.compile(r'"(?:[^"\\\n]|\\.)*"?|#.*')
+
+
+def _code(line: str) -> str:
+    """A line without its strings and comment (to count braces)."""
+    return _STRING_OR_COMMENT.sub(lambda m: "" if m.group().startswith("#") else '""', line)
+
+
+_TOKEN_WORDS = {
+    "LBRACE": "'{'", "RBRACE": "'}'", "LPAR": "'('", "RPAR": "')'", "LSQB": "'['",
+    "RSQB": "']'", "EQUAL": "'='", "COMMA": "','", "PLUS": "'+'", "MINUS": "'-'",
+    "STAR": "'*'", "SLASH": "'/'", "DLRUN": "'dlrun'", "MODEL": "'model'", "LET": "'let'",
+    "AS": "'as NAME'", "_NL": "the end of the line", "$END": "the end of the file",
+    "<END-OF-FILE>": "the end of the file",
+    "NUMBER": "a number", "NAME": "a name", "STRING": "a string", "SHAPE": "a shape",
+}
+_VALUE_START = {"NUMBER", "NAME", "STRING", "SHAPE", "LPAR", "LSQB", "MINUS", "PLUS"}
+_OPERATORS = {"PLUS", "MINUS", "STAR", "SLASH"}
+_LEXEME = re.compile(r'"(?:[^"\\\n]|\\.)*"|[A-Za-z_][A-Za-z0-9_]*|[0-9][0-9.]*(?:[eE][+-]?[0-9]+)?(?:x[0-9]+)*|\S')
+
+
+def _found(token) -> str:
+    kind = token.type
+    if kind == "$END":
+        return "the end of the file"
+    if kind == "_NL":
+        return "the end of the line"
+    if kind == "NAME":
+        return f"the name '{token.value}'"
+    if kind == "NUMBER":
+        return f"the number {token.value}"
+    if kind == "SHAPE":
+        return f"the shape {token.value}"
+    if kind == "STRING":
+        return f"the string {token.value}"
+    if kind in ("DLRUN", "MODEL", "LET", "AS"):
+        return f"the keyword '{token.value}'"
+    return f"'{token.value}'"
+
+
+def _expected_words(expected) -> str:
+    expected = {"$END" if e == "<END-OF-FILE>" else e for e in expected}
+    words = []
+    if "LET" in expected and "NAME" in expected:
+        words.append("a statement (such as 'dense 10')")
+        expected -= {"LET", "NAME"}
+    elif {"NUMBER", "NAME"} <= expected:
+        words.extend(["a number", "a name"])
+        expected -= _VALUE_START
+    elif expected & {"NUMBER", "NAME", "STRING", "SHAPE"}:
+        expected -= {"LPAR", "LSQB", "MINUS", "PLUS"} if "NUMBER" in expected else set()
+    if words or expected & {"NAME", "NUMBER"}:
+        expected -= _OPERATORS
+    if "EQUAL" in expected and "NAME" not in expected and len(expected - {"EQUAL"}) > 3:
+        expected = {"EQUAL"}
+    order = ["NUMBER", "NAME", "STRING", "SHAPE", "LPAR", "LSQB", "MINUS", "PLUS", "EQUAL",
+             "COMMA", "RPAR", "RSQB", "AS", "LBRACE", "RBRACE", "STAR", "SLASH", "DLRUN",
+             "MODEL", "LET", "_NL", "$END"]
+    for name in order:
+        if name in expected:
+            words.append(_TOKEN_WORDS[name])
+    if not words:
+        words = [_TOKEN_WORDS.get(e, e.lower()) for e in sorted(expected)]
+    if len(words) == 1:
+        return words[0]
+    if len(words) == 2:
+        return f"{words[0]} or {words[1]}"
+    return ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _previous(text: str, line: int, col: int) -> str | None:
+    """The lexeme just before ``line:col`` on the same line ('lr=' for a dangling '=')."""
+    lines = text.split("\n")
+    if not 0 < line <= len(lines):
+        return None
+    prefix = lines[line - 1][: max(col - 1, 0)]
+    prefix = _STRING_OR_COMMENT.sub(lambda m: "" if m.group().startswith("#") else m.group(), prefix)
+    lexemes = _LEXEME.findall(prefix)
+    if not lexemes:
+        return None
+    if lexemes[-1] == "=" and len(lexemes) >= 2:
+        return lexemes[-2] + "="
+    return lexemes[-1]
+
+
+def _char_name(ch: str) -> str:
+    if ch.isprintable() and not ch.isspace():
+        return f"'{ch}'"
+    name = unicodedata.name(ch, "")
+    return f"U+{ord(ch):04X}" + (f" ({name})" if name else "")
+
+
+def _token_pos(token) -> Pos:
+    line = token.line or 1
+    col = token.column or 1
+    end_line = getattr(token, "end_line", None) or line
+    end_col = getattr(token, "end_column", None) or col + max(len(str(token.value)), 1)
+    return Pos(line, col, end_line, end_col)
+
+
+def describe_error(err, text: str) -> tuple[Pos, str]:
+    """A Lark ``UnexpectedInput`` -> (position, message in the user's words)."""
+    import lark
+
+    lines = text.split("\n")
+    if isinstance(err, lark.exceptions.UnexpectedCharacters):
+        line, col = err.line, err.column
+        ch = text[err.pos_in_stream] if err.pos_in_stream < len(text) else ""
+        pos = Pos(line, col, line, col + 1)
+        if ch == '"':
+            rest = lines[line - 1][col - 1:] if 0 < line <= len(lines) else ""
+            return Pos(line, col, line, col + len(rest)), (
+                "unterminated string: a string must end with '\"' on the same line")
+        if ch == ";":
+            return pos, "unexpected ';': statements end at the end of the line (no ';' needed)"
+        if ch == "'":
+            return pos, "unexpected \"'\": strings are written in double quotes, e.g. \"data/train.npz\""
+        hint = ""
+        if ch == "\t" or (ch and unicodedata.category(ch).startswith("Z")):
+            hint = " (only spaces and tabs separate words)"
+        elif ch and ord(ch) > 127 and ch.isalpha():
+            hint = " (names use ASCII letters, digits and '_')"
+        prev = _previous(text, line, col)
+        after = f" after '{prev}'" if prev else ""
+        return pos, f"unexpected character {_char_name(ch)}{after}{hint}"
+
+    token = getattr(err, "token", None)
+    expected = set(getattr(err, "expected", None) or getattr(err, "accepts", None) or ())
+    expected = {"$END" if e == "<END-OF-FILE>" else e for e in expected}
+    if token is None or token.type == "$END" or isinstance(err, lark.exceptions.UnexpectedEOF):
+        # Report an unclosed block at its '{', which is where the mistake usually is.
+        opener = _unclosed_brace(text)
+        if opener is not None:
+            line, col = opener
+            return Pos(line, col, line, col + 1), (
+                "this '{' is never closed: expected '}' before the end of the file")
+        nonblank = [i for i, s in enumerate(lines) if _code(s).strip()]
+        line = (nonblank[-1] + 1) if nonblank else 1
+        col = len(lines[line - 1]) + 1
+        return Pos(line, max(col - 1, 1), line, col), (
+            f"unexpected end of the file; expected {_expected_words(expected)}")
+
+    pos = _token_pos(token)
+    if token.type == "_NL":
+        # a newline token starts at the end of the line (or at a comment): point there
+        pos = Pos(pos.line, pos.col, pos.line, pos.col + 1)
+    prev = _previous(text, pos.line, pos.col)
+    after = f" after '{prev}'" if prev else ""
+    found = _found(token)
+
+    if "DLRUN" in expected:
+        return pos, ("the file must start with the format version line 'dlrun 1' "
+                     f"(found {found})")
+    if "MODEL" in expected:
+        return pos, f"expected 'model NAME {{' after the version line, found {found}"
+    if token.type == "RBRACE" and "RBRACE" not in expected:
+        return pos, f"unexpected '}}'{after}: no block is open here"
+    if token.type == "COMMA" and "COMMA" not in expected:
+        return pos, (f"unexpected ','{after}: values of a statement are separated by spaces "
+                     "(commas only separate items in [...] and (...))")
+    if token.type == "EQUAL" and "EQUAL" not in expected:
+        return pos, (f"unexpected '='{after}: a setting is written name=value "
+                     "with a name before '='")
+    if set(expected) <= {"_NL", "$END"} and "$END" in expected:
+        return pos, f"expected the end of the file after the model block, found {found} (one model per file)"
+    return pos, f"expected {_expected_words(expected)}{after}, found {found}"
+
+
+def _unclosed_brace(text: str):
+    """(line, col) of the innermost '{' left open at the end of the text, or None."""
+    stack = []
+    for lineno, src in enumerate(text.split("\n"), 1):
+        code = _STRING_OR_COMMENT.sub(lambda m: "" if m.group().startswith("#") else " " * len(m.group()), src)
+        for col, ch in enumerate(code, 1):
+            if ch == "{":
+                stack.append((lineno, col))
+            elif ch == "}" and stack:
+                stack.pop()
+    return stack[-1] if stack else None

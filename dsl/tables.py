@@ -1,0 +1,296 @@
+"""Every name of the ``.net`` language, defined once: keywords, layers, activations, losses,
+optimizers, initialisers, metrics and all their parameters (type, range, default).
+
+The checker validates against these tables, the formatter and ``docs/language.md`` follow
+them, and the runtime maps DSL names to kernels through them. A spelling exists here and
+nowhere else.
+
+Parameter types:
+    int, float       numbers (an int parameter accepts a whole float such as ``128/2``)
+    bool             ``true`` / ``false`` (a bare flag means true)
+    name             a bare word from ``choices``
+    str              a quoted string
+    names            a list of words from ``choices``: ``[accuracy, mae]``
+    activation       an activation name, optionally with parameters: ``leaky_relu(alpha=0.1)``
+    shape            a feature count ``64`` or a shape ``28x28`` / ``1x28x28``
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+REQUIRED = object()  # default of a parameter that must be given
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter: ``name``, ``type``, ``default`` (``REQUIRED`` if it must be given),
+    an optional range ``lo``..``hi`` (``lo_open``/``hi_open`` make an end exclusive),
+    ``choices`` for names, ``nullable`` when None is a meaningful default, and ``doc``."""
+
+    name: str
+    type: str
+    default: Any = REQUIRED
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    choices: tuple[str, ...] | None = None
+    nullable: bool = False
+    doc: str = ""
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+    def range_text(self) -> str:
+        """'in [0, 1)', '> 0', '>= 1' ... ('' without a range)."""
+        lo, hi = self.lo, self.hi
+        if lo is not None and hi is not None:
+            return f"in {'(' if self.lo_open else '['}{_num(lo)}, {_num(hi)}{')' if self.hi_open else ']'}"
+        if lo is not None:
+            return f"{'>' if self.lo_open else '>='} {_num(lo)}"
+        if hi is not None:
+            return f"{'<' if self.hi_open else '<='} {_num(hi)}"
+        return ""
+
+    def in_range(self, value) -> bool:
+        if self.lo is not None and (value < self.lo or (self.lo_open and value == self.lo)):
+            return False
+        if self.hi is not None and (value > self.hi or (self.hi_open and value == self.hi)):
+            return False
+        return True
+
+
+def _num(x) -> str:
+    if isinstance(x, float) and x.is_integer() and abs(x) < 1e15:
+        return str(int(x))
+    return repr(x)
+
+
+#: Largest integer accepted for counts and sizes (units, shape dimensions, epochs, ...).
+MAX_INT = 2**31 - 1
+#: Limit on the number of layers after ``repeat`` expansion.
+MAX_LAYERS = 100_000
+#: The format version this dlrun reads and writes (``dlrun 1``).
+FORMAT_VERSION = 1
+
+# ---------------------------------------------------------------------------- activations
+#: name -> its parameters. Order is the documented order.
+ACTIVATIONS: dict[str, tuple[Param, ...]] = {
+    "linear": (),
+    "relu": (),
+    "leaky_relu": (Param("alpha", "float", 0.01, lo=0.0, doc="slope for x < 0"),),
+    "elu": (Param("alpha", "float", 1.0, lo=0.0, lo_open=True, doc="saturation value for x -> -inf"),),
+    "sigmoid": (),
+    "tanh": (),
+    "softplus": (),
+    "gelu": (),
+    "swish": (),
+    "softmax": (),
+}
+#: Activations that act on a whole feature vector (need a flat input).
+VECTOR_ACTIVATIONS = ("softmax",)
+#: Forward cost per element, for the FLOPs column of ``dlrun summary`` (rough, documented).
+ACTIVATION_FLOPS = {"linear": 0, "relu": 1, "leaky_relu": 2, "elu": 4, "sigmoid": 4, "tanh": 4,
+                    "softplus": 4, "gelu": 8, "swish": 5, "softmax": 5}
+
+# ---------------------------------------------------------------------------- initialisers
+INITS = ("he_normal", "he_uniform", "xavier_normal", "xavier_uniform")
+#: Short spellings accepted in files, canonicalised by the checker.
+INIT_ALIASES = {"he": "he_normal", "xavier": "xavier_uniform"}
+
+# ---------------------------------------------------------------------------- layers
+#: layer keyword -> parameters, in positional order where ``POSITIONAL`` allows.
+LAYERS: dict[str, tuple[Param, ...]] = {
+    "input": (
+        Param("shape", "shape", doc="features per sample: 64, or a shape 28x28 / 1x28x28"),
+    ),
+    "dense": (
+        Param("units", "int", lo=1, hi=MAX_INT, doc="number of output features"),
+        Param("activation", "activation", "linear", doc="activation applied to the output"),
+        Param("init", "name", None, choices=INITS + tuple(INIT_ALIASES), nullable=True,
+              doc="weight initialiser; default he_normal for the relu family, xavier_uniform otherwise"),
+        Param("bias", "bool", True, doc="add a bias vector"),
+        Param("l1", "float", None, lo=0.0, nullable=True, doc="L1 penalty on this layer's weights (overrides regularize)"),
+        Param("l2", "float", None, lo=0.0, nullable=True, doc="L2 penalty on this layer's weights (overrides regularize)"),
+    ),
+    "activation": (
+        Param("activation", "activation", doc="the activation (written as the keyword itself: 'relu', 'leaky_relu(0.2)')"),
+    ),
+    "batchnorm": (
+        Param("momentum", "float", 0.9, lo=0.0, hi=1.0, hi_open=True,
+              doc="running := momentum*running + (1-momentum)*batch"),
+        Param("eps", "float", 1e-5, lo=0.0, lo_open=True, doc="added to the variance"),
+    ),
+    "dropout": (
+        Param("rate", "float", lo=0.0, hi=1.0, hi_open=True, doc="fraction of inputs set to zero in training"),
+    ),
+    "flatten": (),
+}
+#: How many leading positional values each layer keyword takes (in table order).
+POSITIONAL = {"input": 1, "dense": 2, "dropout": 1, "batchnorm": 0, "flatten": 0}
+
+# ---------------------------------------------------------------------------- losses
+LOSSES: dict[str, tuple[Param, ...]] = {
+    "mse": (),
+    "mae": (),
+    "huber": (Param("delta", "float", 1.0, lo=0.0, lo_open=True, doc="quadratic below |error| = delta, linear above"),),
+    "cross_entropy": (
+        Param("label_smoothing", "float", 0.0, lo=0.0, hi=1.0, hi_open=True,
+              doc="mix the one-hot target with a uniform distribution"),
+    ),
+    "binary_cross_entropy": (),
+}
+#: Losses whose targets are class labels (accuracy makes sense).
+CLASSIFICATION_LOSSES = ("cross_entropy", "binary_cross_entropy")
+
+# ---------------------------------------------------------------------------- optimizers
+_LR = "learning rate"
+OPTIMIZER_PARAMS = ("lr", "momentum", "nesterov", "beta1", "beta2", "eps", "rho", "weight_decay", "clip_norm")
+#: name -> the parameters it accepts (with its defaults). The IR fills the others from
+#: ``OPTIMIZER_FILL`` so every Optimizer.params has all of OPTIMIZER_PARAMS.
+OPTIMIZERS: dict[str, tuple[Param, ...]] = {
+    "sgd": (
+        Param("lr", "float", 0.01, lo=0.0, lo_open=True, doc=_LR),
+        Param("momentum", "float", 0.0, lo=0.0, hi=1.0, hi_open=True, doc="velocity := momentum*velocity + g"),
+        Param("nesterov", "bool", False, doc="Nesterov momentum (needs momentum > 0)"),
+        Param("clip_norm", "float", None, lo=0.0, lo_open=True, nullable=True, doc="clip the global gradient norm (off by default)"),
+    ),
+    "adam": (
+        Param("lr", "float", 1e-3, lo=0.0, lo_open=True, doc=_LR),
+        Param("beta1", "float", 0.9, lo=0.0, hi=1.0, hi_open=True, doc="decay of the first moment"),
+        Param("beta2", "float", 0.999, lo=0.0, hi=1.0, hi_open=True, doc="decay of the second moment"),
+        Param("eps", "float", 1e-8, lo=0.0, lo_open=True, doc="added to the denominator"),
+        Param("weight_decay", "float", 0.0, lo=0.0, doc="decoupled weight decay p -= lr*weight_decay*p (AdamW)"),
+        Param("clip_norm", "float", None, lo=0.0, lo_open=True, nullable=True, doc="clip the global gradient norm (off by default)"),
+    ),
+    "adamw": (
+        Param("lr", "float", 1e-3, lo=0.0, lo_open=True, doc=_LR),
+        Param("beta1", "float", 0.9, lo=0.0, hi=1.0, hi_open=True, doc="decay of the first moment"),
+        Param("beta2", "float", 0.999, lo=0.0, hi=1.0, hi_open=True, doc="decay of the second moment"),
+        Param("eps", "float", 1e-8, lo=0.0, lo_open=True, doc="added to the denominator"),
+        Param("weight_decay", "float", 0.01, lo=0.0, doc="decoupled weight decay p -= lr*weight_decay*p"),
+        Param("clip_norm", "float", None, lo=0.0, lo_open=True, nullable=True, doc="clip the global gradient norm (off by default)"),
+    ),
+    "rmsprop": (
+        Param("lr", "float", 1e-3, lo=0.0, lo_open=True, doc=_LR),
+        Param("rho", "float", 0.9, lo=0.0, hi=1.0, hi_open=True, doc="decay of the squared-gradient average"),
+        Param("eps", "float", 1e-7, lo=0.0, lo_open=True, doc="added to the denominator"),
+        Param("clip_norm", "float", None, lo=0.0, lo_open=True, nullable=True, doc="clip the global gradient norm (off by default)"),
+    ),
+    "adagrad": (
+        Param("lr", "float", 0.01, lo=0.0, lo_open=True, doc=_LR),
+        Param("eps", "float", 1e-7, lo=0.0, lo_open=True, doc="added to the denominator"),
+        Param("clip_norm", "float", None, lo=0.0, lo_open=True, nullable=True, doc="clip the global gradient norm (off by default)"),
+    ),
+}
+#: Values given in the IR to the parameters an optimizer does not use (ignored by it).
+OPTIMIZER_FILL = {"lr": 0.01, "momentum": 0.0, "nesterov": False, "beta1": 0.9, "beta2": 0.999,
+                  "eps": 1e-8, "rho": 0.9, "weight_decay": 0.0, "clip_norm": None}
+
+# ---------------------------------------------------------------------------- settings
+METRICS = ("accuracy", "mae", "mse")
+#: Metrics that need class labels.
+CLASSIFICATION_METRICS = ("accuracy",)
+DTYPES = ("float32", "float64")
+
+REGULARIZE: tuple[Param, ...] = (
+    Param("l1", "float", 0.0, lo=0.0, doc="penalty l1*sum|w| on every dense weight matrix"),
+    Param("l2", "float", 0.0, lo=0.0, doc="penalty l2/2*sum w^2 on every dense weight matrix"),
+)
+
+TRAIN: tuple[Param, ...] = (
+    Param("epochs", "int", 10, lo=1, hi=MAX_INT, doc="passes over the training data"),
+    Param("batch", "int", 32, lo=1, hi=MAX_INT, doc="samples per gradient step (Train.batch_size)"),
+    Param("seed", "int", 0, lo=0, hi=2**63 - 1, doc="seed of every random choice (init, shuffle, dropout)"),
+    Param("shuffle", "bool", True, doc="shuffle the training samples every epoch"),
+    Param("dtype", "name", "float32", choices=DTYPES, doc="floating-point type of the whole run"),
+    Param("metrics", "names", (), choices=METRICS, doc="reported besides the loss"),
+)
+
+
+def monitor_choices() -> tuple[str, ...]:
+    names = ("loss",) + METRICS
+    return tuple(f"val_{n}" for n in names) + names
+
+
+#: Monitors whose best value is the largest (early_stopping mode=auto picks max).
+MAXIMIZED_MONITORS = tuple(m for m in monitor_choices() if m.endswith("accuracy"))
+
+EARLY_STOPPING: tuple[Param, ...] = (
+    Param("monitor", "name", "val_loss", choices=monitor_choices(), doc="quantity watched after every epoch"),
+    Param("mode", "name", "auto", choices=("auto", "min", "max"),
+          doc="min: lower is better; max: higher is better; auto: max for accuracy, min otherwise"),
+    Param("patience", "int", 5, lo=0, hi=MAX_INT, doc="epochs without improvement before stopping"),
+    Param("min_delta", "float", 0.0, lo=0.0, doc="smallest change that counts as an improvement"),
+    Param("restore_best", "bool", True, doc="restore the best weights when training stops"),
+)
+
+# ---------------------------------------------------------------------------- data
+DATA_FORMATS = (".npz", ".npy", ".csv", "IDX (.idx, -ubyte, optionally .gz)")
+
+SOURCE: tuple[Param, ...] = (
+    Param("path", "str", doc="data file, relative to the model file"),
+    Param("labels", "str", None, nullable=True, doc="separate label file (IDX labels, or .npy)"),
+    Param("x", "name", "x", doc="inputs array inside an .npz (Source.x_key)"),
+    Param("y", "name", "y", doc="labels array inside an .npz (Source.y_key)"),
+)
+
+#: data block statement -> parameters.
+DATA: dict[str, tuple[Param, ...]] = {
+    "train": SOURCE,
+    "validation": SOURCE,
+    "test": SOURCE,
+    "label": (Param("column", "str", doc="label column of a CSV file, by name"),),
+    "scale": (Param("factor", "float", doc="multiply every input by this factor"),),
+    "standardize": (),
+    "minmax": (),
+}
+PREPROCESS = ("scale", "standardize", "minmax")
+
+# ---------------------------------------------------------------------------- statements
+#: Statements of the model body other than layers, and what they take.
+SETTINGS = ("loss", "optimizer", "regularize", "train", "early_stopping")
+#: Statements that structure the file.
+STRUCTURE = ("dlrun", "model", "data", "let", "repeat", "as")
+#: Upper limit of one ``repeat`` count (far above any real network; stops typos like 1e9).
+MAX_REPEAT = 10_000
+
+
+def layer_keywords() -> tuple[str, ...]:
+    """Keywords that make a layer: the layer names plus every activation name."""
+    return tuple(k for k in LAYERS if k != "activation") + tuple(ACTIVATIONS)
+
+
+def model_keywords() -> tuple[str, ...]:
+    return ("data", "let", "repeat") + layer_keywords() + SETTINGS
+
+
+def all_names() -> dict[str, tuple[str, ...]]:
+    """Every name the reference must document, by group (used by the docs test)."""
+    params = set()
+    for table in (LAYERS, LOSSES, OPTIMIZERS, ACTIVATIONS, DATA):
+        for plist in table.values():
+            params.update(p.name for p in plist)
+    for plist in (TRAIN, EARLY_STOPPING, REGULARIZE, SOURCE):
+        params.update(p.name for p in plist)
+    return {
+        "structure": STRUCTURE,
+        "layers": tuple(LAYERS),
+        "activations": tuple(ACTIVATIONS),
+        "losses": tuple(LOSSES),
+        "optimizers": tuple(OPTIMIZERS),
+        "inits": INITS + tuple(INIT_ALIASES),
+        "settings": SETTINGS,
+        "data": tuple(DATA),
+        "metrics": METRICS,
+        "monitors": monitor_choices(),
+        "dtypes": DTYPES,
+        "parameters": tuple(sorted(params)),
+    }
+
+
+def is_finite(x) -> bool:
+    return not (isinstance(x, float) and not math.isfinite(x))
