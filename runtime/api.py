@@ -1,0 +1,319 @@
+"""The Python API: ``dlrun.load``, ``dlrun.loads``, ``Model``, ``History``.
+
+    >>> import dlrun, numpy as np
+    >>> model = dlrun.loads('''
+    ... dlrun 1
+    ... model xor {
+    ...   input 2
+    ...   dense 8 tanh
+    ...   dense 1 sigmoid
+    ...   loss binary_cross_entropy
+    ...   optimizer adam lr=0.05
+    ...   train epochs=300 batch=4 seed=1
+    ... }''')
+    >>> x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
+    >>> y = np.array([0, 1, 1, 0])
+    >>> history = model.fit(x, y)
+    >>> history.epochs_run
+    300
+    >>> model.predict_classes(x).tolist()
+    [0, 1, 1, 0]
+    >>> model.evaluate(x, y)["accuracy"]
+    1.0
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from dlrun.errors import UsageError
+from dlrun.runtime.train import History, Trainer, evaluate as _evaluate
+
+__all__ = ["load", "loads", "Model", "History"]
+
+
+def load(path, weights=None) -> "Model":
+    """Parse, check and build the model in the ``.net`` file ``path``.
+
+    Relative data paths in the file resolve against the file's folder. ``weights``: a
+    weights file to load (see ``Model.save``). Raises ``dlrun.DslError`` for a bad model
+    file, ``dlrun.WeightsError`` for weights that do not fit.
+
+    >>> import dlrun, os, tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> path = os.path.join(folder, "tiny.net")
+    >>> with open(path, "w") as f:
+    ...     _ = f.write("dlrun 1\\nmodel tiny {\\n input 3\\n dense 2 softmax\\n"
+    ...                 " loss cross_entropy\\n optimizer sgd lr=0.1\\n}\\n")
+    >>> model = dlrun.load(path)
+    >>> model.name, model.input_shape, model.output_shape
+    ('tiny', (3,), (2,))
+    """
+    from dlrun import dsl
+
+    path = os.fspath(path)
+    model_ir = dsl.load_file(path)
+    model = Model(model_ir, base_dir=os.path.dirname(os.path.abspath(path)), path=path)
+    if weights is not None:
+        model.load_weights(weights)
+    return model
+
+
+def loads(text: str, base_dir=".", weights=None) -> "Model":
+    """Like ``load`` for the text of a model file; data paths resolve against ``base_dir``."""
+    from dlrun import dsl
+
+    model_ir = dsl.parse(text, "<string>")
+    model = Model(model_ir, base_dir=os.path.abspath(os.fspath(base_dir)))
+    if weights is not None:
+        model.load_weights(weights)
+    return model
+
+
+class Model:
+    """A built network with its training settings, data and preprocessing.
+
+    Usually made by ``dlrun.load`` / ``dlrun.loads``. Attributes: ``ir`` (the checked model),
+    ``network`` (the runtime network), ``class_names`` (when the labels had names),
+    ``history`` (of the last ``fit``).
+    """
+
+    def __init__(self, model_ir, base_dir=".", path=None, *, dtype=None, seed=None, lr=None):
+        from dlrun.runtime.data import Preprocessor
+        from dlrun.runtime.network import Network, rng_for
+
+        self.ir = model_ir
+        self.path = path
+        self.base_dir = os.fspath(base_dir)
+        self.network = Network(model_ir, dtype=dtype, seed=seed)
+        self._lr = lr
+        self.optimizer = None
+        steps = model_ir.data.preprocess if model_ir.data is not None else ()
+        self.preprocessor = Preprocessor(steps)
+        self.class_names = None
+        self.history = None
+        self._splits = None
+        self._shuffle_rng = rng_for(self.network.seed, "shuffle")
+
+    # -- description ---------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.ir.name
+
+    @property
+    def input_shape(self) -> tuple:
+        return tuple(self.network.input_shape)
+
+    @property
+    def output_shape(self) -> tuple:
+        return tuple(self.network.output_shape)
+
+    @property
+    def task(self) -> str:
+        """'classification', 'binary' or 'regression' (decided by the loss)."""
+        return self.network.task
+
+    def summary(self) -> str:
+        """A table of layers, output shapes and parameter counts.
+
+        >>> import dlrun
+        >>> m = dlrun.loads("dlrun 1\\nmodel s {\\n input 4\\n dense 3 relu\\n dense 2 softmax\\n"
+        ...                 " loss cross_entropy\\n optimizer adam\\n}\\n")
+        >>> print(m.summary())  # doctest: +NORMALIZE_WHITESPACE
+        model s (float32)
+          #  layer       output   params
+          0  input       (4,)          0
+          1  dense relu  (3,)         15
+          2  dense softmax (2,)          8
+        total parameters: 23
+        """
+        rows = []
+        for layer in self.network.layers:
+            label = layer.kind
+            if layer.kind in ("dense", "activation"):
+                label += f" {layer.act}"
+            if layer.node.name:
+                label += f" '{layer.node.name}'"
+            count = sum(int(a.size) for a in layer.params.values())
+            rows.append((str(layer.index), label, str(layer.out_shape), str(count)))
+        w1 = max(len(r[1]) for r in rows + [("", "layer", "", "")])
+        w2 = max(len(r[2]) for r in rows + [("", "", "output", "")])
+        lines = [f"model {self.name} ({self.network.dtype.name})",
+                 f"  #  {'layer':<{w1}}  {'output':<{w2}}  params"]
+        for i, label, shape, count in rows:
+            lines.append(f"{i:>3}  {label:<{w1}}  {shape:<{w2}}  {count:>6}")
+        lines.append(f"total parameters: {self.network.param_count}")
+        return "\n".join(lines)
+
+    def __repr__(self):
+        return f"<dlrun.Model {self.name!r} input={self.input_shape} output={self.output_shape}>"
+
+    # -- data ----------------------------------------------------------------------------
+    def splits(self):
+        """The model file's data (loaded, checked and split once, then cached)."""
+        if self._splits is None:
+            from dlrun.runtime.data import load_splits
+
+            self._splits = load_splits(
+                self.ir.data, base_dir=self.base_dir, input_shape=self.input_shape,
+                n_outputs=self.network.output_features, task=self.task, seed=self.network.seed,
+            )
+        return self._splits
+
+    def _dataset(self, x, y, source, class_names=None):
+        from dlrun.runtime.data import class_names_of, make_dataset
+
+        names = class_names if class_names is not None else self.class_names
+        if names is None and y is not None and self.task != "regression":
+            names = class_names_of(np.asarray(y))
+        ds = make_dataset(x, y, input_shape=self.input_shape, n_outputs=self.network.output_features,
+                          task=self.task, class_names=names, source=source)
+        return ds, names
+
+    def _inputs(self, x, source="x"):
+        """Check inputs for prediction: (n, *input_shape) or (n, features)."""
+        if isinstance(x, (str, os.PathLike)):
+            from dlrun.runtime.data import load_inputs
+
+            label = self.ir.data.label if self.ir.data is not None else None
+            return load_inputs(x, input_shape=self.input_shape, label=label, base_dir=self.base_dir)
+        ds, _ = self._dataset(x, None, source)
+        return ds.x
+
+    # -- training ------------------------------------------------------------------------
+    def fit(self, x=None, y=None, *, validation_data=None, epochs=None, batch_size=None, progress=None) -> History:
+        """Train; returns a ``History``.
+
+        Without arguments, trains on the model file's own data (train/validation splits)
+        with its settings. With arrays, ``x`` (n, *input_shape) and ``y`` (class indices or
+        names, 0/1 for binary, (n, outputs) for regression); ``validation_data=(xv, yv)``.
+        ``epochs``/``batch_size`` override the file's values. Calling ``fit`` again
+        continues training from the current weights and optimizer state.
+        """
+        from dlrun.runtime.optimizers import Optimizer
+
+        if (x is None) != (y is None):
+            raise UsageError("fit() takes both x and y, or neither (to use the model file's data)")
+        validation = None
+        if x is None:
+            if validation_data is not None:
+                raise UsageError("validation_data needs x and y (the model file's data brings its own)")
+            sp = self.splits()
+            train, validation = sp.train, sp.validation
+            if not self.preprocessor.fitted or self.preprocessor.needs_fit:
+                self.preprocessor = sp.preprocessor
+            self.class_names = sp.class_names
+        else:
+            train, names = self._dataset(x, y, "x")
+            if validation_data is not None:
+                try:
+                    xv, yv = validation_data
+                except (TypeError, ValueError):
+                    raise UsageError("validation_data must be a pair (x, y)") from None
+                validation, _ = self._dataset(xv, yv, "validation_data", names)
+            self.class_names = names
+            if not self.preprocessor.fitted:
+                self.preprocessor.fit(train.x)
+        if self.optimizer is None:
+            self.optimizer = Optimizer(self.ir.optimizer, self.network.store, lr=self._lr)
+        t = self.ir.train
+        trainer = Trainer(
+            self.network, self.optimizer, train, self.preprocessor, validation=validation,
+            epochs=t.epochs if epochs is None else epochs,
+            batch_size=t.batch_size if batch_size is None else batch_size,
+            shuffle=t.shuffle, early_stopping=self.ir.early_stopping, progress=progress,
+        )
+        trainer.shuffle_rng = self._shuffle_rng
+        self.history = trainer.run()
+        return self.history
+
+    # -- inference -----------------------------------------------------------------------
+    def _require_fitted(self):
+        if not self.preprocessor.fitted:
+            raise UsageError(
+                "the model's preprocessing statistics are not fitted: call fit() or load_weights() first")
+
+    def evaluate(self, x=None, y=None, *, split="test", batch_size=256) -> dict:
+        """Loss and metrics in inference mode: ``{"loss", "accuracy"}`` for classifiers,
+        ``{"loss", "mse", "mae", "r2"}`` for regression.
+
+        Without arrays, evaluates the model file's ``split`` ('test', 'validation' or 'train').
+        """
+        if (x is None) != (y is None):
+            raise UsageError("evaluate() takes both x and y, or neither (to use the model file's data)")
+        if x is None:
+            if split not in ("train", "validation", "test"):
+                raise UsageError(f"split must be 'train', 'validation' or 'test', got {split!r}")
+            sp = self.splits()
+            ds = getattr(sp, split)
+            if ds is None:
+                raise UsageError(f"the model file's data has no {split} split")
+            if not self.preprocessor.fitted:
+                self.preprocessor = sp.preprocessor
+        else:
+            ds, _ = self._dataset(x, y, "x")
+        self._require_fitted()
+        return _evaluate(self.network, ds, self.preprocessor, batch_size)
+
+    def predict(self, x, batch_size=256) -> np.ndarray:
+        """Class probabilities (n, classes) -- for binary models P(class 1) (n, 1) -- or
+        regression outputs (n, outputs), in the model's dtype. ``x``: (n, *input_shape)
+        or (n, features), or the path of an input file."""
+        self._require_fitted()
+        xs = self._inputs(x)
+        net = self.network
+        n = xs.shape[0]
+        out = np.empty((n, net.output_features), net.dtype)
+        if n == 0:
+            return out
+        bs = max(1, min(int(batch_size), n))
+        x2 = xs.reshape(n, -1)
+        buf = np.empty((bs, x2.shape[1]), net.dtype)
+        for start in range(0, n, bs):
+            stop = min(start + bs, n)
+            xin = buf[: stop - start]
+            self.preprocessor.apply(x2[start:stop], xin)
+            out[start:stop] = net.predict(xin)
+        return out
+
+    def predict_classes(self, x, batch_size=256) -> np.ndarray:
+        """Predicted labels: class names when the training labels had names, else class
+        indices (int64). Binary models predict 1 when P(class 1) >= 0.5."""
+        if self.task == "regression":
+            raise UsageError(f"predict_classes() needs a classifier; {self.name} is a regression model "
+                             f"(loss {self.ir.loss.name}): use predict()")
+        p = self.predict(x, batch_size)
+        idx = p.argmax(axis=1) if self.task == "classification" else (p[:, 0] >= 0.5).astype(np.int64)
+        if self.class_names is not None:
+            return np.asarray(self.class_names)[idx]
+        return idx.astype(np.int64)
+
+    # -- weights -------------------------------------------------------------------------
+    def save(self, path) -> str:
+        """Write the weights, batch-norm statistics, preprocessing statistics and class names
+        to ``path`` (.npz, atomically). Returns the absolute path."""
+        from dlrun.runtime.weights import save_weights
+
+        return save_weights(path, self.network, self.preprocessor, self.class_names)
+
+    def load_weights(self, path) -> "Model":
+        """Load a file written by ``save``; ``dlrun.WeightsError`` if it is damaged or
+        belongs to a different architecture (the first differing layer is named)."""
+        from dlrun.runtime.data import Preprocessor
+        from dlrun.runtime.weights import apply_weights, read_weights
+
+        loaded = read_weights(path, self.network)
+        steps = self.ir.data.preprocess if self.ir.data is not None else ()
+        pre = Preprocessor.from_state(steps, loaded.preprocess)
+        if self.task != "regression" and loaded.class_names is not None:
+            if len(loaded.class_names) != (self.network.output_features if self.task == "classification" else 2):
+                from dlrun.errors import WeightsError
+
+                raise WeightsError(f"{path}: {len(loaded.class_names)} class names do not fit the model's outputs")
+        apply_weights(loaded, self.network)
+        self.preprocessor = pre
+        self.class_names = loaded.class_names
+        return self
+
+

@@ -1,0 +1,93 @@
+"""Optimizers over the network's flat parameter buffer.
+
+The update of a whole network is one fused kernel call per *segment* of the flat buffer
+(a run of tensors with the same penalties, see ``params.py``): typically two calls, one for
+the penalised weights and one for biases and batch-norm parameters. Optimizer state
+(velocity, moments, accumulators) is flat too, with the same layout.
+
+Penalties: ``l1``/``l2`` of a segment are fused into the gradient by the kernel
+(``g' = g + l1*sign(p) + l2*p``). ``weight_decay`` (adam, adamw) is decoupled
+(``p -= lr*weight_decay*p``) and, like the penalties, applies to weights only.
+Gradient clipping (``clip_norm``) scales the whole gradient buffer when its global L2
+norm exceeds the limit, before the update.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from dlrun.errors import UsageError, WeightsError
+from dlrun.kernels import optim as kopt
+
+NAMES = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
+
+
+class Optimizer:
+    """``step()`` updates ``store.flat`` from ``store.grad`` in place."""
+
+    def __init__(self, opt, store, lr: float | None = None):
+        if opt.name not in NAMES:
+            raise UsageError(f"unknown optimizer {opt.name!r} (known: {', '.join(NAMES)})")
+        self.name = opt.name
+        p = dict(opt.params)
+        self.lr = float(lr if lr is not None else p["lr"])
+        self.momentum = float(p.get("momentum") or 0.0)
+        self.nesterov = bool(p.get("nesterov") or False)
+        self.beta1 = float(p.get("beta1", 0.9))
+        self.beta2 = float(p.get("beta2", 0.999))
+        self.eps = float(p.get("eps", 1e-8))
+        self.rho = float(p.get("rho", 0.9))
+        self.weight_decay = float(p.get("weight_decay") or 0.0)
+        clip = p.get("clip_norm")
+        self.clip_norm = float(clip) if clip else None
+        self.store = store
+        self.steps = 0
+        self.last_grad_norm = None
+        n, dtype = store.size, store.dtype
+        if self.name == "sgd":
+            names = ("velocity",) if self.momentum > 0 else ()
+        elif self.name in ("adam", "adamw"):
+            names = ("m", "v")
+        elif self.name == "rmsprop":
+            names = ("sq",)
+        else:
+            names = ("acc",)
+        self.state = {k: np.zeros(n, dtype) for k in names}
+        # views per segment, built once: a step allocates nothing
+        self._segments = []
+        for seg in store.segments:
+            if seg.stop == seg.start:
+                continue
+            sl = slice(seg.start, seg.stop)
+            views = tuple(self.state[k][sl] for k in names)
+            self._segments.append((store.flat[sl], store.grad[sl], views, seg.l1, seg.l2, seg.is_weight))
+        self._grad_list = [store.grad]
+
+    def step(self):
+        """Clip (if configured) and apply one update from the current gradients."""
+        if self.clip_norm is not None:
+            self.last_grad_norm = kopt.clip_grad_norm(self._grad_list, self.clip_norm)
+        self.steps += 1
+        lr, name = self.lr, self.name
+        for p, g, st, l1, l2, is_weight in self._segments:
+            if name == "sgd":
+                kopt.sgd_update(p, g, st[0] if st else None, lr, self.momentum, self.nesterov, l1, l2)
+            elif name == "adam" or name == "adamw":
+                wd = self.weight_decay if is_weight else 0.0
+                kopt.adam_update(p, g, st[0], st[1], lr, self.beta1, self.beta2, self.eps, self.steps, l1, l2, wd)
+            elif name == "rmsprop":
+                kopt.rmsprop_update(p, g, st[0], lr, self.rho, self.eps, l1, l2)
+            else:
+                kopt.adagrad_update(p, g, st[0], lr, self.eps, l1, l2)
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, np.ndarray]:
+        out = {k: v.copy() for k, v in self.state.items()}
+        out["steps"] = np.array(self.steps, np.int64)
+        return out
+
+    def load_state_dict(self, state):
+        for k, v in self.state.items():
+            if k not in state or np.shape(state[k]) != v.shape:
+                raise WeightsError(f"optimizer state '{k}' is missing or has the wrong shape")
+            v[...] = state[k]
+        self.steps = int(state["steps"])

@@ -1,0 +1,292 @@
+"""The training loop: batches, forward, loss, backward, optimizer step, validation,
+early stopping, history.
+
+One step, with every array preallocated::
+
+    np.take(x, idx, out=xraw)        # raw rows (uint8 stays uint8)
+    pre.apply(xraw, out=xin)         # preprocessing + conversion to the model dtype
+    logits = net.forward(xin, training=True, logits=True)
+    loss = net.loss(logits, y, grad) # fused softmax/sigmoid + loss, dLoss/dlogits
+    net.backward(grad)               # every layer, into the flat gradient buffer
+    optimizer.step()                 # clip, penalties and update fused per segment
+
+Reported metrics per epoch: ``loss`` (the mean data loss over the epoch's batches, as
+trained, i.e. in training mode) and ``accuracy`` for classifiers or ``mse``/``mae``/``r2``
+for regression; ``val_*`` the same on the validation split in inference mode; ``penalty``
+the L1/L2 term ``sum l1*|w| + l2/2*w^2`` at the end of the epoch when regularisation is
+on (it is reported separately, never folded into ``loss``, so ``loss`` and ``val_loss``
+are comparable).
+"""
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dlrun.errors import TrainingError, UsageError
+from dlrun.runtime.metrics import Accumulator
+from dlrun.runtime.network import rng_for
+
+
+@dataclass
+class History:
+    """What a training run did.
+
+    ``epochs``: one dict of metrics per epoch run (``loss``, ``accuracy`` or ``mse``/``mae``/
+    ``r2``, the same with a ``val_`` prefix when there is validation data, ``seconds``).
+    ``epochs_run``, ``best_epoch`` (1-based, by the monitored metric), ``monitor``,
+    ``stopped_early``, ``restored_best`` (the weights are those of ``best_epoch``).
+
+    >>> h = History(epochs=[{"loss": 0.9}, {"loss": 0.5}], best_epoch=2, monitor="loss")
+    >>> h.epochs_run, h.metric("loss"), h.final["loss"]
+    (2, [0.9, 0.5], 0.5)
+    """
+
+    epochs: list = field(default_factory=list)
+    best_epoch: int | None = None
+    monitor: str = "loss"
+    stopped_early: bool = False
+    restored_best: bool = False
+    seconds: float = 0.0
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.epochs)
+
+    def metric(self, name: str) -> list:
+        """The values of one metric, epoch by epoch."""
+        return [e.get(name) for e in self.epochs]
+
+    @property
+    def final(self) -> dict:
+        """Metrics of the last epoch run."""
+        return dict(self.epochs[-1]) if self.epochs else {}
+
+    @property
+    def best(self) -> dict:
+        """Metrics of the best epoch."""
+        return dict(self.epochs[self.best_epoch - 1]) if self.best_epoch else {}
+
+    def to_dict(self) -> dict:
+        return {
+            "epochs_run": self.epochs_run,
+            "best_epoch": self.best_epoch,
+            "monitor": self.monitor,
+            "stopped_early": self.stopped_early,
+            "restored_best": self.restored_best,
+            "seconds": self.seconds,
+            "epochs": [dict(e) for e in self.epochs],
+        }
+
+    def __repr__(self):
+        return (f"History(epochs_run={self.epochs_run}, best_epoch={self.best_epoch}, "
+                f"stopped_early={self.stopped_early}, final={self.final})")
+
+
+class Feeder:
+    """Mini-batches of one dataset as preallocated ``(x, y)`` buffers in the model's dtype."""
+
+    def __init__(self, dataset, preprocessor, dtype, target_dtype, capacity):
+        x = dataset.x
+        self.n = int(x.shape[0])
+        self.x = x.reshape(self.n, -1)  # a view: inputs stay in their stored dtype
+        self.features = self.x.shape[1]
+        self.pre = preprocessor
+        self.capacity = int(capacity)
+        self.xraw = np.empty((self.capacity, self.features), self.x.dtype)
+        self.xin = np.empty((self.capacity, self.features), dtype)
+        self.y = None
+        if dataset.y is not None:
+            y = dataset.y
+            # targets converted once (they are small next to the inputs)
+            self.y = np.ascontiguousarray(y.reshape(self.n) if target_dtype == np.int64 else y.reshape(self.n, -1),
+                                          dtype=target_dtype)
+            self.yb = np.empty((self.capacity,) + self.y.shape[1:], target_dtype)
+
+    def take(self, idx):
+        """Rows ``idx`` (int array, at most ``capacity``) -> (x, y) views of the buffers."""
+        n = idx.shape[0]
+        xraw = self.xraw[:n]
+        np.take(self.x, idx, axis=0, out=xraw)
+        xin = self.xin[:n]
+        self.pre.apply(xraw, xin)
+        if self.y is None:
+            return xin, None
+        yb = self.yb[:n]
+        np.take(self.y, idx, axis=0, out=yb)
+        return xin, yb
+
+    def slice(self, start, stop):
+        """Rows ``start:stop`` in order (no gather needed)."""
+        n = stop - start
+        xin = self.xin[:n]
+        self.pre.apply(self.x[start:stop], xin)
+        return xin, (None if self.y is None else self.y[start:stop])
+
+
+def evaluate(net, dataset, preprocessor, batch_size=256) -> dict:
+    """Inference-mode loss and metrics of ``net`` on a labelled dataset."""
+    n = len(dataset)
+    if n == 0:
+        raise UsageError("cannot evaluate on an empty dataset")
+    batch_size = max(1, min(int(batch_size), n))
+    feed = Feeder(dataset, preprocessor, net.dtype, net.loss.target_dtype(net.dtype), batch_size)
+    acc = Accumulator(net.task, net.output_features, batch_size)
+    grad = np.empty((batch_size, net.output_features), net.dtype)
+    total = 0.0
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        x, y = feed.slice(start, stop)
+        out = net.forward(x, training=False, logits=True)
+        total += net.loss(out, y, grad[: stop - start]) * (stop - start)
+        acc.update(out, y)
+    return {"loss": total / n, **acc.result()}
+
+
+class EarlyStopping:
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs."""
+
+    def __init__(self, monitor="val_loss", mode="min", patience=5, min_delta=0.0, restore_best=True):
+        self.monitor = monitor
+        self.mode = mode if mode in ("min", "max") else ("max" if monitor.endswith("accuracy") or
+                                                          monitor.endswith("r2") else "min")
+        self.patience = int(patience)
+        self.min_delta = float(min_delta)
+        self.restore_best = bool(restore_best)
+        self.best = None
+        self.best_epoch = None
+        self.wait = 0
+
+    def improved(self, value) -> bool:
+        if self.best is None:
+            return True
+        if self.mode == "min":
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
+
+    def update(self, epoch, value) -> bool:
+        """Record ``value`` of ``epoch``; True when training should stop."""
+        if self.improved(value):
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            return False
+        self.wait += 1
+        return self.wait > self.patience
+
+
+class Trainer:
+    """Runs epochs of ``net`` on a training dataset; see the module docstring."""
+
+    def __init__(self, net, optimizer, train, preprocessor, *, validation=None, epochs=10, batch_size=32,
+                 shuffle=True, seed=None, early_stopping=None, progress=None):
+        if len(train) == 0:
+            raise UsageError("the training set is empty")
+        if int(batch_size) < 1:
+            raise UsageError(f"batch size must be >= 1, got {batch_size}")
+        if int(epochs) < 1:
+            raise UsageError(f"epochs must be >= 1, got {epochs}")
+        self.net = net
+        self.opt = optimizer
+        self.train = train
+        self.validation = validation if validation is not None and len(validation) else None
+        self.pre = preprocessor
+        self.epochs = int(epochs)
+        self.batch_size = min(int(batch_size), len(train))
+        self.shuffle = shuffle
+        self.seed = net.seed if seed is None else int(seed)
+        self.progress = progress
+        self.stopper = None
+        self.monitor = "val_loss" if self.validation is not None else "loss"
+        if early_stopping is not None:
+            es = early_stopping
+            if es.monitor.startswith("val_") and self.validation is None:
+                warnings.warn(
+                    f"early stopping monitors '{es.monitor}' but there is no validation data: "
+                    f"training runs all {self.epochs} epochs", stacklevel=3)
+            else:
+                self.stopper = EarlyStopping(es.monitor, es.mode, es.patience, es.min_delta, es.restore_best)
+                self.monitor = es.monitor
+        self.max_mode = self.stopper.mode == "max" if self.stopper else self.monitor.endswith("accuracy")
+        self.shuffle_rng = rng_for(self.seed, "shuffle")
+
+    def _best_snapshot(self):
+        return self.net.store.flat.copy(), [a.copy() for _, _, a in self.net.named_state()]
+
+    def _restore(self, snap):
+        flat, states = snap
+        self.net.store.flat[...] = flat
+        for (_, _, a), s in zip(self.net.named_state(), states):
+            a[...] = s
+
+    def run(self) -> History:
+        net, opt = self.net, self.opt
+        bs = self.batch_size
+        n = len(self.train)
+        feed = Feeder(self.train, self.pre, net.dtype, net.loss.target_dtype(net.dtype), bs)
+        acc = Accumulator(net.task, net.output_features, bs)
+        grad_buf = np.empty((bs, net.output_features), net.dtype)
+        batches = math.ceil(n / bs)
+        history = History(monitor=self.monitor)
+        best_value, best_snap = None, None
+        started = time.perf_counter()
+        forward, backward, loss_fn, step = net.forward, net.backward, net.loss, opt.step
+        for epoch in range(1, self.epochs + 1):
+            t0 = time.perf_counter()
+            order = self.shuffle_rng.permutation(n) if self.shuffle else np.arange(n)
+            acc.reset()
+            total = 0.0
+            if self.progress:
+                self.progress.start_epoch(epoch, self.epochs, batches)
+            for b in range(batches):
+                idx = order[b * bs:(b + 1) * bs]
+                m = idx.shape[0]
+                x, y = feed.take(idx)
+                out = forward(x, True, True)
+                grad = grad_buf[:m]
+                loss = loss_fn(out, y, grad)
+                if not math.isfinite(loss):
+                    raise TrainingError(
+                        f"epoch {epoch}, batch {b + 1}/{batches}: the loss is {loss}; "
+                        f"lower the learning rate (lr={opt.lr:g}) or check the data")
+                total += loss * m
+                acc.update(out, y)
+                backward(grad)
+                step()
+                if self.progress:
+                    self.progress.batch(b + 1, total / min((b + 1) * bs, n))
+            metrics = {"loss": total / n, **acc.result()}
+            if any(s.l1 or s.l2 for s in net.store.segments):
+                metrics["penalty"] = net.store.penalty()
+            if self.validation is not None:
+                val = evaluate(net, self.validation, self.pre, max(bs, 256))
+                metrics.update({f"val_{k}": v for k, v in val.items()})
+            metrics["seconds"] = time.perf_counter() - t0
+            history.epochs.append(metrics)
+            if self.progress:
+                self.progress.end_epoch(epoch, metrics)
+            if self.monitor not in metrics:
+                raise UsageError(
+                    f"early stopping monitors '{self.monitor}', which this run does not report "
+                    f"(reported: {', '.join(k for k in metrics if k != 'seconds')})")
+            value = metrics[self.monitor]
+            better = best_value is None or (value > best_value if self.max_mode else value < best_value)
+            if self.stopper is not None:
+                stop = self.stopper.update(epoch, value)
+                if self.stopper.best_epoch == epoch:
+                    history.best_epoch = epoch
+                    if self.stopper.restore_best:
+                        best_snap = self._best_snapshot()
+                if stop:
+                    history.stopped_early = True
+                    break
+            elif better:
+                best_value = value
+                history.best_epoch = epoch
+        if self.stopper is not None and self.stopper.restore_best and best_snap is not None \
+                and history.best_epoch != history.epochs_run:
+            self._restore(best_snap)
+            history.restored_best = True
+        history.seconds = time.perf_counter() - started
+        return history

@@ -1,0 +1,291 @@
+"""Weights files: ``.npz`` archives without pickle, written atomically.
+
+Contents (array names in the archive):
+
+    meta.format_version   int64, FORMAT_VERSION (files from a newer format are refused)
+    meta.dlrun_version    str, the dlrun that wrote the file
+    meta.model_name       str
+    meta.dtype            str, 'float32' or 'float64'
+    meta.architecture     str, JSON of ``ir.architecture_dict(model)``
+    meta.arch_hash        str, sha256 of that JSON (sorted keys)
+    param.{i}.{kind}.{name}   every trainable tensor (layer index i, e.g. param.1.dense.w)
+    state.{i}.{kind}.{name}   batch-norm running statistics
+    preprocess.{key}          fitted preprocessing statistics (``Preprocessor.state()``)
+    class_names               unicode array, when the labels had names
+
+Loading checks, in order: the file exists and is an intact zip of plain arrays (no pickled
+objects: ``allow_pickle=False``, and an object array is refused), the format version, the
+architecture (the first layer whose kind, output shape or inference-relevant settings
+differ is named), then every tensor's presence, shape and finiteness. Any failure is a
+``WeightsError``; the network is only modified once everything has been checked.
+
+Writing goes to a temporary file in the destination folder, is flushed and fsync'ed, then
+renamed over the destination (and the folder fsync'ed), so a crash leaves either the old
+file or the new one, never a torn file.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+import zlib
+
+import numpy as np
+
+from dlrun._version import __version__
+from dlrun.dsl import ir
+from dlrun.errors import WeightsError
+
+FORMAT_VERSION = 1
+
+# layer settings that only matter while training: weights trained with other values fit
+TRAINING_ONLY = frozenset({"init", "l1", "l2", "rate", "momentum"})
+
+
+# -- atomic archive I/O ------------------------------------------------------------------
+def check_writable(path) -> str:
+    """Raise ``WeightsError`` unless a file can be created at ``path`` (checked by creating
+    and removing a temporary file next to it). Returns the absolute path."""
+    path = os.path.abspath(os.fspath(path))
+    folder = os.path.dirname(path)
+    if os.path.isdir(path):
+        raise WeightsError(f"{path}: is a directory; expected a file name for the weights")
+    if not os.path.isdir(folder):
+        raise WeightsError(f"{path}: the folder {folder} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".dlrun-write-test-", dir=folder)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as err:
+        raise WeightsError(f"{path}: cannot write in {folder} ({err.strerror or err})") from None
+    return path
+
+
+def write_npz(path, arrays: dict) -> str:
+    """Write ``arrays`` to ``path`` as an uncompressed ``.npz``, atomically."""
+    path = os.path.abspath(os.fspath(path))
+    folder = os.path.dirname(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    except OSError as err:
+        raise WeightsError(f"{path}: cannot write in {folder} ({err.strerror or err})") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as err:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(err, OSError):
+            raise WeightsError(f"{path}: could not be written ({err.strerror or err})") from None
+        raise
+    try:  # make the rename itself durable
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+    return path
+
+
+def read_npz(path, what="weights file") -> dict:
+    """Every array of an ``.npz``, refusing pickled data; damage becomes ``WeightsError``."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise WeightsError(f"{path}: no such {what}")
+    if os.path.isdir(path):
+        raise WeightsError(f"{path}: is a directory, expected a {what} (.npz)")
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as err:
+        raise WeightsError(f"{path}: cannot read ({err.strerror or err})") from None
+    if magic[:1] == b"\x80":
+        raise WeightsError(f"{path}: is a Python pickle; refused (dlrun never unpickles)")
+    if magic not in (b"PK\x03\x04", b"PK\x05\x06"):
+        what_it_is = "empty" if not magic else "not an .npz archive"
+        raise WeightsError(f"{path}: not a {what} ({what_it_is})")
+    try:
+        z = np.load(path, allow_pickle=False)
+        with z:
+            return {k: z[k] for k in z.files}
+    except PermissionError as err:
+        raise WeightsError(f"{path}: cannot read ({err.strerror})") from None
+    except ValueError as err:
+        if "pickle" in str(err).lower() or "object arrays" in str(err).lower():
+            raise WeightsError(f"{path}: holds pickled Python objects; refused (dlrun never unpickles)") from None
+        raise WeightsError(f"{path}: damaged or not a {what} ({err})") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, KeyError) as err:
+        raise WeightsError(f"{path}: damaged or not a {what} ({type(err).__name__}: {err})") from None
+
+
+# -- architecture ------------------------------------------------------------------------
+def architecture(model) -> dict:
+    return ir.architecture_dict(model)
+
+
+def architecture_hash(model) -> str:
+    text = json.dumps(architecture(model), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _inference_view(layer: dict) -> dict:
+    params = {k: v for k, v in layer.get("params", {}).items() if k not in TRAINING_ONLY}
+    return {"kind": layer.get("kind"), "params": params, "shape": list(layer.get("shape", []))}
+
+
+def _describe(layer: dict) -> str:
+    params = ", ".join(f"{k}={_short(v)}" for k, v in layer["params"].items())
+    return f"{layer['kind']}({params}) -> shape {tuple(layer['shape'])}"
+
+
+def _short(v):
+    if isinstance(v, dict) and v.get("node") == "Activation":
+        args = {k: x for k, x in v.get("params", {}).items()}
+        return v["name"] + (f"({', '.join(f'{k}={x}' for k, x in args.items())})" if args else "")
+    return json.dumps(v) if isinstance(v, (dict, list)) else str(v)
+
+
+def compare_architecture(saved: dict, net, path) -> None:
+    """Raise ``WeightsError`` naming the first layer that differs."""
+    cur = architecture(net.model)["layers"]
+    old = saved.get("layers")
+    if not isinstance(old, list):
+        raise WeightsError(f"{path}: damaged metadata (no layer list in meta.architecture)")
+    for i, (a, b) in enumerate(zip(old, cur)):
+        if not isinstance(a, dict):
+            raise WeightsError(f"{path}: damaged metadata (layer {i} of meta.architecture)")
+        va, vb = _inference_view(a), _inference_view(b)
+        if va != vb:
+            layer = net.layers[i]
+            raise WeightsError(
+                f"{path}: the weights are for a different architecture: {layer.describe()} is "
+                f"{_describe(vb)} in the model but {_describe(va)} in the file"
+            )
+    if len(old) != len(cur):
+        raise WeightsError(
+            f"{path}: the weights are for a different architecture: the file has {len(old)} layers, "
+            f"the model has {len(cur)} (first extra layer: {_describe(_inference_view((old + cur)[min(len(old), len(cur))]))})"
+        )
+
+
+# -- weights ------------------------------------------------------------------------------
+def _text(value) -> np.ndarray:
+    return np.array(str(value))
+
+
+def weights_arrays(net, preprocessor=None, class_names=None) -> dict:
+    """The archive contents for ``net`` (see the module docstring)."""
+    arch = architecture(net.model)
+    arrays = {
+        "meta.format_version": np.array(FORMAT_VERSION, np.int64),
+        "meta.dlrun_version": _text(__version__),
+        "meta.model_name": _text(net.model.name),
+        "meta.dtype": _text(net.dtype.name),
+        "meta.architecture": _text(json.dumps(arch, sort_keys=True)),
+        "meta.arch_hash": _text(architecture_hash(net.model)),
+    }
+    for layer, name, a in net.named_params():
+        arrays[f"param.{layer.key}.{name}"] = a
+    for layer, name, a in net.named_state():
+        arrays[f"state.{layer.key}.{name}"] = a
+    if preprocessor is not None and preprocessor.fitted:
+        for k, v in preprocessor.state().items():
+            arrays[f"preprocess.{k}"] = v
+    if class_names is not None:
+        arrays["class_names"] = np.array([str(c) for c in class_names], dtype=np.str_)
+    return arrays
+
+
+def save_weights(path, net, preprocessor=None, class_names=None) -> str:
+    """Write the weights of ``net`` (with preprocessing state and class names) atomically."""
+    return write_npz(path, weights_arrays(net, preprocessor, class_names))
+
+
+class LoadedWeights:
+    """A checked weights file: ``preprocess`` (dict for ``Preprocessor.from_state``),
+    ``class_names`` (list or None), ``meta`` (dict of str)."""
+
+    def __init__(self, arrays, preprocess, class_names, meta):
+        self.arrays = arrays
+        self.preprocess = preprocess
+        self.class_names = class_names
+        self.meta = meta
+
+
+def read_weights(path, net) -> LoadedWeights:
+    """Read and check a weights file against ``net`` without modifying anything."""
+    path = os.fspath(path)
+    arrays = read_npz(path)
+    if "meta.format_version" not in arrays:
+        raise WeightsError(f"{path}: not a dlrun weights file (no meta.format_version)")
+    try:
+        version = int(arrays["meta.format_version"])
+    except (TypeError, ValueError):
+        raise WeightsError(f"{path}: damaged metadata (meta.format_version)") from None
+    if version > FORMAT_VERSION:
+        written = arrays.get("meta.dlrun_version")
+        by = f" by dlrun {written}" if written is not None else ""
+        raise WeightsError(
+            f"{path}: written{by} in weights format {version}; this dlrun ({__version__}) reads "
+            f"format {FORMAT_VERSION} and older: upgrade dlrun"
+        )
+    if version < 1:
+        raise WeightsError(f"{path}: damaged metadata (format version {version})")
+    meta = {}
+    for key in ("dlrun_version", "model_name", "dtype", "architecture", "arch_hash"):
+        a = arrays.get(f"meta.{key}")
+        if a is None or a.dtype.kind != "U" or a.ndim != 0:
+            raise WeightsError(f"{path}: damaged metadata (meta.{key} missing or not a string)")
+        meta[key] = str(a)
+    try:
+        saved_arch = json.loads(meta["architecture"])
+    except ValueError:
+        raise WeightsError(f"{path}: damaged metadata (meta.architecture is not JSON)") from None
+    if not isinstance(saved_arch, dict):
+        raise WeightsError(f"{path}: damaged metadata (meta.architecture)")
+    compare_architecture(saved_arch, net, path)
+
+    expected = [(f"param.{l.key}.{n}", l, n, a) for l, n, a in net.named_params()]
+    expected += [(f"state.{l.key}.{n}", l, n, a) for l, n, a in net.named_state()]
+    for key, layer, name, a in expected:
+        if key not in arrays:
+            raise WeightsError(f"{path}: no array '{key}' for {layer.describe()} ('{name}', shape {a.shape})")
+        got = arrays[key]
+        if got.shape != a.shape:
+            raise WeightsError(
+                f"{path}: {layer.describe()}: '{name}' has shape {got.shape} in the file, "
+                f"the model expects {a.shape}"
+            )
+        if got.dtype.kind != "f":
+            raise WeightsError(f"{path}: {layer.describe()}: '{name}' has dtype {got.dtype}, expected floats")
+        if not np.isfinite(got).all():
+            raise WeightsError(f"{path}: {layer.describe()}: '{name}' holds NaN or infinite values")
+    known = {k for k, *_ in expected}
+    unknown = [k for k in arrays if k.startswith(("param.", "state.")) and k not in known]
+    if unknown:
+        raise WeightsError(f"{path}: arrays {', '.join(sorted(unknown))} belong to no layer of the model")
+    preprocess = {k[len("preprocess."):]: v for k, v in arrays.items() if k.startswith("preprocess.")}
+    names = arrays.get("class_names")
+    if names is not None:
+        if names.dtype.kind != "U" or names.ndim != 1:
+            raise WeightsError(f"{path}: damaged class_names (expected a 1-d array of strings)")
+        names = [str(s) for s in names]
+    return LoadedWeights(arrays, preprocess, names, meta)
+
+
+def apply_weights(loaded: LoadedWeights, net) -> None:
+    """Copy checked arrays into ``net`` (casting to the network's dtype)."""
+    arrays = loaded.arrays
+    for layer, name, a in net.named_params():
+        a[...] = arrays[f"param.{layer.key}.{name}"]
+    for layer, name, a in net.named_state():
+        a[...] = arrays[f"state.{layer.key}.{name}"]
