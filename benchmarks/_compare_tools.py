@@ -1,0 +1,484 @@
+"""The tools ``compare.py`` races, each behind the same small interface, and the worker loop.
+
+Every tool runs in its own child process (``python benchmarks/_compare_tools.py TOOL ...``)
+so thread pools, allocators and imports never share a process. The parent sends one JSON
+command per line on stdin and reads one JSON reply per line; the tool's own prints go to
+stderr (file descriptor 1 is redirected) so they cannot corrupt the protocol.
+
+Runner interface (``setup`` builds the model for one batch size; models of different batch
+sizes live side by side so the parent can interleave them):
+
+    info() -> dict                       versions, threads, BLAS
+    setup(batch, seed)                   a fresh model trained at that batch size
+    epoch(batch) -> float                one training epoch (fresh permutation); mean loss
+    evaluate(batch) -> float             test accuracy in eval mode
+    predict(batch, x) -> probabilities   eval mode, x float32 (n, 784) in [0, 1]
+
+``python benchmarks/_compare_tools.py TOOL --memory`` instead trains one epoch in this fresh
+process and prints its peak resident memory (VmHWM) as one JSON line.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+import traceback
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+MODEL_FILE = os.path.join(REPO, "models", "mnist_mlp.net")
+THREADS = 2
+HIDDEN = (512, 256)
+DROPOUT = 0.2
+LR = 1e-3
+
+
+class ToolUnavailable(Exception):
+    """The tool cannot run here (not installed, or its API is not there yet)."""
+
+
+def proc_status_kib(field):
+    """A ``/proc/self/status`` field in KiB (VmRSS, VmHWM), or None where there is no /proc."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def blas_info():
+    """The BLAS libraries loaded in this process (threadpoolctl), or a reason why not."""
+    try:
+        import threadpoolctl
+    except ImportError:
+        return [{"error": "threadpoolctl not installed"}]
+    keep = ("user_api", "internal_api", "num_threads", "version", "architecture",
+            "threading_layer", "prefix")
+    return [{k: d.get(k) for k in keep} for d in threadpoolctl.threadpool_info()]
+
+
+class Runner:
+    name = "?"
+
+    def __init__(self, data):
+        self.x, self.y, self.xt, self.yt = data
+        self.models = {}
+
+    def info(self):
+        return {"numpy": np.__version__, "blas": blas_info(),
+                "openblas_env": {k: os.environ.get(k) for k in
+                                 ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS",
+                                  "OMP_NUM_THREADS")}}
+
+    def model(self, batch):
+        try:
+            return self.models[batch]
+        except KeyError:
+            raise RuntimeError(f"{self.name}: no model for batch {batch}; send setup first") from None
+
+
+class NumpyRunner(Runner):
+    """The hand-written NumPy reference (``benchmarks/numpy_mlp.py``)."""
+
+    name = "numpy"
+
+    def __init__(self, data):
+        super().__init__(data)
+        from numpy_mlp import NumpyMLP
+        self.cls = NumpyMLP
+
+    def setup(self, batch, seed):
+        self.models[batch] = self.cls(784, HIDDEN, 10, dropout=DROPOUT, lr=LR, seed=seed)
+
+    def epoch(self, batch):
+        return self.model(batch).train_epoch(self.x, self.y, batch)
+
+    def evaluate(self, batch):
+        return self.model(batch).evaluate(self.xt, self.yt)[1]
+
+    def predict(self, batch, x):
+        return self.model(batch).predict(x)
+
+    def export(self, batch, path):
+        np.savez(path, **self.model(batch).export())
+
+    def gemm(self, batch, repeats):
+        """Median seconds of each of the 8 GEMMs of one training step at this batch size."""
+        return gemm_times(batch, repeats)
+
+
+def gemm_shapes(batch):
+    """The 8 GEMMs of one training step as (name, m, k, n, trans_a, trans_b): C (m, n)."""
+    d0, d1, d2, d3 = 784, HIDDEN[0], HIDDEN[1], 10
+    return [
+        ("fwd1 X W1", batch, d0, d1, False, False),
+        ("fwd2 H1 W2", batch, d1, d2, False, False),
+        ("fwd3 H2 W3", batch, d2, d3, False, False),
+        ("dW3 H2^T dZ3", d2, batch, d3, True, False),
+        ("dH2 dZ3 W3^T", batch, d3, d2, False, True),
+        ("dW2 H1^T dZ2", d1, batch, d2, True, False),
+        ("dH1 dZ2 W2^T", batch, d2, d1, False, True),
+        ("dW1 X^T dZ1", d0, batch, d1, True, False),
+    ]
+
+
+def gemm_times(batch, repeats):
+    """``[(name, flops, median seconds)]`` of ``np.matmul(op(A), op(B), out=C)`` per GEMM."""
+    rng = np.random.default_rng(0)
+    out = []
+    for name, m, k, n, ta, tb in gemm_shapes(batch):
+        a = rng.random((k, m) if ta else (m, k), dtype=np.float32)
+        b = rng.random((n, k) if tb else (k, n), dtype=np.float32)
+        c = np.empty((m, n), np.float32)
+        a_op = a.T if ta else a
+        b_op = b.T if tb else b
+        for _ in range(3):
+            np.matmul(a_op, b_op, out=c)
+        ts = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            np.matmul(a_op, b_op, out=c)
+            ts.append(time.perf_counter() - t0)
+        out.append((name, 2.0 * m * k * n, float(np.median(ts))))
+    return out
+
+
+class TorchRunner(Runner):
+    """PyTorch eager, idiomatic: float32 tensors in memory, nn.Sequential, torch.optim.Adam."""
+
+    name = "pytorch"
+
+    def __init__(self, data):
+        try:
+            import torch
+        except ImportError as e:
+            raise ToolUnavailable(f"PyTorch not installed ({e}); pip install torch==2.13.0") from None
+        self.torch = torch
+        torch.set_num_threads(THREADS)
+        x, y, xt, yt = data
+        # The usual PyTorch set-up: the whole set as a float32 tensor scaled to [0, 1].
+        self.X = torch.from_numpy(x).float().div_(255.0)
+        self.Y = torch.from_numpy(y.astype(np.int64))
+        self.Xt = torch.from_numpy(xt).float().div_(255.0)
+        self.Yt = torch.from_numpy(yt.astype(np.int64))
+        self.models = {}
+        self.xt, self.yt = xt, yt
+
+    def info(self):
+        d = super().info()
+        t = self.torch
+        d.update(torch=t.__version__, torch_threads=t.get_num_threads(),
+                 torch_interop_threads=t.get_num_interop_threads(),
+                 torch_parallel=t.__config__.parallel_info().splitlines()[:8],
+                 mkldnn=bool(t.backends.mkldnn.is_available()))
+        return d
+
+    def setup(self, batch, seed):
+        t = self.torch
+        nn = t.nn
+        t.manual_seed(seed)
+        layers, d_in = [], 784
+        for d in HIDDEN:
+            layers += [nn.Linear(d_in, d), nn.BatchNorm1d(d), nn.ReLU(), nn.Dropout(DROPOUT)]
+            d_in = d
+        layers.append(nn.Linear(d_in, 10))
+        model = nn.Sequential(*layers)
+        opt = t.optim.Adam(model.parameters(), lr=LR)
+        gen = t.Generator().manual_seed(seed)
+        self.models[batch] = (model, opt, gen)
+
+    def epoch(self, batch):
+        t = self.torch
+        model, opt, gen = self.model(batch)
+        model.train()
+        n = self.X.shape[0]
+        perm = t.randperm(n, generator=gen)
+        total = 0.0
+        loss_fn = t.nn.functional.cross_entropy
+        for start in range(0, n, batch):
+            idx = perm[start:start + batch]
+            xb, yb = self.X[idx], self.Y[idx]
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(xb), yb)
+            loss.backward()
+            opt.step()
+            total += loss.item() * idx.shape[0]
+        return total / n
+
+    def evaluate(self, batch):
+        t = self.torch
+        model = self.model(batch)[0]
+        model.eval()
+        with t.inference_mode():
+            pred = model(self.Xt).argmax(1)
+        return float((pred == self.Yt).float().mean())
+
+    def predict(self, batch, x):
+        t = self.torch
+        model = self.model(batch)[0]
+        model.eval()
+        with t.inference_mode():
+            return t.softmax(model(t.from_numpy(x)), 1).numpy()
+
+
+class DlrunRunner(Runner):
+    """dlrun through its Python API: ``dlrun.loads(text, base_dir=...)`` and ``Model.fit``."""
+
+    name = "dlrun"
+
+    def __init__(self, data):
+        super().__init__(data)
+        try:
+            import dlrun
+            self.dlrun = dlrun
+            self.loads = dlrun.loads
+        except (ImportError, AttributeError) as e:
+            raise ToolUnavailable(f"dlrun's Python API is not available ({e})") from None
+        if not os.path.isfile(MODEL_FILE):
+            raise ToolUnavailable(f"{MODEL_FILE} does not exist yet")
+        with open(MODEL_FILE, encoding="utf-8") as f:
+            self.text = f.read()
+
+    def info(self):
+        d = super().info()
+        d.update(dlrun=self.dlrun.__version__, model_file=os.path.relpath(MODEL_FILE, REPO))
+        return d
+
+    def model_text(self, batch, seed):
+        """The model file with its batch size and seed replaced (when it states them)."""
+        text = self.text
+        text = re.sub(r"(\bbatch(?:_size)?\b\s*[:=]?\s*)\d+", lambda m: m.group(1) + str(batch), text)
+        text = re.sub(r"(\bseed\b\s*[:=]?\s*)\d+", lambda m: m.group(1) + str(seed), text)
+        return text
+
+    def setup(self, batch, seed):
+        self.models[batch] = self.loads(self.model_text(batch, seed),
+                                        base_dir=os.path.dirname(MODEL_FILE))
+
+    def epoch(self, batch):
+        history = self.model(batch).fit(self.x, self.y, epochs=1, batch_size=batch)
+        return _last_loss(history)
+
+    def evaluate(self, batch):
+        return float(self.model(batch).evaluate(self.xt, self.yt)["accuracy"])
+
+    def predict(self, batch, x):
+        return self.model(batch).predict(x)
+
+
+def _last_loss(history):
+    """The last training loss in a dlrun History, if it exposes one in a known place."""
+    for attr in ("history", "metrics", "train"):
+        h = getattr(history, attr, None)
+        if isinstance(h, dict) and h.get("loss"):
+            return float(h["loss"][-1])
+        if isinstance(h, list) and h and isinstance(h[-1], dict) and "loss" in h[-1]:
+            return float(h[-1]["loss"])
+    return float("nan")
+
+
+class OrtRunner(Runner):
+    """ONNX Runtime, inference only, on a graph built from the NumPy reference's weights."""
+
+    name = "onnxruntime"
+
+    def __init__(self, data):
+        super().__init__(data)
+        try:
+            import onnx  # noqa: F401
+            import onnxruntime
+        except ImportError as e:
+            raise ToolUnavailable(f"onnxruntime/onnx not installed ({e})") from None
+        self.ort = onnxruntime
+
+    def info(self):
+        d = super().info()
+        import onnx
+        d.update(onnxruntime=self.ort.__version__, onnx=onnx.__version__,
+                 intra_op_threads=THREADS)
+        return d
+
+    def load(self, batch, path):
+        """Build the session from weights exported by the NumPy runner (``export``)."""
+        w = dict(np.load(path))
+        so = self.ort.SessionOptions()
+        so.intra_op_num_threads = THREADS
+        so.inter_op_num_threads = 1
+        so.graph_optimization_level = self.ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.models[batch] = self.ort.InferenceSession(
+            build_onnx(w).SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+    def evaluate(self, batch):
+        p = self.predict(batch, np.multiply(self.xt, np.float32(1 / 255), dtype=np.float32))
+        return float((p.argmax(1) == self.yt).mean())
+
+    def predict(self, batch, x):
+        return self.model(batch).run(None, {"x": x})[0]
+
+
+def build_onnx(w):
+    """ONNX graph: (Gemm -> BatchNormalization -> Relu) per hidden layer, Gemm, Softmax."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes, inits = [], []
+    eps = float(w["bn_eps"])
+
+    def init(name, arr):
+        inits.append(numpy_helper.from_array(np.ascontiguousarray(arr, np.float32), name))
+
+    prev = "x"
+    for i in range(len(HIDDEN)):
+        for k in ("w", "b", "gamma", "beta", "mean", "var"):
+            init(f"{k}{i}", w[f"{k}{i}"])
+        nodes.append(helper.make_node("Gemm", [prev, f"w{i}", f"b{i}"], [f"z{i}"]))
+        nodes.append(helper.make_node("BatchNormalization",
+                                      [f"z{i}", f"gamma{i}", f"beta{i}", f"mean{i}", f"var{i}"],
+                                      [f"y{i}"], epsilon=eps))
+        nodes.append(helper.make_node("Relu", [f"y{i}"], [f"a{i}"]))
+        prev = f"a{i}"
+    init("w_out", w["w_out"])
+    init("b_out", w["b_out"])
+    nodes.append(helper.make_node("Gemm", [prev, "w_out", "b_out"], ["logits"]))
+    nodes.append(helper.make_node("Softmax", ["logits"], ["prob"], axis=1))
+    graph = helper.make_graph(
+        nodes, "mnist_mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 784])],
+        [helper.make_tensor_value_info("prob", TensorProto.FLOAT, ["n", 10])],
+        inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+RUNNERS = {"numpy": NumpyRunner, "pytorch": TorchRunner, "dlrun": DlrunRunner,
+           "onnxruntime": OrtRunner}
+
+
+# -- the worker loop ---------------------------------------------------------------------
+
+def latency(runner, batch, n, calls, warmup, xt):
+    """Per-call wall times (ns) of ``predict`` on n test rows; a different slice each call."""
+    x_all = np.multiply(xt[:max(n * 16, 64)], np.float32(1 / 255), dtype=np.float32)
+    slices = [np.ascontiguousarray(x_all[i * n:(i + 1) * n]) for i in range(x_all.shape[0] // n)]
+    for i in range(warmup):
+        runner.predict(batch, slices[i % len(slices)])
+    out = []
+    clock = time.perf_counter_ns
+    for i in range(calls):
+        x = slices[i % len(slices)]
+        t0 = clock()
+        runner.predict(batch, x)
+        out.append(clock() - t0)
+    return out
+
+
+def handle(runner, msg, xt):
+    cmd = msg["cmd"]
+    if cmd == "info":
+        return runner.info()
+    if cmd == "setup":
+        runner.setup(msg["batch"], msg.get("seed", 0))
+        return {}
+    if cmd == "epoch":
+        t0 = time.perf_counter()
+        loss = runner.epoch(msg["batch"])
+        return {"seconds": time.perf_counter() - t0, "loss": loss}
+    if cmd == "evaluate":
+        return {"accuracy": runner.evaluate(msg["batch"])}
+    if cmd == "export":
+        runner.export(msg["batch"], msg["path"])
+        return {}
+    if cmd == "load":
+        runner.load(msg["batch"], msg["path"])
+        return {}
+    if cmd == "gemm":
+        return {"gemms": runner.gemm(msg["batch"], msg.get("repeats", 50))}
+    if cmd == "latency":
+        return {"ns": latency(runner, msg["batch"], msg["n"], msg["calls"], msg.get("warmup", 50), xt)}
+    if cmd == "rss":
+        return {"vmrss_kib": proc_status_kib("VmRSS"), "vmhwm_kib": proc_status_kib("VmHWM")}
+    raise ValueError(f"unknown command {cmd!r}")
+
+
+def serve(tool, mnist, limit):
+    """Answer JSON commands on stdin until EOF or ``quit``; the first reply says ready or why not."""
+    proto = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)           # the tool's own prints go to stderr
+    sys.stdout = sys.stderr
+
+    def reply(obj):
+        proto.write(json.dumps(obj) + "\n")
+
+    try:
+        from _compare_data import load_mnist
+        data = load_mnist(mnist, limit)
+        runner = RUNNERS[tool](data)
+    except ToolUnavailable as e:
+        reply({"ok": False, "unavailable": str(e)})
+        return 0
+    except Exception as e:  # the parent reports it and goes on without this tool
+        reply({"ok": False, "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()})
+        return 1
+    reply({"ok": True, "pid": os.getpid()})
+    for line in sys.stdin:
+        msg = json.loads(line)
+        if msg["cmd"] == "quit":
+            break
+        try:
+            reply({"ok": True, **handle(runner, msg, data[2])})
+        except Exception as e:
+            reply({"ok": False, "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()})
+    return 0
+
+
+def memory(tool, mnist, limit, batch):
+    """Train one epoch in this fresh process; print peak RSS and its parts as one JSON line."""
+    proto = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    rec = {"ok": True, "rss_start_kib": proc_status_kib("VmRSS")}
+    try:
+        from _compare_data import load_mnist
+        data = load_mnist(mnist, limit)
+        rec["rss_data_kib"] = proc_status_kib("VmRSS")
+        runner = RUNNERS[tool](data)
+        del data
+        rec["rss_ready_kib"] = proc_status_kib("VmRSS")
+        runner.setup(batch, 0)
+        t0 = time.perf_counter()
+        runner.epoch(batch)
+        rec["seconds"] = time.perf_counter() - t0
+        rec["vmhwm_kib"] = proc_status_kib("VmHWM")
+    except ToolUnavailable as e:
+        rec = {"ok": False, "unavailable": str(e)}
+    except Exception as e:
+        rec = {"ok": False, "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
+    proto.write(json.dumps(rec) + "\n")
+    return 0
+
+
+def main(argv=None):
+    import argparse
+
+    p = argparse.ArgumentParser(description="compare.py's worker: one tool in this process")
+    p.add_argument("tool", choices=sorted(RUNNERS))
+    p.add_argument("--mnist", required=True)
+    p.add_argument("--limit", type=int, default=None, help="train on the first N samples only")
+    p.add_argument("--memory", action="store_true", help="one epoch, then print peak RSS")
+    p.add_argument("--batch", type=int, default=128)
+    args = p.parse_args(argv)
+    sys.path.insert(0, HERE)
+    if args.memory:
+        return memory(args.tool, args.mnist, args.limit, args.batch)
+    return serve(args.tool, args.mnist, args.limit)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
