@@ -493,11 +493,12 @@ def _encode_y(y: np.ndarray, *, task: str, n_outputs: int, class_names: list[str
     if _is_text(y):
         y = _as_text(y)
         if task == "regression" or class_names is None:
-            numbers = _str_to_float(y.reshape(n, -1))
+            numbers = _str_to_float(y)
             if numbers is None:
-                flat = y.reshape(n, -1)
-                i = next(i for i in range(n) if _str_to_float(flat[i]) is None)
-                value = flat[i][[_str_to_float(c) is None for c in flat[i]].index(True)]
+                flat = y.reshape(-1)
+                k = _first_unconvertible(flat)
+                i = k // max(1, flat.shape[0] // n)
+                value = flat[k]
                 got = "an empty cell" if value == "" else f"'{value}'"
                 expected = "a number" if task == "regression" else "a number or class name"
                 raise DataError(f"{shown}: {where(i)}: expected {expected}, got {got}")
@@ -505,6 +506,7 @@ def _encode_y(y: np.ndarray, *, task: str, n_outputs: int, class_names: list[str
         else:
             if y.ndim != 1:
                 raise DataError(f"{shown}: class-name labels must be one per sample, got shape {y.shape}")
+            _check_no_empty_label(y, shown, where)
             index = {name: k for k, name in enumerate(class_names)}
             codes = np.empty(n, dtype=np.int64)
             for i, name in enumerate(y.tolist()):
@@ -600,8 +602,17 @@ def _class_names(raws: Iterable[_Raw], task: str) -> list[str] | None:
                 f"{r.y_source}: labels are numbers here but class names in {named[0].y_source}; "
                 f"use one kind of label in every split"
             )
+    for r in raws:
+        _check_no_empty_label(_as_text(r.y), r.y_source, r.y_where)
     names = sorted(set().union(*(set(_as_text(r.y).ravel().tolist()) for r in raws)))
     return names
+
+
+def _check_no_empty_label(text: np.ndarray, shown: str, where: Callable[[int], str]) -> None:
+    empty = text.reshape(text.shape[0], -1) == ""
+    if empty.any():
+        i = int(np.argmax(empty.any(axis=1)))
+        raise DataError(f"{shown}: {where(i)}: empty label (expected a class name)")
 
 
 def _check_class_count(names: list[str], task: str, n_outputs: int, shown: str) -> None:

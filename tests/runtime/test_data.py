@@ -601,6 +601,13 @@ def test_csv_label_column_problems(tmp_path):
                "r.csv", "line 3, column 2 't'", "expected a number, got 'high'")
 
 
+def test_empty_label_cell(tmp_path):
+    write_csv(tmp_path / "t.csv", IRIS_LIKE + "5,6,7,8,\n")
+    data_error(lambda: load(tmp_path / "t.csv", label="species"), "t.csv", "line 6, column 5 'species'", "empty label")
+    write_csv(tmp_path / "n.csv", "a,b,c,d,y\n1,2,3,4,0\n1,2,3,4,\n")
+    data_error(lambda: load(tmp_path / "n.csv", label="y"), "n.csv", "line 3, column 5 'y'", "empty")
+
+
 def test_mixed_label_kinds_across_files(tmp_path):
     write_csv(tmp_path / "t.csv", IRIS_LIKE)
     np.savez(tmp_path / "v.npz", x=np.zeros((2, 4)), y=[0, 1])
