@@ -792,17 +792,7 @@ class Elaborator:
             self.r.error(next(a.value.pos for a in item.args if a.key == "labels"),
                          f"unsupported label file '{p['labels']}': expected " + ", ".join(T.DATA_FORMATS))
             raise _Bad
-        self.warn_missing(path, pos_args[0].pos)
-        if p["labels"] is not None:
-            self.warn_missing(p["labels"], next(a.value.pos for a in item.args if a.key == "labels"))
         return ir.Source(path, p["labels"], p["x"], p["y"], item.pos)
-
-    def warn_missing(self, path: str, pos: Pos):
-        if self.path is None or self.path.startswith("<"):
-            return
-        full = path if os.path.isabs(path) else os.path.join(os.path.dirname(self.path), path)
-        if not os.path.exists(full):
-            self.r.warning(pos, f"data file '{path}' does not exist (looked for '{full}')")
 
     def label(self, item: Statement):
         args = item.args

@@ -1,0 +1,289 @@
+"""Canonical text of a model.
+
+``format_source(text)`` re-prints a file from its syntax tree: two-space indentation,
+one statement per line, single spaces, ``name=value`` without spaces, minimal
+parentheses; comments, blank-line groups, ``let`` and ``repeat`` are kept, numbers keep
+their spelling. It needs only valid syntax. ``dlrun fmt`` uses it.
+
+``format_model(model)`` prints a checked ``ir.Model`` (``let`` and ``repeat`` already
+expanded; only parameters that differ from their defaults are written).
+
+Both satisfy: parsing the output gives the same IR as the input (positions aside).
+"""
+from __future__ import annotations
+
+import re
+
+from dlrun.dsl import ir, tables as T
+from dlrun.dsl.transform import (BinOp, Call, ListLit, Let, Num, Ref, ShapeLit, Statement,
+                                 Str, Unary)
+
+INDENT = "  "
+
+# ------------------------------------------------------------------------ expressions
+_PREC = {"+": 1, "-": 1, "*": 2, "/": 2}
+
+
+def quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _prec(expr) -> int:
+    if isinstance(expr, BinOp):
+        return _PREC[expr.op]
+    if isinstance(expr, Unary):
+        return 3
+    return 4
+
+
+def expr_text(expr) -> str:
+    if isinstance(expr, Num):
+        return expr.text
+    if isinstance(expr, Str):
+        return quote(expr.value)
+    if isinstance(expr, ShapeLit):
+        return "x".join(str(d) for d in expr.dims)
+    if isinstance(expr, Ref):
+        return expr.name
+    if isinstance(expr, Call):
+        return f"{expr.name}({', '.join(arg_text(a) for a in expr.args)})"
+    if isinstance(expr, ListLit):
+        return "[" + ", ".join(expr_text(i) for i in expr.items) + "]"
+    if isinstance(expr, Unary):
+        inner = expr_text(expr.operand)
+        if _prec(expr.operand) < 3:
+            inner = f"({inner})"
+        return f"{expr.op}{inner}"
+    if isinstance(expr, BinOp):
+        p = _PREC[expr.op]
+        left = expr_text(expr.left)
+        if _prec(expr.left) < p:
+            left = f"({left})"
+        right = expr_text(expr.right)
+        # the tree is kept exactly: an equal-precedence right operand keeps its parentheses
+        if _prec(expr.right) <= p:
+            right = f"({right})"
+        # '*' and '/' bind tighter and are written tight: 'width*2', '1/16', 'a + b*c'
+        return f"{left}{expr.op}{right}" if p == 2 else f"{left} {expr.op} {right}"
+    raise TypeError(f"not an expression: {expr!r}")
+
+
+def arg_text(arg) -> str:
+    value = expr_text(arg.value)
+    return f"{arg.key}={value}" if arg.key is not None else value
+
+
+def statement_head(stmt: Statement) -> str:
+    parts = [stmt.keyword]
+    if stmt.call_args is not None:
+        parts[0] += f"({', '.join(arg_text(a) for a in stmt.call_args)})"
+    for i, arg in enumerate(stmt.args):
+        text = arg_text(arg)
+        if arg.key is None and i > 0 and text[:1] in "+-":
+            # a leading sign would join the previous value as arithmetic
+            text = f"({text})"
+        parts.append(text)
+    if stmt.alias is not None:
+        parts += ["as", stmt.alias]
+    return " ".join(parts)
+
+
+# ------------------------------------------------------------------------ source printer
+_SCAN = re.compile(r'"(?:[^"\\\n]|\\.)*"|#[^\n]*')
+
+
+class _SourcePrinter:
+    def __init__(self, text: str):
+        self.lines = text.split("\n")
+        self.comments: dict[int, tuple[bool, str]] = {}
+        for no, line in enumerate(self.lines, 1):
+            for m in _SCAN.finditer(line):
+                if m.group().startswith("#"):
+                    full = not line[: m.start()].strip()
+                    self.comments[no] = (full, m.group().rstrip())
+                    break
+        self.out: list[str] = []
+        self.last = 0  # last source line accounted for
+
+    def blank_between(self, a: int, b: int) -> bool:
+        return any(not self.lines[i - 1].strip() for i in range(max(a + 1, 1), min(b, len(self.lines) + 1)))
+
+    def emit(self, depth: int, text: str):
+        self.out.append(INDENT * depth + text if text else "")
+
+    def comments_before(self, line: int, depth: int, allow_blank: bool = True):
+        for no in sorted(k for k in self.comments if self.last < k < line):
+            full, text = self.comments.pop(no)
+            if allow_blank and self.out and self.out[-1] != "" and self.blank_between(self.last, no) \
+                    and not self.out[-1].endswith("{"):
+                self.emit(0, "")
+            self.emit(depth, text)
+            self.last = no
+            allow_blank = True
+
+    def trailing(self, line: int) -> str:
+        item = self.comments.get(line)
+        if item is not None and not item[0]:
+            self.comments.pop(line)
+            return "  " + item[1]
+        return ""
+
+    def item(self, node, depth: int):
+        line = node.pos.line
+        self.comments_before(line, depth)
+        if self.out and self.out[-1] != "" and not self.out[-1].endswith("{") \
+                and self.blank_between(self.last, line):
+            self.emit(0, "")
+        if isinstance(node, Let):
+            self.emit(depth, f"let {node.name} = {expr_text(node.value)}" + self.trailing(line))
+            self.last = node.pos.end_line
+            return
+        head = statement_head(node)
+        if node.block is None:
+            self.emit(depth, head + self.trailing(line))
+            self.last = node.pos.end_line
+            return
+        self.block(head, node.block, node.block_pos, depth, line)
+
+    def block(self, head: str, body, block_pos: ir.Pos, depth: int, line: int):
+        self.emit(depth, head + " {" + self.trailing(line))
+        self.last = line
+        for node in body:
+            self.item(node, depth + 1)
+        close = block_pos.end_line
+        self.comments_before(close, depth + 1, allow_blank=True)
+        self.emit(depth, "}" + (self.trailing(close) if close != line else ""))
+        self.last = close
+
+    def program(self, prog):
+        self.comments_before(prog.version_pos.line, 0)
+        self.emit(0, f"dlrun {expr_text(prog.version)}" + self.trailing(prog.version_pos.line))
+        self.last = prog.version_pos.line
+        self.comments_before(prog.pos.line, 0)
+        if self.blank_between(self.last, prog.pos.line):
+            self.emit(0, "")
+        self.block(f"model {prog.name}", prog.body, prog.body_pos, 0, prog.pos.line)
+        self.comments_before(len(self.lines) + 1, 0)
+        return "\n".join(self.out) + "\n"
+
+
+def format_source(text: str, path: str = "<string>") -> str:
+    """Canonical form of model text (syntax must be valid; DslError otherwise)."""
+    from dlrun.dsl import parse_syntax
+
+    norm, program = parse_syntax(text, path)
+    return _SourcePrinter(norm).program(program)
+
+
+# ------------------------------------------------------------------------ IR printer
+def value_text(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, ir.Activation):
+        return activation_text(value)
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(value_text(v) for v in value) + "]"
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"cannot print {value!r}")
+
+
+def _non_default(table, params, skip=()) -> list[str]:
+    out = []
+    for p in table:
+        if p.name in skip or p.name not in params:
+            continue
+        value = params[p.name]
+        if not p.required and value == p.default and type(value) is type(p.default):
+            continue
+        if value is None:
+            continue
+        out.append(f"{p.name}={value_text(value)}")
+    return out
+
+
+def activation_text(act: ir.Activation) -> str:
+    args = _non_default(T.ACTIVATIONS[act.name], act.params)
+    return f"{act.name}({', '.join(args)})" if args else act.name
+
+
+def layer_text(layer: ir.Layer) -> str:
+    p = layer.params
+    if layer.kind == "input":
+        shape = tuple(p["shape"])
+        head = "input " + ("x".join(map(str, shape)) if len(shape) > 1 else str(shape[0]))
+    elif layer.kind == "activation":
+        head = activation_text(p["activation"])
+    elif layer.kind == "dense":
+        parts = ["dense", str(p["units"])]
+        if p["activation"].name != "linear" or p["activation"].params:
+            parts.append(activation_text(p["activation"]))
+        parts += _non_default(T.LAYERS["dense"], p, skip=("units", "activation"))
+        head = " ".join(parts)
+    elif layer.kind == "dropout":
+        head = f"dropout {value_text(p['rate'])}"
+    else:
+        head = " ".join([layer.kind] + _non_default(T.LAYERS[layer.kind], p))
+    if layer.name:
+        head += f" as {layer.name}"
+    return head
+
+
+def _source_text(kw: str, src) -> str:
+    if isinstance(src, float):
+        return f"{kw} {value_text(src)}"
+    parts = [kw, quote(src.path)]
+    if src.labels is not None:
+        parts.append(f"labels={quote(src.labels)}")
+    if src.x_key != "x":
+        parts.append(f"x={src.x_key}")
+    if src.y_key != "y":
+        parts.append(f"y={src.y_key}")
+    return " ".join(parts)
+
+
+def format_model(model: ir.Model) -> str:
+    lines = [f"dlrun {T.FORMAT_VERSION}", f"model {model.name} {{"]
+    d = model.data
+    if d is not None:
+        lines.append(INDENT + "data {")
+        for kw in ("train", "validation", "test"):
+            src = getattr(d, kw)
+            if src is not None:
+                lines.append(INDENT * 2 + _source_text(kw, src))
+        if d.label is not None:
+            lines.append(INDENT * 2 + f"label {quote(d.label)}")
+        for pre in d.preprocess:
+            if pre.kind == "scale":
+                lines.append(INDENT * 2 + f"scale {value_text(pre.params['factor'])}")
+            else:
+                lines.append(INDENT * 2 + pre.kind)
+        lines.append(INDENT + "}")
+    for layer in model.layers:
+        lines.append(INDENT + layer_text(layer))
+    loss = model.loss
+    lines.append(INDENT + " ".join(["loss", loss.name] + _non_default(T.LOSSES[loss.name], loss.params)))
+    reg = model.regularize
+    reg_args = _non_default(T.REGULARIZE, {"l1": reg.l1, "l2": reg.l2})
+    if reg_args:
+        lines.append(INDENT + " ".join(["regularize"] + reg_args))
+    opt = model.optimizer
+    lines.append(INDENT + " ".join(["optimizer", opt.name] + _non_default(T.OPTIMIZERS[opt.name], opt.params)))
+    tr = model.train
+    tr_params = {"epochs": tr.epochs, "batch": tr.batch_size, "seed": tr.seed, "shuffle": tr.shuffle,
+                 "dtype": tr.dtype, "metrics": tuple(tr.metrics)}
+    tr_args = _non_default(T.TRAIN, tr_params)
+    if tr_args:
+        lines.append(INDENT + " ".join(["train"] + tr_args))
+    es = model.early_stopping
+    if es is not None:
+        es_params = {"monitor": es.monitor, "mode": es.mode, "patience": es.patience,
+                     "min_delta": es.min_delta, "restore_best": es.restore_best}
+        lines.append(INDENT + " ".join(["early_stopping"] + [
+            f"{p.name}={value_text(es_params[p.name])}" for p in T.EARLY_STOPPING]))
+    lines.append("}")
+    return "\n".join(lines) + "\n"

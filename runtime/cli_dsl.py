@@ -1,0 +1,154 @@
+"""``dlrun check | summary | fmt``: the model-language commands.
+
+This module and everything it imports stay free of numpy, scipy and the kernels, so
+``dlrun check`` starts quickly.
+
+    dlrun check FILE... [--ir]    exit 0 and one line per valid file; exit 2 and diagnostics
+    dlrun summary FILE            layers, output shapes, parameters, FLOPs per sample
+    dlrun fmt FILE [--write]      canonical form on stdout, or rewritten in place (atomically)
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+
+def add_arguments(name, parser):
+    if name == "check":
+        parser.add_argument("files", nargs="+", metavar="FILE", help="model files (.net)")
+        parser.add_argument("--ir", action="store_true", help="print the checked IR as JSON")
+    elif name == "summary":
+        parser.add_argument("file", metavar="FILE", help="model file (.net)")
+    elif name == "fmt":
+        parser.add_argument("files", nargs="+", metavar="FILE", help="model files (.net)")
+        parser.add_argument("--write", "-w", action="store_true",
+                            help="rewrite the files in place instead of printing")
+        parser.add_argument("--check", action="store_true",
+                            help="exit 1 and list the files that are not in canonical form")
+
+
+def run(name, args) -> int:
+    if name == "check":
+        return _check(args)
+    if name == "summary":
+        return _summary(args)
+    if name == "fmt":
+        return _fmt(args)
+    raise ValueError(name)
+
+
+def _print_warnings(warnings):
+    for w in warnings:
+        print(w.format(), file=sys.stderr)
+
+
+def _check(args) -> int:
+    from dlrun.dsl import ir, load_file
+    from dlrun.errors import DslError
+
+    status = 0
+    for path in args.files:
+        warnings: list = []
+        try:
+            model = load_file(path, warnings=warnings)
+        except DslError as err:
+            print(str(err), file=sys.stderr)
+            n = sum(1 for d in err.diagnostics if d.severity == "error")
+            print(f"{path}: {n} error{'s' if n != 1 else ''}", file=sys.stderr)
+            status = 2
+            continue
+        _print_warnings(warnings)
+        if args.ir:
+            print(ir.to_json(model))
+        else:
+            params = _param_count(model)
+            w = f", {len(warnings)} warning{'s' if len(warnings) != 1 else ''}" if warnings else ""
+            print(f"{path}: ok: model {model.name}, {len(model.layers)} layers, "
+                  f"{'x'.join(map(str, model.input_shape))} -> {'x'.join(map(str, model.output_shape))}, "
+                  f"{params:,} parameters, loss {model.loss.name}, optimizer {model.optimizer.name}{w}")
+    return status
+
+
+def _param_count(model) -> int:
+    from dlrun.dsl.summary import layer_costs
+
+    return sum(r["params"] for r in layer_costs(model))
+
+
+def _summary(args) -> int:
+    from dlrun.dsl import load_file, summarize
+
+    warnings: list = []
+    model = load_file(args.file, warnings=warnings)
+    _print_warnings(warnings)
+    sys.stdout.write(summarize(model))
+    return 0
+
+
+def _fmt(args) -> int:
+    from dlrun.dsl import format_source, read_source
+    from dlrun.errors import DslError, UsageError
+
+    if args.write and args.check:
+        raise UsageError("dlrun fmt: --write and --check cannot be combined")
+    status = 0
+    for path in args.files:
+        try:
+            text = read_source(path)
+            out = format_source(text, path)
+        except DslError as err:
+            print(str(err), file=sys.stderr)
+            status = 2
+            continue
+        if args.check:
+            if out != text:
+                print(f"{path}: not in canonical form (run 'dlrun fmt --write {path}')")
+                status = max(status, 1)
+        elif args.write:
+            if out != text:
+                write_atomic(path, out)
+                print(f"{path}: reformatted", file=sys.stderr)
+        else:
+            sys.stdout.write(out)
+    return status
+
+
+def write_atomic(path: str, text: str) -> None:
+    """Replace ``path`` with ``text``: temp file in the same folder, fsync, rename.
+
+    A crash leaves either the old file or the new one, never a mix. The file keeps its
+    permission bits.
+    """
+    import tempfile
+
+    from dlrun.errors import UsageError
+
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        mode = os.stat(path).st_mode & 0o7777
+        fd, tmp = tempfile.mkstemp(prefix=".fmt-", suffix=".net.tmp", dir=folder)
+    except OSError as err:
+        raise UsageError(f"{path}: cannot write: {err.strerror or err}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException as err:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(err, OSError):
+            raise UsageError(f"{path}: cannot write: {err.strerror or err}") from None
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
