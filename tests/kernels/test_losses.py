@@ -1,0 +1,439 @@
+"""Loss kernels against few-line NumPy references, central finite differences and extremes.
+
+Each kernel returns the mean loss and writes the gradient of that mean into ``grad``.
+References are computed in float64 from the same inputs; float32 results are compared with the
+float32 tolerance of ``helpers.tol``.
+"""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from scipy.special import expit, log_softmax, softmax
+
+from dlrun.kernels import losses as K
+from helpers import DTYPES, assert_grad_close, numeric_grad, tol
+
+# (n, k): batch 1, odd sizes, the MNIST head, and one of ~4.9 MB in float64 (> the 1-2 MB L2)
+XENT_SHAPES = [(1, 10), (1, 1), (7, 3), (128, 10), (33, 17), (2048, 300)]
+ELEM_SHAPES = [(1,), (1, 1), (7,), (13, 5), (128, 1), (3, 5, 7), (700_001,)]
+
+
+# ---------------------------------------------------------------- NumPy references (float64)
+
+def xent_ref(z, t, ls=0.0):
+    """t: labels (n,) or probabilities (n, k). Returns (mean loss, grad of the mean)."""
+    z = np.asarray(z, np.float64)
+    n, k = z.shape
+    if t.ndim == 1:
+        t = np.eye(k)[t]
+    t = (1 - ls) * np.asarray(t, np.float64) + ls / k
+    loss = -(t * log_softmax(z, axis=1)).sum(axis=1)
+    grad = (t.sum(axis=1, keepdims=True) * softmax(z, axis=1) - t) / n
+    return loss.mean(), grad
+
+
+def bce_ref(z, t):
+    z, t = np.asarray(z, np.float64), np.asarray(t, np.float64)
+    return (np.logaddexp(0.0, z) - z * t).mean(), (expit(z) - t) / z.size
+
+
+def mse_ref(p, t):
+    r = np.asarray(p, np.float64) - t
+    return (r * r).mean(), 2 * r / r.size
+
+
+def mae_ref(p, t):
+    r = np.asarray(p, np.float64) - t
+    return np.abs(r).mean(), np.sign(r) / r.size
+
+
+def huber_ref(p, t, delta=1.0):
+    r = np.asarray(p, np.float64) - t
+    a = np.abs(r)
+    loss = np.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
+    return loss.mean(), np.clip(r, -delta, delta) / r.size
+
+
+def _check_xent(loss, grad, ref_loss, ref_grad, dtype):
+    n = grad.shape[0]
+    assert isinstance(loss, float)
+    np.testing.assert_allclose(loss, ref_loss, **tol(dtype))
+    np.testing.assert_allclose(grad * n, ref_grad * n, **tol(dtype))
+
+
+def _check_elem(loss, grad, ref_loss, ref_grad, dtype):
+    assert isinstance(loss, float)
+    np.testing.assert_allclose(loss, ref_loss, **tol(dtype))
+    np.testing.assert_allclose(grad * grad.size, ref_grad * grad.size, **tol(dtype))
+
+
+# ---------------------------------------------------------------- softmax cross-entropy
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", XENT_SHAPES)
+@pytest.mark.parametrize("label_dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("ls", [0.0, 0.1])
+def test_softmax_xent_labels_matches_numpy(dtype, shape, label_dtype, ls):
+    rng = np.random.default_rng(1)
+    n, k = shape
+    z = (3 * rng.standard_normal(shape)).astype(dtype)
+    y = rng.integers(0, k, n).astype(label_dtype)
+    grad = np.full(shape, np.nan, dtype)
+    loss = K.softmax_cross_entropy(z, y, grad, label_smoothing=ls)
+    assert grad.dtype == dtype
+    _check_xent(loss, grad, *xent_ref(z, y, ls), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", XENT_SHAPES)
+@pytest.mark.parametrize("ls", [0.0, 0.2])
+def test_softmax_xent_probabilities_matches_numpy(dtype, shape, ls):
+    rng = np.random.default_rng(2)
+    z = (3 * rng.standard_normal(shape)).astype(dtype)
+    t = softmax(rng.standard_normal(shape), axis=1).astype(dtype)
+    grad = np.empty(shape, dtype)
+    loss = K.softmax_cross_entropy(z, t, grad, ls)
+    _check_xent(loss, grad, *xent_ref(z, t, ls), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_xent_one_hot_equals_labels(dtype):
+    rng = np.random.default_rng(3)
+    z = rng.standard_normal((9, 4)).astype(dtype)
+    y = rng.integers(0, 4, 9)
+    g1, g2 = np.empty_like(z), np.empty_like(z)
+    l1 = K.softmax_cross_entropy(z, y, g1, 0.1)
+    l2 = K.softmax_cross_entropy(z, np.eye(4, dtype=dtype)[y], g2, 0.1)
+    np.testing.assert_allclose(l1, l2, **tol(dtype))
+    np.testing.assert_allclose(g1 * 9, g2 * 9, **tol(dtype))
+
+
+def test_softmax_xent_textbook_uniform_logits():
+    # equal logits: softmax is uniform, the loss is log(k) whatever the label
+    z = np.zeros((3, 5))
+    grad = np.empty_like(z)
+    loss = K.softmax_cross_entropy(z, np.array([0, 2, 4]), grad)
+    assert loss == pytest.approx(np.log(5), rel=1e-15)
+    expected = np.full((3, 5), 0.2 / 3)
+    expected[[0, 1, 2], [0, 2, 4]] -= 1 / 3
+    np.testing.assert_allclose(grad, expected, rtol=1e-14, atol=1e-16)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_xent_in_place_grad(dtype):
+    rng = np.random.default_rng(4)
+    z = rng.standard_normal((6, 5)).astype(dtype)
+    y = rng.integers(0, 5, 6)
+    t = softmax(rng.standard_normal((6, 5)), axis=1).astype(dtype)
+    for target in (y, t):
+        ref_grad = np.empty_like(z)
+        ref_loss = K.softmax_cross_entropy(z, target, ref_grad, 0.1)
+        zz = z.copy()
+        loss = K.softmax_cross_entropy(zz, target, zz, 0.1)   # grad written over the logits
+        assert loss == ref_loss
+        np.testing.assert_array_equal(zz, ref_grad)
+
+
+@pytest.mark.parametrize("target_kind", ["labels", "probs"])
+@pytest.mark.parametrize("ls", [0.0, 0.15])
+@pytest.mark.parametrize("shape", [(1, 4), (5, 3), (4, 7)])
+def test_softmax_xent_gradient_finite_differences(target_kind, ls, shape):
+    rng = np.random.default_rng(5)
+    n, k = shape
+    z = 2 * rng.standard_normal(shape)
+    if target_kind == "labels":
+        t = rng.integers(0, k, n)
+    else:
+        t = softmax(rng.standard_normal(shape), axis=1)
+    grad, scratch = np.empty_like(z), np.empty_like(z)
+    K.softmax_cross_entropy(z, t, grad, ls)
+    num = numeric_grad(lambda: K.softmax_cross_entropy(z, t, scratch, ls), z)
+    assert_grad_close(grad, num, tol=1e-8, what=f"softmax_cross_entropy {target_kind} ls={ls}")
+
+
+def test_softmax_xent_gradient_unnormalised_targets():
+    # rows of t not summing to 1: the gradient written is still the exact one of the loss
+    rng = np.random.default_rng(6)
+    z = rng.standard_normal((3, 4))
+    t = rng.uniform(0, 1, (3, 4))
+    grad, scratch = np.empty_like(z), np.empty_like(z)
+    loss = K.softmax_cross_entropy(z, t, grad)
+    _check_xent(loss, grad, *xent_ref(z, t), np.float64)
+    num = numeric_grad(lambda: K.softmax_cross_entropy(z, t, scratch), z)
+    assert_grad_close(grad, num, tol=1e-8, what="softmax_cross_entropy, unnormalised targets")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_xent_extreme_logits(dtype):
+    z = np.array([[1000, -1000, 0], [-1000, 1000, 1000], [1000, 1000, 1000]], dtype)
+    y = np.array([0, 0, 2])
+    grad = np.empty_like(z)
+    loss = K.softmax_cross_entropy(z, y, grad)
+    assert np.isfinite(loss) and np.all(np.isfinite(grad))
+    # row 0: confident and right (0); row 1: wrong by 2000 - log(1/2)... exactly 2000 + log 2;
+    # row 2: uniform, log 3
+    assert loss == pytest.approx((0 + 2000 + np.log(2) + np.log(3)) / 3, rel=1e-6)
+    expected = np.array([[0, 0, 0], [-1, 0.5, 0.5], [1 / 3, 1 / 3, -2 / 3]]) / 3
+    np.testing.assert_allclose(grad, expected, rtol=1e-6, atol=1e-7)
+    ls_grad = np.empty_like(z)
+    ls_loss = K.softmax_cross_entropy(z, y, ls_grad, label_smoothing=0.1)
+    assert np.isfinite(ls_loss) and np.all(np.isfinite(ls_grad))
+    _check_xent(ls_loss, ls_grad, *xent_ref(z, y, 0.1), dtype)
+
+
+def test_softmax_xent_minus_inf_logit_off_target():
+    # a -inf logit off the target contributes probability 0 and no NaN
+    z = np.array([[0.0, -np.inf, 1.0]])
+    t = np.array([[0.25, 0.0, 0.75]])
+    for target in (np.array([2]), t):
+        grad = np.empty_like(z)
+        loss = K.softmax_cross_entropy(z, target, grad)
+        assert np.isfinite(loss) and np.all(np.isfinite(grad))
+        assert grad[0, 1] == 0.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 12), k=st.integers(1, 12), scale=st.sampled_from([0.1, 5.0, 300.0]),
+       ls=st.floats(0.0, 1.0), seed=st.integers(0, 2**32 - 1), double=st.booleans())
+def test_softmax_xent_property(n, k, scale, ls, seed, double):
+    dtype = np.float64 if double else np.float32
+    rng = np.random.default_rng(seed)
+    z = (scale * rng.standard_normal((n, k))).astype(dtype)
+    y = rng.integers(0, k, n)
+    grad = np.empty_like(z)
+    loss = K.softmax_cross_entropy(z, y, grad, ls)
+    ref_loss, ref_grad = xent_ref(z, y, ls)
+    # the loss is >= 0, rows of the gradient sum to 0 (targets sum to 1), and both match NumPy
+    assert loss >= -1e-6 and np.isfinite(loss)
+    np.testing.assert_allclose(grad.sum(axis=1), 0, atol=20 * np.finfo(dtype).eps / n)
+    np.testing.assert_allclose(loss, ref_loss, rtol=tol(dtype)["rtol"], atol=1e-5 if not double else 1e-12)
+    np.testing.assert_allclose(grad * n, ref_grad * n, **tol(dtype))
+
+
+# ---------------------------------------------------------------- element-wise losses
+
+ELEMENTWISE = {
+    "sigmoid_binary_cross_entropy": (K.sigmoid_binary_cross_entropy, bce_ref),
+    "mse": (K.mse, mse_ref),
+    "mae": (K.mae, mae_ref),
+    "huber": (K.huber, huber_ref),
+}
+
+
+def _inputs(name, shape, dtype, rng):
+    if name == "sigmoid_binary_cross_entropy":
+        z = 4 * rng.standard_normal(shape)
+        t = rng.uniform(0, 1, shape)
+        t[: t.size // 2] = np.round(t[: t.size // 2])   # hard labels and soft labels
+        return z.astype(dtype), t.astype(dtype)
+    p = rng.standard_normal(shape)
+    # keep |p - t| away from 0 (MAE kink) and from delta = 1 (Huber kink)
+    r = rng.choice([-1, 1], shape) * rng.uniform(0.05, 3, shape)
+    r[np.abs(np.abs(r) - 1) < 0.05] = 0.5
+    return p.astype(dtype), (p - r).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", ELEM_SHAPES)
+@pytest.mark.parametrize("name", list(ELEMENTWISE))
+def test_elementwise_loss_matches_numpy(name, shape, dtype):
+    kernel, ref = ELEMENTWISE[name]
+    x, t = _inputs(name, shape, dtype, np.random.default_rng(7))
+    grad = np.full(shape, np.nan, dtype)
+    loss = kernel(x, t, grad)
+    _check_elem(loss, grad, *ref(x, t), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("delta", [0.3, 1.0, 2.5])
+def test_huber_delta_matches_numpy(dtype, delta):
+    rng = np.random.default_rng(8)
+    p = (2 * rng.standard_normal(1001)).astype(dtype)
+    t = (2 * rng.standard_normal(1001)).astype(dtype)
+    grad = np.empty_like(p)
+    loss = K.huber(p, t, grad, delta=delta)
+    _check_elem(loss, grad, *huber_ref(p, t, delta), dtype)
+
+
+@pytest.mark.parametrize("name", list(ELEMENTWISE))
+@pytest.mark.parametrize("shape", [(1,), (5, 1), (3, 4)])
+def test_elementwise_gradient_finite_differences(name, shape):
+    kernel, _ = ELEMENTWISE[name]
+    x, t = _inputs(name, shape, np.float64, np.random.default_rng(9))
+    grad, scratch = np.empty_like(x), np.empty_like(x)
+    kernel(x, t, grad)
+    num = numeric_grad(lambda: kernel(x, t, scratch), x)
+    assert_grad_close(grad, num, tol=1e-8, what=name)
+
+
+@pytest.mark.parametrize("delta", [0.5, 2.0])
+def test_huber_gradient_finite_differences_both_regions(delta):
+    rng = np.random.default_rng(10)
+    r = np.array([-3.1, -1.3, -0.4, 0.2, 0.9, 1.7, 4.0]) * delta
+    t = rng.standard_normal(r.size)
+    p = t + r
+    grad, scratch = np.empty_like(p), np.empty_like(p)
+    K.huber(p, t, grad, delta)
+    num = numeric_grad(lambda: K.huber(p, t, scratch, delta), p)
+    assert_grad_close(grad, num, tol=1e-8, what=f"huber delta={delta}")
+
+
+def test_elementwise_textbook_values():
+    p = np.array([1.0, -2.0, 3.0, 0.5])
+    t = np.array([0.0, 0.0, 3.0, 2.5])
+    g = np.empty(4)
+    assert K.mse(p, t, g) == pytest.approx((1 + 4 + 0 + 4) / 4)
+    np.testing.assert_allclose(g, [0.5, -1.0, 0.0, -1.0])
+    assert K.mae(p, t, g) == pytest.approx((1 + 2 + 0 + 2) / 4)
+    np.testing.assert_allclose(g, [0.25, -0.25, 0.0, -0.25])     # sign(0) = 0
+    assert K.huber(p, t, g, delta=1.0) == pytest.approx((0.5 + 1.5 + 0 + 1.5) / 4)
+    np.testing.assert_allclose(g, [0.25, -0.25, 0.0, -0.25])
+    z = np.array([0.0, 0.0])
+    assert K.sigmoid_binary_cross_entropy(z, np.array([1.0, 0.0]), g[:2]) == pytest.approx(np.log(2))
+    np.testing.assert_allclose(g[:2], [-0.25, 0.25])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bce_extreme_logits(dtype):
+    z = np.array([1e3, -1e3, 1e3, -1e3, 150.0, -150.0], dtype).reshape(-1, 1)
+    t = np.array([1, 0, 0, 1, 0, 1], dtype).reshape(-1, 1)
+    grad = np.empty_like(z)
+    loss = K.sigmoid_binary_cross_entropy(z, t, grad)
+    assert np.isfinite(loss) and np.all(np.isfinite(grad))
+    assert loss == pytest.approx((0 + 0 + 1000 + 1000 + 150 + 150) / 6, rel=1e-6)
+    np.testing.assert_allclose(grad.ravel() * 6, [0, 0, 1, -1, 1, -1], atol=1e-7)
+
+
+@pytest.mark.parametrize("name", list(ELEMENTWISE))
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_elementwise_in_place_grad(name, dtype):
+    kernel, ref = ELEMENTWISE[name]
+    x, t = _inputs(name, (37,), dtype, np.random.default_rng(11))
+    ref_grad = np.empty_like(x)
+    ref_loss = kernel(x, t, ref_grad)
+    loss = kernel(x, t, x)                 # gradient written over the prediction
+    assert loss == ref_loss
+    np.testing.assert_array_equal(x, ref_grad)
+
+
+# ---------------------------------------------------------------- bad calls
+
+def _ro(a):
+    a = a.copy()
+    a.flags.writeable = False
+    return a
+
+
+def _misaligned(shape, dtype):
+    buf = np.zeros(int(np.prod(shape)) * np.dtype(dtype).itemsize + 1, np.uint8)
+    a = buf[1:].view(dtype).reshape(shape)
+    assert not a.flags.aligned
+    return a
+
+
+Z = np.zeros((4, 3))
+Y = np.array([0, 1, 2, 1])
+G = np.zeros((4, 3))
+P = np.zeros((4, 3))
+
+BAD_XENT = [
+    # (description, kwargs override, exception, message pattern)
+    ("list logits", dict(logits=[[0.0, 1.0]]), TypeError, r"logits: expected a numpy\.ndarray"),
+    ("int logits", dict(logits=np.zeros((4, 3), np.int64)), TypeError, r"logits: expected dtype float32 or float64"),
+    ("float16 logits", dict(logits=np.zeros((4, 3), np.float16)), TypeError, r"logits: .*float16"),
+    ("byte-swapped logits", dict(logits=np.zeros((4, 3), ">f8")), TypeError, r"logits: .*native byte order"),
+    ("1-D logits", dict(logits=np.zeros(3), grad=np.zeros(3)), ValueError, r"logits: expected a 2-D array"),
+    ("3-D logits", dict(logits=np.zeros((4, 3, 1)), grad=np.zeros((4, 3, 1))), ValueError, r"logits: expected a 2-D"),
+    ("empty batch", dict(logits=np.zeros((0, 3)), target=np.zeros(0, np.int64), grad=np.zeros((0, 3))), ValueError, r"logits: empty"),
+    ("no classes", dict(logits=np.zeros((4, 0)), grad=np.zeros((4, 0))), ValueError, r"logits: empty"),
+    ("strided logits", dict(logits=np.zeros((4, 6))[:, ::2]), ValueError, r"logits: array must be C-contiguous"),
+    ("Fortran logits", dict(logits=np.asfortranarray(np.zeros((4, 3)))), ValueError, r"logits: array must be C-contiguous"),
+    ("misaligned logits", dict(logits=_misaligned((4, 3), np.float64)), ValueError, r"logits: .*not aligned"),
+    ("grad dtype", dict(grad=np.zeros((4, 3), np.float32)), TypeError, r"grad: expected dtype float64 \(the dtype of logits\), got float32"),
+    ("grad shape", dict(grad=np.zeros((4, 2))), ValueError, r"grad: expected shape \(4, 3\) .*got \(4, 2\)"),
+    ("grad read-only", dict(grad=_ro(G)), ValueError, r"grad: output array is read-only"),
+    ("grad strided", dict(grad=np.zeros((8, 3))[::2]), ValueError, r"grad: array must be C-contiguous"),
+    ("grad None", dict(grad=None), TypeError, r"grad: expected a numpy\.ndarray"),
+    ("float labels", dict(target=np.array([0.0, 1, 2, 1])), TypeError, r"target: 1-D targets are integer labels .*float64"),
+    ("uint8 labels", dict(target=Y.astype(np.uint8)), TypeError, r"target: .*int32 or int64, got uint8"),
+    ("label too big", dict(target=np.array([0, 1, 3, 1])), ValueError, r"target: label 3 at index 2 is out of range \[0, 3\)"),
+    ("negative label", dict(target=np.array([0, -1, 2, 1], np.int32)), ValueError, r"target: label -1 at index 1 is out of range"),
+    ("huge label", dict(target=np.array([0, 1, 2**40, 1])), ValueError, r"target: label 1099511627776 at index 2"),
+    ("label count", dict(target=np.array([0, 1, 2])), ValueError, r"target: expected 4 labels"),
+    ("strided labels", dict(target=np.array([0, 0, 1, 0, 2, 0, 1, 0])[::2]), ValueError, r"target: array must be C-contiguous"),
+    ("probs shape", dict(target=np.zeros((4, 2))), ValueError, r"target: expected shape \(4, 3\)"),
+    ("probs dtype", dict(target=np.zeros((4, 3), np.float32)), TypeError, r"target: expected dtype float64"),
+    ("3-D target", dict(target=np.zeros((4, 3, 1))), ValueError, r"target: expected labels \(n,\) or probabilities"),
+    ("list target", dict(target=[0, 1, 2, 1]), TypeError, r"target: expected a numpy\.ndarray"),
+    ("ls negative", dict(label_smoothing=-0.1), ValueError, r"label_smoothing: expected a value in \[0, 1\], got -0\.1"),
+    ("ls > 1", dict(label_smoothing=1.5), ValueError, r"label_smoothing: expected a value in \[0, 1\]"),
+    ("ls NaN", dict(label_smoothing=float("nan")), ValueError, r"label_smoothing: .*nan"),
+    ("ls string", dict(label_smoothing="0.1x"), TypeError, r"label_smoothing: expected a real number"),
+]
+
+
+@pytest.mark.parametrize("desc,override,exc,pattern", BAD_XENT, ids=[b[0] for b in BAD_XENT])
+def test_softmax_xent_bad_calls(desc, override, exc, pattern):
+    args = dict(logits=Z.copy(), target=Y.copy(), grad=G.copy(), label_smoothing=0.0)
+    args.update(override)
+    with pytest.raises(exc, match=r"softmax_cross_entropy: " + pattern):
+        K.softmax_cross_entropy(**args)
+
+
+def test_softmax_xent_grad_overlapping_target_rejected():
+    t = np.full((4, 3), 1 / 3)
+    with pytest.raises(ValueError, match=r"grad must not overlap target"):
+        K.softmax_cross_entropy(Z.copy(), t, t)
+
+
+def test_bad_label_leaves_grad_untouched():
+    grad = np.full((4, 3), 7.0)
+    with pytest.raises(ValueError):
+        K.softmax_cross_entropy(Z, np.array([0, 1, 5, 1]), grad)
+    assert np.all(grad == 7.0)
+
+
+@pytest.mark.parametrize("name", list(ELEMENTWISE))
+@pytest.mark.parametrize(
+    "which,value,exc,pattern",
+    [
+        ("x", [[0.0]], TypeError, r"(pred|logits): expected a numpy\.ndarray"),
+        ("x", np.zeros((4, 3), np.int32), TypeError, r"(pred|logits): expected dtype float32 or float64"),
+        ("x", np.zeros((4, 6))[:, ::2], ValueError, r"(pred|logits): array must be C-contiguous"),
+        ("x", np.zeros((0, 3)), ValueError, r"(pred|logits): empty array"),
+        ("target", np.zeros((4, 2)), ValueError, r"target: expected shape \(4, 3\) \(the shape of (pred|logits)\), got \(4, 2\)"),
+        ("target", np.zeros(12), ValueError, r"target: expected shape \(4, 3\)"),
+        ("target", np.zeros((4, 3), np.float32), TypeError, r"target: expected dtype float64"),
+        ("target", np.zeros((4, 6))[:, ::2], ValueError, r"target: array must be C-contiguous"),
+        ("target", None, TypeError, r"target: expected a numpy\.ndarray"),
+        ("grad", np.zeros((3, 4)), ValueError, r"grad: expected shape \(4, 3\)"),
+        ("grad", np.zeros((4, 3), np.float32), TypeError, r"grad: expected dtype float64"),
+        ("grad", _ro(P), ValueError, r"grad: output array is read-only"),
+        ("grad", np.zeros((4, 6))[:, ::2], ValueError, r"grad: array must be C-contiguous"),
+        ("grad", _misaligned((4, 3), np.float64), ValueError, r"grad: .*not aligned"),
+    ],
+)
+def test_elementwise_bad_calls(name, which, value, exc, pattern):
+    kernel, _ = ELEMENTWISE[name]
+    args = {"x": P.copy(), "target": P.copy(), "grad": P.copy()}
+    args[which] = value
+    with pytest.raises(exc, match=rf"{name}: {pattern}"):
+        kernel(args["x"], args["target"], args["grad"])
+
+
+@pytest.mark.parametrize("delta", [0.0, -1.0, float("nan"), float("inf")])
+def test_huber_bad_delta(delta):
+    with pytest.raises(ValueError, match=r"huber: delta: expected a finite number > 0"):
+        K.huber(P.copy(), P.copy(), P.copy(), delta=delta)
+
+
+def test_huber_delta_not_a_number():
+    with pytest.raises(TypeError, match=r"huber: delta: expected a real number, got 'x'"):
+        K.huber(P.copy(), P.copy(), P.copy(), delta="x")
+
+
+def test_float32_call_rejects_float64_companions():
+    z = np.zeros((2, 3), np.float32)
+    with pytest.raises(TypeError, match=r"grad: expected dtype float32 \(the dtype of logits\), got float64"):
+        K.softmax_cross_entropy(z, np.array([0, 1]), np.zeros((2, 3)))
+    with pytest.raises(TypeError, match=r"mse: target: expected dtype float32 \(the dtype of pred\)"):
+        K.mse(z, np.zeros((2, 3)), np.zeros((2, 3), np.float32))
