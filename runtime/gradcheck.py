@@ -9,12 +9,15 @@ entries per tensor (all of them for small tensors).
 
 Relative error of a tensor::
 
-    max_i |a_i - n_i| / max(|a_i|, |n_i|, 1e-3 * max_j max(|a_j|, |n_j|), 1e-12)
+    max_i |a_i - n_i| / max(|a_i|, |n_i|, 1e-3 * max_j |a_j|, 1e-4 * G, 1e-12)
 
-An element far smaller than the tensor's largest gradient is judged against a floor of
-1e-3 of that largest value: finite differences carry a round-off error of about
-``eps * |loss| / h`` that would otherwise make exact zeros (dead ReLUs) look wrong, while a
-genuinely wrong element still shows up, amplified by at most 1e3.
+where ``G`` is the largest gradient magnitude of the whole network. Finite differences
+carry a round-off error (about ``eps * |loss| / h``, more where batch norm subtracts
+nearly equal numbers) that would make exact zeros look wrong: a dead ReLU's weight, or
+the bias of a dense layer followed by batch norm, whose gradient is exactly zero. So an
+element is judged against a floor of 1e-3 of its tensor's largest gradient and 1e-4 of the
+network's: a wrong gradient still shows up as soon as its error exceeds about 1e-9 of the
+tensor's scale (1e-10 of the network's).
 """
 from __future__ import annotations
 
@@ -25,14 +28,18 @@ import numpy as np
 TOLERANCE = 1e-6
 
 
-def relative_error(analytic, numeric) -> float:
-    """The per-tensor figure described in the module docstring (0.0 for empty tensors)."""
+def relative_error(analytic, numeric, scale=None, global_scale=0.0) -> float:
+    """The per-tensor figure described in the module docstring (0.0 for empty tensors).
+
+    ``scale``: the tensor's largest gradient magnitude when only some entries are compared
+    (default: the largest among those given)."""
     a = np.asarray(analytic, np.float64).ravel()
     n = np.asarray(numeric, np.float64).ravel()
     if a.size == 0:
         return 0.0
     mag = np.maximum(np.abs(a), np.abs(n))
-    floor = max(1e-3 * float(mag.max()), 1e-12)
+    top = float(mag.max()) if scale is None else max(float(scale), float(mag.max()))
+    floor = max(1e-3 * top, 1e-4 * float(global_scale), 1e-12)
     return float(np.max(np.abs(a - n) / np.maximum(mag, floor)))
 
 
@@ -60,3 +67,75 @@ class TensorCheck:
     @property
     def ok(self) -> bool:
         return self.rel_error <= TOLERANCE
+
+
+STEPS = (1e-3, 1e-4, 1e-5)
+
+
+def _targets(net, n, rng):
+    task = net.task
+    k = net.output_features
+    if task == "classification":
+        return rng.integers(0, k, n).astype(np.int64)
+    if task == "binary":
+        return rng.integers(0, 2, (n, 1)).astype(np.float64)
+    return rng.standard_normal((n, k))
+
+
+def check_network(model_ir, batch: int = 4, seed: int = 0, max_entries: int = 24):
+    """Compare analytic and numerical gradients of every parameter tensor of the model.
+
+    Returns a list of ``TensorCheck``. Each compared entry tries the steps ``STEPS`` in
+    turn and keeps the first within tolerance (a smaller step steps back from a ReLU kink
+    that a larger one straddles); the tensor's figure is the worst entry's.
+    """
+    from dlrun.runtime.network import Network, rng_for
+
+    net = Network(model_ir, dtype=np.float64, seed=seed)
+    for layer in net.compute:
+        if layer.kind == "dropout":
+            layer.enabled = False
+    rng = rng_for(seed, "gradcheck")
+    x = rng.standard_normal((batch, net.input_features))
+    y = _targets(net, batch, rng)
+    grad = np.empty((batch, net.output_features))
+
+    def loss():
+        return net.loss(net.forward(x, True, True), y, grad)
+
+    loss()
+    net.backward(grad)
+    analytic = net.store.grad.copy()
+    global_scale = float(np.abs(analytic).max()) if analytic.size else 0.0
+    results = []
+    for layer, name, p in net.named_params():
+        pflat = p.reshape(-1)
+        entry = net.store.entries[(layer.key, name)]
+        a_all = analytic[entry.offset:entry.offset + entry.size]
+        scale = float(np.abs(a_all).max()) if a_all.size else 0.0
+        if pflat.size <= max_entries:
+            picks = np.arange(pflat.size)
+        else:
+            picks = np.sort(rng.choice(pflat.size, max_entries, replace=False))
+        worst = 0.0
+        for i in picks:
+            best = None
+            for h in STEPS:
+                num = central_difference(loss, p, int(i), h)
+                err = relative_error([a_all[i]], [num], scale, global_scale)
+                best = err if best is None else min(best, err)
+                if best <= TOLERANCE:
+                    break
+            worst = max(worst, best)
+        results.append(TensorCheck(layer.describe(), name, tuple(p.shape), int(picks.size), scale, worst))
+    return results
+
+
+def format_table(results) -> str:
+    """The table ``dlrun gradcheck`` prints."""
+    rows = [("layer", "tensor", "shape", "checked", "max |grad|", "rel. error", "")]
+    for r in results:
+        rows.append((r.layer, r.name, "x".join(map(str, r.shape)), str(r.checked), f"{r.max_abs_grad:.3e}",
+                     f"{r.rel_error:.2e}", "ok" if r.ok else "FAIL"))
+    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows)

@@ -65,6 +65,12 @@ def check_writable(path) -> str:
 
 def write_npz(path, arrays: dict) -> str:
     """Write ``arrays`` to ``path`` as an uncompressed ``.npz``, atomically."""
+    return write_file(path, lambda f: np.savez(f, **arrays))
+
+
+def write_file(path, write) -> str:
+    """Atomically create ``path``: ``write(f)`` fills a temporary file in the same folder,
+    which is flushed, fsync'ed and renamed over ``path``; the folder is then fsync'ed."""
     path = os.path.abspath(os.fspath(path))
     folder = os.path.dirname(path)
     try:
@@ -73,7 +79,7 @@ def write_npz(path, arrays: dict) -> str:
         raise WeightsError(f"{path}: cannot write in {folder} ({err.strerror or err})") from None
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

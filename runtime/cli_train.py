@@ -1,0 +1,324 @@
+"""``dlrun train|eval|predict|gradcheck``.
+
+Importing this module stays light (argparse only): ``dlrun check`` builds the same
+argument parser, and must not pay for numpy, scipy or the kernels. Everything heavy is
+imported inside ``run``.
+
+Progress and messages go to stderr; ``--json`` prints one JSON object on stdout at the
+end. Exit codes: 0 success, 1 failure during a run (``TrainingError``, gradcheck
+failure), 2 bad input (raised as ``DlrunError`` and printed without a traceback by
+``cli.main``).
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+
+def add_arguments(name, parser):
+    parser.add_argument("model", help="the .net model file")
+    if name == "train":
+        parser.add_argument("--epochs", type=int, metavar="N", help="override the file's epochs")
+        parser.add_argument("--batch-size", type=int, metavar="N", help="override the file's batch size")
+        parser.add_argument("--lr", type=float, metavar="X", help="override the optimizer's learning rate")
+        parser.add_argument("--seed", type=int, metavar="N", help="override the file's seed")
+        parser.add_argument("--data-root", metavar="DIR", help="resolve data paths against DIR instead of the model's folder")
+        parser.add_argument("--out", metavar="W.npz", help="weights file to write (default: NAME.weights.npz next to the model)")
+        parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+        parser.add_argument("--quiet", action="store_true", help="no progress output")
+    elif name == "eval":
+        parser.add_argument("--weights", required=True, metavar="W.npz", help="weights file written by train")
+        parser.add_argument("--data-root", metavar="DIR", help="resolve data paths against DIR instead of the model's folder")
+        parser.add_argument("--split", choices=("train", "validation", "test"), action="append",
+                            help="split(s) to evaluate (default: every split the data has)")
+        parser.add_argument("--json", action="store_true", help="print the metrics as JSON on stdout")
+    elif name == "predict":
+        parser.add_argument("--weights", required=True, metavar="W.npz", help="weights file written by train")
+        parser.add_argument("--input", required=True, metavar="FILE", help="inputs: .npz, .npy, .csv or IDX images")
+        parser.add_argument("--output", metavar="FILE", help="write to FILE (.csv or .npy) instead of stdout (CSV)")
+        parser.add_argument("--proba", action="store_true", help="class probabilities instead of labels")
+        parser.add_argument("--batch-size", type=int, default=256, metavar="N", help="rows per forward pass (default 256)")
+    elif name == "gradcheck":
+        parser.add_argument("--batch-size", type=int, default=4, metavar="N", help="random samples (default 4)")
+        parser.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the random batch and weights")
+        parser.add_argument("--entries", type=int, default=24, metavar="N",
+                            help="entries compared per tensor (default 24; all for smaller tensors)")
+        parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
+
+
+def run(name, args) -> int:
+    return {"train": _train, "eval": _eval, "predict": _predict, "gradcheck": _gradcheck}[name](args)
+
+
+# -- helpers ------------------------------------------------------------------------------
+def _err(msg):
+    print(msg, file=sys.stderr)
+
+
+def _positive(value, flag):
+    from dlrun.errors import UsageError
+
+    if value is not None and value < 1:
+        raise UsageError(f"{flag} must be >= 1, got {value}")
+
+
+def _load_ir(path):
+    from dlrun import dsl
+    from dlrun.errors import UsageError
+
+    if not os.path.exists(path):
+        raise UsageError(f"{path}: no such model file")
+    if os.path.isdir(path):
+        raise UsageError(f"{path}: is a directory, expected a .net model file")
+    return dsl.load_file(path)
+
+
+def _base_dir(args):
+    from dlrun.errors import UsageError
+
+    if getattr(args, "data_root", None):
+        if not os.path.isdir(args.data_root):
+            raise UsageError(f"--data-root {args.data_root}: no such directory")
+        return os.path.abspath(args.data_root)
+    return os.path.dirname(os.path.abspath(args.model))
+
+
+def _fmt_metrics(metrics, keys=None) -> str:
+    parts = []
+    for k, v in metrics.items():
+        if k == "seconds" or (keys is not None and k not in keys):
+            continue
+        parts.append(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}")
+    return "  ".join(parts)
+
+
+def _default_weights_path(model_path):
+    stem = os.path.basename(model_path)
+    if stem.endswith(".net"):
+        stem = stem[:-4]
+    return os.path.join(os.path.dirname(os.path.abspath(model_path)), stem + ".weights.npz")
+
+
+class _Progress:
+    """A tqdm bar per epoch on a terminal; one plain line per epoch otherwise (stderr)."""
+
+    def __init__(self, stream, quiet):
+        self.stream = stream
+        self.quiet = quiet
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.bar = None
+
+    def start_epoch(self, epoch, epochs, batches):
+        self.epochs = epochs
+        if self.quiet or not self.tty:
+            return
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=batches, desc=f"epoch {epoch}/{epochs}", file=self.stream, unit="batch",
+                        leave=True, dynamic_ncols=True)
+        self._pending = 0
+
+    def batch(self, done, running_loss):
+        if self.bar is not None:
+            self._pending += 1
+            if self._pending >= 8 or done == self.bar.total:
+                self.bar.update(self._pending)
+                self._pending = 0
+                self.bar.set_postfix_str(f"loss {running_loss:.4f}", refresh=False)
+
+    def end_epoch(self, epoch, metrics):
+        text = _fmt_metrics(metrics)
+        if self.bar is not None:
+            self.bar.set_postfix_str(text, refresh=False)
+            self.bar.close()
+            self.bar = None
+        elif not self.quiet:
+            print(f"epoch {epoch}/{self.epochs}  {text}  ({metrics.get('seconds', 0.0):.2f}s)",
+                  file=self.stream, flush=True)
+
+
+# -- train --------------------------------------------------------------------------------
+def _train(args) -> int:
+    import json
+    import time
+    import warnings
+
+    _positive(args.epochs, "--epochs")
+    _positive(args.batch_size, "--batch-size")
+    from dlrun.errors import UsageError
+
+    if args.lr is not None and not (args.lr > 0 and args.lr < float("inf")):
+        raise UsageError(f"--lr must be a positive number, got {args.lr}")
+    if args.seed is not None and args.seed < 0:
+        raise UsageError(f"--seed must be >= 0, got {args.seed}")
+    started = time.perf_counter()
+    model_ir = _load_ir(args.model)
+    base = _base_dir(args)
+    out = args.out or _default_weights_path(args.model)
+
+    from dlrun.runtime.api import Model
+    from dlrun.runtime.weights import check_writable
+
+    out = check_writable(out)  # before hours of training, not after
+    model = Model(model_ir, base_dir=base, path=args.model, seed=args.seed, lr=args.lr)
+    splits = model.splits()  # load and check the data before training
+    progress = _Progress(sys.stderr, args.quiet)
+    if not args.quiet:
+        n_val = len(splits.validation) if splits.validation is not None else 0
+        n_test = len(splits.test) if splits.test is not None else 0
+        _err(f"{model.name}: {model.network.param_count} parameters, {len(splits.train)} training / "
+             f"{n_val} validation / {n_test} test samples")
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = lambda m, *a, **k: _err(f"warning: {m}")
+        history = model.fit(epochs=args.epochs, batch_size=args.batch_size, progress=progress)
+    if not args.quiet:
+        note = " (stopped early)" if history.stopped_early else ""
+        best = f"; best epoch {history.best_epoch} by {history.monitor}" if history.best_epoch else ""
+        restored = ", weights restored from it" if history.restored_best else ""
+        _err(f"trained {history.epochs_run} epochs in {history.seconds:.1f}s{note}{best}{restored}")
+    final = {}
+    for split in ("train", "validation", "test"):
+        ds = getattr(splits, split)
+        if ds is not None and len(ds):
+            final[split] = model.evaluate(split=split)
+    if "test" in final and not args.quiet:
+        _err(f"test: {_fmt_metrics(final['test'])}")
+    model.save(out)
+    if not args.quiet:
+        _err(f"weights saved to {out}")
+    if args.json:
+        print(json.dumps({
+            "model": model.name,
+            "epochs_run": history.epochs_run,
+            "best_epoch": history.best_epoch,
+            "stopped_early": history.stopped_early,
+            "metrics": final,
+            "seconds": time.perf_counter() - started,
+            "train_seconds": history.seconds,
+            "weights": out,
+        }))
+    return 0
+
+
+# -- eval ---------------------------------------------------------------------------------
+def _eval(args) -> int:
+    import json
+
+    model_ir = _load_ir(args.model)
+    from dlrun.runtime.api import Model
+
+    model = Model(model_ir, base_dir=_base_dir(args), path=args.model)
+    model.load_weights(args.weights)
+    splits = model.splits()
+    wanted = args.split or ["train", "validation", "test"]
+    results = {}
+    for split in wanted:
+        ds = getattr(splits, split)
+        if ds is None:
+            if args.split:
+                from dlrun.errors import UsageError
+
+                raise UsageError(f"{args.model}: the data has no {split} split")
+            continue
+        results[split] = model.evaluate(split=split)
+    if args.json:
+        print(json.dumps({"model": model.name, "weights": os.path.abspath(args.weights), "metrics": results}))
+    else:
+        for split, m in results.items():
+            print(f"{split}: {_fmt_metrics(m)}")
+    return 0
+
+
+# -- predict ------------------------------------------------------------------------------
+def _predict(args) -> int:
+    import numpy as np
+
+    from dlrun.errors import UsageError
+
+    _positive(args.batch_size, "--batch-size")
+    if args.output:
+        ext = os.path.splitext(args.output)[1].lower()
+        if ext not in (".csv", ".npy"):
+            raise UsageError(f"--output {args.output}: unknown format {ext or '(none)'}; expected .csv or .npy")
+        from dlrun.runtime.weights import check_writable
+
+        check_writable(args.output)
+    model_ir = _load_ir(args.model)
+    from dlrun.runtime.api import Model
+
+    model = Model(model_ir, base_dir=os.path.dirname(os.path.abspath(args.model)), path=args.model)
+    model.load_weights(args.weights)
+    x = model._inputs(os.path.abspath(args.input))
+    task = model.task
+    if args.proba and task == "regression":
+        raise UsageError(f"--proba needs a classifier; {model.name} is a regression model")
+    p = model.predict(x, batch_size=args.batch_size)
+    names = model.class_names
+    if task == "regression":
+        values = p
+        header = ["output"] if p.shape[1] == 1 else [f"output{j}" for j in range(p.shape[1])]
+    elif args.proba:
+        values = p
+        if task == "binary":
+            header = [f"p({names[1]})" if names else "p(1)"]
+        else:
+            header = [str(c) for c in names] if names else [str(j) for j in range(p.shape[1])]
+    else:
+        idx = p.argmax(axis=1) if task == "classification" else (p[:, 0] >= 0.5).astype(np.int64)
+        values = np.asarray(names)[idx] if names else idx
+        header = ["label"]
+    if args.output and args.output.lower().endswith(".npy"):
+        from dlrun.runtime.weights import write_file
+
+        write_file(args.output, lambda f: np.save(f, np.asarray(values), allow_pickle=False))
+        return 0
+    lines = [",".join(_csv_cell(h) for h in header)]
+    if values.ndim == 1:
+        lines.extend(_csv_cell(v) for v in values.tolist())
+    else:
+        lines.extend(",".join(f"{v:.9g}" for v in row) for row in values.tolist())
+    text = "\n".join(lines) + "\n"
+    if args.output:
+        from dlrun.runtime.weights import write_file
+
+        write_file(args.output, lambda f: f.write(text.encode()))
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _csv_cell(v) -> str:
+    s = str(v)
+    if any(c in s for c in ',"\n'):
+        s = '"' + s.replace('"', '""') + '"'
+    return s
+
+
+# -- gradcheck ----------------------------------------------------------------------------
+def _gradcheck(args) -> int:
+    import json
+
+    _positive(args.batch_size, "--batch-size")
+    _positive(args.entries, "--entries")
+    from dlrun.errors import UsageError
+
+    if args.seed < 0:
+        raise UsageError(f"--seed must be >= 0, got {args.seed}")
+    model_ir = _load_ir(args.model)
+    from dlrun.runtime.gradcheck import TOLERANCE, check_network, format_table
+
+    results = check_network(model_ir, batch=args.batch_size, seed=args.seed, max_entries=args.entries)
+    ok = all(r.ok for r in results)
+    if args.json:
+        print(json.dumps({
+            "model": model_ir.name, "ok": ok, "tolerance": TOLERANCE,
+            "tensors": [{"layer": r.layer, "tensor": r.name, "shape": list(r.shape), "checked": r.checked,
+                         "max_abs_grad": r.max_abs_grad, "rel_error": r.rel_error, "ok": r.ok} for r in results],
+        }))
+    else:
+        print(format_table(results))
+        worst = max((r.rel_error for r in results), default=0.0)
+        print(f"{model_ir.name}: {'ok' if ok else 'FAILED'}: max relative error {worst:.2e} "
+              f"(tolerance {TOLERANCE:.0e}, float64, batch {args.batch_size})")
+    return 0 if ok else 1
