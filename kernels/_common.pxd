@@ -1,0 +1,210 @@
+# Shared inline helpers of the kernels: argument checks (with the GIL, once per call) and
+# float/double maths dispatch (nogil).
+#
+# Everything here is ``cdef inline`` (or verbatim C), so a module that cimports this file needs
+# no other extension at run time: no cross-module C-API import can fail because the installed
+# name (dlrun.kernels.X) differs from the source folder name (kernels/X).
+cimport numpy as cnp
+from cython cimport floating
+from libc.math cimport exp, expf, expm1, expm1f, log1p, log1pf, tanh, tanhf
+from libc.math cimport sqrt, sqrtf, fabs, fabsf
+from libc.limits cimport INT_MAX
+
+
+cdef extern from *:
+    """
+    #include <string.h>
+    #include <stdint.h>
+
+    /* exp(x) in float32, branch-free so that GCC vectorises loops that call it (libm's expf is
+       an opaque call and is not). Cephes' expf: x = n ln2 + r, |r| <= ln2/2, a degree-6
+       polynomial for e^r (max error ~1 ulp), 2^n built in the exponent bits. n is rounded with
+       the 1.5 * 2^23 trick, which also leaves n in the low mantissa bits of t. The input is
+       clamped to [-87, 88] so that 2^n stays a normal number: exp(x < -87) returns
+       exp(-87) ~ 1.6e-38 (not 0) and exp(x > 88) returns exp(88) ~ 1.7e38 (not inf). NaN stays
+       NaN. */
+    static inline float dl_expf(float x) {
+        x = x < -87.0f ? -87.0f : x;
+        x = x > 88.0f ? 88.0f : x;
+        float t = x * 1.44269504088896341f + 12582912.0f;
+        float n = t - 12582912.0f;
+        float r = x - n * 0.693359375f;
+        r = r + n * 2.12194440e-4f;
+        float p = 1.9875691500e-4f;
+        p = p * r + 1.3981999507e-3f;
+        p = p * r + 8.3334519073e-3f;
+        p = p * r + 4.1665795894e-2f;
+        p = p * r + 1.6666665459e-1f;
+        p = p * r + 5.0000001201e-1f;
+        p = p * r * r + r + 1.0f;
+        int32_t ti;
+        memcpy(&ti, &t, sizeof ti);
+        int32_t e = (ti - 0x4B400000 + 127) << 23;
+        float s;
+        memcpy(&s, &e, sizeof s);
+        return p * s;
+    }
+
+    /* tanh(x) in float32, branch-free (vectorisable): Cephes' odd polynomial for |x| < 0.625,
+       1 - 2 / (exp(2|x|) + 1) with the sign restored above; saturates to +-1 without overflow. */
+    static inline float dl_tanhf(float x) {
+        float a = x < 0.0f ? -x : x;
+        float z = x * x;
+        float small = ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z
+                         - 5.37397155531e-2f) * z + 1.33314422036e-1f) * z
+                         - 3.33332819422e-1f) * z * x + x;
+        float big = 1.0f - 2.0f / (dl_expf(2.0f * a) + 1.0f);
+        big = x < 0.0f ? -big : big;
+        return a < 0.625f ? small : big;
+    }
+    """
+    float dl_expf(float x) nogil
+    float dl_tanhf(float x) nogil
+
+
+# ---- maths on the fused type ---------------------------------------------------------------
+
+cdef inline floating f_exp(floating x) noexcept nogil:
+    """e^x (float32: the vectorisable dl_expf, clamped to [-87, 88]; float64: libm)."""
+    if floating is float:
+        return dl_expf(x)
+    else:
+        return exp(x)
+
+
+cdef inline floating f_tanh(floating x) noexcept nogil:
+    if floating is float:
+        return dl_tanhf(x)
+    else:
+        return tanh(x)
+
+
+cdef inline floating f_expm1(floating x) noexcept nogil:
+    if floating is float:
+        return expm1f(x)
+    else:
+        return expm1(x)
+
+
+cdef inline floating f_log1p(floating x) noexcept nogil:
+    if floating is float:
+        return log1pf(x)
+    else:
+        return log1p(x)
+
+
+cdef inline floating f_sqrt(floating x) noexcept nogil:
+    if floating is float:
+        return sqrtf(x)
+    else:
+        return sqrt(x)
+
+
+cdef inline floating f_abs(floating x) noexcept nogil:
+    if floating is float:
+        return fabsf(x)
+    else:
+        return fabs(x)
+
+
+# ---- argument checks (once per call, with the GIL) -----------------------------------------
+
+cdef inline cnp.ndarray check_float_array(object obj, str fn, str name, int ndim,
+                                          bint writable):
+    """Return ``obj`` as an ndarray after checking it is a C-contiguous, aligned, native-order
+    float32/float64 array with ``ndim`` dimensions (any when ndim < 0), writeable if asked."""
+    if not isinstance(obj, cnp.ndarray):
+        raise TypeError(f"{fn}: argument '{name}' must be a numpy.ndarray of float32 or "
+                        f"float64, got {type(obj).__name__}")
+    cdef cnp.ndarray a = <cnp.ndarray>obj
+    cdef int t = cnp.PyArray_TYPE(a)
+    if t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64:
+        raise TypeError(f"{fn}: argument '{name}' has dtype {a.dtype}; expected float32 or "
+                        f"float64")
+    if ndim >= 0 and cnp.PyArray_NDIM(a) != ndim:
+        raise ValueError(f"{fn}: argument '{name}' must be {ndim}-D, got shape "
+                         f"{(<object>a).shape}")
+    if ndim < 0 and cnp.PyArray_NDIM(a) < 1:
+        raise ValueError(f"{fn}: argument '{name}' must have at least one dimension, got a "
+                         f"0-D array")
+    if not cnp.PyArray_IS_C_CONTIGUOUS(a):
+        raise ValueError(f"{fn}: argument '{name}' must be C-contiguous (got strides "
+                         f"{(<object>a).strides} for shape {(<object>a).shape}); use "
+                         f"numpy.ascontiguousarray")
+    if not cnp.PyArray_ISBEHAVED_RO(a):
+        raise ValueError(f"{fn}: argument '{name}' must be aligned and in native byte order "
+                         f"(got dtype {a.dtype.str})")
+    if writable and not cnp.PyArray_ISWRITEABLE(a):
+        raise ValueError(f"{fn}: output argument '{name}' is read-only; expected a writeable "
+                         f"array")
+    return a
+
+
+cdef inline cnp.ndarray check_uint8_array(object obj, str fn, str name, bint writable):
+    """Return ``obj`` as a C-contiguous uint8 ndarray (any shape), writeable if asked."""
+    if not isinstance(obj, cnp.ndarray):
+        raise TypeError(f"{fn}: argument '{name}' must be a numpy.ndarray of uint8, got "
+                        f"{type(obj).__name__}")
+    cdef cnp.ndarray a = <cnp.ndarray>obj
+    if cnp.PyArray_TYPE(a) != cnp.NPY_UINT8:
+        raise TypeError(f"{fn}: argument '{name}' has dtype {a.dtype}; expected uint8")
+    if not cnp.PyArray_IS_C_CONTIGUOUS(a):
+        raise ValueError(f"{fn}: argument '{name}' must be C-contiguous (got strides "
+                         f"{(<object>a).strides} for shape {(<object>a).shape})")
+    if writable and not cnp.PyArray_ISWRITEABLE(a):
+        raise ValueError(f"{fn}: output argument '{name}' is read-only; expected a writeable "
+                         f"array")
+    return a
+
+
+cdef inline check_same_dtype(cnp.ndarray a, cnp.ndarray ref, str fn, str name, str refname):
+    if cnp.PyArray_TYPE(a) != cnp.PyArray_TYPE(ref):
+        raise TypeError(f"{fn}: argument '{name}' has dtype {a.dtype}; expected {ref.dtype} "
+                        f"(the dtype of '{refname}'); one call uses one dtype")
+
+
+cdef inline check_shape(cnp.ndarray a, tuple shape, str fn, str name, str why):
+    """Raise ValueError unless ``a.shape == shape``; ``why`` explains where the shape comes from."""
+    if (<object>a).shape != shape:
+        raise ValueError(f"{fn}: argument '{name}' has shape {(<object>a).shape}; expected "
+                         f"{shape} {why}")
+
+
+cdef inline check_no_overlap(cnp.ndarray out, cnp.ndarray other, str fn, str outname,
+                             str othername, bint same_ok):
+    """An output must not overlap an input, except (when ``same_ok``) by being exactly the same
+    memory with the same shape, which element-wise kernels handle in place. Both arrays are
+    C-contiguous here, so their memory is exactly the byte range [data, data + nbytes)."""
+    cdef char* o = <char*>cnp.PyArray_DATA(out)
+    cdef char* p = <char*>cnp.PyArray_DATA(other)
+    cdef Py_ssize_t on = cnp.PyArray_NBYTES(out)
+    cdef Py_ssize_t pn = cnp.PyArray_NBYTES(other)
+    if on == 0 or pn == 0 or o + on <= p or p + pn <= o:
+        return
+    if same_ok and o == p and (<object>out).shape == (<object>other).shape:
+        return
+    raise ValueError(
+        f"{fn}: output '{outname}' overlaps input '{othername}'"
+        + ("; it may be the very same array, but not a partial overlap" if same_ok
+           else "; pass a separate array"))
+
+
+cdef inline int check_blas_dim(Py_ssize_t n, str fn, str what) except -1:
+    if n > INT_MAX:
+        raise ValueError(f"{fn}: {what} = {n} exceeds the BLAS limit of {INT_MAX}")
+    return <int>n
+
+
+cdef inline double check_finite_float(object value, str fn, str name) except? -1.0:
+    cdef double v
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{fn}: argument '{name}' must be a real number, got "
+                        f"{type(value).__name__} {value!r}")
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{fn}: argument '{name}' must be a real number, got "
+                        f"{type(value).__name__} {value!r}") from None
+    if v != v or v == float("inf") or v == -float("inf"):
+        raise ValueError(f"{fn}: argument '{name}' must be finite, got {v}")
+    return v
