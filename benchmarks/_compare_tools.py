@@ -66,6 +66,8 @@ def blas_info():
 
 class Runner:
     name = "?"
+    #: predict() takes raw uint8 pixels (the tool scales them itself) instead of float32 in [0, 1]
+    raw_input = False
 
     def __init__(self, data):
         self.x, self.y, self.xt, self.yt = data
@@ -184,12 +186,7 @@ class TorchRunner(Runner):
         t = self.torch
         nn = t.nn
         t.manual_seed(seed)
-        layers, d_in = [], 784
-        for d in HIDDEN:
-            layers += [nn.Linear(d_in, d), nn.BatchNorm1d(d), nn.ReLU(), nn.Dropout(DROPOUT)]
-            d_in = d
-        layers.append(nn.Linear(d_in, 10))
-        model = nn.Sequential(*layers)
+        model = torch_model(t, DROPOUT)
         opt = t.optim.Adam(model.parameters(), lr=LR)
         gen = t.Generator().manual_seed(seed)
         self.models[batch] = (model, opt, gen)
@@ -228,10 +225,28 @@ class TorchRunner(Runner):
             return t.softmax(model(t.from_numpy(x)), 1).numpy()
 
 
+def torch_model(torch, dropout):
+    """The network in the model file's order and initialisation, as an nn.Sequential."""
+    nn = torch.nn
+    layers, d_in = [], 784
+    for d in HIDDEN:
+        dense = nn.Linear(d_in, d)
+        nn.init.kaiming_normal_(dense.weight, nonlinearity="relu")   # He normal (fan_in)
+        nn.init.zeros_(dense.bias)
+        layers += [dense, nn.ReLU(), nn.BatchNorm1d(d), nn.Dropout(dropout)]
+        d_in = d
+    out = nn.Linear(d_in, 10)
+    nn.init.xavier_uniform_(out.weight)
+    nn.init.zeros_(out.bias)
+    layers.append(out)
+    return nn.Sequential(*layers)
+
+
 class DlrunRunner(Runner):
     """dlrun through its Python API: ``dlrun.loads(text, base_dir=...)`` and ``Model.fit``."""
 
     name = "dlrun"
+    raw_input = True    # the model file's ``scale 1/255`` runs inside predict()
 
     def __init__(self, data):
         super().__init__(data)
@@ -263,25 +278,16 @@ class DlrunRunner(Runner):
                                         base_dir=os.path.dirname(MODEL_FILE))
 
     def epoch(self, batch):
+        # fit() continues from the current weights and optimizer state; uint8 images are
+        # scaled per batch by the file's preprocessing.
         history = self.model(batch).fit(self.x, self.y, epochs=1, batch_size=batch)
-        return _last_loss(history)
+        return float(history.final.get("loss", float("nan")))
 
     def evaluate(self, batch):
         return float(self.model(batch).evaluate(self.xt, self.yt)["accuracy"])
 
     def predict(self, batch, x):
         return self.model(batch).predict(x)
-
-
-def _last_loss(history):
-    """The last training loss in a dlrun History, if it exposes one in a known place."""
-    for attr in ("history", "metrics", "train"):
-        h = getattr(history, attr, None)
-        if isinstance(h, dict) and h.get("loss"):
-            return float(h["loss"][-1])
-        if isinstance(h, list) and h and isinstance(h[-1], dict) and "loss" in h[-1]:
-            return float(h[-1]["loss"])
-    return float("nan")
 
 
 class OrtRunner(Runner):
@@ -324,7 +330,7 @@ class OrtRunner(Runner):
 
 
 def build_onnx(w):
-    """ONNX graph: (Gemm -> BatchNormalization -> Relu) per hidden layer, Gemm, Softmax."""
+    """ONNX graph: (Gemm -> Relu -> BatchNormalization) per hidden layer, Gemm, Softmax."""
     from onnx import TensorProto, helper, numpy_helper
 
     nodes, inits = [], []
@@ -338,10 +344,10 @@ def build_onnx(w):
         for k in ("w", "b", "gamma", "beta", "mean", "var"):
             init(f"{k}{i}", w[f"{k}{i}"])
         nodes.append(helper.make_node("Gemm", [prev, f"w{i}", f"b{i}"], [f"z{i}"]))
+        nodes.append(helper.make_node("Relu", [f"z{i}"], [f"r{i}"]))
         nodes.append(helper.make_node("BatchNormalization",
-                                      [f"z{i}", f"gamma{i}", f"beta{i}", f"mean{i}", f"var{i}"],
-                                      [f"y{i}"], epsilon=eps))
-        nodes.append(helper.make_node("Relu", [f"y{i}"], [f"a{i}"]))
+                                      [f"r{i}", f"gamma{i}", f"beta{i}", f"mean{i}", f"var{i}"],
+                                      [f"a{i}"], epsilon=eps))
         prev = f"a{i}"
     init("w_out", w["w_out"])
     init("b_out", w["b_out"])
@@ -364,8 +370,14 @@ RUNNERS = {"numpy": NumpyRunner, "pytorch": TorchRunner, "dlrun": DlrunRunner,
 # -- the worker loop ---------------------------------------------------------------------
 
 def latency(runner, batch, n, calls, warmup, xt):
-    """Per-call wall times (ns) of ``predict`` on n test rows; a different slice each call."""
-    x_all = np.multiply(xt[:max(n * 16, 64)], np.float32(1 / 255), dtype=np.float32)
+    """Per-call wall times (ns) of ``predict`` on n test rows; a different slice each call.
+
+    The input is float32 in [0, 1], or the raw uint8 pixels for a tool whose model scales
+    its inputs itself (dlrun's model file says ``scale 1/255``).
+    """
+    x_all = xt[:max(n * 16, 64)]
+    if not runner.raw_input:
+        x_all = np.multiply(x_all, np.float32(1 / 255), dtype=np.float32)
     slices = [np.ascontiguousarray(x_all[i * n:(i + 1) * n]) for i in range(x_all.shape[0] // n)]
     for i in range(warmup):
         runner.predict(batch, slices[i % len(slices)])

@@ -381,10 +381,11 @@ def part_latency(args, workers, res, tables, tmp):
             ready.append(t)
         except ToolError as e:
             log(f"  {e}")
-    lines = ["### Inference latency (µs per predict call, eval mode, float32 input in [0, 1])", "",
+    lines = ["### Inference latency (µs per predict call, eval mode)", "",
              f"{args.rounds} interleaved rounds of {args.latency_calls} calls after warm-up; "
              "median and p99 over all calls, [min-max] of the per-round medians; "
-             "ratio = tool / PyTorch median.", "",
+             "ratio = tool / PyTorch median. Input: a float32 array in [0, 1] (dlrun: the raw "
+             "uint8 pixels, which its model file scales by 1/255 inside predict).", "",
              "| batch | tool | median µs | p99 µs | per-round medians | ratio to PyTorch | ratio to ONNX Runtime |",
              "| ---: | --- | ---: | ---: | --- | --- | --- |"]
     for n in (1, 64):
@@ -709,7 +710,9 @@ def main(argv=None):
                     res.notes.append(msg)
                     continue
                 workers[t] = w
-                meta["tools"][t] = w.call("info")
+                info = w.call("info")
+                info.pop("ok", None)
+                meta["tools"][t] = info
             if "train" in args.parts:
                 part_train(args, {t: w for t, w in workers.items() if t in TRAIN_TOOLS}, res, tables)
             if "latency" in args.parts:

@@ -1,11 +1,15 @@
 """A careful hand-written NumPy MLP: the plain-NumPy reference of ``benchmarks/compare.py``.
 
-Network (the MNIST benchmark's): for each hidden width d in ``hidden``
-    z = a W                       (no dense bias: the batch norm's beta takes its place)
-    y = gamma * (z - mu_B) / sqrt(var_B + eps) + beta        (batch statistics in training)
-    a = relu(y) * keep / (1 - rate)                           (inverted dropout)
-then logits = a W_out + b_out and the mean softmax cross-entropy. Adam (PyTorch's form:
-``p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)``) over one flat parameter buffer.
+Network (the MNIST benchmark's, in the order of ``models/mnist_mlp.net``): for each hidden
+width d in ``hidden``
+    r = relu(a W + b)
+    y = gamma * (r - mu_B) / sqrt(var_B + eps) + beta        (batch statistics in training)
+    a = y * keep / (1 - rate)                                 (inverted dropout)
+then logits = a W_out + b_out and the mean softmax cross-entropy. Initialisation as the
+model file's: He normal for the hidden weights, Xavier uniform for the output, zero biases.
+Adam (PyTorch's form: ``p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)``) over one flat
+parameter buffer. Batch-norm running statistics: ``running := 0.9 running + 0.1 batch``
+(unbiased variance), eps 1e-5.
 
 What makes it careful rather than naive:
 - float32 throughout; every activation, gradient and scratch array is allocated once per
@@ -14,15 +18,16 @@ What makes it careful rather than naive:
   are passed as views (BLAS gets the transpose flag, no copy);
 - parameters, gradients and both Adam moments each live in one flat buffer, so the
   optimizer is a handful of in-place passes over 0.5 M floats instead of a loop over tensors;
-- ReLU and dropout share one multiplier array ``m = (y > 0) * keep / (1 - rate)``:
-  forward ``a = y * m``, backward ``dy = da * m``;
+- the dropout mask is one float multiplier ``m = keep / (1 - rate)``: forward ``a = y * m``,
+  backward ``dy = da * m``; ReLU runs in place and its mask is read back from its output;
 - uint8 images stay uint8; each batch is gathered and scaled into a float32 buffer;
-- inference folds the batch norm into the weights (``W' = W * s``, ``b' = beta - mu * s``).
+- inference folds each batch norm into the next layer's weights
+  (``W' = s W``, ``b' = b + (beta - mu s) W`` with ``s = gamma / sqrt(var + eps)``).
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
     >>> x = rng.integers(0, 256, (256, 20), dtype=np.uint8); y = (x[:, 0] > 127).astype(np.uint8)
-    >>> net = NumpyMLP(20, (16,), 2, seed=0)
+    >>> net = NumpyMLP(20, (32, 16), 2, dropout=0.1, seed=0)
     >>> losses = [net.train_epoch(x, y, 32) for _ in range(30)]
     >>> losses[-1] < losses[0] and net.evaluate(x, y)[1] > 0.9
     True
@@ -43,12 +48,13 @@ class _Buffers:
         self.y = np.empty(n, np.intp)
         self.z, self.xhat, self.m, self.a, self.da = [], [], [], [], []
         for d in hidden:
-            self.z.append(np.empty((n, d), F32))      # pre-activation, then scratch
+            self.z.append(np.empty((n, d), F32))      # relu output r
             self.xhat.append(np.empty((n, d), F32))   # normalised z, kept for backward
-            self.m.append(np.empty((n, d), F32))      # relu * dropout multiplier
+            self.m.append(np.empty((n, d), F32))      # dropout multiplier keep / (1 - rate)
             self.a.append(np.empty((n, d), F32))      # layer output
             self.da.append(np.empty((n, d), F32))     # gradient w.r.t. the output
         width = max(hidden)
+        self.tmp = np.empty(n * width, F32)           # scratch
         self.uniform = np.empty(n * width, F32)       # dropout's uniform draws
         self.keep = np.empty(n * width, np.bool_)
         self.pos = np.empty(n * width, np.bool_)
@@ -78,7 +84,7 @@ class NumpyMLP:
         shapes = []
         fan_in = n_in
         for d in self.hidden:
-            shapes += [(fan_in, d), (d,), (d,)]         # W, gamma, beta
+            shapes += [(fan_in, d), (d,), (d,), (d,)]   # W, b, gamma, beta
             fan_in = d
         shapes += [(fan_in, n_out), (n_out,)]          # W_out, b_out
         size = sum(int(np.prod(s)) for s in shapes)
@@ -95,16 +101,15 @@ class NumpyMLP:
             self.grads.append(self.grad[offset:offset + k].reshape(s))
             offset += k
 
-        # PyTorch's default Linear init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), so the two
-        # references train the same recipe; gamma = 1, beta = 0.
-        for i in range(len(self.hidden) + 1):
-            w = self.params[3 * i] if i < len(self.hidden) else self.params[-2]
-            bound = 1.0 / np.sqrt(w.shape[0])
-            w[...] = self.rng.uniform(-bound, bound, w.shape)
-            if i < len(self.hidden):
-                self.params[3 * i + 1][...] = 1.0
-        bound = 1.0 / np.sqrt(self.params[-2].shape[0])
-        self.params[-1][...] = self.rng.uniform(-bound, bound, n_out)
+        # The model file's initialisation: He normal before ReLU, Xavier uniform before the
+        # softmax, biases 0; batch norm gamma 1, beta 0.
+        for i in range(len(self.hidden)):
+            w, _, gamma, _ = self.layer(i)
+            w[...] = self.rng.standard_normal(w.shape) * np.sqrt(2.0 / w.shape[0])
+            gamma[...] = 1.0
+        w = self.params[-2]
+        bound = np.sqrt(6.0 / (w.shape[0] + w.shape[1]))
+        w[...] = self.rng.uniform(-bound, bound, w.shape)
 
         self.running_mean = [np.zeros(d, F32) for d in self.hidden]
         self.running_var = [np.ones(d, F32) for d in self.hidden]
@@ -118,27 +123,38 @@ class NumpyMLP:
 
     # -- parameters ------------------------------------------------------------------
     def layer(self, i):
-        """``(W, gamma, beta)`` of hidden layer i, or ``(W_out, b_out)`` for i = len(hidden)."""
+        """``(W, b, gamma, beta)`` of hidden layer i, or ``(W_out, b_out)`` for i = len(hidden)."""
         if i < len(self.hidden):
-            return tuple(self.params[3 * i:3 * i + 3])
+            return tuple(self.params[4 * i:4 * i + 4])
         return self.params[-2], self.params[-1]
 
     def layer_grad(self, i):
         if i < len(self.hidden):
-            return tuple(self.grads[3 * i:3 * i + 3])
+            return tuple(self.grads[4 * i:4 * i + 4])
         return self.grads[-2], self.grads[-1]
 
     def folded(self):
-        """Inference weights with batch norm folded in: ``[(W', b'), ..., (W_out, b_out)]``."""
+        """Inference weights, each batch norm folded into the next dense: ``[(W', b'), ...]``.
+
+        The batch norm after layer i is ``y = s r + t`` (``s = gamma / sqrt(var + eps)``,
+        ``t = beta - mu s``), so the next dense ``y W + b = r (s W) + (t W + b)``.
+        """
         if self._folded is None or self._folded[0] != self.step:
             layers = []
-            for i in range(len(self.hidden)):
-                w, gamma, beta = self.layer(i)
-                s = gamma / np.sqrt(self.running_var[i] + F32(self.bn_eps))
-                layers.append((np.ascontiguousarray(w * s, dtype=F32),
-                               (beta - self.running_mean[i] * s).astype(F32)))
-            w, b = self.layer(len(self.hidden))
-            layers.append((w.copy(), b.copy()))
+            s = t = None
+            for i in range(len(self.hidden) + 1):
+                w, b = self.layer(i)[:2]
+                w = w.astype(np.float64)
+                b = b.astype(np.float64)
+                if s is not None:
+                    b = b + t @ w
+                    w = s[:, None] * w
+                layers.append((np.ascontiguousarray(w, dtype=F32), b.astype(F32)))
+                if i < len(self.hidden):
+                    gamma, beta = self.layer(i)[2:]
+                    s = gamma.astype(np.float64) / np.sqrt(self.running_var[i].astype(np.float64)
+                                                           + self.bn_eps)
+                    t = beta - self.running_mean[i] * s
             self._folded = (self.step, layers)
         return self._folded[1]
 
@@ -173,37 +189,39 @@ class NumpyMLP:
         # Forward.
         a_in = x
         for i in range(nh):
-            w, gamma, beta = self.layer(i)
+            w, b, gamma, beta = self.layer(i)
             d = w.shape[1]
-            z, xhat, m, a = buf.z[i][:n], buf.xhat[i][:n], buf.m[i][:n], buf.a[i][:n]
+            r, xhat, m, a = buf.z[i][:n], buf.xhat[i][:n], buf.m[i][:n], buf.a[i][:n]
             mu, var, inv_std = self.mu[i], self.var[i], self.inv_std[i]
-            np.matmul(a_in, w, out=z)
-            np.mean(z, axis=0, out=mu)
-            np.subtract(z, mu, out=xhat)
-            np.multiply(xhat, xhat, out=z)
-            np.mean(z, axis=0, out=var)
+            np.matmul(a_in, w, out=r)
+            r += b
+            np.maximum(r, F32(0.0), out=r)
+            np.mean(r, axis=0, out=mu)
+            np.subtract(r, mu, out=xhat)
+            sq = buf.tmp[:n * d].reshape(n, d)
+            np.multiply(xhat, xhat, out=sq)
+            np.mean(sq, axis=0, out=var)
             # running := (1 - momentum) running + momentum * batch (unbiased variance)
-            rm, rv = self.running_mean[i], self.running_var[i]
+            rm, rv, c = self.running_mean[i], self.running_var[i], self.coef[i]
             rm *= F32(1.0) - mom
-            rm += mom * mu
+            np.multiply(mu, mom, out=c)
+            rm += c
             rv *= F32(1.0) - mom
-            rv += (mom * F32(n / max(n - 1, 1))) * var
+            np.multiply(var, mom * F32(n / max(n - 1, 1)), out=c)
+            rv += c
             np.add(var, F32(self.bn_eps), out=inv_std)
             np.sqrt(inv_std, out=inv_std)
             np.divide(F32(1.0), inv_std, out=inv_std)
             xhat *= inv_std
-            np.multiply(xhat, gamma, out=z)
-            z += beta
-            # m = (y > 0) * keep / (1 - rate): relu and dropout in one multiplier.
+            # a = (gamma xhat + beta) * keep / (1 - rate)
             u = buf.uniform[:n * d].reshape(n, d)
             keep = buf.keep[:n * d].reshape(n, d)
-            pos = buf.pos[:n * d].reshape(n, d)
             self.rng.random(out=u, dtype=F32)
             np.greater_equal(u, F32(self.rate), out=keep)
-            np.greater(z, F32(0.0), out=pos)
-            np.logical_and(keep, pos, out=keep)
             np.multiply(keep, scale, out=m)
-            np.multiply(z, m, out=a)
+            np.multiply(xhat, gamma, out=a)
+            a += beta
+            a *= m
             a_in = a
         w, b = self.layer(nh)
         logits, prob, row = buf.logits[:n], buf.prob[:n], buf.row[:n]
@@ -225,25 +243,31 @@ class NumpyMLP:
         dw, db = self.layer_grad(nh)
         np.matmul(a_in.T, prob, out=dw)
         np.sum(prob, axis=0, out=db)
-        dnext = buf.da[nh - 1][:n]
-        np.matmul(prob, w.T, out=dnext)
+        np.matmul(prob, w.T, out=buf.da[nh - 1][:n])
         for i in range(nh - 1, -1, -1):
-            w, gamma, _ = self.layer(i)
-            gw, ggamma, gbeta = self.layer_grad(i)
-            dy, xhat, m, z = buf.da[i][:n], buf.xhat[i][:n], buf.m[i][:n], buf.z[i][:n]
+            w, _, gamma, _ = self.layer(i)
+            gw, gb, ggamma, gbeta = self.layer_grad(i)
+            d = w.shape[1]
+            dy, xhat, m, r = buf.da[i][:n], buf.xhat[i][:n], buf.m[i][:n], buf.z[i][:n]
+            tmp = buf.tmp[:n * d].reshape(n, d)
+            pos = buf.pos[:n * d].reshape(n, d)
             dy *= m
             np.sum(dy, axis=0, out=gbeta)
-            np.multiply(dy, xhat, out=z)
-            np.sum(z, axis=0, out=ggamma)
-            # dz = gamma * inv_std / n * (n dy - dbeta - xhat * dgamma), in place in dy.
-            np.multiply(xhat, ggamma, out=z)
-            z += gbeta
+            np.multiply(dy, xhat, out=tmp)
+            np.sum(tmp, axis=0, out=ggamma)
+            # dr = gamma * inv_std / n * (n dy - dbeta - xhat * dgamma), in place in dy
+            np.multiply(xhat, ggamma, out=tmp)
+            tmp += gbeta
             dy *= F32(n)
-            dy -= z
+            dy -= tmp
             coef = self.coef[i]
             np.multiply(gamma, self.inv_std[i], out=coef)
             coef *= F32(1.0 / n)
             dy *= coef
+            # through the ReLU: dz = dr where r > 0
+            np.greater(r, F32(0.0), out=pos)
+            dy *= pos
+            np.sum(dy, axis=0, out=gb)
             a_prev = buf.a[i - 1][:n] if i > 0 else x
             np.matmul(a_prev.T, dy, out=gw)
             if i > 0:
@@ -321,9 +345,9 @@ class NumpyMLP:
         """Unfolded eval-mode parameters as a dict of float32 arrays (for the ONNX graph)."""
         out = {}
         for i in range(len(self.hidden)):
-            w, gamma, beta = self.layer(i)
+            w, b, gamma, beta = self.layer(i)
             out[f"w{i}"] = w.copy()
-            out[f"b{i}"] = np.zeros(w.shape[1], F32)
+            out[f"b{i}"] = b.copy()
             out[f"gamma{i}"] = gamma.copy()
             out[f"beta{i}"] = beta.copy()
             out[f"mean{i}"] = self.running_mean[i].copy()
