@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 
 from dlrun.dsl import ir, tables as T
 from dlrun.dsl.diagnostics import Reporter, suggest
@@ -34,6 +35,10 @@ class Word(str):
 
 class Shape(tuple):
     """A shape literal such as 28x28."""
+
+
+def quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def show(value) -> str:
@@ -108,6 +113,7 @@ class Elaborator:
         self.later_lets: dict[str, Pos] = {}
         self.layer_names: dict[str, Pos] = {}
         self.n_layers = 0
+        self.failed_layers = 0  # layers that did not elaborate: shapes are not inferred then
 
     # ------------------------------------------------------------------ expressions
     def evaluate(self, expr, what: str):
@@ -239,8 +245,8 @@ class Elaborator:
                     bad = True
                     continue
                 if param.choices is not None and item.name not in param.choices:
-                    self.r.error(item.pos, f"unknown {what[:-1] if what.endswith('s') else what} "
-                                 f"'{item.name}'" + suggest(item.name, param.choices))
+                    self.r.error(item.pos, f"unknown name '{item.name}' in {what}"
+                                 + suggest(item.name, param.choices))
                     bad = True
                     continue
                 if item.name in out:
@@ -356,6 +362,8 @@ class Elaborator:
                         self.r.error(where, f"{owner} needs '{p.name}' ({p.doc})"
                                      + (f", {example}" if example else ""))
                     bad = True
+                elif p.type == "activation":
+                    values[p.name] = ir.Activation(p.default, {q.name: q.default for q in T.ACTIVATIONS[p.default]}, where)
                 else:
                     values[p.name] = p.default
         if bad:
@@ -540,6 +548,8 @@ class Elaborator:
         kw = stmt.keyword
         self.no_block(stmt)
         try:
+            if kw == "input" and self._input_hint(stmt):
+                raise _Bad
             if kw in T.ACTIVATIONS or kw == "activation":
                 if kw == "activation":
                     if not self.no_call(stmt):
@@ -561,20 +571,21 @@ class Elaborator:
                 if kw == "dense" and params["init"] is not None:
                     params["init"] = T.INIT_ALIASES.get(params["init"], params["init"])
         except _Bad:
-            if kw == "input":
-                self._input_hint(stmt)
+            self.failed_layers += 1
             self.name_layer(stmt)
             return None
         name = self.name_layer(stmt)
-        if kw != "input" and not suffix:
-            pass
-        self.n_layers += 0
         return ir.Layer(kind, params, name, None, stmt.pos)
 
-    def _input_hint(self, stmt: Statement):
+    def _input_hint(self, stmt: Statement) -> bool:
+        """'input 28 x 28' -> one clear error instead of 'too many values'."""
         vals = [a.value for a in stmt.args if a.key is None]
-        if len(vals) >= 3 and isinstance(vals[1], Ref) and vals[1].name == "x":
-            self.r.error(stmt.args[1].pos, "write a shape without spaces, e.g. 'input 28x28'")
+        if len(vals) >= 3 and all(isinstance(v, Ref) and v.name == "x" for v in vals[1::2]):
+            text = "x".join(_expr_text(v) for v in vals[::2])
+            self.r.error(span(stmt.args[0].pos, stmt.args[-1].pos),
+                         f"write a shape without spaces, e.g. 'input {text}'")
+            return True
+        return False
 
     def name_layer(self, stmt: Statement) -> str | None:
         if stmt.alias is None:
@@ -784,10 +795,15 @@ class Elaborator:
                 self.r.error(a.key_pos, f"'{a.key}=' names an array inside an .npz file; "
                              f"'{path}' is not one")
                 raise _Bad
-            if a.key == "labels" and fmt in ("npz", "csv"):
-                self.r.error(a.key_pos, f"'labels=' is for IDX or .npy inputs; an .{fmt} file "
-                             "holds its labels itself")
+            if a.key == "labels" and fmt == "csv":
+                self.r.error(a.key_pos, "'labels=' is for .npy, .npz and IDX inputs; a CSV file "
+                             "names its label column with 'label NAME' in the data block")
                 raise _Bad
+        if kw == "train" and fmt in ("npy", "idx") and p["labels"] is None:
+            kind = "IDX images" if fmt == "idx" else ".npy inputs"
+            self.r.error(pos_args[0].pos, f"{kind} need a label file: write "
+                         f"train {quote(path)} labels=\"FILE\"")
+            raise _Bad
         if p["labels"] is not None and data_format(p["labels"]) is None:
             self.r.error(next(a.value.pos for a in item.args if a.key == "labels"),
                          f"unsupported label file '{p['labels']}': expected " + ", ".join(T.DATA_FORMATS))
@@ -818,32 +834,28 @@ class Elaborator:
             k = fractions[-1][0]
             self.r.error(seen[k].args[0].pos, "validation and test fractions together must leave "
                          f"training data: {' + '.join(show(f) for _, f in fractions)} >= 1")
+        files = [s.path for s in (data.train, data.validation, data.test) if isinstance(s, ir.Source)]
         if data.label is not None:
-            files = [s.path for s in (data.train, data.validation, data.test) if isinstance(s, ir.Source)]
             if files and not any(data_format(p) == "csv" for p in files):
                 self.r.error(seen["label"].keyword_pos, "'label' names a CSV column, but no data file is .csv")
-        if data.train is None and data.validation is None and data.test is None and "label" not in seen \
-                and not data.preprocess:
-            return
+        elif data.train is not None and data_format(data.train.path) == "csv":
+            self.r.error(seen["train"].args[0].pos, "which column of the CSV file holds the labels? "
+                         "add 'label NAME' to the data block")
+
+
+# The same names as runtime/idx.py's is_idx_name (which imports numpy, so it is not reused).
+_IDX_NAME = re.compile(r"idx[0-9]-?u?byte$|\.idx[0-9]?$", re.IGNORECASE)
 
 
 def data_format(path: str) -> str | None:
     """'npz' | 'npy' | 'csv' | 'idx' for a supported file name, else None."""
-    low = path.lower()
-    if low.endswith(".gz"):
-        low = low[:-3]
-        if low.endswith((".npz", ".npy")):
-            return None
-        if low.endswith(".csv"):
-            return "csv"
-    if low.endswith(".npz"):
-        return "npz"
-    if low.endswith(".npy"):
-        return "npy"
-    if low.endswith(".csv"):
-        return "csv"
-    base = os.path.basename(low)
-    if base.endswith(".idx") or "-ubyte" in base or "idx1" in base or "idx3" in base:
+    name = os.path.basename(path).lower()
+    for suffix in ("npz", "npy", "csv"):
+        if name.endswith("." + suffix):
+            return suffix
+    if name.endswith(".gz"):
+        name = name[:-3]
+    if _IDX_NAME.search(name):
         return "idx"
     return None
 
@@ -929,16 +941,27 @@ def infer_shapes(layers, r: Reporter) -> list | None:
     return out if ok else None
 
 
-def check_semantics(model_parts: dict, r: Reporter, anchor: Pos) -> list | None:
-    """Shapes, output/loss compatibility, metrics, early stopping vs data."""
+def check_semantics(model_parts: dict, r: Reporter, anchor: Pos, *, shapes: bool = True,
+                    input_written: bool = False) -> list | None:
+    """Shapes, output/loss compatibility, metrics, early stopping vs data.
+
+    ``shapes`` False skips shape inference (some layer already failed: its shape is
+    unknown and every later shape message would be noise).
+    """
     layers = model_parts["layers"]
     loss = model_parts.get("loss")
     train = model_parts.get("train") or ir.Train()
     es = model_parts.get("early_stopping")
     data = model_parts.get("data")
 
-    typed = infer_shapes(layers, r) if layers else None
-    if layers and len(layers) == 1 and layers[0].kind == "input":
+    if not any(l.kind == "input" for l in layers):
+        if not input_written:
+            r.error(anchor, "the model has no 'input' layer (add e.g. 'input 64' as the first layer)")
+        shapes = False
+    typed = infer_shapes(layers, r) if layers and shapes else None
+    if not shapes:
+        pass
+    elif layers and len(layers) == 1 and layers[0].kind == "input":
         r.error(_word(r, layers[0].pos), "the model has no layers after 'input'; add at least "
                 "one 'dense' layer")
         typed = None
@@ -998,8 +1021,6 @@ def check_program(program: Program, r: Reporter, path: str | None) -> ir.Model |
         parts[key] = value
     missing = []
     has_input = any(isinstance(i, Statement) and i.keyword == "input" for i in program.body)
-    if not has_input:
-        missing.append(("input", "input 64"))
     if "loss" not in settings:
         missing.append(("loss", "loss cross_entropy"))
     if "optimizer" not in settings:
@@ -1007,10 +1028,9 @@ def check_program(program: Program, r: Reporter, path: str | None) -> ir.Model |
     for what, example in missing:
         r.error(program.name_pos, f"model '{program.name}' has no '{what}' statement "
                 f"(add e.g. '{example}')")
-    failed_settings = any(v is None for _k, (_s, v) in settings.items())
-    typed = None
-    if not r.errors or not failed_settings:
-        typed = check_semantics(parts, r, program.name_pos)
+    parts = {k: v for k, v in parts.items() if v is not None}
+    typed = check_semantics(parts, r, program.name_pos, shapes=el.failed_layers == 0,
+                            input_written=has_input)
     if r.errors:
         return None
     return ir.Model(

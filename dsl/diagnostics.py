@@ -98,6 +98,9 @@ def suggest(word: str, known, *, show_known: bool = True, limit: int = 12) -> st
     known = list(known)
     parts = []
     close = difflib.get_close_matches(word, known, n=1, cutoff=0.6) if word else []
+    if not close and len(word) >= 3:
+        # an abbreviation: 'acc' -> 'accuracy'
+        close = [k for k in known if k.startswith(word)][:1]
     if close:
         parts.append(f"did you mean '{close[0]}'?")
     if show_known and known:

@@ -55,10 +55,14 @@ def decode_source(data: bytes, path: str) -> tuple[str | None, list[Diagnostic]]
     except UnicodeDecodeError as err:
         line = data.count(b"\n", 0, err.start) + 1
         col = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        start = data.rfind(b"\n", 0, err.start) + 1
+        end = data.find(b"\n", err.start)
+        shown = data[start: end if end >= 0 else len(data)].decode("utf-8", "replace")
         return None, [Diagnostic(
             "error",
-            f"not a text model file: byte 0x{data[err.start]:02x} at line {line}, column {col} "
-            "is not valid UTF-8 (is this a binary file?)", path)]
+            f"not a text model file: byte 0x{data[err.start]:02x} is not valid UTF-8 "
+            "(is this a binary file?)", path, line, col, line, col + 1,
+            _printable(shown))]
     return check_text(text, path)
 
 
@@ -71,16 +75,22 @@ def check_text(text: str, path: str) -> tuple[str | None, list[Diagnostic]]:
     if bad:
         line = text.count("\n", 0, bad.start()) + 1
         col = bad.start() - (text.rfind("\n", 0, bad.start()) + 1) + 1
+        shown = text.split("\n")[line - 1]
         return None, [Diagnostic(
             "error",
-            f"not a text model file: control character U+{ord(bad.group()):04X} at line {line}, "
-            f"column {col} (is this a binary file?)", path)]
+            f"not a text model file: control character U+{ord(bad.group()):04X} "
+            "(is this a binary file?)", path, line, col, line, col + 1, _printable(shown))]
     meaningful = re.sub(r"#[^\n]*", "", text).strip()
     if not meaningful:
         return None, [Diagnostic(
             "error", "empty model file: expected the version line 'dlrun 1' and a "
             "'model NAME { ... }' block", path)]
     return text, []
+
+
+def _printable(line: str) -> str:
+    """A line safe to echo to a terminal: control characters become '?' (columns kept)."""
+    return "".join(ch if ch == "\t" or ch.isprintable() else "?" for ch in line)
 
 
 # ---------------------------------------------------------------------------------
@@ -141,9 +151,9 @@ _TOKEN_WORDS = {
     "STAR": "'*'", "SLASH": "'/'", "DLRUN": "'dlrun'", "MODEL": "'model'", "LET": "'let'",
     "AS": "'as NAME'", "_NL": "the end of the line", "$END": "the end of the file",
     "<END-OF-FILE>": "the end of the file",
-    "NUMBER": "a number", "NAME": "a name", "STRING": "a string", "SHAPE": "a shape",
+    "NUMBER": "a number", "NAME": "a name", "CALLNAME": "a name", "STRING": "a string", "SHAPE": "a shape",
 }
-_VALUE_START = {"NUMBER", "NAME", "STRING", "SHAPE", "LPAR", "LSQB", "MINUS", "PLUS"}
+_VALUE_START = {"NUMBER", "NAME", "CALLNAME", "STRING", "SHAPE", "LPAR", "LSQB", "MINUS", "PLUS"}
 _OPERATORS = {"PLUS", "MINUS", "STAR", "SLASH"}
 _LEXEME = re.compile(r'"(?:[^"\\\n]|\\.)*"|[A-Za-z_][A-Za-z0-9_]*|[0-9][0-9.]*(?:[eE][+-]?[0-9]+)?(?:x[0-9]+)*|\S')
 
@@ -154,7 +164,7 @@ def _found(token) -> str:
         return "the end of the file"
     if kind == "_NL":
         return "the end of the line"
-    if kind == "NAME":
+    if kind in ("NAME", "CALLNAME"):
         return f"the name '{token.value}'"
     if kind == "NUMBER":
         return f"the number {token.value}"
@@ -169,6 +179,8 @@ def _found(token) -> str:
 
 def _expected_words(expected) -> str:
     expected = {"$END" if e == "<END-OF-FILE>" else e for e in expected}
+    if "CALLNAME" in expected:
+        expected = (expected - {"CALLNAME"}) | {"NAME"}
     words = []
     if "LET" in expected and "NAME" in expected:
         words.append("a statement (such as 'dense 10')")
@@ -287,6 +299,8 @@ def describe_error(err, text: str) -> tuple[Pos, str]:
     if token.type == "COMMA" and "COMMA" not in expected:
         return pos, (f"unexpected ','{after}: values of a statement are separated by spaces "
                      "(commas only separate items in [...] and (...))")
+    if prev == "let" and "NAME" in expected:
+        return pos, f"expected a name after 'let', found {found}; write 'let NAME = value'"
     if token.type == "EQUAL" and "EQUAL" not in expected:
         return pos, (f"unexpected '='{after}: a setting is written name=value "
                      "with a name before '='")

@@ -229,11 +229,11 @@ EARLY_STOPPING: tuple[Param, ...] = (
 )
 
 # ---------------------------------------------------------------------------- data
-DATA_FORMATS = (".npz", ".npy", ".csv", "IDX (.idx, -ubyte, optionally .gz)")
+DATA_FORMATS = (".npz", ".npy", ".csv", "IDX (*-idx3-ubyte, *-idx1-ubyte, *.idx; optionally .gz)")
 
 SOURCE: tuple[Param, ...] = (
     Param("path", "str", doc="data file, relative to the model file"),
-    Param("labels", "str", None, nullable=True, doc="separate label file (IDX labels, or .npy)"),
+    Param("labels", "str", None, nullable=True, doc="separate label file (for .npy, .npz and IDX inputs)"),
     Param("x", "name", "x", doc="inputs array inside an .npz (Source.x_key)"),
     Param("y", "name", "y", doc="labels array inside an .npz (Source.y_key)"),
 )
