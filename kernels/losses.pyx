@@ -266,9 +266,12 @@ cdef int _float_typenum(str fn, str name, object a) except -1:
         raise TypeError(f"{fn}: {name}: expected a numpy.ndarray of float32 or float64, "
                         f"got {type(a).__name__}")
     cdef int tn = cnp.PyArray_TYPE(<cnp.ndarray>a)
-    if (tn != cnp.NPY_FLOAT and tn != cnp.NPY_DOUBLE) or not cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>a):
-        raise TypeError(f"{fn}: {name}: expected dtype float32 or float64 (native byte order), "
+    if tn != cnp.NPY_FLOAT and tn != cnp.NPY_DOUBLE:
+        raise TypeError(f"{fn}: {name}: expected dtype float32 or float64, "
                         f"got {(<cnp.ndarray>a).dtype}")
+    if not cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>a):
+        raise TypeError(f"{fn}: {name}: expected dtype float32 or float64 in native byte order, "
+                        f"got {(<cnp.ndarray>a).dtype.str}")
     return tn
 
 
@@ -309,6 +312,9 @@ cdef int _check_disjoint(str fn, str name, object a, str other, object b) except
 
 
 cdef double _real(str fn, str name, object value) except? -1.0:
+    # numbers only: a string that happens to parse is still a wrong call
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{fn}: {name}: expected a real number, got {value!r}")
     try:
         return float(value)
     except (TypeError, ValueError):

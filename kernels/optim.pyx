@@ -14,6 +14,8 @@ place and must not overlap each other or ``g``. The maths follows PyTorch's opti
     clip_grad_norm(grads, max_norm) -> float
 """
 cimport numpy as cnp
+import operator
+
 import numpy as np
 
 from cython cimport floating
@@ -181,9 +183,12 @@ cdef int _float_typenum(str fn, str name, object a) except -1:
         raise TypeError(f"{fn}: {name}: expected a numpy.ndarray of float32 or float64, "
                         f"got {type(a).__name__}")
     cdef int tn = cnp.PyArray_TYPE(<cnp.ndarray>a)
-    if (tn != cnp.NPY_FLOAT and tn != cnp.NPY_DOUBLE) or not cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>a):
-        raise TypeError(f"{fn}: {name}: expected dtype float32 or float64 (native byte order), "
+    if tn != cnp.NPY_FLOAT and tn != cnp.NPY_DOUBLE:
+        raise TypeError(f"{fn}: {name}: expected dtype float32 or float64, "
                         f"got {(<cnp.ndarray>a).dtype}")
+    if not cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>a):
+        raise TypeError(f"{fn}: {name}: expected dtype float32 or float64 in native byte order, "
+                        f"got {(<cnp.ndarray>a).dtype.str}")
     return tn
 
 
@@ -241,6 +246,9 @@ cdef int _check_disjoint(str fn, list names, list arrays) except -1:
 
 
 cdef double _real(str fn, str name, object value) except? -1.0:
+    # numbers only: a string that happens to parse is still a wrong call
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{fn}: {name}: expected a real number, got {value!r}")
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{fn}: {name}: expected a real number, got {value!r}")
     try:
@@ -324,11 +332,11 @@ def adam_update(p, g, m, v, lr, beta1, beta2, eps, step, l1=0.0, l2=0.0, weight_
     cdef double eps_ = _nonneg(fn, "eps", eps)
     cdef double l1_ = _nonneg(fn, "l1", l1), l2_ = _nonneg(fn, "l2", l2)
     cdef double wd = _nonneg(fn, "weight_decay", weight_decay)
-    if isinstance(step, (bool, np.bool_, float, np.floating)):
+    if isinstance(step, (bool, np.bool_)):
         raise TypeError(f"{fn}: step: expected an integer >= 1, got {step!r}")
     try:
-        t = int(step)
-    except (TypeError, ValueError):
+        t = operator.index(step)
+    except TypeError:
         raise TypeError(f"{fn}: step: expected an integer >= 1, got {step!r}") from None
     if t < 1:
         raise ValueError(f"{fn}: step: expected an integer >= 1 (the 1-based count of updates), "
