@@ -45,15 +45,20 @@ TRAINING_ONLY = frozenset({"init", "l1", "l2", "rate", "momentum"})
 
 
 # -- atomic archive I/O ------------------------------------------------------------------
-def check_writable(path) -> str:
-    """Raise ``WeightsError`` unless a file can be created at ``path`` (checked by creating
-    and removing a temporary file next to it). Returns the absolute path."""
+def _destination(path):
     path = os.path.abspath(os.fspath(path))
     folder = os.path.dirname(path)
     if os.path.isdir(path):
-        raise WeightsError(f"{path}: is a directory; expected a file name for the weights")
+        raise WeightsError(f"{path}: is a directory; expected a file name")
     if not os.path.isdir(folder):
         raise WeightsError(f"{path}: the folder {folder} does not exist")
+    return path, folder
+
+
+def check_writable(path) -> str:
+    """Raise ``WeightsError`` unless a file can be created at ``path`` (checked by creating
+    and removing a temporary file next to it). Returns the absolute path."""
+    path, folder = _destination(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=".dlrun-write-test-", dir=folder)
         os.close(fd)
@@ -71,8 +76,7 @@ def write_npz(path, arrays: dict) -> str:
 def write_file(path, write) -> str:
     """Atomically create ``path``: ``write(f)`` fills a temporary file in the same folder,
     which is flushed, fsync'ed and renamed over ``path``; the folder is then fsync'ed."""
-    path = os.path.abspath(os.fspath(path))
-    folder = os.path.dirname(path)
+    path, folder = _destination(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
     except OSError as err:

@@ -16,7 +16,9 @@ RELU_FAMILY = frozenset({"relu", "leaky_relu", "elu", "gelu", "swish"})
 
 
 def activation_args(act):
-    """(name, alpha) of an ``ir.Activation``."""
+    """(name, alpha) of an ``ir.Activation`` (a bare name is accepted too)."""
+    if isinstance(act, str):
+        return act, 0.0
     return act.name, float(act.params.get("alpha", 0.0) or 0.0)
 
 

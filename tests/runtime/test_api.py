@@ -1,0 +1,103 @@
+"""The public Python API: docstring examples run; models from files train, save, load, predict."""
+import doctest
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import dlrun
+from dlrun.errors import DslError, UsageError
+
+MODELS = Path(__file__).resolve().parents[2] / "models"
+
+
+@pytest.mark.parametrize("module", ["dlrun.runtime.api", "dlrun.runtime.train", "dlrun.runtime.metrics"])
+def test_docstring_examples_run(module):
+    import importlib
+
+    mod = importlib.import_module(module)
+    result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0
+    if module.endswith("api"):
+        assert result.attempted >= 10
+
+
+def test_public_names_are_documented():
+    for name in ("load", "loads", "Model", "History"):
+        obj = getattr(dlrun, name)
+        assert obj.__doc__ and len(obj.__doc__) > 40, name
+    for name in ("fit", "evaluate", "predict", "predict_classes", "save", "load_weights", "summary"):
+        assert getattr(dlrun.Model, name).__doc__, name
+
+
+def test_bad_model_text_raises_dsl_error():
+    with pytest.raises(DslError):
+        dlrun.loads("dlrun 1\nmodel m {\n input 4\n dense 3 rleu\n}\n")
+
+
+def _copy_model(tmp_path, name):
+    shutil.copytree(MODELS / "data", tmp_path / "data")
+    shutil.copy(MODELS / name, tmp_path / name)
+    return tmp_path / name
+
+
+@pytest.mark.skipif(not (MODELS / "iris.net").exists(), reason="models/iris.net not present")
+def test_iris_from_file_trains_and_predicts_names(tmp_path):
+    path = _copy_model(tmp_path, "iris.net")
+    model = dlrun.load(path)
+    h = model.fit()
+    assert isinstance(h, dlrun.History) and h.epochs_run >= 1
+    assert model.class_names == ["setosa", "versicolor", "virginica"]
+    test = model.evaluate()
+    assert test["accuracy"] >= 0.9
+    x = model.splits().test.x
+    labels = model.predict_classes(x)
+    assert set(labels) <= set(model.class_names)
+    proba = model.predict(x)
+    np.testing.assert_allclose(proba.sum(1), 1, rtol=1e-5)
+    w = tmp_path / "iris.weights.npz"
+    model.save(w)
+    again = dlrun.load(path, weights=w)
+    np.testing.assert_array_equal(again.predict(x), proba)
+    assert list(again.predict_classes(x)) == list(labels)
+    assert again.evaluate() == test
+    # inputs from a file (the CSV itself: the label column is dropped)
+    assert len(again.predict_classes(str(tmp_path / "data" / "iris.csv"))) == 150
+
+
+def test_fit_continues_and_predict_checks_inputs():
+    model = dlrun.loads("dlrun 1\nmodel m {\n input 3\n dense 4 relu\n dense 2 softmax\n"
+                        " loss cross_entropy\n optimizer adam lr=0.01\n train epochs=2 batch=8\n}\n")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 3))
+    y = (x[:, 0] > 0).astype(int)
+    model.fit(x, y, epochs=3, batch_size=4)
+    steps = model.optimizer.steps
+    model.fit(x, y, epochs=1)
+    assert model.optimizer.steps == steps + 5
+    assert model.predict(x[:1]).shape == (1, 2)
+    with pytest.raises(dlrun.DataError):
+        model.predict(np.zeros((2, 4)))
+    with pytest.raises(dlrun.DataError):
+        model.predict(np.array([[np.nan, 0, 0]]))
+    with pytest.raises(UsageError):
+        model.fit(x)
+    with pytest.raises(UsageError, match="regression"):
+        dlrun.loads("dlrun 1\nmodel r {\n input 3\n dense 1 linear\n loss mse\n optimizer sgd\n}\n").predict_classes(x)
+
+
+def test_untrained_model_with_fitted_preprocessing_needs_fit_first():
+    model = dlrun.loads('dlrun 1\nmodel m {\n data {\n  train "x.npz"\n  standardize\n }\n input 3\n'
+                        ' dense 2 softmax\n loss cross_entropy\n optimizer sgd\n}\n')
+    with pytest.raises(UsageError, match="fit"):
+        model.predict(np.zeros((1, 3)))
+
+
+def test_summary_lists_layers():
+    model = dlrun.loads("dlrun 1\nmodel m {\n input 3\n dense 4 relu as hidden\n dense 2 softmax\n"
+                        " loss cross_entropy\n optimizer adam\n}\n")
+    text = model.summary()
+    assert "dense relu 'hidden'" in text and "total parameters: 26" in text
+    assert repr(model) == "<dlrun.Model 'm' input=(3,) output=(2,)>"

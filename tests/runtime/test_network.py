@@ -1,0 +1,121 @@
+"""Network assembly from hand-built IR: flat parameters, loss heads, whole-network gradients."""
+import numpy as np
+import pytest
+
+import irfactory as F
+
+from dlrun.errors import UsageError
+from dlrun.runtime.gradcheck import check_network
+from dlrun.runtime.network import Network
+
+
+def test_parameters_are_views_into_one_flat_buffer():
+    m = F.model([F.input_(5), F.dense(7, "relu", l2=0.1), F.batchnorm(), F.dense(3, "softmax")], l2=0.01)
+    net = Network(m)
+    store = net.store
+    seen = 0
+    for layer, name, p in net.named_params():
+        assert np.shares_memory(p, store.flat)
+        assert np.shares_memory(layer.grads[name], store.grad)
+        assert p.flags.c_contiguous
+        assert (p.ctypes.data - store.flat.ctypes.data) % 64 == 0  # 64-byte aligned
+        seen += p.size
+    assert seen == store.count == 5 * 7 + 7 + 7 + 7 + 7 * 3 + 3
+    # segments: the two weights (different l2) and the unpenalised rest, each contiguous
+    segs = {(s.l1, s.l2, s.is_weight) for s in store.segments}
+    assert segs == {(0.0, 0.1, True), (0.0, 0.01, True), (0.0, 0.0, False)}
+    covered = sorted((s.start, s.stop) for s in store.segments)
+    assert covered[0][0] == 0 and covered[-1][1] == store.size
+    assert all(a[1] == b[0] for a, b in zip(covered, covered[1:]))
+
+
+def test_same_seed_same_init_other_seed_other_init():
+    m = F.mlp(6, (10,), 3, seed=5)
+    a, b, c = Network(m), Network(m), Network(m, seed=6)
+    np.testing.assert_array_equal(a.store.flat, b.store.flat)
+    assert not np.array_equal(a.store.flat, c.store.flat)
+
+
+@pytest.mark.parametrize("out,loss,fused,proba", [
+    ("softmax", "cross_entropy", True, None),
+    ("linear", "cross_entropy", False, "softmax"),
+    ("sigmoid", "binary_cross_entropy", True, None),
+    ("linear", "binary_cross_entropy", False, "sigmoid"),
+    ("linear", "mse", False, None),
+    ("sigmoid", "mae", False, None),
+    ("softmax", "huber", False, None),
+])
+def test_loss_heads(out, loss, fused, proba):
+    outputs = 1 if loss == "binary_cross_entropy" else 3
+    net = Network(F.mlp(4, (6,), outputs, out=out, loss=loss))
+    assert net.loss.fused is fused
+    assert net.loss.proba_act == proba
+    x = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
+    p = net.predict(x)
+    assert p.shape == (5, outputs)
+    if loss == "cross_entropy":
+        np.testing.assert_allclose(p.sum(1), 1, rtol=1e-6)
+    if loss == "binary_cross_entropy":
+        assert np.all((p > 0) & (p < 1))
+
+
+def test_standalone_softmax_layer_is_fused_into_the_loss():
+    m = F.model([F.input_(4), F.dense(3), F.activation("softmax")])
+    net = Network(m)
+    assert net.loss.fused and net._tail is not None
+    x = np.random.default_rng(1).standard_normal((2, 4)).astype(np.float32)
+    logits = net.forward(x, False, logits=True).copy()
+    probs = net.forward(x, False)
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    np.testing.assert_allclose(probs, e / e.sum(1, keepdims=True), rtol=1e-5)
+
+
+def test_cross_entropy_needs_softmax_or_linear_output():
+    with pytest.raises(UsageError, match="cross_entropy needs the last layer's activation to be softmax"):
+        Network(F.mlp(4, (6,), 3, out="relu"))
+
+
+def test_default_init_looks_past_batchnorm_to_the_activation():
+    m = F.model([F.input_(4), F.dense(8), F.batchnorm(), F.activation("relu"), F.dense(3), F.dense(2, "softmax")])
+    net = Network(m)
+    assert net.layers[1].resolved_init() == "he_normal"
+    assert net.layers[4].resolved_init() == "xavier_uniform"
+
+
+GRADCHECK_MODELS = {
+    "tanh-softmax": F.mlp(5, (7, 6), 3),
+    "relu-bn-dropout": F.model([F.input_(6), F.dense(12, "relu"), F.batchnorm(), F.dropout(0.5),
+                                F.dense(8, "elu", alpha=1.0), F.dense(4, "softmax")], loss_params={"label_smoothing": 0.1}),
+    "gelu-swish-bce": F.model([F.input_(3), F.dense(8, "gelu"), F.dense(8, "swish"), F.dense(1, "sigmoid")],
+                              loss="binary_cross_entropy"),
+    "linear-logits": F.model([F.input_(2, 3), F.flatten(), F.dense(5, "softplus"), F.dense(3)]),
+    "regression-huber": F.model([F.input_(4), F.dense(9, "leaky_relu", alpha=0.1), F.dense(2)], loss="huber"),
+    "softmax-mse": F.model([F.input_(4), F.dense(6, "sigmoid"), F.dense(3, "softmax")], loss="mse"),
+    "standalone-acts": F.model([F.input_(4), F.dense(6), F.activation("tanh"), F.dense(3, bias=False),
+                                F.activation("softmax")]),
+}
+
+
+@pytest.mark.parametrize("label", list(GRADCHECK_MODELS))
+def test_whole_network_gradients(label):
+    results = check_network(GRADCHECK_MODELS[label], batch=5, seed=3)
+    bad = [f"{r.layer} {r.name}: {r.rel_error:.2e}" for r in results if not r.ok]
+    assert not bad, bad
+    assert all(r.checked > 0 for r in results)
+
+
+def test_short_batch_after_long_batch_gives_the_same_rows():
+    m = F.model([F.input_(4), F.dense(8, "relu"), F.batchnorm(), F.dense(3, "softmax")])
+    net = Network(m)
+    rng = np.random.default_rng(0)
+    big = rng.standard_normal((16, 4)).astype(np.float32)
+    small = big[:3].copy()
+    ref = Network(m).predict(small).copy()
+    net.predict(big)
+    np.testing.assert_array_equal(net.predict(small), ref)
+
+
+def test_float64_network():
+    net = Network(F.mlp(3, (4,), 2, dtype="float64"))
+    assert net.store.flat.dtype == np.float64
+    assert net.predict(np.ones((2, 3))).dtype == np.float64

@@ -1,0 +1,165 @@
+"""Training loop: loss falls, determinism, early stopping, metrics, optimizers, penalties."""
+import numpy as np
+import pytest
+
+import irfactory as F
+
+from dlrun.dsl import ir
+from dlrun.errors import TrainingError
+from dlrun.runtime.api import Model
+
+
+def blobs(n=240, classes=3, features=4, seed=0, spread=0.7):
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((classes, features)) * 2
+    y = rng.integers(0, classes, n)
+    x = centers[y] + spread * rng.standard_normal((n, features))
+    return x.astype(np.float32), y
+
+
+def regression(n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, (n, 3))
+    y = np.stack([np.sin(2 * x[:, 0]) + x[:, 1] * x[:, 2], x[:, 0] - x[:, 1]], axis=1)
+    return x, y
+
+
+def test_small_net_trains_and_loss_falls():
+    x, y = blobs()
+    model = Model(F.mlp(4, (16,), 3, epochs=15, batch_size=20, lr=0.01))
+    h = model.fit(x, y)
+    losses = h.metric("loss")
+    assert len(losses) == 15
+    assert losses[-1] < 0.5 * losses[0]
+    assert h.final["accuracy"] > 0.9
+    assert model.evaluate(x, y)["accuracy"] > 0.9
+
+
+def _train_once(x, y, seed=7):
+    m = F.model([F.input_(4), F.dense(16, "relu"), F.batchnorm(), F.dropout(0.3), F.dense(3, "softmax")],
+                epochs=4, batch_size=17, seed=seed, lr=0.01)
+    model = Model(m)
+    model.fit(x, y)
+    return model.network
+
+
+def test_two_runs_are_bit_identical():
+    x, y = blobs()
+    a, b = _train_once(x, y), _train_once(x, y)
+    np.testing.assert_array_equal(a.store.flat, b.store.flat)
+    for (_, _, s1), (_, _, s2) in zip(a.named_state(), b.named_state()):
+        np.testing.assert_array_equal(s1, s2)
+    c = _train_once(x, y, seed=8)
+    assert not np.array_equal(a.store.flat, c.store.flat)
+
+
+def test_short_last_batch_is_trained_on():
+    x, y = blobs(n=23)
+    model = Model(F.mlp(4, (5,), 3, epochs=1, batch_size=10, shuffle=False, optimizer="sgd", lr=0.1))
+    before = model.network.store.flat.copy()
+    model.fit(x, y)
+    # replay: the 3 steps by hand, the last on 3 rows
+    ref = Model(F.mlp(4, (5,), 3, epochs=1, batch_size=10, shuffle=False, optimizer="sgd", lr=0.1))
+    np.testing.assert_array_equal(ref.network.store.flat, before)
+    net = ref.network
+    for s in (0, 10, 20):
+        xb, yb = x[s:s + 10], y[s:s + 10]
+        out = net.forward(xb, True, True)
+        g = np.empty_like(out)
+        net.loss(out, yb, g)
+        net.backward(g)
+        net.store.flat -= np.float32(0.1) * net.store.grad
+    np.testing.assert_allclose(model.network.store.flat, net.store.flat, rtol=1e-5, atol=1e-7)
+
+
+def test_validation_and_early_stopping_restore_best():
+    x, y = blobs(n=300, spread=2.5, seed=3)
+    es = ir.EarlyStopping(monitor="val_loss", mode="min", patience=2, min_delta=0.0, restore_best=True)
+    model = Model(F.mlp(4, (64, 64), 3, epochs=200, batch_size=16, lr=0.05, early_stopping=es))
+    h = model.fit(x[:150], y[:150], validation_data=(x[150:], y[150:]))
+    assert h.stopped_early and h.epochs_run < 200
+    val = h.metric("val_loss")
+    assert h.best_epoch == int(np.argmin(val)) + 1
+    assert h.epochs_run == h.best_epoch + 3  # patience 2: stops on the 3rd epoch without improvement
+    assert h.restored_best
+    # the restored weights reproduce the best epoch's validation loss
+    np.testing.assert_allclose(model.evaluate(x[150:], y[150:])["loss"], val[h.best_epoch - 1], rtol=1e-5)
+
+
+def test_regression_metrics():
+    x, y = regression()
+    model = Model(F.model([F.input_(3), F.dense(32, "tanh"), F.dense(2)], loss="mse", epochs=60, batch_size=16,
+                          lr=0.01, dtype="float64"))
+    h = model.fit(x[:240], y[:240], validation_data=(x[240:], y[240:]))
+    m = h.final
+    assert set(m) >= {"loss", "mse", "mae", "r2", "val_loss", "val_mse", "val_mae", "val_r2"}
+    ev = model.evaluate(x[240:], y[240:])
+    assert ev["r2"] > 0.9
+    pred = model.predict(x[240:])
+    ref_mse = float(np.mean((pred - y[240:]) ** 2))
+    ref_r2 = float(np.mean(1 - ((pred - y[240:]) ** 2).sum(0) / ((y[240:] - y[240:].mean(0)) ** 2).sum(0)))
+    np.testing.assert_allclose(ev["mse"], ref_mse, rtol=1e-9)
+    np.testing.assert_allclose(ev["loss"], ref_mse, rtol=1e-9)
+    np.testing.assert_allclose(ev["r2"], ref_r2, rtol=1e-9)
+    np.testing.assert_allclose(ev["mae"], np.abs(pred - y[240:]).mean(), rtol=1e-9)
+
+
+@pytest.mark.parametrize("name,params", [
+    ("sgd", {"lr": 0.1}), ("sgd", {"lr": 0.05, "momentum": 0.9}), ("sgd", {"lr": 0.05, "momentum": 0.9, "nesterov": True}),
+    ("adam", {"lr": 0.01}), ("adamw", {"lr": 0.01, "weight_decay": 0.01}), ("rmsprop", {"lr": 0.005}),
+    ("adagrad", {"lr": 0.1}), ("adam", {"lr": 0.01, "clip_norm": 0.5}),
+])
+def test_every_optimizer_trains(name, params):
+    x, y = blobs()
+    model = Model(F.mlp(4, (16,), 3, epochs=8, batch_size=16, optimizer=name, **params))
+    h = model.fit(x, y)
+    assert h.metric("loss")[-1] < 0.6 * h.metric("loss")[0], h.metric("loss")
+    assert h.final["accuracy"] > 0.85
+
+
+def test_penalty_is_reported_and_shrinks_weights():
+    x, y = blobs()
+    plain = Model(F.mlp(4, (16,), 3, epochs=10, batch_size=16, lr=0.01))
+    reg = Model(F.mlp(4, (16,), 3, epochs=10, batch_size=16, lr=0.01, l2=0.05))
+    hp, hr = plain.fit(x, y), reg.fit(x, y)
+    assert "penalty" not in hp.final
+    w = reg.network.layers[1].params["w"]
+    w2 = reg.network.layers[2].params["w"]
+    expected = 0.5 * 0.05 * (float((w.astype(np.float64) ** 2).sum()) + float((w2.astype(np.float64) ** 2).sum()))
+    np.testing.assert_allclose(hr.final["penalty"], expected, rtol=1e-5)
+    norm = lambda m: sum(float((p ** 2).sum()) for _, n, p in m.network.named_params() if n == "w")
+    assert norm(reg) < norm(plain)
+
+
+def test_per_layer_l1_overrides_global():
+    x, y = blobs()
+    m = F.model([F.input_(4), F.dense(16, "relu", l1=0.01), F.dense(3, "softmax")], l2=0.001, epochs=5, lr=0.01)
+    model = Model(m)
+    h = model.fit(x, y)
+    net = model.network
+    w1, w2 = net.layers[1].params["w"], net.layers[2].params["w"]
+    # layer 1: its own l1 and the global l2 (its l2 is not overridden); layer 2: the global l2
+    sq = lambda w: float((w.astype(np.float64) ** 2).sum())
+    expected = 0.01 * float(np.abs(w1).sum()) + 0.5 * 0.001 * (sq(w1) + sq(w2))
+    np.testing.assert_allclose(h.final["penalty"], expected, rtol=1e-5)
+
+
+def test_non_finite_loss_stops_with_training_error():
+    x, y = blobs()
+    x = x * 1e3
+    model = Model(F.mlp(4, (16,), 3, epochs=5, optimizer="sgd", lr=1e6, out="linear", loss="mse"))
+    with pytest.raises(TrainingError, match=r"epoch \d+, batch \d+/\d+: the loss is"):
+        model.fit(x, np.eye(3)[y])
+
+
+def test_binary_classification_with_uint8_inputs():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (200, 6), dtype=np.uint8)
+    y = (x[:, 0].astype(int) + x[:, 1] > 255).astype(int)
+    m = F.model([F.input_(6), F.dense(16, "relu"), F.dense(1, "sigmoid")], loss="binary_cross_entropy",
+                epochs=40, batch_size=16, lr=0.01,
+                data=ir.Data(preprocess=(ir.Preprocess("scale", {"factor": 1 / 255}),)))
+    model = Model(m)
+    model.fit(x, y)
+    assert model.evaluate(x, y)["accuracy"] > 0.9
+    assert model.predict(x).shape == (200, 1)
