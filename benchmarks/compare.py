@@ -190,6 +190,7 @@ def part_train(args, workers, res, tables):
     batches = args.batch_sizes
     scale = N_TRAIN / args.limit if args.limit else 1.0
     times = {(b, t): [] for b in batches for t in tools}
+    cpu = {(b, t): [] for b in batches for t in tools}
     floors = {b: [] for b in batches}
     gemm_detail = {b: [] for b in batches}
     failed = set()
@@ -219,7 +220,8 @@ def part_train(args, workers, res, tables):
                 sec = rep["seconds"] * scale
                 if r >= args.warmup:
                     times[(b, t)].append(sec)
-                line.append(f"{t} {sec:.2f}s")
+                    cpu[(b, t)].append(rep["cpu_seconds"] * scale)
+                line.append(f"{t} {sec:.2f}s (cpu {rep['cpu_seconds'] * scale:.2f}s)")
             if "numpy" in workers and "numpy" not in failed:
                 time.sleep(args.pause)
                 g = workers["numpy"].call("gemm", batch=b, repeats=args.gemm_repeats)["gemms"]
@@ -255,8 +257,10 @@ def part_train(args, workers, res, tables):
             floor_rec = res.add(f"gemm_floor_epoch_b{b}", "numpy-sgemm", "s", fl,
                                 step_gflop=flops / 1e9, gflops=stats(gflops),
                                 gemms={g[0]: {"gflop": g[1] / 1e9,
+                                              "best_us": 1e6 * float(np.median(
+                                                  [gd[i][2] for gd in gemm_detail[b]])),
                                               "median_us": 1e6 * float(np.median(
-                                                  [gd[i][2] for gd in gemm_detail[b]]))}
+                                                  [gd[i][3] for gd in gemm_detail[b]]))}
                                        for i, g in enumerate(gemm_detail[b][0])})
         ref = None
         if times.get((b, "pytorch")):
@@ -265,7 +269,7 @@ def part_train(args, workers, res, tables):
             v = times[(b, t)]
             if not v:
                 continue
-            extra = {"batch": b, "epochs_for_accuracy": n_rounds}
+            extra = {"batch": b, "epochs_for_accuracy": n_rounds, "cpu_seconds": stats(cpu[(b, t)])}
             if args.limit:
                 extra["partial_epoch_samples"] = args.limit
                 extra["time_scaled_to_full_epoch"] = scale
@@ -296,16 +300,17 @@ def part_train(args, workers, res, tables):
              f"{args.rounds} interleaved rounds after {args.warmup} warm-up; median [min-max]; "
              "speed-up = PyTorch / tool per round (median); floor = FLOP-bound epoch from the "
              "step's 8 GEMMs (NumPy sgemm); accuracy on the 10k test set after "
-             f"{n_rounds} epochs.",
+             f"{n_rounds} epochs. CPU s = CPU time of all the tool's threads per epoch "
+             "(median; about 2x the wall time when both cores are the tool's).",
              "",
-             "| batch | tool | s/epoch | speed-up vs PyTorch | x GEMM floor | test accuracy |",
-             "| ---: | --- | --- | --- | --- | --- |"]
+             "| batch | tool | s/epoch | speed-up vs PyTorch | x GEMM floor | CPU s/epoch | test accuracy |",
+             "| ---: | --- | --- | --- | --- | ---: | --- |"]
     for b in batches:
         f = res.get(f"gemm_floor_epoch_b{b}", "numpy-sgemm")
         for t in tools:
             r = res.get(f"train_epoch_b{b}", t)
             if r is None:
-                lines.append(f"| {b} | {t} | failed | | | |")
+                lines.append(f"| {b} | {t} | failed | | | | |")
                 continue
             sp = ""
             if r.get("paired_ratio_to_pytorch"):
@@ -316,9 +321,10 @@ def part_train(args, workers, res, tables):
             xf = f"{r['x_gemm_floor']['median']:.2f}" if "x_gemm_floor" in r else ""
             a = r.get("test_accuracy")
             lines.append(f"| {b} | {t} | {fmt_range(r)} | {sp} | {xf} | "
+                         f"{r['cpu_seconds']['median']:.2f} | "
                          f"{'' if a is None else f'{100 * a:.2f} %'} |")
         if f:
-            lines.append(f"| {b} | GEMM floor | {fmt_range(f)} | | 1 | "
+            lines.append(f"| {b} | GEMM floor | {fmt_range(f)} | | 1 | | "
                          f"({f['step_gflop']:.3f} GFLOP/step at {f['gflops']['median']:.0f} GFLOP/s) |")
     tables.append("\n".join(lines))
 
@@ -337,14 +343,17 @@ def part_train(args, workers, res, tables):
     if acc_lines:
         tables.append(f"Accuracy agreement after {n_rounds} epochs:\n\n" + "\n".join(acc_lines))
 
-    gl = ["### GEMM floor: the 8 GEMMs of one training step (NumPy sgemm, median µs)", "",
+    gl = ["### GEMM floor: the 8 GEMMs of one training step (NumPy sgemm, µs)", "",
+          f"Best of {args.gemm_repeats} calls per round (median over rounds); the floor is their "
+          "sum times the steps per epoch. In brackets: the median call.", "",
           "| GEMM | " + " | ".join(f"batch {b}" for b in batches) + " |",
           "| --- |" + " ---: |" * len(batches)]
     names = [s[0] for s in gemm_shapes(1)]
     recs = {b: res.get(f"gemm_floor_epoch_b{b}", "numpy-sgemm") for b in batches}
     if all(recs.values()):
         for nm in names:
-            gl.append(f"| {nm} | " + " | ".join(f"{recs[b]['gemms'][nm]['median_us']:.1f}"
+            gl.append(f"| {nm} | " + " | ".join(f"{recs[b]['gemms'][nm]['best_us']:.1f} "
+                                                f"({recs[b]['gemms'][nm]['median_us']:.1f})"
                                                 for b in batches) + " |")
         gl.append("| step GFLOP/s | " + " | ".join(f"{recs[b]['gflops']['median']:.0f}"
                                                     for b in batches) + " |")
@@ -568,6 +577,14 @@ def targets(res):
 
 # -- machine -----------------------------------------------------------------------------
 
+def loadavg():
+    """The 1-minute load average (other work on the machine shows here), or None."""
+    try:
+        return float(open("/proc/loadavg").read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def machine_info():
     cpu = platform.processor() or "?"
     try:
@@ -669,6 +686,7 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     started = datetime.datetime.now(datetime.timezone.utc)
+    load_start = loadavg()
     env, removed = child_env(args.keep_blas_env)
     res = Results()
     tables = []
@@ -726,11 +744,14 @@ def main(argv=None):
         part_memory(args, env, res, tables, [t for t in args.tools if t in TRAIN_TOOLS])
     shutil.rmtree(tmp, ignore_errors=True)
 
+    meta["loadavg_start_end"] = [load_start, loadavg()]
     tg = targets(res)
     head = [f"## dlrun vs PyTorch / NumPy / ONNX Runtime ({meta['date_utc']})", "",
             f"Command: `{meta['command']}`", "",
             "Machine: {cpu}, {logical_cpus} logical CPUs, {memory_mib} MiB; {os}; "
-            "Python {python}".format(**meta["machine"]), ""]
+            "Python {python}".format(**meta["machine"]), "",
+            f"Load average (1 min) at start / end: {meta['loadavg_start_end'][0]} / "
+            f"{meta['loadavg_start_end'][1]}", ""]
     if args.keep_blas_env:
         head.append("OpenBLAS environment kept as set: " +
                     ", ".join(f"{k}={os.environ.get(k)}" for k in BLAS_ENV))
