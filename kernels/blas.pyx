@@ -28,9 +28,10 @@ def gemm(a, b, c, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
     cdef Py_ssize_t kb = B.shape[1] if tb else B.shape[0]
     cdef Py_ssize_t n = B.shape[0] if tb else B.shape[1]
     if kb != k:
-        raise ValueError(f"gemm: inner dimensions differ: op(a) is ({m}, {k}) from a "
-                         f"{(<object>A).shape} with trans_a={ta}, op(b) is ({kb}, {n}) from b "
-                         f"{(<object>B).shape} with trans_b={tb}")
+        raise ValueError(f"gemm: arguments 'a' and 'b' have shapes whose inner dimensions "
+                         f"differ: op(a) has shape ({m}, {k}) (a {(<object>A).shape}, "
+                         f"trans_a={ta}), op(b) has shape ({kb}, {n}) (b {(<object>B).shape}, "
+                         f"trans_b={tb}); expected op(b) with {k} rows")
     check_shape(C, (m, n), fn, "c", "(rows of op(a), columns of op(b))")
     check_no_overlap(C, A, fn, "c", "a", False)
     check_no_overlap(C, B, fn, "c", "b", False)

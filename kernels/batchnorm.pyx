@@ -1,0 +1,334 @@
+# distutils: extra_compile_args = -fno-trapping-math
+"""Batch normalisation over the batch axis, x (n, d): training forward, eval forward, backward.
+
+Two passes over the data for the training forward (shifted sums for mean/variance, then
+normalise + scale/shift) and two for the backward (column sums, then dX) -- the minimum, as
+every output element depends on whole-column statistics. A zero-variance column gives
+xhat = 0 and y = beta (eps > 0 keeps 1/sqrt(var + eps) finite), never NaN.
+"""
+cimport numpy as cnp
+from cython cimport floating
+from libc.math cimport sqrt
+from libc.stdlib cimport malloc, free
+
+from _common cimport (check_float_array, check_same_dtype, check_shape, check_no_overlap,
+                      check_finite_float)
+
+cnp.import_array()
+
+# rows summed in the data type before flushing into the float64 column sums
+cdef Py_ssize_t BLOCK = 32
+
+
+cdef int bn_forward_train(const floating* x, Py_ssize_t n, Py_ssize_t d,
+                          const floating* gamma, const floating* beta,
+                          floating* running_mean, floating* running_var,
+                          double momentum, double eps, floating* y, floating* xhat,
+                          floating* inv_std) noexcept nogil:
+    """Returns -1 when out of memory (the (d,) scratch), else 0."""
+    cdef Py_ssize_t i, j
+    cdef const floating* row
+    cdef floating* yrow
+    cdef floating* hrow
+    cdef floating v
+    cdef double mean, var, m1, m2
+    # s1, s2: sums of (x - K) and (x - K)^2 with the shift K = the first row, which avoids the
+    # cancellation of the plain E[x^2] - E[x]^2 in one pass. They are accumulated in the data
+    # type over blocks of BLOCK rows (t1, t2: full-width vector adds) and flushed into float64
+    # after each block, so float32 keeps float64-like accuracy for any batch size.
+    # mu: the per-column mean in the data type, for the second pass.
+    cdef double* s1 = <double*>malloc(2 * d * sizeof(double) + 3 * d * sizeof(floating) + 1)
+    if s1 == NULL:
+        return -1
+    cdef double* s2 = s1 + d
+    cdef floating* mu = <floating*>(s2 + d)
+    cdef floating* t1 = mu + d
+    cdef floating* t2 = t1 + d
+    cdef floating dv
+    cdef Py_ssize_t i0, i1
+    for j in range(d):
+        s1[j] = 0
+        s2[j] = 0
+    i0 = 1
+    while i0 < n:
+        i1 = i0 + BLOCK if i0 + BLOCK < n else n
+        for j in range(d):
+            t1[j] = 0
+            t2[j] = 0
+        for i in range(i0, i1):
+            row = x + i * d
+            for j in range(d):
+                dv = row[j] - x[j]
+                t1[j] += dv
+                t2[j] += dv * dv
+        for j in range(d):
+            s1[j] += t1[j]
+            s2[j] += t2[j]
+        i0 = i1
+    for j in range(d):
+        m1 = s1[j] / n
+        mean = <double>x[j] + m1
+        var = s2[j] / n - m1 * m1
+        if var < 0:      # rounding
+            var = 0
+        inv_std[j] = <floating>(1.0 / sqrt(var + eps))
+        mu[j] = <floating>mean
+        running_mean[j] = <floating>(momentum * running_mean[j] + (1 - momentum) * mean)
+        # unbiased variance for the running value (biased when n == 1: nothing better exists)
+        if n > 1:
+            var = var * n / (n - 1)
+        running_var[j] = <floating>(momentum * running_var[j] + (1 - momentum) * var)
+    for i in range(n):
+        row = x + i * d
+        yrow = y + i * d
+        hrow = xhat + i * d
+        for j in range(d):
+            v = (row[j] - mu[j]) * inv_std[j]
+            hrow[j] = v
+            yrow[j] = v * gamma[j] + beta[j]
+    free(s1)
+    return 0
+
+
+cdef int bn_forward_eval(const floating* x, Py_ssize_t n, Py_ssize_t d,
+                         const floating* gamma, const floating* beta,
+                         const floating* running_mean, const floating* running_var,
+                         double eps, floating* y) noexcept nogil:
+    cdef Py_ssize_t i, j
+    cdef const floating* row
+    cdef floating* yrow
+    cdef double s
+    cdef floating* sc = <floating*>malloc(2 * d * sizeof(floating) + 1)
+    if sc == NULL:
+        return -1
+    cdef floating* sh = sc + d
+    for j in range(d):
+        s = gamma[j] / sqrt(<double>running_var[j] + eps)
+        sc[j] = <floating>s
+        sh[j] = <floating>(beta[j] - running_mean[j] * s)
+    for i in range(n):
+        row = x + i * d
+        yrow = y + i * d
+        for j in range(d):
+            yrow[j] = row[j] * sc[j] + sh[j]
+    free(sc)
+    return 0
+
+
+cdef int bn_backward(const floating* dy, const floating* xhat, Py_ssize_t n, Py_ssize_t d,
+                     const floating* gamma, const floating* inv_std, floating* dx,
+                     floating* dgamma, floating* dbeta, bint accumulate) noexcept nogil:
+    # dx = gamma inv_std / n (n dy - sum(dy) - xhat sum(dy xhat))
+    cdef Py_ssize_t i, j
+    cdef const floating* dyrow
+    cdef const floating* hrow
+    cdef floating* dxrow
+    # sb, sg: sums of dy and dy * xhat, accumulated in the data type over blocks of BLOCK rows
+    # (tb, tg) and flushed into float64 (see bn_forward_train)
+    cdef double* sb = <double*>malloc(2 * d * sizeof(double) + 5 * d * sizeof(floating) + 1)
+    if sb == NULL:
+        return -1
+    cdef double* sg = sb + d
+    cdef floating* ca = <floating*>(sg + d)
+    cdef floating* cb = ca + d
+    cdef floating* cg = cb + d
+    cdef floating* tb = cg + d
+    cdef floating* tg = tb + d
+    cdef Py_ssize_t i0, i1
+    for j in range(d):
+        sb[j] = 0
+        sg[j] = 0
+    i0 = 0
+    while i0 < n:
+        i1 = i0 + BLOCK if i0 + BLOCK < n else n
+        for j in range(d):
+            tb[j] = 0
+            tg[j] = 0
+        for i in range(i0, i1):
+            dyrow = dy + i * d
+            hrow = xhat + i * d
+            for j in range(d):
+                tb[j] += dyrow[j]
+                tg[j] += dyrow[j] * hrow[j]
+        for j in range(d):
+            sb[j] += tb[j]
+            sg[j] += tg[j]
+        i0 = i1
+    for j in range(d):
+        # dx = a (dy - mean(dy) - xhat mean(dy xhat)), a = gamma inv_std: the factor is kept
+        # outside so that dy - mean(dy) cancels exactly when all dy of a column are equal
+        ca[j] = <floating>(<double>gamma[j] * inv_std[j])
+        cb[j] = <floating>(sb[j] / n)
+        cg[j] = <floating>(sg[j] / n)
+        if accumulate:
+            dgamma[j] = <floating>(dgamma[j] + sg[j])
+            dbeta[j] = <floating>(dbeta[j] + sb[j])
+        else:
+            dgamma[j] = <floating>sg[j]
+            dbeta[j] = <floating>sb[j]
+    if dx != NULL:
+        for i in range(n):
+            dyrow = dy + i * d
+            hrow = xhat + i * d
+            dxrow = dx + i * d
+            for j in range(d):
+                dxrow[j] = ca[j] * (dyrow[j] - cb[j] - hrow[j] * cg[j])
+    free(sb)
+    return 0
+
+
+cdef _vector(obj, str fn, str name, cnp.ndarray ref, Py_ssize_t d, bint writable):
+    cdef cnp.ndarray a = check_float_array(obj, fn, name, 1, writable)
+    check_same_dtype(a, ref, fn, name, "x" if fn != "batchnorm_backward" else "dy")
+    check_shape(a, (d,), fn, name, "(one value per column)")
+    return a
+
+
+cdef double _check_eps(eps, str fn) except? -1.0:
+    cdef double e = check_finite_float(eps, fn, "eps")
+    if not e > 0:
+        raise ValueError(f"{fn}: argument 'eps' must be > 0 (it keeps 1/sqrt(var + eps) finite "
+                         f"for constant columns), got {e}")
+    return e
+
+
+def batchnorm_forward_train(x, gamma, beta, running_mean, running_var, momentum, eps, y, xhat,
+                            inv_std):
+    """mu, var := batch mean / variance of each column; xhat := (x - mu) / sqrt(var + eps);
+    y := gamma * xhat + beta; inv_std := 1 / sqrt(var + eps); running := momentum * running +
+    (1 - momentum) * batch (unbiased var)   x, y, xhat (n, d); gamma, beta, running_*, inv_std
+    (d,). y and xhat must not overlap x or each other."""
+    fn = "batchnorm_forward_train"
+    cdef cnp.ndarray X = check_float_array(x, fn, "x", 2, False)
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1]
+    if n < 1:
+        raise ValueError(f"{fn}: argument 'x' has shape {(<object>X).shape}; batch statistics "
+                         f"need at least one row")
+    cdef cnp.ndarray G = _vector(gamma, fn, "gamma", X, d, False)
+    cdef cnp.ndarray Bt = _vector(beta, fn, "beta", X, d, False)
+    cdef cnp.ndarray RM = _vector(running_mean, fn, "running_mean", X, d, True)
+    cdef cnp.ndarray RV = _vector(running_var, fn, "running_var", X, d, True)
+    cdef cnp.ndarray IS = _vector(inv_std, fn, "inv_std", X, d, True)
+    cdef double mom = check_finite_float(momentum, fn, "momentum")
+    if not 0 <= mom <= 1:
+        raise ValueError(f"{fn}: argument 'momentum' must be in [0, 1], got {mom}")
+    cdef double e = _check_eps(eps, fn)
+    cdef cnp.ndarray Y = check_float_array(y, fn, "y", 2, True)
+    cdef cnp.ndarray XH = check_float_array(xhat, fn, "xhat", 2, True)
+    for name, arr in (("y", Y), ("xhat", XH)):
+        check_same_dtype(arr, X, fn, name, "x")
+        check_shape(arr, (<object>X).shape, fn, name, "(the shape of x)")
+    outs = (("y", Y), ("xhat", XH), ("running_mean", RM), ("running_var", RV),
+            ("inv_std", IS))
+    ins = (("x", X), ("gamma", G), ("beta", Bt))
+    for k, (oname, out) in enumerate(outs):
+        for iname, inp in ins:
+            check_no_overlap(out, inp, fn, oname, iname, False)
+        for oname2, out2 in outs[k + 1:]:
+            check_no_overlap(out, out2, fn, oname, oname2, False)
+    cdef int rc
+    if cnp.PyArray_TYPE(X) == cnp.NPY_FLOAT32:
+        with nogil:
+            rc = bn_forward_train(<float*>cnp.PyArray_DATA(X), n, d,
+                                  <float*>cnp.PyArray_DATA(G), <float*>cnp.PyArray_DATA(Bt),
+                                  <float*>cnp.PyArray_DATA(RM), <float*>cnp.PyArray_DATA(RV),
+                                  mom, e, <float*>cnp.PyArray_DATA(Y),
+                                  <float*>cnp.PyArray_DATA(XH), <float*>cnp.PyArray_DATA(IS))
+    else:
+        with nogil:
+            rc = bn_forward_train(<double*>cnp.PyArray_DATA(X), n, d,
+                                  <double*>cnp.PyArray_DATA(G), <double*>cnp.PyArray_DATA(Bt),
+                                  <double*>cnp.PyArray_DATA(RM), <double*>cnp.PyArray_DATA(RV),
+                                  mom, e, <double*>cnp.PyArray_DATA(Y),
+                                  <double*>cnp.PyArray_DATA(XH), <double*>cnp.PyArray_DATA(IS))
+    if rc:
+        raise MemoryError(f"{fn}: cannot allocate the per-column scratch for d = {d}")
+    return y
+
+
+def batchnorm_forward_eval(x, gamma, beta, running_mean, running_var, eps, y):
+    """y := gamma * (x - running_mean) / sqrt(running_var + eps) + beta   x, y (n, d); the
+    others (d,). y may be x (in place)."""
+    fn = "batchnorm_forward_eval"
+    cdef cnp.ndarray X = check_float_array(x, fn, "x", 2, False)
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1]
+    cdef cnp.ndarray G = _vector(gamma, fn, "gamma", X, d, False)
+    cdef cnp.ndarray Bt = _vector(beta, fn, "beta", X, d, False)
+    cdef cnp.ndarray RM = _vector(running_mean, fn, "running_mean", X, d, False)
+    cdef cnp.ndarray RV = _vector(running_var, fn, "running_var", X, d, False)
+    cdef double e = _check_eps(eps, fn)
+    cdef cnp.ndarray Y = check_float_array(y, fn, "y", 2, True)
+    check_same_dtype(Y, X, fn, "y", "x")
+    check_shape(Y, (<object>X).shape, fn, "y", "(the shape of x)")
+    check_no_overlap(Y, X, fn, "y", "x", True)
+    for iname, inp in (("gamma", G), ("beta", Bt), ("running_mean", RM), ("running_var", RV)):
+        check_no_overlap(Y, inp, fn, "y", iname, False)
+    if bool((<object>RV < 0).any()):
+        raise ValueError(f"{fn}: argument 'running_var' has negative entries (min "
+                         f"{(<object>RV).min()}); a variance must be >= 0")
+    cdef int rc
+    if cnp.PyArray_TYPE(X) == cnp.NPY_FLOAT32:
+        with nogil:
+            rc = bn_forward_eval(<float*>cnp.PyArray_DATA(X), n, d,
+                                 <float*>cnp.PyArray_DATA(G), <float*>cnp.PyArray_DATA(Bt),
+                                 <float*>cnp.PyArray_DATA(RM), <float*>cnp.PyArray_DATA(RV),
+                                 e, <float*>cnp.PyArray_DATA(Y))
+    else:
+        with nogil:
+            rc = bn_forward_eval(<double*>cnp.PyArray_DATA(X), n, d,
+                                 <double*>cnp.PyArray_DATA(G), <double*>cnp.PyArray_DATA(Bt),
+                                 <double*>cnp.PyArray_DATA(RM), <double*>cnp.PyArray_DATA(RV),
+                                 e, <double*>cnp.PyArray_DATA(Y))
+    if rc:
+        raise MemoryError(f"{fn}: cannot allocate the per-column scratch for d = {d}")
+    return y
+
+
+def batchnorm_backward(dy, xhat, gamma, inv_std, dx, dgamma, dbeta, accumulate=False):
+    """dgamma (+)= sum_rows dy * xhat; dbeta (+)= sum_rows dy;
+    dx := gamma * inv_std / n * (n dy - sum_rows dy - xhat * sum_rows(dy * xhat))
+    dy, xhat, dx (n, d); gamma, inv_std, dgamma, dbeta (d,). dx may be dy (in place) or None
+    (skipped)."""
+    fn = "batchnorm_backward"
+    cdef cnp.ndarray DY = check_float_array(dy, fn, "dy", 2, False)
+    cdef Py_ssize_t n = DY.shape[0], d = DY.shape[1]
+    cdef cnp.ndarray XH = check_float_array(xhat, fn, "xhat", 2, False)
+    check_same_dtype(XH, DY, fn, "xhat", "dy")
+    check_shape(XH, (<object>DY).shape, fn, "xhat", "(the shape of dy)")
+    cdef cnp.ndarray G = _vector(gamma, fn, "gamma", DY, d, False)
+    cdef cnp.ndarray IS = _vector(inv_std, fn, "inv_std", DY, d, False)
+    cdef cnp.ndarray DG = _vector(dgamma, fn, "dgamma", DY, d, True)
+    cdef cnp.ndarray DB = _vector(dbeta, fn, "dbeta", DY, d, True)
+    cdef cnp.ndarray DX = None
+    outs = [("dgamma", DG), ("dbeta", DB)]
+    if dx is not None:
+        DX = check_float_array(dx, fn, "dx", 2, True)
+        check_same_dtype(DX, DY, fn, "dx", "dy")
+        check_shape(DX, (<object>DY).shape, fn, "dx", "(the shape of dy)")
+        check_no_overlap(DX, DY, fn, "dx", "dy", True)
+        check_no_overlap(DX, XH, fn, "dx", "xhat", True)
+        outs.append(("dx", DX))
+    for k, (oname, out) in enumerate(outs):
+        for iname, inp in (("dy", DY), ("xhat", XH), ("gamma", G), ("inv_std", IS)):
+            if not (oname == "dx" and iname in ("dy", "xhat")):
+                check_no_overlap(out, inp, fn, oname, iname, False)
+        for oname2, out2 in outs[k + 1:]:
+            check_no_overlap(out, out2, fn, oname, oname2, False)
+    cdef bint acc = bool(accumulate)
+    cdef void* dxp = cnp.PyArray_DATA(DX) if DX is not None else NULL
+    cdef int rc
+    if cnp.PyArray_TYPE(DY) == cnp.NPY_FLOAT32:
+        with nogil:
+            rc = bn_backward(<float*>cnp.PyArray_DATA(DY), <float*>cnp.PyArray_DATA(XH), n, d,
+                             <float*>cnp.PyArray_DATA(G), <float*>cnp.PyArray_DATA(IS),
+                             <float*>dxp, <float*>cnp.PyArray_DATA(DG),
+                             <float*>cnp.PyArray_DATA(DB), acc)
+    else:
+        with nogil:
+            rc = bn_backward(<double*>cnp.PyArray_DATA(DY), <double*>cnp.PyArray_DATA(XH), n,
+                             d, <double*>cnp.PyArray_DATA(G), <double*>cnp.PyArray_DATA(IS),
+                             <double*>dxp, <double*>cnp.PyArray_DATA(DG),
+                             <double*>cnp.PyArray_DATA(DB), acc)
+    if rc:
+        raise MemoryError(f"{fn}: cannot allocate the per-column scratch for d = {d}")
+    return dx
