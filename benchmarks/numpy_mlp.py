@@ -358,6 +358,92 @@ class NumpyMLP:
         return out
 
 
+def check_against_torch(seed=0):
+    """Max relative differences of NumpyMLP (float32, dropout off) from PyTorch (float64).
+
+    From the same weights and the same batch: the loss, every gradient, the Adam update (on
+    the elements whose gradient is not at float32 rounding level, where Adam's m/sqrt(v) is
+    a coin toss in either precision), the running statistics and the eval-mode
+    probabilities after the step. Returns ``{name: max |a - b| / max |b|}``.
+    """
+    import torch
+
+    from _compare_tools import torch_model
+
+    rng = np.random.default_rng(seed)
+    n = 300
+    x = rng.integers(0, 256, (n, 784), dtype=np.uint8)
+    y = rng.integers(0, 10, n).astype(np.uint8)
+    net = NumpyMLP(dropout=0.0, seed=seed)
+    tm = torch_model(torch, 0.0).double()
+    lin = [m for m in tm if isinstance(m, torch.nn.Linear)]
+    bns = [m for m in tm if isinstance(m, torch.nn.BatchNorm1d)]
+    t64 = lambda a: torch.from_numpy(np.asarray(a, np.float64))  # noqa: E731
+    with torch.no_grad():
+        for i in range(len(net.hidden) + 1):
+            p = net.layer(i)
+            lin[i].weight.copy_(t64(p[0].T))
+            lin[i].bias.copy_(t64(p[1]))
+            if i < len(net.hidden):
+                bns[i].weight.copy_(t64(p[2]))
+                bns[i].bias.copy_(t64(p[3]))
+    torch_params = []
+    for i in range(len(net.hidden) + 1):
+        torch_params += [lin[i].weight, lin[i].bias]
+        if i < len(net.hidden):
+            torch_params += [bns[i].weight, bns[i].bias]
+    opt = torch.optim.Adam(tm.parameters(), lr=net.lr)
+
+    # One step: train_epoch with the batch size = n draws the permutation from net.rng.
+    state = np.random.default_rng(1000)
+    net.rng = np.random.default_rng(1000)
+    perm = state.permutation(n)
+    before = net.flat.copy()
+    adam, net._adam = net._adam, (lambda: None)
+    loss_np = net.train_epoch(x, y, n)
+    net._adam = adam
+    grads_np = [g.copy() for g in net.grads]
+    net._adam()
+    tm.train()
+    opt.zero_grad()
+    loss = torch.nn.functional.cross_entropy(tm(t64(x[perm] / 255.0)),
+                                            torch.from_numpy(y[perm].astype(np.int64)))
+    loss.backward()
+    grads_t = [p.grad.detach().numpy().copy() for p in torch_params]
+    before_t = [p.detach().numpy().copy() for p in torch_params]
+    opt.step()
+
+    def t_layout(a, k):   # PyTorch keeps Linear weights as (out, in)
+        return a.T if a.ndim == 2 else a
+
+    def rel(a, b):
+        return float(np.abs(a - b).max() / np.abs(b).max())
+
+    names = []
+    for i in range(len(net.hidden)):
+        names += [f"W{i}", f"b{i}", f"gamma{i}", f"beta{i}"]
+    names += [f"W{len(net.hidden)}", f"b{len(net.hidden)}"]
+    err = {"loss": abs(loss_np - float(loss.detach())) / abs(float(loss.detach()))}
+    offset = 0
+    for k, name in enumerate(names):
+        g_np, g_t = grads_np[k], t_layout(grads_t[k], k)
+        err[f"d{name}"] = rel(g_np, g_t)
+        size = g_np.size
+        step_np = (net.flat[offset:offset + size] - before[offset:offset + size]).reshape(g_np.shape)
+        step_t = t_layout(torch_params[k].detach().numpy() - before_t[k], k)
+        signal = np.abs(g_t) > 1e-4 * np.abs(g_t).max()
+        err[f"Adam step {name}"] = rel(step_np[signal], step_t[signal])
+        offset += size
+    for i in range(len(net.hidden)):
+        err[f"running_mean{i}"] = rel(net.running_mean[i], bns[i].running_mean.numpy())
+        err[f"running_var{i}"] = rel(net.running_var[i], bns[i].running_var.numpy())
+    tm.eval()
+    with torch.no_grad():
+        p_t = torch.softmax(tm(t64(x[:64] / 255.0)), 1).numpy()
+    err["predict"] = rel(net.predict(x[:64]), p_t)
+    return err
+
+
 def _main(argv=None):
     """Train on MNIST and print seconds per epoch and test accuracy (a standalone check)."""
     import argparse
@@ -374,7 +460,18 @@ def _main(argv=None):
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--check", action="store_true",
+                        help="compare gradients, Adam steps and predictions with PyTorch, then exit")
     args = parser.parse_args(argv)
+    if args.check:
+        err = check_against_torch(seed=args.seed)
+        # float32 against float64: 1e-3 relative is float32 rounding (sums over 300 rows,
+        # Adam's m / sqrt(v) on small gradients); a wrong formula is off by O(1).
+        bad = {k: v for k, v in err.items() if not v <= 1e-3}
+        for k, v in err.items():
+            print(f"{k:>16}: {v:.2e}{'  <-- too large' if k in bad else ''}")
+        print("numpy_mlp agrees with PyTorch" if not bad else "numpy_mlp DISAGREES with PyTorch")
+        return 1 if bad else 0
     try:
         x, y, xt, yt = load_mnist(args.mnist)
     except MnistMissing as e:
