@@ -651,7 +651,16 @@ class Elaborator:
         if name not in table:
             self.r.error(name_pos, f"unknown {kw} '{name}'" + suggest(name, table))
             raise _Bad
-        params = self.bind(f"{kw} '{name}'", table[name], tuple(call_args) + stmt.args[1:],
+        # positional values inside the parentheses fill the parameters in table order
+        named = []
+        positional = [a for a in call_args if a.key is None]
+        for i, a in enumerate(positional):
+            if i >= len(table[name]):
+                self._too_many(f"{kw} '{name}'", table[name], len(table[name]), a)
+                raise _Bad
+            named.append(Arg(table[name][i].name, a.value, a.pos, a.pos))
+        named += [a for a in call_args if a.key is not None]
+        params = self.bind(f"{kw} '{name}'", table[name], tuple(named) + stmt.args[1:],
                            npos=0, where=name_pos, flags=True)
         if kw == "loss":
             return ir.Loss(name, params, stmt.pos)

@@ -157,6 +157,8 @@ class _SourcePrinter:
 
     def program(self, prog):
         self.comments_before(prog.version_pos.line, 0)
+        if self.out and self.blank_between(self.last, prog.version_pos.line):
+            self.emit(0, "")
         self.emit(0, f"dlrun {expr_text(prog.version)}" + self.trailing(prog.version_pos.line))
         self.last = prog.version_pos.line
         self.comments_before(prog.pos.line, 0)

@@ -1,6 +1,6 @@
 """Parse tree -> syntax tree (the file as written, before any checking).
 
-This Transformer only maps Lark's tree onto the small frozen dataclasses below and
+Nodes are NamedTuples (cheap to define: ``dlrun check`` starts fast). This Transformer only maps Lark's tree onto the small frozen dataclasses below and
 records positions; it never raises for bad input (Lark would wrap the exception in a
 ``VisitError``). Meaning is given by ``check.py``: it evaluates expressions and ``let``,
 expands ``repeat``, validates names against ``tables.py`` and builds the ``ir.Model``.
@@ -8,8 +8,7 @@ The formatter (``fmt.py``) prints this tree back, so it keeps the source text of
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Union
+from typing import NamedTuple, Union
 
 from lark import Token, Transformer, v_args
 
@@ -18,35 +17,30 @@ from dlrun.dsl.ir import NOWHERE, Pos
 
 # --------------------------------------------------------------------------- expressions
 
-@dataclass(frozen=True)
-class Num:
+class Num(NamedTuple):
     value: Union[int, float]
     text: str
     pos: Pos = NOWHERE
 
 
-@dataclass(frozen=True)
-class Str:
+class Str(NamedTuple):
     value: str
     pos: Pos = NOWHERE
 
 
-@dataclass(frozen=True)
-class ShapeLit:
+class ShapeLit(NamedTuple):
     dims: tuple
     pos: Pos = NOWHERE
 
 
-@dataclass(frozen=True)
-class Ref:
+class Ref(NamedTuple):
     """A bare name: a ``let`` constant, or a word such as ``relu``, ``he``, ``true``."""
 
     name: str
     pos: Pos = NOWHERE
 
 
-@dataclass(frozen=True)
-class Call:
+class Call(NamedTuple):
     """``name(args)``: an activation, loss or optimizer with parameters."""
 
     name: str
@@ -55,14 +49,12 @@ class Call:
     name_pos: Pos = NOWHERE
 
 
-@dataclass(frozen=True)
-class ListLit:
+class ListLit(NamedTuple):
     items: tuple
     pos: Pos = NOWHERE
 
 
-@dataclass(frozen=True)
-class BinOp:
+class BinOp(NamedTuple):
     op: str  # + - * /
     left: object
     right: object
@@ -70,8 +62,7 @@ class BinOp:
     op_pos: Pos = NOWHERE
 
 
-@dataclass(frozen=True)
-class Unary:
+class Unary(NamedTuple):
     op: str  # - +
     operand: object
     pos: Pos = NOWHERE
@@ -79,8 +70,7 @@ class Unary:
 
 # --------------------------------------------------------------------------- statements
 
-@dataclass(frozen=True)
-class Arg:
+class Arg(NamedTuple):
     """A value: positional (``key`` None) or ``key=value``."""
 
     key: str | None
@@ -89,8 +79,7 @@ class Arg:
     key_pos: Pos = NOWHERE
 
 
-@dataclass(frozen=True)
-class Statement:
+class Statement(NamedTuple):
     """``keyword args... [as NAME] [{ block }]``; ``call_args`` for ``keyword(...)`` heads."""
 
     keyword: str
@@ -104,16 +93,14 @@ class Statement:
     keyword_pos: Pos = NOWHERE
 
 
-@dataclass(frozen=True)
-class Let:
+class Let(NamedTuple):
     name: str
     value: object
     pos: Pos = NOWHERE
     name_pos: Pos = NOWHERE
 
 
-@dataclass(frozen=True)
-class Program:
+class Program(NamedTuple):
     version: object
     name: str
     body: tuple
@@ -121,6 +108,16 @@ class Program:
     version_pos: Pos = NOWHERE
     name_pos: Pos = NOWHERE
     body_pos: Pos = NOWHERE
+
+
+class _Alias(NamedTuple):
+    name: str
+    pos: Pos
+
+
+class _Block(NamedTuple):
+    items: tuple
+    pos: Pos
 
 
 Expr = Union[Num, Str, ShapeLit, Ref, Call, ListLit, BinOp, Unary]
@@ -177,7 +174,7 @@ class ToSyntax(Transformer):
         return Program(None, str(name), body, meta_pos(meta), NOWHERE, tok_pos(name), body_pos)
 
     def block(self, meta, children):
-        return (tuple(c for c in children if c is not None), meta_pos(meta))
+        return _Block(tuple(c for c in children if c is not None), meta_pos(meta))
 
     def let(self, meta, children):
         name, value = children
@@ -190,10 +187,10 @@ class ToSyntax(Transformer):
         for child in children[1:]:
             if isinstance(child, Arg):
                 args.append(child)
-            elif isinstance(child, tuple) and len(child) == 3 and child[0] == "alias":
-                alias, alias_pos = child[1], child[2]
-            elif isinstance(child, tuple) and len(child) == 2:
-                block, block_pos = child
+            elif isinstance(child, _Alias):
+                alias, alias_pos = child.name, child.pos
+            elif isinstance(child, _Block):
+                block, block_pos = child.items, child.pos
         return Statement(keyword, tuple(args), call_args, alias, alias_pos, block, block_pos,
                          meta_pos(meta), keyword_pos)
 
@@ -207,7 +204,7 @@ class ToSyntax(Transformer):
 
     def alias(self, meta, children):
         tok = children[0]
-        return ("alias", str(tok), tok_pos(tok))
+        return _Alias(str(tok), tok_pos(tok))
 
     def positional(self, meta, children):
         return Arg(None, children[0], meta_pos(meta))
