@@ -35,6 +35,7 @@ import datetime
 import json
 import os
 import platform
+import select
 import shlex
 import shutil
 import subprocess
@@ -75,6 +76,7 @@ class Worker:
 
     def __init__(self, tool, args, env, log_dir):
         self.tool = tool
+        self.timeout = args.timeout
         self.log_path = os.path.join(log_dir, f"{tool}.log")
         self.log_file = open(self.log_path, "w")
         cmd = [sys.executable, TOOLS_PY, tool, "--mnist", args.mnist]
@@ -92,6 +94,13 @@ class Worker:
             self.close()
 
     def _read(self):
+        # One request, one reply line: nothing is buffered between replies, so select() on
+        # the pipe tells whether the reply has started within the timeout.
+        ready, _, _ = select.select([self.proc.stdout], [], [], self.timeout)
+        if not ready:
+            self.proc.kill()
+            raise ToolError(f"{self.tool}: no reply within {self.timeout:g} s; worker killed "
+                            f"(its stderr: {self.log_path})")
         line = self.proc.stdout.readline()
         if not line:
             self.proc.wait()
@@ -374,6 +383,7 @@ def part_latency(args, workers, res, tables, tmp):
                     workers["numpy"].call("evaluate", batch=b)
                 except ToolError:
                     workers["numpy"].call("setup", batch=b, seed=args.seed)
+                    workers["numpy"].call("epoch", batch=b)
                 workers["numpy"].call("export", batch=b, path=path)
                 workers[t].call("load", batch=b, path=path)
                 a_ort = workers[t].call("evaluate", batch=b)["accuracy"]
@@ -386,7 +396,10 @@ def part_latency(args, workers, res, tables, tmp):
                 try:
                     workers[t].call("evaluate", batch=b)
                 except ToolError:
+                    # no trained model (latency without train): train one epoch first, so the
+                    # batch norms hold real statistics (and dlrun's preprocessing is fitted)
                     workers[t].call("setup", batch=b, seed=args.seed)
+                    workers[t].call("epoch", batch=b)
             ready.append(t)
         except ToolError as e:
             log(f"  {e}")
@@ -650,6 +663,8 @@ def parse_args(argv):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pause", type=float, default=0.2,
                    help="seconds of idle between tools (lets spinning threads park)")
+    p.add_argument("--timeout", type=float, default=1800,
+                   help="seconds a tool may take for one command before it is killed")
     p.add_argument("--keep-blas-env", action="store_true",
                    help="keep OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE for the children")
     args = p.parse_args(argv)
@@ -697,6 +712,17 @@ def main(argv=None):
             "rounds": args.rounds, "warmup": args.warmup, "quick": args.quick,
             "partial_epoch_samples": args.limit, "tools": {}}
 
+    if removed:
+        # Which OpenBLAS kernel the environment as set would have chosen, for the record.
+        probe = subprocess.run(
+            [sys.executable, "-c", "import numpy, threadpoolctl, json; print(json.dumps("
+             "[d.get('architecture') for d in threadpoolctl.threadpool_info()]))"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        try:
+            meta["openblas_kernel_with_env_as_set"] = json.loads(probe.stdout)
+        except json.JSONDecodeError:
+            meta["openblas_kernel_with_env_as_set"] = None
+
     data_ok = True
     try:
         check_folder(args.mnist)
@@ -735,6 +761,14 @@ def main(argv=None):
                 part_train(args, {t: w for t, w in workers.items() if t in TRAIN_TOOLS}, res, tables)
             if "latency" in args.parts:
                 part_latency(args, workers, res, tables, tmp)
+            # Again at the end: libraries loaded lazily (scipy's OpenBLAS in dlrun) show now.
+            for t, w in workers.items():
+                try:
+                    info = w.call("info")
+                    info.pop("ok", None)
+                    meta["tools"][t] = info
+                except ToolError as e:
+                    log(f"  {e}")
     finally:
         for w in workers.values():
             w.close()
@@ -757,8 +791,10 @@ def main(argv=None):
                     ", ".join(f"{k}={os.environ.get(k)}" for k in BLAS_ENV))
     else:
         head.append("Children ran without " + " and ".join(BLAS_ENV) +
-                    (f" (removed: {', '.join(f'{k}={v}' for k, v in removed.items())})"
-                     if removed else " (neither was set)"))
+                    (f" (removed: {', '.join(f'{k}={v}' for k, v in removed.items())}; with them "
+                     f"OpenBLAS would run the {meta.get('openblas_kernel_with_env_as_set')} kernel)"
+                     if removed else " (neither was set)") +
+                    "; the kernels that ran are listed per tool below.")
     head += [""] + [describe_tool(info, t) for t, info in meta["tools"].items()]
     if args.limit:
         head += ["", f"**Partial epochs**: {args.limit} of {N_TRAIN} training samples per epoch, "
