@@ -37,7 +37,23 @@ def parse_syntax(text: str, path: str = "<string>"):
     tree, diags = parse_tree(norm, path)
     if diags:
         raise DslError(diags)
-    return norm, to_syntax(tree)
+    from lark.exceptions import VisitError
+
+    try:
+        return norm, to_syntax(tree)
+    except RecursionError:
+        raise _too_deep(path) from None
+    except VisitError as err:  # the transformer itself never raises; only depth can
+        if isinstance(err.orig_exc, RecursionError):
+            raise _too_deep(path) from None
+        raise
+
+
+def _too_deep(path):
+    from dlrun.dsl.diagnostics import Diagnostic
+
+    return DslError([Diagnostic("error", "the model nests too deeply (parentheses, signs or "
+                                "blocks hundreds of levels deep)", path)])
 
 
 def parse(text: str, path: str = "<string>", warnings: list | None = None):
@@ -51,7 +67,10 @@ def parse(text: str, path: str = "<string>", warnings: list | None = None):
 
     norm, program = parse_syntax(text, path)
     reporter = Reporter(norm, path)
-    model = check_program(program, reporter, None if path == "<string>" else path)
+    try:
+        model = check_program(program, reporter, None if path == "<string>" else path)
+    except RecursionError:
+        raise _too_deep(path) from None
     if reporter.errors:
         raise DslError(reporter.errors)
     if warnings is not None:
@@ -116,7 +135,10 @@ def format_source(text: str, path: str = "<string>") -> str:
     """The canonical form of model *text*, keeping comments, ``let`` and ``repeat``."""
     from dlrun.dsl.fmt import format_source as _format_source
 
-    return _format_source(text, path)
+    try:
+        return _format_source(text, path)
+    except RecursionError:
+        raise _too_deep(path) from None
 
 
 def summarize(model) -> str:
