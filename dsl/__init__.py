@@ -62,7 +62,7 @@ def parse(text: str, path: str = "<string>", warnings: list | None = None):
     Raises ``DslError`` with every error found. Warnings (for example softmax feeding
     ``mse``) are appended to ``warnings`` when a list is given.
     """
-    from dlrun.dsl.check import check_program
+    from dlrun.dsl.checker import check_program
     from dlrun.dsl.diagnostics import Reporter
 
     norm, program = parse_syntax(text, path)
@@ -114,7 +114,7 @@ def check(model) -> list:
 
     Returns the warnings (a list of ``Diagnostic``); raises ``DslError`` on errors.
     """
-    from dlrun.dsl.check import check_model
+    from dlrun.dsl.checker import check_model
 
     return check_model(model)[1]
 

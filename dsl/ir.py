@@ -1,7 +1,7 @@
 """Typed intermediate representation of a ``.net`` model file.
 
 The transformer (``transform.py``) builds these nodes from the parse tree; the checker
-(``check.py``) validates them, fills in defaults and infers shapes; the runtime builds a
+(``checker.py``) validates them, fills in defaults and infers shapes; the runtime builds a
 network from a checked ``Model``. Every node carries the source position it came from.
 
 Conventions the runtime relies on (after ``check``):

@@ -2,7 +2,7 @@
 
 Nodes are NamedTuples (cheap to define: ``dlrun check`` starts fast). This Transformer only maps Lark's tree onto the small frozen dataclasses below and
 records positions; it never raises for bad input (Lark would wrap the exception in a
-``VisitError``). Meaning is given by ``check.py``: it evaluates expressions and ``let``,
+``VisitError``). Meaning is given by ``checker.py``: it evaluates expressions and ``let``,
 expands ``repeat``, validates names against ``tables.py`` and builds the ``ir.Model``.
 The formatter (``fmt.py``) prints this tree back, so it keeps the source text of numbers.
 """
