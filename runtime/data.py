@@ -355,7 +355,15 @@ def _read_labels_file(p: Path, shown: str, label: str | None):
             )
         return arrays[key], (lambda i, k=key: f"array '{k}', sample {i}")
     table = _read_csv(p, shown)
-    j = 0 if len(table.header) == 1 else table.column(label or "", "label")
+    if len(table.header) == 1:
+        j = 0
+    elif label is None:
+        raise DataError(
+            f"{shown}: a labels file with {len(table.header)} columns; name the label column with "
+            f"`label NAME` in the data block (columns: {', '.join(table.header)})"
+        )
+    else:
+        j = table.column(label, "label")
     return table.cells[:, j], (lambda i: table.where(i, j))
 
 
@@ -395,7 +403,8 @@ def _read_source(src: ir.Source, base_dir, label: str | None, role: str, need_y:
         arrays = _load_npz(p, shown)
         if src.x_key not in arrays:
             raise DataError(
-                f"{shown}: no array '{src.x_key}' (arrays in the file: {', '.join(arrays) or 'none'})"
+                f"{shown}: no array '{src.x_key}' (arrays in the file: {', '.join(arrays) or 'none'}); "
+                f"name the inputs with `x=NAME`"
             )
         x = arrays[src.x_key]
         x_where = _array_where(src.x_key)
@@ -406,7 +415,7 @@ def _read_source(src: ir.Source, base_dir, label: str | None, role: str, need_y:
             elif need_y:
                 raise DataError(
                     f"{shown}: no label array '{src.y_key}' (arrays in the file: {', '.join(arrays)}); "
-                    f"name it with y_key or give labels=\"FILE\""
+                    f"name it with `y=NAME` or give labels=\"FILE\""
                 )
     elif fmt == "npy":
         x = _load_npy(p, shown)

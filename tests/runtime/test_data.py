@@ -476,9 +476,9 @@ def test_pickled_npz_is_refused(tmp_path):
 
 def test_npz_missing_arrays(tmp_path):
     np.savez(tmp_path / "d.npz", a=np.zeros((2, 4)), b=[0, 1])
-    data_error(lambda: load(tmp_path / "d.npz"), "d.npz", "no array 'x'", "a, b")
+    data_error(lambda: load(tmp_path / "d.npz"), "d.npz", "no array 'x'", "a, b", "`x=NAME`")
     np.savez(tmp_path / "d2.npz", x=np.zeros((2, 4)))
-    data_error(lambda: load(tmp_path / "d2.npz"), "d2.npz", "no label array 'y'")
+    data_error(lambda: load(tmp_path / "d2.npz"), "d2.npz", "no label array 'y'", "`y=NAME`")
 
 
 def test_npz_non_numeric_inputs(tmp_path):
@@ -620,6 +620,18 @@ def test_not_utf8_and_binary_csv(tmp_path):
     data_error(lambda: load(tmp_path / "b.csv", label="b", input_shape=(1,), n_outputs=3), "b.csv")
     (tmp_path / "z.csv").write_bytes(b"a,b\n1\x00,2\n")
     data_error(lambda: load(tmp_path / "z.csv", label="b", input_shape=(1,), n_outputs=3), "z.csv", "line 2")
+
+
+def test_npy_with_csv_labels_file(tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((3, 4)))
+    write_csv(tmp_path / "one.csv", "kind\ncat\ndog\nemu\n")
+    s = load(src(tmp_path / "x.npy", labels=str(tmp_path / "one.csv")))
+    assert s.class_names == ["cat", "dog", "emu"] and s.train.y.tolist() == [0, 1, 2]
+    write_csv(tmp_path / "two.csv", "id,kind\n1,cat\n2,dog\n3,emu\n")
+    s = load(src(tmp_path / "x.npy", labels=str(tmp_path / "two.csv")), label="kind")
+    assert s.train.y.tolist() == [0, 1, 2]
+    data_error(lambda: load(src(tmp_path / "x.npy", labels=str(tmp_path / "two.csv"))), "two.csv",
+               "2 columns", "`label NAME`")
 
 
 def test_length_mismatch_npy_labels(tmp_path):
