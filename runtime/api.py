@@ -24,6 +24,7 @@
 from __future__ import annotations
 
 import os
+import threading
 
 import numpy as np
 
@@ -95,6 +96,7 @@ class Model:
         self.history = None
         self._splits = None
         self._shuffle_rng = rng_for(self.network.seed, "shuffle")
+        self._local = threading.local()  # per-thread inference networks (see predict)
 
     # -- description ---------------------------------------------------------------------
     @property
@@ -259,10 +261,13 @@ class Model:
     def predict(self, x, batch_size=256) -> np.ndarray:
         """Class probabilities (n, classes) -- for binary models P(class 1) (n, 1) -- or
         regression outputs (n, outputs), in the model's dtype. ``x``: (n, *input_shape)
-        or (n, features), or the path of an input file."""
+        or (n, features), or the path of an input file.
+
+        Safe to call from several threads at once: each thread runs its own copy of the
+        network's buffers over the shared parameters (the kernels release the GIL)."""
         self._require_fitted()
         xs = self._inputs(x)
-        net = self.network
+        net = self._inference_network()
         n = xs.shape[0]
         out = np.empty((n, net.output_features), net.dtype)
         if n == 0:
@@ -276,6 +281,14 @@ class Model:
             self.preprocessor.apply(x2[start:stop], xin)
             out[start:stop] = net.predict(xin)
         return out
+
+    def _inference_network(self):
+        local = self._local
+        net = getattr(local, "net", None)
+        if net is None or local.source is not self.network:
+            net = local.net = self.network.inference_copy()
+            local.source = self.network
+        return net
 
     def predict_classes(self, x, batch_size=256) -> np.ndarray:
         """Predicted labels: class names when the training labels had names, else class

@@ -13,6 +13,8 @@ dropout do not disturb each other.
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from dlrun.errors import UsageError
@@ -162,6 +164,26 @@ class Network:
         buf = buf[: out.shape[0]]
         kact.activation_forward(act, out, buf)
         return buf
+
+    def inference_copy(self) -> "Network":
+        """A network sharing this one's parameters and running statistics (the same
+        arrays, so later training shows through) with buffers of its own: one per thread
+        makes ``predict`` safe to call from many threads at once."""
+        clone = copy.copy(self)
+        mapping = {}
+        for layer in self.layers:
+            twin = copy.copy(layer)
+            twin._buffers = {}
+            mapping[id(layer)] = twin
+        remap = lambda seq: [mapping[id(l)] for l in seq]
+        clone.layers = remap(self.layers)
+        clone.compute = remap(self.compute)
+        clone.body = remap(self.body)
+        clone._backward_layers = remap(self._backward_layers)
+        clone._head_dense = mapping[id(self._head_dense)] if self._head_dense is not None else None
+        clone._tail = mapping[id(self._tail)] if self._tail is not None else None
+        clone._proba_buf = None
+        return clone
 
     def release_buffers(self):
         for layer in self.layers:

@@ -134,7 +134,7 @@ def evaluate(net, dataset, preprocessor, batch_size=256) -> dict:
         raise UsageError("cannot evaluate on an empty dataset")
     batch_size = max(1, min(int(batch_size), n))
     feed = Feeder(dataset, preprocessor, net.dtype, net.loss.target_dtype(net.dtype), batch_size)
-    acc = Accumulator(net.task, net.output_features, batch_size)
+    acc = Accumulator(net.task, net.output_features, batch_size, net.model.train.metrics)
     grad = np.empty((batch_size, net.output_features), net.dtype)
     total = 0.0
     for start in range(0, n, batch_size):
@@ -225,7 +225,7 @@ class Trainer:
         bs = self.batch_size
         n = len(self.train)
         feed = Feeder(self.train, self.pre, net.dtype, net.loss.target_dtype(net.dtype), bs)
-        acc = Accumulator(net.task, net.output_features, bs)
+        acc = Accumulator(net.task, net.output_features, bs, net.model.train.metrics)
         grad_buf = np.empty((bs, net.output_features), net.dtype)
         batches = math.ceil(n / bs)
         history = History(monitor=self.monitor)

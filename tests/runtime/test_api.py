@@ -101,3 +101,35 @@ def test_summary_lists_layers():
     text = model.summary()
     assert "dense relu 'hidden'" in text and "total parameters: 26" in text
     assert repr(model) == "<dlrun.Model 'm' input=(3,) output=(2,)>"
+
+
+def test_predict_from_many_threads_matches_single_thread():
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = dlrun.loads("dlrun 1\nmodel m {\n input 20\n dense 64 relu\n batchnorm\n dropout 0.3\n"
+                        " dense 5 softmax\n loss cross_entropy\n optimizer adam lr=0.01\n train epochs=2\n}\n")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((300, 20)).astype(np.float32)
+    model.fit(x, rng.integers(0, 5, 300))
+    inputs = [x[i * 30:(i + 1) * 30 + (i % 3) * 7] for i in range(10)]
+    expected = [model.predict(xi, batch_size=16) for xi in inputs]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for _ in range(5):
+            got = list(pool.map(lambda xi: model.predict(xi, batch_size=16), inputs * 4))
+            for i, g in enumerate(got):
+                np.testing.assert_array_equal(g, expected[i % len(inputs)])
+
+
+def test_classifier_can_report_mse_and_mae_of_probabilities():
+    model = dlrun.loads("dlrun 1\nmodel m {\n input 2\n dense 3 softmax\n loss cross_entropy\n"
+                        " optimizer adam lr=0.01\n train epochs=2 metrics=[accuracy, mse, mae]\n}\n")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((50, 2))
+    y = rng.integers(0, 3, 50)
+    h = model.fit(x, y)
+    assert {"accuracy", "mse", "mae"} <= set(h.final)
+    ev = model.evaluate(x, y)
+    p = model.predict(x).astype(np.float64)
+    onehot = np.eye(3)[y]
+    np.testing.assert_allclose(ev["mse"], np.mean((p - onehot) ** 2), rtol=1e-5)
+    np.testing.assert_allclose(ev["mae"], np.mean(np.abs(p - onehot)), rtol=1e-5)
