@@ -1,3 +1,6 @@
+# distutils: extra_compile_args = -fno-trapping-math
+# (FP operations are assumed not to trap, so GCC may if-convert the selects in the exp/sigmoid
+# loops and vectorise them; results are unchanged: no reassociation, NaN and inf kept.)
 """Loss kernels: each returns the mean loss and writes its gradient in the same pass.
 
 All float arrays of one call share one dtype (float32 or float64, that of the first argument),
@@ -15,8 +18,8 @@ cimport numpy as cnp
 import numpy as np
 
 from cython cimport floating
-from libc.math cimport exp, expf, log, logf, log1p, log1pf, fabs, fabsf, isnan, isfinite
-from libc.stdint cimport int32_t, int64_t
+from libc.math cimport log, fabs, fabsf, isfinite
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 
 cnp.import_array()
 
@@ -28,25 +31,88 @@ ctypedef fused label_t:
 
 # ---------------------------------------------------------------- scalar helpers (nogil)
 
-cdef inline floating _exp(floating x) noexcept nogil:
+cdef union _bits32:
+    float f
+    uint32_t u
+
+
+cdef union _bits64:
+    double f
+    uint64_t u
+
+
+cdef inline floating _exp_nonpos(floating x) noexcept nogil:
+    # e^x for x <= 0 (every exponent in these kernels is z - max z or -|z|), written branch-free
+    # so that the loops calling it vectorise; libm's exp is an opaque scalar call and made
+    # softmax cross-entropy several times slower than NumPy's SIMD exp for k >= 100.
+    # Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, with n = round(x/ln2) by the
+    # 1.5*2^(mantissa bits) rounding trick; e^r by Cephes' minimax polynomial (float, ~1 ulp) or
+    # the Taylor series to r^13 (double, remainder < 3e-16 relative); 2^n is assembled directly
+    # in the exponent bits (the low bits of the rounded value hold n). Below the normal range
+    # (x < -87 / -708) the result is 0; NaN stays NaN.
+    cdef _bits32 t32, s32
+    cdef _bits64 t64, s64
+    cdef floating xc, n, r, q
     if floating is float:
-        return expf(x)
+        xc = <float>-87.0 if x < <float>-87.0 else x
+        t32.f = xc * <float>1.44269504088896341 + <float>12582912.0
+        n = t32.f - <float>12582912.0
+        r = (xc - n * <float>0.693359375) - n * <float>-2.12194440e-4
+        q = <float>1.9875691500e-4
+        q = q * r + <float>1.3981999507e-3
+        q = q * r + <float>8.3334519073e-3
+        q = q * r + <float>4.1665795894e-2
+        q = q * r + <float>1.6666665459e-1
+        q = q * r + <float>5.0000001201e-1
+        q = q * (r * r) + r + <float>1.0
+        s32.u = (t32.u << 23) + <uint32_t>0x3F800000
+        # multiply first, select after: a multiplication inside the branch would not be
+        # if-converted (it may trap), and the loop would stay scalar
+        q = q * s32.f
+        return <float>0.0 if x < <float>-87.0 else q
     else:
-        return exp(x)
+        xc = -708.0 if x < -708.0 else x
+        t64.f = xc * 1.4426950408889634074 + 6755399441055744.0
+        n = t64.f - 6755399441055744.0
+        r = (xc - n * 6.93145751953125e-1) - n * 1.42860682030941723212e-6
+        q = 1.0 / 6227020800.0
+        q = q * r + 1.0 / 479001600.0
+        q = q * r + 1.0 / 39916800.0
+        q = q * r + 1.0 / 3628800.0
+        q = q * r + 1.0 / 362880.0
+        q = q * r + 1.0 / 40320.0
+        q = q * r + 1.0 / 5040.0
+        q = q * r + 1.0 / 720.0
+        q = q * r + 1.0 / 120.0
+        q = q * r + 1.0 / 24.0
+        q = q * r + 1.0 / 6.0
+        q = q * r + 0.5
+        q = q * r + 1.0
+        q = q * r + 1.0
+        s64.u = (t64.u << 52) + (<uint64_t>1023 << 52)
+        q = q * s64.f
+        return 0.0 if x < -708.0 else q
 
 
-cdef inline floating _log(floating x) noexcept nogil:
-    if floating is float:
-        return logf(x)
-    else:
-        return log(x)
-
-
-cdef inline floating _log1p(floating x) noexcept nogil:
-    if floating is float:
-        return log1pf(x)
-    else:
-        return log1p(x)
+def _exp_nonpos_check(x):
+    """e^x by the kernels' own exponential, element-wise over a float32/float64 array
+    (for the accuracy tests; the kernels call it inline)."""
+    tn = _float_typenum("_exp_nonpos_check", "x", x)
+    cdef cnp.ndarray a = np.ascontiguousarray(x)
+    cdef cnp.ndarray out = np.empty_like(a)
+    cdef Py_ssize_t i, n = cnp.PyArray_SIZE(a)
+    cdef float* a32 = <float*>cnp.PyArray_DATA(a)
+    cdef float* o32 = <float*>cnp.PyArray_DATA(out)
+    cdef double* a64 = <double*>cnp.PyArray_DATA(a)
+    cdef double* o64 = <double*>cnp.PyArray_DATA(out)
+    with nogil:
+        if tn == cnp.NPY_FLOAT:
+            for i in range(n):
+                o32[i] = _exp_nonpos(a32[i])
+        else:
+            for i in range(n):
+                o64[i] = _exp_nonpos(a64[i])
+    return out
 
 
 cdef inline floating _abs(floating x) noexcept nogil:
@@ -68,40 +134,68 @@ cdef double softmax_xent_labels64(const floating* z, const int64_t* y, floating*
     return _xent_labels(z, y, grad, n, k, smoothing)
 
 
+cdef inline floating _row_max(const floating* z, Py_ssize_t k) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef floating m = z[0]
+    for j in range(1, k):
+        if z[j] > m:
+            m = z[j]
+    return m
+
+
+cdef inline void _row_exp(const floating* z, floating* e, Py_ssize_t k, floating m) noexcept nogil:
+    # e_j := exp(z_j - m): a pure map, vectorised (e may be z itself)
+    cdef Py_ssize_t j
+    for j in range(k):
+        e[j] = _exp_nonpos(z[j] - m)
+
+
+cdef inline double _row_sum(const floating* x, Py_ssize_t k) noexcept nogil:
+    # double-precision sum with four accumulators (no single serial chain of additions)
+    cdef Py_ssize_t j, end4 = k - k % 4
+    cdef double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0
+    for j in range(0, end4, 4):
+        a0 += <double>x[j]
+        a1 += <double>x[j + 1]
+        a2 += <double>x[j + 2]
+        a3 += <double>x[j + 3]
+    for j in range(end4, k):
+        a0 += <double>x[j]
+    return (a0 + a1) + (a2 + a3)
+
+
+cdef inline void _row_grad(floating* e, Py_ssize_t k, floating scale, floating shift) noexcept nogil:
+    # e_j := e_j * scale - shift  (vectorised)
+    cdef Py_ssize_t j
+    for j in range(k):
+        e[j] = e[j] * scale - shift
+
+
 cdef inline double _xent_labels(const floating* z, const label_t* y, floating* grad,
                                 Py_ssize_t n, Py_ssize_t k, double smoothing) noexcept nogil:
-    # Per row: loss = log(sum_j exp(z_j - m)) + (1-ls)(m - z_y) + ls/k sum_j (m - z_j), which is
-    # lse - sum_j t'_j z_j written with differences from the row max m: exact for logits of
+    # Per row, with m = max_j z_j:
+    #   loss = log(sum_j exp(z_j - m)) + (1-ls)(m - z_y) + ls/k sum_j (m - z_j)
+    # which is lse - sum_j t'_j z_j written with differences from m: finite for logits of
     # +-1000 and free of the cancellation of lse - z_y in float32.
-    cdef Py_ssize_t i, j, off
-    cdef floating m, zj, e, scale, smooth_g, label_g
-    cdef double s, dsum, loss = 0.0
+    # Four short passes over a row that sits in L1: max; exp into grad (vectorised); sum;
+    # scale into the gradient (vectorised). z is read before grad (which may alias it) is written.
+    cdef Py_ssize_t i, off, yi
+    cdef floating m
+    cdef double s, loss = 0.0
     cdef double keep = 1.0 - smoothing, share = smoothing / <double>k, inv_n = 1.0 / <double>n
-    smooth_g = <floating>(share * inv_n)
-    label_g = <floating>(keep * inv_n)
+    cdef floating smooth_g = <floating>(share * inv_n), label_g = <floating>(keep * inv_n)
     for i in range(n):
         off = i * k
-        m = z[off]
-        for j in range(1, k):
-            if z[off + j] > m:
-                m = z[off + j]
-        # read z_y before grad (which may alias z) overwrites the row
-        loss += keep * <double>(m - z[off + y[i]])
-        s = 0.0
-        dsum = 0.0
-        for j in range(k):
-            zj = z[off + j]
-            e = _exp(zj - m)
-            dsum += <double>(m - zj)
-            s += <double>e
-            grad[off + j] = e
-        loss += log(s)
+        yi = <Py_ssize_t>y[i]
+        m = _row_max(z + off, k)
+        loss += keep * <double>(m - z[off + yi])
         if smoothing != 0.0:
-            loss += share * dsum
-        scale = <floating>(inv_n / s)
-        for j in range(k):
-            grad[off + j] = grad[off + j] * scale - smooth_g
-        grad[off + y[i]] -= label_g
+            loss += share * (<double>k * <double>m - _row_sum(z + off, k))
+        _row_exp(z + off, grad + off, k, m)
+        s = _row_sum(grad + off, k)
+        loss += log(s)
+        _row_grad(grad + off, k, <floating>(inv_n / s), smooth_g)
+        grad[off + yi] -= label_g
     return loss
 
 
@@ -109,31 +203,28 @@ cdef double softmax_xent_probs(const floating* z, const floating* t, floating* g
                                Py_ssize_t n, Py_ssize_t k, double smoothing) noexcept nogil:
     # loss_i = sum_j t'_j (m - z_j) + T log(sum_j exp(z_j - m)), T = sum_j t'_j; its exact gradient
     # is (T softmax(z) - t')/n, which is the usual (softmax - t')/n when rows of t sum to 1.
+    # sum_j t'_j (m - z_j) = m T - sum_j t'_j z_j is accumulated in double before grad (which may
+    # alias z) is written; products of two floats are exact in double.
     cdef Py_ssize_t i, j, off
-    cdef floating m, zj, e, tj, scale
-    cdef double s, tsum, dot, loss = 0.0
+    cdef floating m, tj, zj, scale
+    cdef double s, tsum, tz, loss = 0.0
     cdef double keep = 1.0 - smoothing, share = smoothing / <double>k, inv_n = 1.0 / <double>n
     cdef floating keep_f = <floating>keep, share_f = <floating>share, inv_n_f = <floating>inv_n
     for i in range(n):
         off = i * k
-        m = z[off]
-        for j in range(1, k):
-            if z[off + j] > m:
-                m = z[off + j]
-        s = 0.0
+        m = _row_max(z + off, k)
         tsum = 0.0
-        dot = 0.0
+        tz = 0.0
         for j in range(k):
-            zj = z[off + j]
             tj = keep_f * t[off + j] + share_f
-            e = _exp(zj - m)
+            zj = z[off + j]
             tsum += <double>tj
             # a zero target contributes nothing, even against a -inf logit
             if tj != 0:
-                dot += <double>tj * <double>(m - zj)
-            s += <double>e
-            grad[off + j] = e
-        loss += dot + tsum * log(s)
+                tz += <double>tj * <double>zj
+        _row_exp(z + off, grad + off, k, m)
+        s = _row_sum(grad + off, k)
+        loss += (<double>m * tsum - tz) + tsum * log(s)
         scale = <floating>(tsum * inv_n / s)
         for j in range(k):
             grad[off + j] = grad[off + j] * scale - (keep_f * t[off + j] + share_f) * inv_n_f
@@ -144,23 +235,74 @@ cdef double softmax_xent_probs(const floating* z, const floating* t, floating* g
 # Four independent accumulators break the dependency chain of the double-precision sum
 # (a float reduction is not vectorised without -ffast-math); they also shorten the error chain.
 
+cdef inline floating _log1p_unit(floating e) noexcept nogil:
+    # log(1 + e) for 0 <= e <= 1, branch-free (vectorised, unlike libm's log1p):
+    # log1p(e) = 2 atanh(s), s = e / (2 + e) in [0, 1/3], atanh(s) = s sum_k s^2k / (2k+1);
+    # relative accuracy holds down to e -> 0 (s ~ e/2), where the loss term can be all there is.
+    # (constants cast to floating: a bare 2 becomes the C double 2.0 and drags float32 math
+    # into double)
+    cdef floating s = e / (<floating>2 + e)
+    cdef floating u = s * s
+    cdef floating q
+    if floating is float:
+        # (1/9)^8 / 17 < 2e-9: eight terms
+        q = <float>(1.0 / 15.0)
+        q = q * u + <float>(1.0 / 13.0)
+        q = q * u + <float>(1.0 / 11.0)
+        q = q * u + <float>(1.0 / 9.0)
+        q = q * u + <float>(1.0 / 7.0)
+        q = q * u + <float>(1.0 / 5.0)
+        q = q * u + <float>(1.0 / 3.0)
+        q = q * u + <float>1.0
+    else:
+        # (1/9)^17 / 35 < 2e-18: seventeen terms
+        q = 1.0 / 33.0
+        q = q * u + 1.0 / 31.0
+        q = q * u + 1.0 / 29.0
+        q = q * u + 1.0 / 27.0
+        q = q * u + 1.0 / 25.0
+        q = q * u + 1.0 / 23.0
+        q = q * u + 1.0 / 21.0
+        q = q * u + 1.0 / 19.0
+        q = q * u + 1.0 / 17.0
+        q = q * u + 1.0 / 15.0
+        q = q * u + 1.0 / 13.0
+        q = q * u + 1.0 / 11.0
+        q = q * u + 1.0 / 9.0
+        q = q * u + 1.0 / 7.0
+        q = q * u + 1.0 / 5.0
+        q = q * u + 1.0 / 3.0
+        q = q * u + 1.0
+    return <floating>2 * s * q
+
+
+cdef inline void _bce_block(const floating* z, const floating* t, floating* grad, floating* terms,
+                            Py_ssize_t cnt, floating inv) noexcept nogil:
+    # terms_j := max(z,0) - z t + log1p(exp(-|z|)), grad_j := (sigmoid(z) - t) * inv: one
+    # vectorised pass (z_j and t_j are read before grad_j, which may alias z, is written)
+    cdef Py_ssize_t j
+    cdef floating zj, tj, e
+    for j in range(cnt):
+        zj = z[j]
+        tj = t[j]
+        e = _exp_nonpos(-_abs(zj))
+        terms[j] = (zj if zj > 0 else <floating>0) - zj * tj + _log1p_unit(e)
+        grad[j] = ((<floating>1 if zj >= 0 else e) / (<floating>1 + e) - tj) * inv
+
+
 cdef double sigmoid_bce(const floating* z, const floating* t, floating* grad,
                         Py_ssize_t size) noexcept nogil:
     # loss = max(z,0) - z t + log1p(exp(-|z|)) never overflows; sigmoid reuses e = exp(-|z|).
-    cdef Py_ssize_t i
-    cdef floating zi, ti, e, sig, inv = <floating>(1.0 / <double>size)
+    # Blocks of 256 elements: the per-element terms go to a stack buffer in a vectorised pass,
+    # then are summed in double.
+    cdef floating terms[256]
+    cdef Py_ssize_t start, cnt
+    cdef floating inv = <floating>(1.0 / <double>size)
     cdef double acc = 0.0
-    for i in range(size):
-        zi = z[i]
-        ti = t[i]
-        e = _exp(-_abs(zi))
-        if zi >= 0:
-            sig = 1 / (1 + e)
-            acc += <double>(zi - zi * ti) + <double>_log1p(e)
-        else:
-            sig = e / (1 + e)
-            acc += <double>(-zi * ti) + <double>_log1p(e)
-        grad[i] = (sig - ti) * inv
+    for start in range(0, size, 256):
+        cnt = size - start if size - start < 256 else 256
+        _bce_block(z + start, t + start, grad + start, terms, cnt, inv)
+        acc += _row_sum(terms, cnt)
     return acc
 
 

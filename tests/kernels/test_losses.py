@@ -209,6 +209,47 @@ def test_softmax_xent_property(n, k, scale, ls, seed, double):
     np.testing.assert_allclose(grad * n, ref_grad * n, **tol(dtype))
 
 
+# ---------------------------------------------------------------- the kernels' own exponential
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_own_exp_within_one_ulp(dtype):
+    # the softmax and sigmoid kernels use a branch-free exp for x <= 0 (so their loops vectorise)
+    lo = -87.0 if dtype == np.float32 else -708.0
+    rng = np.random.default_rng(12)
+    x = -np.concatenate([np.linspace(0, 1, 20001), np.linspace(0, -lo, 200001),
+                         rng.exponential(5.0, 50000), [0.0, 1e-30, 5e-8, 0.5 * np.log(2)]]).astype(dtype)
+    x = x[x >= lo]
+    got = K._exp_nonpos_check(x)
+    assert got.dtype == dtype
+    ref = np.exp(x.astype(np.float64))
+    ulps = np.abs(got - ref) / np.spacing(ref.astype(dtype)).astype(np.float64)
+    assert ulps.max() <= 1.5, f"max error {ulps.max():.2f} ulp at x = {x[np.argmax(ulps)]!r}"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_own_exp_special_values(dtype):
+    x = np.array([0.0, -0.0, -np.inf, np.nan, -1e4, -750.0, -100.0], dtype)
+    got = K._exp_nonpos_check(x)
+    assert got[0] == 1.0 and got[1] == 1.0 and got[2] == 0.0 and np.isnan(got[3])
+    assert got[4] == 0.0 and got[5] == 0.0
+    if dtype == np.float32:
+        assert got[6] == 0.0          # below float32's normal range: flushed to 0
+    else:
+        assert got[6] == pytest.approx(np.exp(-100.0), rel=1e-15)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bce_tiny_losses_keep_relative_accuracy(dtype):
+    # confident and right: the whole loss is log1p(exp(-|z|)), which must not round to 0
+    z = np.array([5.0, 20.0, 60.0, -30.0], dtype)
+    t = np.array([1.0, 1.0, 1.0, 0.0], dtype)
+    for i in range(z.size):
+        g = np.empty(1, dtype)
+        loss = K.sigmoid_binary_cross_entropy(z[i:i + 1], t[i:i + 1], g)
+        ref = np.log1p(np.exp(-abs(float(z[i]))))
+        assert loss == pytest.approx(ref, rel=4 * np.finfo(dtype).eps), (z[i], loss, ref)
+
+
 # ---------------------------------------------------------------- element-wise losses
 
 ELEMENTWISE = {
