@@ -160,6 +160,7 @@ class TorchRunner(Runner):
     """PyTorch eager, idiomatic: float32 tensors in memory, nn.Sequential, torch.optim.Adam."""
 
     name = "pytorch"
+    adam_options = {}
 
     def __init__(self, data):
         try:
@@ -191,7 +192,7 @@ class TorchRunner(Runner):
         nn = t.nn
         t.manual_seed(seed)
         model = torch_model(t, DROPOUT)
-        opt = t.optim.Adam(model.parameters(), lr=LR)
+        opt = t.optim.Adam(model.parameters(), lr=LR, **self.adam_options)
         gen = t.Generator().manual_seed(seed)
         self.models[batch] = (model, opt, gen)
 
@@ -227,6 +228,13 @@ class TorchRunner(Runner):
         model.eval()
         with t.inference_mode():
             return t.softmax(model(t.from_numpy(x)), 1).numpy()
+
+
+class TorchFusedRunner(TorchRunner):
+    """PyTorch eager with ``Adam(fused=True)`` (one kernel for the whole update)."""
+
+    name = "pytorch-fused"
+    adam_options = {"fused": True}
 
 
 def torch_model(torch, dropout):
@@ -367,8 +375,8 @@ def build_onnx(w):
     return model
 
 
-RUNNERS = {"numpy": NumpyRunner, "pytorch": TorchRunner, "dlrun": DlrunRunner,
-           "onnxruntime": OrtRunner}
+RUNNERS = {"numpy": NumpyRunner, "pytorch": TorchRunner, "pytorch-fused": TorchFusedRunner,
+           "dlrun": DlrunRunner, "onnxruntime": OrtRunner}
 
 
 # -- the worker loop ---------------------------------------------------------------------

@@ -50,10 +50,13 @@ REPO = os.path.dirname(HERE)
 TOOLS_PY = os.path.join(HERE, "_compare_tools.py")
 DEFAULT_MNIST = os.path.normpath(os.path.join(REPO, "..", "shared", "data", "mnist"))
 MODEL_FILE = os.path.join("models", "mnist_mlp.net")
-TRAIN_TOOLS = ("dlrun", "pytorch", "numpy")
+TRAIN_TOOLS = ("dlrun", "pytorch", "pytorch-fused", "numpy")
 INFER_TOOLS = ("dlrun", "pytorch", "numpy", "onnxruntime")
+KNOWN_TOOLS = ("dlrun", "pytorch", "pytorch-fused", "numpy", "onnxruntime")
+DEFAULT_TOOLS = ("dlrun", "pytorch", "numpy", "onnxruntime")   # pytorch-fused on request
 BLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 ACCURACY_TOLERANCE = 0.3   # percentage points
+BUSY_LOAD = 1.0            # 1-minute load average above which the machine was not quiet
 N_TRAIN = 60000
 
 sys.path.insert(0, HERE)
@@ -233,7 +236,12 @@ def part_train(args, workers, res, tables):
                 line.append(f"{t} {sec:.2f}s (cpu {rep['cpu_seconds'] * scale:.2f}s)")
             if "numpy" in workers and "numpy" not in failed:
                 time.sleep(args.pause)
-                g = workers["numpy"].call("gemm", batch=b, repeats=args.gemm_repeats)["gemms"]
+                try:
+                    g = workers["numpy"].call("gemm", batch=b, repeats=args.gemm_repeats)["gemms"]
+                except ToolError as e:
+                    log(f"  {e}")
+                    failed.add("numpy")
+                    continue
                 steps = -(-N_TRAIN // b)
                 floor = steps * sum(x[2] for x in g)
                 if r >= args.warmup:
@@ -255,15 +263,13 @@ def part_train(args, workers, res, tables):
 
     # Records.
     partial = f" (partial epochs of {args.limit} samples, time x{scale:g})" if args.limit else ""
-    rows = []
     for b in batches:
         fl = floors[b]
-        floor_rec = None
         if fl:
             flops = sum(x[1] for x in gemm_detail[b][0])
             step_times = [sum(x[2] for x in g) for g in gemm_detail[b]]
             gflops = [flops / s / 1e9 for s in step_times]
-            floor_rec = res.add(f"gemm_floor_epoch_b{b}", "numpy-sgemm", "s", fl,
+            res.add(f"gemm_floor_epoch_b{b}", "numpy-sgemm", "s", fl,
                                 step_gflop=flops / 1e9, gflops=stats(gflops),
                                 gemms={g[0]: {"gflop": g[1] / 1e9,
                                               "best_us": 1e6 * float(np.median(
@@ -289,7 +295,6 @@ def part_train(args, workers, res, tables):
             rec = res.add(f"train_epoch_b{b}", t, "s", v, ref=ref if t != "pytorch" else None, **extra)
             if t == "pytorch":
                 rec["ratio_to_pytorch"] = 1.0
-            rows.append(rec)
         # Accuracy agreement.
         if (b, "pytorch") in acc:
             for t in tools:
@@ -328,6 +333,9 @@ def part_train(args, workers, res, tables):
             elif t == "pytorch":
                 sp = "1"
             xf = f"{r['x_gemm_floor']['median']:.2f}" if "x_gemm_floor" in r else ""
+            a_rec = res.get(f"test_accuracy_b{b}", t)
+            if sp and a_rec is not None and a_rec.get("agrees") is False:
+                sp += " (void: accuracy differs)"
             a = r.get("test_accuracy")
             lines.append(f"| {b} | {t} | {fmt_range(r)} | {sp} | {xf} | "
                          f"{r['cpu_seconds']['median']:.2f} | "
@@ -429,8 +437,9 @@ def part_latency(args, workers, res, tables, tmp):
                     us = np.asarray(ns) / 1e3
                     samples[t].append(us)
                     medians[t].append(float(np.median(us)))
-            log(f"[latency batch {n}] round {r + 1}: " +
-                ", ".join(f"{t} {medians[t][-1]:.0f}us" for t in samples if medians[t]))
+            if r >= args.warmup:
+                log(f"[latency batch {n}] round {r - args.warmup + 1}/{args.rounds}: " +
+                    ", ".join(f"{t} {medians[t][-1]:.0f}us" for t in samples if medians[t]))
         pooled = {t: np.concatenate(samples[t]) for t in samples if samples[t]}
         ref = None
         if "pytorch" in pooled:
@@ -552,11 +561,16 @@ def targets(res):
             return 1 / r["paired_ratio_to_pytorch"]["median"]
         return None
 
+    def void(b):
+        a = res.get(f"test_accuracy_b{b}", "dlrun")
+        return a is not None and a.get("agrees") is False
+
     for b, goal in ((128, 2.5), (32, 3.0), (512, 1.6)):
         s = speedup(b)
         if s is not None:
-            out.append({"target": f"training speed-up vs PyTorch, batch {b}", "value": s,
-                        "goal": f">= {goal}x", "met": s >= goal})
+            out.append({"target": f"training speed-up vs PyTorch, batch {b}"
+                        + (" (void: accuracy differs)" if void(b) else ""), "value": s,
+                        "goal": f">= {goal}x", "met": s >= goal and not void(b)})
     d, n = res.get("train_epoch_b128", "dlrun"), res.get("train_epoch_b128", "numpy")
     if d and n and len(d["rounds"]) == len(n["rounds"]):
         s = 1 / paired_ratio(d["rounds"], n["rounds"])["median"]
@@ -656,7 +670,10 @@ def parse_args(argv):
     p.add_argument("--limit", type=int, default=None, metavar="N",
                    help="train on the first N samples (times scaled to 60000, labelled)")
     p.add_argument("--batch-sizes", default="32,128,512", help="training batch sizes")
-    p.add_argument("--tools", default=",".join(INFER_TOOLS), help="tools to run (comma-separated)")
+    p.add_argument("--tools", default=",".join(DEFAULT_TOOLS),
+                   help=f"tools to run, comma-separated from {','.join(KNOWN_TOOLS)} "
+                        f"(default {','.join(DEFAULT_TOOLS)}; pytorch-fused = Adam(fused=True), "
+                        "training only)")
     p.add_argument("--parts", default="train,latency,startup,memory",
                    help="parts to run (comma-separated from train,latency,startup,memory)")
     p.add_argument("--latency-calls", type=int, default=None, help="predict calls per round at batch 1")
@@ -682,9 +699,9 @@ def parse_args(argv):
         p.error(f"--batch-sizes must be comma-separated integers, got {args.batch_sizes!r}")
     args.tools = [t for t in args.tools.split(",") if t]
     args.parts = [t for t in args.parts.split(",") if t]
-    bad = [t for t in args.tools if t not in INFER_TOOLS]
+    bad = [t for t in args.tools if t not in KNOWN_TOOLS]
     if bad:
-        p.error(f"unknown tool(s) {', '.join(bad)}; known: {', '.join(INFER_TOOLS)}")
+        p.error(f"unknown tool(s) {', '.join(bad)}; known: {', '.join(KNOWN_TOOLS)}")
     bad = [t for t in args.parts if t not in ("train", "latency", "startup", "memory")]
     if bad:
         p.error(f"unknown part(s) {', '.join(bad)}; known: train, latency, startup, memory")
@@ -737,9 +754,10 @@ def main(argv=None):
     workers = {}
     try:
         if data_ok and ({"train", "latency"} & set(args.parts)):
-            wanted = [t for t in args.tools if "train" in args.parts or "latency" in args.parts]
-            for t in wanted:
+            for t in args.tools:
                 if t == "onnxruntime" and "latency" not in args.parts:
+                    continue
+                if t == "pytorch-fused" and "train" not in args.parts:
                     continue
                 log(f"starting {t} ...")
                 try:
@@ -786,6 +804,10 @@ def main(argv=None):
             "Python {python}".format(**meta["machine"]), "",
             f"Load average (1 min) at start / end: {meta['loadavg_start_end'][0]} / "
             f"{meta['loadavg_start_end'][1]}", ""]
+    if load_start is not None and load_start > BUSY_LOAD:
+        head += [f"**Warning**: the machine was busy before this run started (load {load_start} on "
+                 f"{os.cpu_count()} CPUs): 2-thread timings then swing by several times; only the "
+                 "paired per-round ratios mean anything, and a quiet re-run is better.", ""]
     if args.keep_blas_env:
         head.append("OpenBLAS environment kept as set: " +
                     ", ".join(f"{k}={os.environ.get(k)}" for k in BLAS_ENV))
