@@ -161,7 +161,14 @@ class Model:
                 self.ir.data, base_dir=self.base_dir, input_shape=self.input_shape,
                 n_outputs=self.network.output_features, task=self.task, seed=self.network.seed,
             )
-        return self._splits
+        sp = self._splits
+        if self.class_names is not None and sp.class_names is not None and sp.class_names != self.class_names:
+            from dlrun.errors import DataError
+
+            raise DataError(
+                f"the data's classes ({', '.join(sp.class_names)}) differ from those the weights were "
+                f"trained on ({', '.join(self.class_names)})")
+        return sp
 
     def _dataset(self, x, y, source, class_names=None):
         from dlrun.runtime.data import class_names_of, make_dataset
@@ -179,7 +186,8 @@ class Model:
             from dlrun.runtime.data import load_inputs
 
             label = self.ir.data.label if self.ir.data is not None else None
-            return load_inputs(x, input_shape=self.input_shape, label=label, base_dir=self.base_dir)
+            # a path given to the API is relative to the working folder, like open()
+            return load_inputs(os.path.abspath(os.fspath(x)), input_shape=self.input_shape, label=label)
         ds, _ = self._dataset(x, None, source)
         return ds.x
 

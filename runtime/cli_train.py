@@ -112,10 +112,14 @@ class _Progress:
         self.epochs = epochs
         if self.quiet or not self.tty:
             return
+        import shutil
+
         from tqdm import tqdm
 
+        # a terminal that reports no width (some pseudo-terminals) gets a fixed one
+        width = shutil.get_terminal_size((0, 0)).columns
         self.bar = tqdm(total=batches, desc=f"epoch {epoch}/{epochs}", file=self.stream, unit="batch",
-                        leave=True, dynamic_ncols=True)
+                        leave=True, dynamic_ncols=width > 0, ncols=None if width > 0 else 100)
         self._pending = 0
 
     def batch(self, done, running_loss):
