@@ -897,6 +897,15 @@ def _word(r: Reporter, pos: Pos) -> Pos:
     return Pos(pos.line, pos.col, pos.line, max(j + 1, pos.col + 1))
 
 
+class _LazyWord:
+    """The keyword span of a layer, computed only when a diagnostic needs it."""
+
+    __slots__ = ("r", "pos")
+
+    def __init__(self, r, pos):
+        self.r, self.pos = r, pos
+
+
 def _layer_label(layer, index) -> str:
     name = f" '{layer.name}'" if layer.name else ""
     kind = layer.params["activation"].name if layer.kind == "activation" else layer.kind
@@ -911,7 +920,7 @@ def infer_shapes(layers, r: Reporter) -> list | None:
     ok = True
     shape = None
     for i, layer in enumerate(layers):
-        where = _word(r, layer.pos)
+        where = _LazyWord(r, layer.pos)
         if i == 0:
             if layer.kind != "input":
                 r.error(where, "the first layer must be 'input', e.g. 'input 64' or 'input 28x28'")

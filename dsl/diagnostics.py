@@ -68,6 +68,8 @@ class Reporter:
         self.diagnostics: list[Diagnostic] = []
 
     def _make(self, severity: str, pos: Pos | None, message: str) -> Diagnostic:
+        if hasattr(pos, "r"):  # checker._LazyWord: the word starting at pos
+            pos = word_span(self.lines, pos.pos)
         pos = pos or NOWHERE
         src = self.lines[pos.line - 1] if 0 < pos.line <= len(self.lines) else None
         return Diagnostic(severity, message, self.path, pos.line, pos.col, pos.end_line,
@@ -86,6 +88,17 @@ class Reporter:
     @property
     def warnings(self) -> list[Diagnostic]:
         return sort_diagnostics(d for d in self.diagnostics if d.severity == "warning")
+
+
+def word_span(lines, pos: Pos) -> Pos:
+    """The span of the name that starts at ``pos`` (a statement's keyword)."""
+    if not 0 < pos.line <= len(lines):
+        return pos
+    text = lines[pos.line - 1]
+    j = pos.col - 1
+    while j < len(text) and (text[j].isalnum() or text[j] == "_"):
+        j += 1
+    return Pos(pos.line, pos.col, pos.line, max(j + 1, pos.col + 1))
 
 
 def sort_diagnostics(diags) -> list[Diagnostic]:

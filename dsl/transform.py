@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import NamedTuple, Union
 
-from lark import Token, Transformer, v_args
+from lark import Token, Tree
 
 from dlrun.dsl.ir import NOWHERE, Pos
 
@@ -156,9 +156,28 @@ def number_value(text: str):
     return int(text)
 
 
-@v_args(meta=True)
-class ToSyntax(Transformer):
-    """Lark tree -> ``Program`` (pure: no validation, no exceptions for bad input)."""
+class ToSyntax:
+    """Lark tree -> ``Program`` (pure: no validation, no exceptions for bad input).
+
+    One method per grammar rule, called bottom-up with the rule's ``meta`` (positions)
+    and its converted children, like a Lark ``Transformer`` with ``v_args(meta=True)``;
+    the dispatch is written out here because Lark's per-call wrappers cost more than
+    the rest of the conversion (see benchmarks/dsl.py).
+    """
+
+    def transform(self, tree):
+        methods = {}
+
+        def conv(node):
+            if not isinstance(node, Tree):
+                return node  # a Token, or None for an absent [optional] part
+            rule = node.data
+            fn = methods.get(rule)
+            if fn is None:
+                fn = methods[rule] = getattr(self, rule)
+            return fn(node.meta, [conv(c) for c in node.children])
+
+        return conv(tree)
 
     def start(self, meta, children):
         version, program = children[0], children[1]

@@ -1,6 +1,7 @@
 """Fuzzing: valid files mutated by bytes and by tokens. Whatever the input, the only
 exception is DslError, every diagnostic has a valid position and renders, and a file
 that does parse gives a well-formed model. 2 x 1,000 examples."""
+import os
 import re
 from pathlib import Path
 
@@ -108,7 +109,9 @@ def run(data: bytes):
     parse(format_model(model))  # a model that checks can always be printed and re-read
 
 
-FUZZ = settings(max_examples=1000, deadline=None, suppress_health_check=list(HealthCheck))
+# DLRUN_FUZZ_EXAMPLES raises the count for a longer local run (CI uses 1,000 per test).
+FUZZ = settings(max_examples=int(os.environ.get("DLRUN_FUZZ_EXAMPLES", "1000")), deadline=None,
+                suppress_health_check=list(HealthCheck))
 
 
 @FUZZ
