@@ -45,18 +45,37 @@ cdef extern from *:
         return p * s;
     }
 
-    /* tanh(x) in float32, branch-free (vectorisable): Cephes' odd polynomial for |x| < 0.625,
-       1 - 2 / (exp(2|x|) + 1) with the sign restored above; saturates to +-1 without overflow. */
+    /* tanh(x) in float32, branch-free (vectorisable): Eigen's odd rational approximation
+       p(x) / q(x) on [-7.905, 7.905], where it reaches +-1 exactly, with the input clamped
+       there; max error ~4e-7 relative (measured on a grid over [-10, 10] and 1e-30..10). */
     static inline float dl_tanhf(float x) {
-        float a = x < 0.0f ? -x : x;
-        float z = x * x;
-        float small = ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z
-                         - 5.37397155531e-2f) * z + 1.33314422036e-1f) * z
-                         - 3.33332819422e-1f) * z * x + x;
-        float big = 1.0f - 2.0f / (dl_expf(2.0f * a) + 1.0f);
-        big = x < 0.0f ? -big : big;
-        return a < 0.625f ? small : big;
+        const float c = 7.90531110763549805f;
+        x = x < -c ? -c : x;
+        x = x > c ? c : x;
+        float x2 = x * x;
+        float p = -2.76076847742355e-16f;
+        p = p * x2 + 2.00018790482477e-13f;
+        p = p * x2 - 8.60467152213735e-11f;
+        p = p * x2 + 5.12229709037114e-08f;
+        p = p * x2 + 1.48572235717979e-05f;
+        p = p * x2 + 6.37261928875436e-04f;
+        p = p * x2 + 4.89352455891786e-03f;
+        float q = 1.19825839466702e-06f;
+        q = q * x2 + 1.18534705686654e-04f;
+        q = q * x2 + 2.26843463243900e-03f;
+        q = q * x2 + 4.89352518554385e-03f;
+        return p * x / q;
     }
+
+    /* GCC function multi-versioning: a function marked DL_CLONES is compiled for x86-64-v4
+       (AVX-512), x86-64-v3 (AVX2 + FMA) and the baseline, and the loader picks the best one
+       the CPU supports. Elsewhere it is an ordinary function. */
+    #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11 && defined(__x86_64__) \
+        && defined(__linux__)
+    #define DL_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+    #else
+    #define DL_CLONES
+    #endif
     """
     float dl_expf(float x) nogil
     float dl_tanhf(float x) nogil

@@ -8,17 +8,86 @@ from cython cimport floating
 from libc.math cimport INFINITY
 from _common cimport f_exp, f_tanh, f_expm1, f_log1p, f_abs
 
-cdef enum:
-    ACT_LINEAR = 0
-    ACT_RELU = 1
-    ACT_LEAKY_RELU = 2
-    ACT_ELU = 3
-    ACT_SIGMOID = 4
-    ACT_TANH = 5
-    ACT_SOFTPLUS = 6
-    ACT_GELU = 7
-    ACT_SWISH = 8
-    ACT_SOFTMAX = 9
+cdef extern from *:
+    """
+    /* activation codes, shared by the Cython and the C loops below */
+    enum {
+        DL_ACT_LINEAR, DL_ACT_RELU, DL_ACT_LEAKY_RELU, DL_ACT_ELU, DL_ACT_SIGMOID, DL_ACT_TANH,
+        DL_ACT_SOFTPLUS, DL_ACT_GELU, DL_ACT_SWISH, DL_ACT_SOFTMAX
+    };
+    #define DL_GELU_C 0.7978845608028654
+    #define DL_GELU_K 0.044715
+
+    static inline float dl_sigmoidf(float v) { return 1.0f / (1.0f + dl_expf(-v)); }
+    static inline float dl_geluf(float v) {
+        return 0.5f * v * (1.0f + dl_tanhf((float)DL_GELU_C * (v + (float)DL_GELU_K * v * v * v)));
+    }
+    static inline float dl_gelu_gradf(float v) {
+        float t = dl_tanhf((float)DL_GELU_C * (v + (float)DL_GELU_K * v * v * v));
+        return 0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * (float)DL_GELU_C
+               * (1.0f + 3.0f * (float)DL_GELU_K * v * v);
+    }
+    static inline float dl_swish_gradf(float v) {
+        float s = dl_sigmoidf(v);
+        return s * (1.0f + v * (1.0f - s));
+    }
+
+    /* The float32 loops of the activations built on exp/tanh, multi-versioned (DL_CLONES) so
+       that they run 8 or 16 lanes wide where the CPU allows: these are compute-bound, unlike
+       the other activations. Same maths as the Cython loops (activations.pxd), which serve
+       float64 and the rest. y may be x. Returns 0 when `act` is not handled here. */
+    #define DL_FWD_LOOP(F)                                                            \
+        if (b == NULL) {                                                              \
+            for (Py_ssize_t j = 0; j < n * d; j++) y[j] = F(x[j]);                    \
+        } else {                                                                      \
+            for (Py_ssize_t i = 0; i < n; i++) {                                      \
+                const float* xr = x + i * d; float* yr = y + i * d;                   \
+                for (Py_ssize_t j = 0; j < d; j++) yr[j] = F(xr[j] + b[j]);           \
+            }                                                                         \
+        }
+    #define DL_SWISHF(v) ((v) * dl_sigmoidf(v))
+
+    DL_CLONES static int dl_act_forward_f32(int act, float* y, const float* x, const float* b,
+                                            Py_ssize_t n, Py_ssize_t d) {
+        switch (act) {
+        case DL_ACT_SIGMOID: DL_FWD_LOOP(dl_sigmoidf) return 1;
+        case DL_ACT_TANH: DL_FWD_LOOP(dl_tanhf) return 1;
+        case DL_ACT_GELU: DL_FWD_LOOP(dl_geluf) return 1;
+        case DL_ACT_SWISH: DL_FWD_LOOP(DL_SWISHF) return 1;
+        default: return 0;
+        }
+    }
+
+    /* dx := dy * f'(.) for float32: from x for gelu and swish, from y for sigmoid and tanh. */
+    DL_CLONES static int dl_act_backward_f32(int act, float* dx, const float* dy,
+                                             const float* y, const float* x, Py_ssize_t m) {
+        Py_ssize_t j;
+        switch (act) {
+        case DL_ACT_SIGMOID: for (j = 0; j < m; j++) dx[j] = dy[j] * y[j] * (1.0f - y[j]); return 1;
+        case DL_ACT_TANH: for (j = 0; j < m; j++) dx[j] = dy[j] * (1.0f - y[j] * y[j]); return 1;
+        case DL_ACT_GELU: for (j = 0; j < m; j++) dx[j] = dy[j] * dl_gelu_gradf(x[j]); return 1;
+        case DL_ACT_SWISH: for (j = 0; j < m; j++) dx[j] = dy[j] * dl_swish_gradf(x[j]); return 1;
+        default: return 0;
+        }
+    }
+    """
+    enum:
+        ACT_LINEAR "DL_ACT_LINEAR"
+        ACT_RELU "DL_ACT_RELU"
+        ACT_LEAKY_RELU "DL_ACT_LEAKY_RELU"
+        ACT_ELU "DL_ACT_ELU"
+        ACT_SIGMOID "DL_ACT_SIGMOID"
+        ACT_TANH "DL_ACT_TANH"
+        ACT_SOFTPLUS "DL_ACT_SOFTPLUS"
+        ACT_GELU "DL_ACT_GELU"
+        ACT_SWISH "DL_ACT_SWISH"
+        ACT_SOFTMAX "DL_ACT_SOFTMAX"
+    double GELU_C "DL_GELU_C"
+    double GELU_K "DL_GELU_K"
+    int dl_act_forward_f32(int act, float* y, const float* x, const float* b, Py_ssize_t n,
+                           Py_ssize_t d) nogil
+    int dl_act_backward_f32(int act, float* dx, const float* dy, const float* y,
+                            const float* x, Py_ssize_t m) nogil
 
 
 cdef inline int act_code(object name, str fn, double alpha) except -1:
@@ -46,13 +115,6 @@ cdef inline bint act_needs_input(int act) noexcept nogil:
 
 
 # gelu, tanh approximation: f(x) = x/2 (1 + tanh(c (x + k x^3))), c = sqrt(2/pi), k = 0.044715
-cdef extern from *:
-    """
-    #define DL_GELU_C 0.7978845608028654
-    #define DL_GELU_K 0.044715
-    """
-    double GELU_C "DL_GELU_C"
-    double GELU_K "DL_GELU_K"
 
 
 # f(v) per activation, inlined into the loops below (v already includes the bias)
@@ -182,6 +244,9 @@ cdef inline void act_forward_rows(int act, floating* y, const floating* x,
     """Y[i, j] := f(X[i, j] + bias[j]) over a row-major (n, d) block (bias (d,) or NULL);
     softmax is taken over each row. Y may be X."""
     cdef Py_ssize_t i
+    if floating is float:
+        if dl_act_forward_f32(act, y, x, bias, n, d):
+            return
     if act == ACT_SOFTMAX:
         for i in range(n):
             softmax_row(y + i * d, x + i * d, bias, d)
@@ -253,6 +318,9 @@ cdef inline void act_backward_rows(int act, floating* dx, const floating* dy,
                                    Py_ssize_t d, floating alpha) noexcept nogil:
     """dX := dY * f'(.) over a row-major (n, d) block (row-wise Jacobian for softmax)."""
     cdef Py_ssize_t i
+    if floating is float:
+        if dl_act_backward_f32(act, dx, dy, y, x, n * d):
+            return
     if act == ACT_SOFTMAX:
         for i in range(n):
             softmax_backward_row(dx + i * d, dy + i * d, y + i * d, d)

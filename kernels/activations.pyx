@@ -18,27 +18,35 @@ ACTIVATIONS = ("linear", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "softpl
                "swish", "softmax")
 
 
-def activation_forward(name, x, y, alpha=0.0):
-    """y := f(x)   x, y same shape (n, d) (any shape for element-wise f; softmax over the last
-    axis); y may be x (in place). alpha: slope of leaky_relu, scale of elu."""
+def activation_forward(name, x, y, alpha=0.0, bias=None):
+    """y := f(x + bias)   x, y same shape (n, d) (any shape for element-wise f; softmax over the
+    last axis); bias (d,) broadcast over rows, or None; y may be x (in place). alpha: slope of
+    leaky_relu, scale of elu."""
     fn = "activation_forward"
     cdef double al = check_finite_float(alpha, fn, "alpha")
     cdef int act = act_code(name, fn, al)
     cdef cnp.ndarray X = check_float_array(x, fn, "x", -1, False)
     cdef cnp.ndarray Y = check_float_array(y, fn, "y", -1, True)
+    cdef cnp.ndarray B = None
     check_same_dtype(Y, X, fn, "y", "x")
     check_shape(Y, (<object>X).shape, fn, "y", "(the shape of x)")
     check_no_overlap(Y, X, fn, "y", "x", True)
     cdef Py_ssize_t d = X.shape[X.ndim - 1]
     cdef Py_ssize_t n = (X.size // d) if d else 0
+    if bias is not None:
+        B = check_float_array(bias, fn, "bias", 1, False)
+        check_same_dtype(B, X, fn, "bias", "x")
+        check_shape(B, (d,), fn, "bias", "(the last dimension of x)")
+        check_no_overlap(Y, B, fn, "y", "bias", False)
+    cdef void* bp = cnp.PyArray_DATA(B) if B is not None else NULL
     if cnp.PyArray_TYPE(X) == cnp.NPY_FLOAT32:
         with nogil:
             act_forward_rows(act, <float*>cnp.PyArray_DATA(Y), <float*>cnp.PyArray_DATA(X),
-                             <float*>NULL, n, d, <float>al)
+                             <float*>bp, n, d, <float>al)
     else:
         with nogil:
             act_forward_rows(act, <double*>cnp.PyArray_DATA(Y), <double*>cnp.PyArray_DATA(X),
-                             <double*>NULL, n, d, al)
+                             <double*>bp, n, d, al)
     return y
 
 

@@ -217,3 +217,19 @@ def test_forward_random_shapes(n, d, name, f32, seed):
     y = np.empty_like(x)
     activation_forward(name, x, y, alpha)
     np.testing.assert_allclose(y, reference(name, x, alpha), **tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ACTIVATIONS)
+@pytest.mark.parametrize("shape", [(1, 1), (5, 9), (128, 512)])
+def test_forward_with_bias(dtype, name, shape):
+    # the fused y := f(x + bias) used after a GEMM
+    alpha = ALPHA.get(name, 0.0)
+    x = _inputs(shape, dtype, seed=31)
+    bias = np.random.default_rng(6).uniform(-1, 1, shape[1]).astype(dtype)
+    y = np.empty_like(x)
+    activation_forward(name, x, y, alpha, bias=bias)
+    # the reference adds the bias in the data type, as the kernel does
+    np.testing.assert_allclose(y, reference(name, x + bias, alpha), **tol(dtype))
+    activation_forward(name, x, x, alpha, bias=bias)      # in place
+    np.testing.assert_array_equal(x, y)

@@ -27,8 +27,8 @@ CASES = {
              lambda: dict(a=_a(N, DIN), x=_a(DIN), y=_a(N), trans=False, alpha=1.0, beta=0.0),
              {"y"}),
     "activation_forward": (
-        activation_forward, ["name", "x", "y", "alpha"],
-        lambda: dict(name="tanh", x=_a(N, DIN), y=_a(N, DIN), alpha=0.0), {"y"}),
+        activation_forward, ["name", "x", "y", "alpha", "bias"],
+        lambda: dict(name="tanh", x=_a(N, DIN), y=_a(N, DIN), alpha=0.0, bias=_a(DIN)), {"y"}),
     "activation_backward": (
         activation_backward, ["name", "y", "dy", "dx", "alpha", "x"],
         lambda: dict(name="gelu", y=_a(N, DIN), dy=_a(N, DIN), dx=_a(N, DIN), alpha=0.0,
@@ -216,6 +216,9 @@ def test_zero_dimensional_array():
     ("activation_forward", dict(name="leaky_relu", alpha=-0.1), ValueError, "alpha"),
     ("activation_forward", dict(alpha=float("inf")), ValueError, "alpha"),
     ("activation_backward", dict(x=None), ValueError, "x"),
+    ("activation_forward", dict(bias=_a(DIN + 1)), ValueError, "bias"),
+    ("activation_forward", dict(bias=_a(DIN, dtype=np.float64)), TypeError, "bias"),
+    ("activation_forward", dict(bias=_a(1, DIN)), ValueError, "bias"),
     ("dense_forward", dict(activation="softmaxx"), ValueError, "softmaxx"),
     ("dense_forward", dict(w=_a(DIN + 1, DOUT)), ValueError, "w"),
     ("dense_backward", dict(w=_a(DIN + 1, DOUT)), ValueError, "w"),
