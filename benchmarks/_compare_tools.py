@@ -323,7 +323,7 @@ class OrtRunner(Runner):
                  intra_op_threads=THREADS)
         return d
 
-    def load(self, batch, path):
+    def load(self, batch, path, fold=True):
         """Build the session from weights exported by the NumPy runner (``export``)."""
         w = dict(np.load(path))
         so = self.ort.SessionOptions()
@@ -331,7 +331,7 @@ class OrtRunner(Runner):
         so.inter_op_num_threads = 1
         so.graph_optimization_level = self.ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.models[batch] = self.ort.InferenceSession(
-            build_onnx(w).SerializeToString(), so, providers=["CPUExecutionProvider"])
+            build_onnx(w, fold).SerializeToString(), so, providers=["CPUExecutionProvider"])
 
     def evaluate(self, batch):
         p = self.predict(batch, np.multiply(self.xt, np.float32(1 / 255), dtype=np.float32))
@@ -341,8 +341,13 @@ class OrtRunner(Runner):
         return self.model(batch).run(None, {"x": x})[0]
 
 
-def build_onnx(w):
-    """ONNX graph: (Gemm -> Relu -> BatchNormalization) per hidden layer, Gemm, Softmax."""
+def build_onnx(w, fold=True):
+    """ONNX graph of the eval-mode network, softmax at the end.
+
+    ``fold``: Gemm -> Relu per hidden layer with each batch norm folded into the next Gemm
+    (the smallest graph, what the NumPy reference runs too); else Gemm -> Relu ->
+    BatchNormalization per hidden layer as the model is written.
+    """
     from onnx import TensorProto, helper, numpy_helper
 
     nodes, inits = [], []
@@ -352,7 +357,13 @@ def build_onnx(w):
         inits.append(numpy_helper.from_array(np.ascontiguousarray(arr, np.float32), name))
 
     prev = "x"
-    for i in range(len(HIDDEN)):
+    for i in range(len(HIDDEN) if fold else 0):
+        init(f"w{i}", w[f"folded_w{i}"])
+        init(f"b{i}", w[f"folded_b{i}"])
+        nodes.append(helper.make_node("Gemm", [prev, f"w{i}", f"b{i}"], [f"z{i}"]))
+        nodes.append(helper.make_node("Relu", [f"z{i}"], [f"a{i}"]))
+        prev = f"a{i}"
+    for i in range(0 if fold else len(HIDDEN)):
         for k in ("w", "b", "gamma", "beta", "mean", "var"):
             init(f"{k}{i}", w[f"{k}{i}"])
         nodes.append(helper.make_node("Gemm", [prev, f"w{i}", f"b{i}"], [f"z{i}"]))
@@ -361,8 +372,8 @@ def build_onnx(w):
                                       [f"r{i}", f"gamma{i}", f"beta{i}", f"mean{i}", f"var{i}"],
                                       [f"a{i}"], epsilon=eps))
         prev = f"a{i}"
-    init("w_out", w["w_out"])
-    init("b_out", w["b_out"])
+    init("w_out", w[f"folded_w{len(HIDDEN)}"] if fold else w["w_out"])
+    init("b_out", w[f"folded_b{len(HIDDEN)}"] if fold else w["b_out"])
     nodes.append(helper.make_node("Gemm", [prev, "w_out", "b_out"], ["logits"]))
     nodes.append(helper.make_node("Softmax", ["logits"], ["prob"], axis=1))
     graph = helper.make_graph(
@@ -423,7 +434,7 @@ def handle(runner, msg, xt):
         runner.export(msg["batch"], msg["path"])
         return {}
     if cmd == "load":
-        runner.load(msg["batch"], msg["path"])
+        runner.load(msg["batch"], msg["path"], msg.get("fold", True))
         return {}
     if cmd == "gemm":
         return {"gemms": runner.gemm(msg["batch"], msg.get("repeats", 50))}

@@ -342,7 +342,9 @@ class NumpyMLP:
         return loss / x.shape[0], correct / x.shape[0]
 
     def export(self):
-        """Unfolded eval-mode parameters as a dict of float32 arrays (for the ONNX graph)."""
+        """Eval-mode parameters as a dict of float32 arrays (for the ONNX graph): per hidden
+        layer ``w{i} b{i} gamma{i} beta{i} mean{i} var{i}``, then ``w_out b_out bn_eps``, and
+        the inference weights with the batch norms folded in, ``folded_w{i} folded_b{i}``."""
         out = {}
         for i in range(len(self.hidden)):
             w, b, gamma, beta = self.layer(i)
@@ -355,6 +357,8 @@ class NumpyMLP:
         w, b = self.layer(len(self.hidden))
         out["w_out"], out["b_out"] = w.copy(), b.copy()
         out["bn_eps"] = np.array(self.bn_eps, F32)
+        for i, (w, b) in enumerate(self.folded()):      # batch norms folded (see folded())
+            out[f"folded_w{i}"], out[f"folded_b{i}"] = w.copy(), b.copy()
         return out
 
 
