@@ -415,7 +415,7 @@ class Elaborator:
             value = self.evaluate(prog.version, "the format version")
         except _Bad:
             return
-        if value != T.FORMAT_VERSION or isinstance(value, (bool, float)) and value != int(value):
+        if isinstance(value, bool) or not isinstance(value, int) or value != T.FORMAT_VERSION:
             self.r.error(prog.version.pos, f"unsupported format version {show(value)}: this dlrun "
                          f"reads 'dlrun {T.FORMAT_VERSION}'")
 
@@ -611,6 +611,11 @@ class Elaborator:
                 raise _Bad
             if kw == "regularize":
                 return self.regularize(stmt)
+            if kw == "train" and any(a.key is None and isinstance(a.value, Str) for a in stmt.args):
+                self.r.error(stmt.keyword_pos, "'train \"FILE\"' names a data file: put it inside a "
+                             "data { ... } block; at the model level 'train' takes settings such as "
+                             "epochs=10 batch=32")
+                raise _Bad
             if kw == "train":
                 p = self.bind("'train'", T.TRAIN, stmt.args, npos=0, where=stmt.keyword_pos, flags=True)
                 return ir.Train(p["epochs"], p["batch"], p["seed"], p["shuffle"], p["dtype"],
@@ -766,6 +771,12 @@ class Elaborator:
     def source(self, item: Statement, fraction_ok: bool):
         kw = item.keyword
         pos_args = [a for a in item.args if a.key is None]
+        settings = [a for a in item.args if a.key in {p.name for p in T.TRAIN}]
+        if kw == "train" and settings and not pos_args:
+            self.r.error(settings[0].key_pos, "training settings such as "
+                         f"'{settings[0].key}=' belong in a 'train' statement at the model level, "
+                         "not inside data { ... }")
+            raise _Bad
         if fraction_ok and pos_args and not isinstance(pos_args[0].value, Str):
             try:
                 value = self.evaluate(pos_args[0].value, f"the {kw} fraction")
@@ -1047,6 +1058,14 @@ def check_program(program: Program, r: Reporter, path: str | None) -> ir.Model |
         r.error(program.name_pos, f"model '{program.name}' has no '{what}' statement "
                 f"(add e.g. '{example}')")
     parts = {k: v for k, v in parts.items() if v is not None}
+    seen_names: dict[str, ir.Layer] = {}
+    for layer in layers:
+        if layer.name is None:
+            continue
+        first = seen_names.setdefault(layer.name, layer)
+        if first is not layer and first.pos != layer.pos:
+            r.error(layer.pos, f"layer name '{layer.name}' is used twice (also on line {first.pos.line}); "
+                    "'repeat' numbers its names: 'as h' becomes h_1, h_2, ...")
     typed = check_semantics(parts, r, program.name_pos, shapes=el.failed_layers == 0,
                             input_written=has_input)
     if r.errors:
