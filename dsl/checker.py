@@ -114,6 +114,7 @@ class Elaborator:
         self.layer_names: dict[str, Pos] = {}
         self.n_layers = 0
         self.failed_layers = 0  # layers that did not elaborate: shapes are not inferred then
+        self.duplicate_names: set[str] = set()  # 'as NAME' given twice (already reported)
 
     # ------------------------------------------------------------------ expressions
     def evaluate(self, expr, what: str):
@@ -592,6 +593,7 @@ class Elaborator:
             return None
         name = stmt.alias
         if name in self.layer_names:
+            self.duplicate_names.add(name)
             self.r.error(stmt.alias_pos, f"layer name '{name}' is already used on line "
                          f"{self.layer_names[name].line}")
         else:
@@ -1060,7 +1062,7 @@ def check_program(program: Program, r: Reporter, path: str | None) -> ir.Model |
     parts = {k: v for k, v in parts.items() if v is not None}
     seen_names: dict[str, ir.Layer] = {}
     for layer in layers:
-        if layer.name is None:
+        if layer.name is None or layer.name in el.duplicate_names:
             continue
         first = seen_names.setdefault(layer.name, layer)
         if first is not layer and first.pos != layer.pos:
