@@ -305,8 +305,37 @@ def describe_error(err, text: str) -> tuple[Pos, str]:
         return pos, (f"unexpected '='{after}: a setting is written name=value "
                      "with a name before '='")
     if set(expected) <= {"_NL", "$END"} and "$END" in expected:
-        return pos, f"expected the end of the file after the model block, found {found} (one model per file)"
+        closed = _model_close(text)
+        where = f"; the model block was closed by the '}}' on line {closed[0]}, column {closed[1]}" \
+            if closed else ""
+        return pos, f"expected the end of the file after the model block, found {found} (one model per file{where})"
+    if token.type == "LBRACE" and "LBRACE" not in expected:
+        return pos, "unexpected '{': a block's '{' goes at the end of the line of its statement, e.g. 'repeat 2 {'"
+    if token.type == "_NL" and "LBRACE" in expected and prev is not None and "NAME" not in expected:
+        return pos, f"expected '{{'{after}, found the end of the line (a block's '{{' goes on the same line)"
+    if {"NAME", "RBRACE"} <= expected and _at_line_start(text, pos):
+        return pos, f"expected a statement (such as 'dense 10') or '}}', found {found}"
     return pos, f"expected {_expected_words(expected)}{after}, found {found}"
+
+
+def _at_line_start(text: str, pos: Pos) -> bool:
+    lines = text.split("\n")
+    return 0 < pos.line <= len(lines) and not lines[pos.line - 1][: pos.col - 1].strip()
+
+
+def _model_close(text: str):
+    """(line, col) of the '}' that closes the first block of the file, or None."""
+    depth = 0
+    for lineno, src in enumerate(text.split("\n"), 1):
+        code = _STRING_OR_COMMENT.sub(lambda m: "" if m.group().startswith("#") else " " * len(m.group()), src)
+        for col, ch in enumerate(code, 1):
+            if ch == "{":
+                depth += 1
+            elif ch == "}":
+                depth -= 1
+                if depth == 0:
+                    return lineno, col
+    return None
 
 
 def _unclosed_brace(text: str):
