@@ -454,8 +454,8 @@ cdef int _check_disjoint(str fn, str name, object a, str other, object b) except
 
 
 cdef double _real(str fn, str name, object value) except? -1.0:
-    # numbers only: a string that happens to parse is still a wrong call
-    if isinstance(value, (str, bytes)):
+    # numbers only: a string that happens to parse, or a bool, is still a wrong call
+    if isinstance(value, (str, bytes, bool, np.bool_)):
         raise TypeError(f"{fn}: {name}: expected a real number, got {value!r}")
     try:
         return float(value)

@@ -19,7 +19,7 @@ import operator
 import numpy as np
 
 from cython cimport floating
-from libc.math cimport sqrt, sqrtf, fabs, isfinite, isinf, isnan, pow
+from libc.math cimport sqrt, sqrtf, fabs, isfinite, isinf, pow
 
 cnp.import_array()
 
@@ -246,10 +246,8 @@ cdef int _check_disjoint(str fn, list names, list arrays) except -1:
 
 
 cdef double _real(str fn, str name, object value) except? -1.0:
-    # numbers only: a string that happens to parse is still a wrong call
-    if isinstance(value, (str, bytes)):
-        raise TypeError(f"{fn}: {name}: expected a real number, got {value!r}")
-    if isinstance(value, (bool, np.bool_)):
+    # numbers only: a string that happens to parse, or a bool, is still a wrong call
+    if isinstance(value, (str, bytes, bool, np.bool_)):
         raise TypeError(f"{fn}: {name}: expected a real number, got {value!r}")
     try:
         return float(value)
@@ -290,6 +288,8 @@ def sgd_update(p, g, velocity, lr, momentum=0.0, nesterov=False, l1=0.0, l2=0.0)
     cdef double lr_ = _nonneg(fn, "lr", lr)
     cdef double mu = _unit(fn, "momentum", momentum, True)
     cdef double l1_ = _nonneg(fn, "l1", l1), l2_ = _nonneg(fn, "l2", l2)
+    if not isinstance(nesterov, (bool, np.bool_)) and nesterov not in (0, 1):
+        raise TypeError(f"{fn}: nesterov: expected True or False, got {nesterov!r}")
     cdef bint nest = bool(nesterov)
     if nest and mu == 0.0:
         raise ValueError(f"{fn}: nesterov=True requires momentum > 0, got momentum={mu}")

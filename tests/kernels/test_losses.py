@@ -408,7 +408,8 @@ BAD_XENT = [
     ("ls negative", dict(label_smoothing=-0.1), ValueError, r"label_smoothing: expected a value in \[0, 1\], got -0\.1"),
     ("ls > 1", dict(label_smoothing=1.5), ValueError, r"label_smoothing: expected a value in \[0, 1\]"),
     ("ls NaN", dict(label_smoothing=float("nan")), ValueError, r"label_smoothing: .*nan"),
-    ("ls string", dict(label_smoothing="0.1x"), TypeError, r"label_smoothing: expected a real number"),
+    ("ls string", dict(label_smoothing="0.1"), TypeError, r"label_smoothing: expected a real number, got '0\.1'"),
+    ("ls bool", dict(label_smoothing=True), TypeError, r"label_smoothing: expected a real number, got True"),
 ]
 
 

@@ -371,6 +371,8 @@ def test_overlapping_arrays_rejected(fn):
     [
         ("sgd_update", dict(velocity=None), ValueError, r"velocity: required when momentum > 0"),
         ("sgd_update", dict(momentum=0.0, nesterov=True), ValueError, r"nesterov=True requires momentum > 0"),
+        ("sgd_update", dict(nesterov="yes"), TypeError, r"nesterov: expected True or False, got 'yes'"),
+        ("sgd_update", dict(momentum=True), TypeError, r"momentum: expected a real number, got True"),
         ("sgd_update", dict(momentum=-0.5), ValueError, r"momentum: expected a number in \[0, 1\], got -0\.5"),
         ("sgd_update", dict(momentum=1.5), ValueError, r"momentum: expected a number in \[0, 1\]"),
         ("sgd_update", dict(momentum=float("nan")), ValueError, r"momentum: .*nan"),
