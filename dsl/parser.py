@@ -309,7 +309,7 @@ def describe_error(err, text: str) -> tuple[Pos, str]:
         where = f"; the model block was closed by the '}}' on line {closed[0]}, column {closed[1]}" \
             if closed else ""
         return pos, f"expected the end of the file after the model block, found {found} (one model per file{where})"
-    if token.type == "LBRACE" and "LBRACE" not in expected:
+    if token.type == "LBRACE" and "LBRACE" not in expected and _at_line_start(text, pos):
         return pos, "unexpected '{': a block's '{' goes at the end of the line of its statement, e.g. 'repeat 2 {'"
     if token.type == "_NL" and "LBRACE" in expected and prev is not None and "NAME" not in expected:
         return pos, f"expected '{{'{after}, found the end of the line (a block's '{{' goes on the same line)"
