@@ -42,7 +42,7 @@ def add_arguments(name, parser):
         parser.add_argument("--batch-size", type=int, default=4, metavar="N", help="random samples (default 4)")
         parser.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the random batch and weights")
         parser.add_argument("--entries", type=int, default=24, metavar="N",
-                            help="entries compared per tensor (default 24; all for smaller tensors)")
+                            help="entries compared per tensor, chosen at random (default 24; 0 = every entry)")
         parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
 
 
@@ -303,10 +303,11 @@ def _csv_cell(v) -> str:
 def _gradcheck(args) -> int:
     import json
 
-    _positive(args.batch_size, "--batch-size")
-    _positive(args.entries, "--entries")
     from dlrun.errors import UsageError
 
+    _positive(args.batch_size, "--batch-size")
+    if args.entries < 0:
+        raise UsageError(f"--entries must be >= 0 (0 = every entry), got {args.entries}")
     if args.seed < 0:
         raise UsageError(f"--seed must be >= 0, got {args.seed}")
     model_ir = _load_ir(args.model)

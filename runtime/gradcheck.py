@@ -83,7 +83,8 @@ def _targets(net, n, rng):
 
 
 def check_network(model_ir, batch: int = 4, seed: int = 0, max_entries: int = 24):
-    """Compare analytic and numerical gradients of every parameter tensor of the model.
+    """Compare analytic and numerical gradients of every parameter tensor of the model
+    (``max_entries`` random entries per tensor; 0 or None compares every entry).
 
     Returns a list of ``TensorCheck``. Each compared entry tries the steps ``STEPS`` in
     turn and keeps the first within tolerance (a smaller step steps back from a ReLU kink
@@ -113,7 +114,7 @@ def check_network(model_ir, batch: int = 4, seed: int = 0, max_entries: int = 24
         entry = net.store.entries[(layer.key, name)]
         a_all = analytic[entry.offset:entry.offset + entry.size]
         scale = float(np.abs(a_all).max()) if a_all.size else 0.0
-        if pflat.size <= max_entries:
+        if not max_entries or pflat.size <= max_entries:
             picks = np.arange(pflat.size)
         else:
             picks = np.sort(rng.choice(pflat.size, max_entries, replace=False))

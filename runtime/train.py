@@ -146,6 +146,24 @@ def evaluate(net, dataset, preprocessor, batch_size=256) -> dict:
     return {"loss": total / n, **acc.result()}
 
 
+def first_nonfinite(net, x) -> str | None:
+    """Where non-finite values first appear: a parameter, the input batch, or the output
+    of a layer when ``x`` is run through the network again (for error messages)."""
+    for layer in net.compute:
+        for name, p in layer.params.items():
+            if not np.isfinite(p).all():
+                return f"{layer.describe()}, parameter '{name}'"
+    if not np.isfinite(x).all():
+        return "the input batch (after preprocessing)"
+    h = x
+    with np.errstate(all="ignore"):
+        for layer in net.body:
+            h = layer.forward(h, False)
+            if not np.isfinite(h).all():
+                return f"{layer.describe()}, output"
+    return None
+
+
 class EarlyStopping:
     """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs."""
 
@@ -247,13 +265,20 @@ class Trainer:
                 grad = grad_buf[:m]
                 loss = loss_fn(out, y, grad)
                 if not math.isfinite(loss):
+                    where = first_nonfinite(net, x)
                     raise TrainingError(
-                        f"epoch {epoch}, batch {b + 1}/{batches}: the loss is {loss}; "
+                        f"epoch {epoch}, batch {b + 1}/{batches}: the loss is {loss}"
+                        f"{'; first non-finite values: ' + where if where else ''}; "
                         f"lower the learning rate (lr={opt.lr:g}) or check the data")
                 total += loss * m
                 acc.update(out, y)
                 backward(grad)
                 step()
+                if opt.last_grad_norm is not None and not math.isfinite(opt.last_grad_norm):
+                    # the clipping pass computes the norm anyway: a free check of every gradient
+                    raise TrainingError(
+                        f"epoch {epoch}, batch {b + 1}/{batches}: the gradient norm is "
+                        f"{opt.last_grad_norm}; lower the learning rate (lr={opt.lr:g}) or check the data")
                 if self.progress:
                     self.progress.batch(b + 1, total / min((b + 1) * bs, n))
             metrics = {"loss": total / n, **acc.result()}
