@@ -9,14 +9,12 @@ copies tabs from the source line so that it stays aligned in any terminal.
 """
 from __future__ import annotations
 
-import difflib
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from dlrun.dsl.ir import NOWHERE, Pos
 
 
-@dataclass(frozen=True)
-class Diagnostic:
+class Diagnostic(NamedTuple):
     """One problem found in a model file.
 
     ``severity`` is 'error' or 'warning'; ``line``/``col`` are 1-based (0 when the problem
@@ -57,6 +55,10 @@ class Diagnostic:
 
     def __str__(self) -> str:
         return self.format()
+
+    def __repr__(self) -> str:
+        return (f"Diagnostic({self.severity!r}, {self.message!r}, {self.path!r}, "
+                f"{self.line}, {self.col})")
 
 
 class Reporter:
@@ -108,6 +110,8 @@ def sort_diagnostics(diags) -> list[Diagnostic]:
 
 def suggest(word: str, known, *, show_known: bool = True, limit: int = 12) -> str:
     """' (did you mean 'relu'? known: linear, relu, ...)' for an unknown name."""
+    import difflib
+
     known = list(known)
     parts = []
     close = difflib.get_close_matches(word, known, n=1, cutoff=0.6) if word else []

@@ -17,14 +17,12 @@ Parameter types:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 REQUIRED = object()  # default of a parameter that must be given
 
 
-@dataclass(frozen=True)
-class Param:
+class Param(NamedTuple):
     """One parameter: ``name``, ``type``, ``default`` (``REQUIRED`` if it must be given),
     an optional range ``lo``..``hi`` (``lo_open``/``hi_open`` make an end exclusive),
     ``choices`` for names, ``nullable`` when None is a meaningful default, and ``doc``."""
