@@ -6,7 +6,7 @@
 # name (dlrun.kernels.X) differs from the source folder name (kernels/X).
 cimport numpy as cnp
 from cython cimport floating
-from libc.math cimport exp, expf, expm1, expm1f, log1p, log1pf, tanh, tanhf
+from libc.math cimport exp, expm1, log1p, tanh
 from libc.math cimport sqrt, sqrtf, fabs, fabsf
 from libc.limits cimport INT_MAX
 
@@ -67,6 +67,52 @@ cdef extern from *:
         return p * x / q;
     }
 
+    /* log(w) for w in [1, 2], branch-free: Cephes' logf polynomial after reducing w to
+       [sqrt(1/2), sqrt(2)) (w > sqrt(2): w / 2, plus ln 2 in two parts). */
+    static inline float dl_log12f(float w) {
+        /* reduce to m in [sqrt(1/2), sqrt(2)): w > sqrt(2) -> m = w / 2, k = 1 */
+        float big = w > 1.41421356237f ? 1.0f : 0.0f;
+        float m = big > 0.0f ? 0.5f * w : w;
+        float x = m - 1.0f;
+        float z = x * x;
+        float y = 7.0376836292e-2f;
+        y = y * x - 1.1514610310e-1f;
+        y = y * x + 1.1676998740e-1f;
+        y = y * x - 1.2420140846e-1f;
+        y = y * x + 1.4249322787e-1f;
+        y = y * x - 1.6668057665e-1f;
+        y = y * x + 2.0000714765e-1f;
+        y = y * x - 2.4999993993e-1f;
+        y = y * x + 3.3333331174e-1f;
+        y = y * x * z;
+        y = y - 2.12194440e-4f * big;
+        y = y - 0.5f * z;
+        return x + y + 0.693359375f * big;
+    }
+    /* log(1 + u) for u in [0, 1], full relative precision for tiny u: Goldberg's
+       compensation log(w) * u / (w - 1) with w = 1 + u rounded. Max error ~2e-7 relative. */
+    static inline float dl_log1pf01(float u) {
+        float w = 1.0f + u;
+        float d = w - 1.0f;
+        float r = dl_log12f(w) * (u / (d == 0.0f ? 1.0f : d));
+        return d == 0.0f ? u : r;
+    }
+    /* e^a - 1 in float32, branch-free, full relative precision near 0 (Taylor series to a^7
+       for |a| < 0.25, where it is exact to float precision; e^a - 1 outside). Max error
+       ~3e-7 relative. Saturates like dl_expf for a > 88. */
+    static inline float dl_expm1f(float a) {
+        float p = 1.0f / 5040.0f;
+        p = p * a + 1.0f / 720.0f;
+        p = p * a + 1.0f / 120.0f;
+        p = p * a + 1.0f / 24.0f;
+        p = p * a + 1.0f / 6.0f;
+        p = p * a + 0.5f;
+        p = p * a * a + a;
+        float e = dl_expf(a) - 1.0f;
+        float aa = a < 0.0f ? -a : a;
+        return aa < 0.25f ? p : e;
+    }
+
     /* GCC function multi-versioning: a function marked DL_CLONES is compiled for x86-64-v4
        (AVX-512), x86-64-v3 (AVX2 + FMA) and the baseline, and the loader picks the best one
        the CPU supports. Elsewhere it is an ordinary function. */
@@ -79,6 +125,8 @@ cdef extern from *:
     """
     float dl_expf(float x) nogil
     float dl_tanhf(float x) nogil
+    float dl_expm1f(float x) nogil
+    float dl_log1pf01(float x) nogil
 
 
 # ---- maths on the fused type ---------------------------------------------------------------
@@ -99,15 +147,17 @@ cdef inline floating f_tanh(floating x) noexcept nogil:
 
 
 cdef inline floating f_expm1(floating x) noexcept nogil:
+    """e^x - 1 (float32: the vectorisable dl_expm1f; float64: libm)."""
     if floating is float:
-        return expm1f(x)
+        return dl_expm1f(x)
     else:
         return expm1(x)
 
 
-cdef inline floating f_log1p(floating x) noexcept nogil:
+cdef inline floating f_log1p_unit(floating x) noexcept nogil:
+    """log(1 + x) for x in [0, 1] only (float32: the vectorisable dl_log1pf01; float64: libm)."""
     if floating is float:
-        return log1pf(x)
+        return dl_log1pf01(x)
     else:
         return log1p(x)
 

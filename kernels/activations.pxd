@@ -6,7 +6,7 @@
 # branch-free and GCC vectorises it (float32 uses the vectorisable dl_expf / dl_tanhf).
 from cython cimport floating
 from libc.math cimport INFINITY
-from _common cimport f_exp, f_tanh, f_expm1, f_log1p, f_abs
+from _common cimport f_exp, f_tanh, f_expm1, f_log1p_unit, f_abs
 
 cdef extern from *:
     """
@@ -46,10 +46,14 @@ cdef extern from *:
             }                                                                         \
         }
     #define DL_SWISHF(v) ((v) * dl_sigmoidf(v))
+    #define DL_SOFTPLUSF(v) (((v) > 0.0f ? (v) : 0.0f) + dl_log1pf01(dl_expf((v) > 0.0f ? -(v) : (v))))
+    #define DL_ELUF(v) ((v) > 0.0f ? (v) : alpha * dl_expm1f(v))
 
     DL_CLONES static int dl_act_forward_f32(int act, float* y, const float* x, const float* b,
-                                            Py_ssize_t n, Py_ssize_t d) {
+                                            Py_ssize_t n, Py_ssize_t d, float alpha) {
         switch (act) {
+        case DL_ACT_ELU: DL_FWD_LOOP(DL_ELUF) return 1;
+        case DL_ACT_SOFTPLUS: DL_FWD_LOOP(DL_SOFTPLUSF) return 1;
         case DL_ACT_SIGMOID: DL_FWD_LOOP(dl_sigmoidf) return 1;
         case DL_ACT_TANH: DL_FWD_LOOP(dl_tanhf) return 1;
         case DL_ACT_GELU: DL_FWD_LOOP(dl_geluf) return 1;
@@ -58,13 +62,14 @@ cdef extern from *:
         }
     }
 
-    /* dx := dy * f'(.) for float32: from x for gelu and swish, from y for sigmoid and tanh. */
+    /* dx := dy * f'(.) for float32: from x for gelu and swish, from y for the others. */
     DL_CLONES static int dl_act_backward_f32(int act, float* dx, const float* dy,
                                              const float* y, const float* x, Py_ssize_t m) {
         Py_ssize_t j;
         switch (act) {
         case DL_ACT_SIGMOID: for (j = 0; j < m; j++) dx[j] = dy[j] * y[j] * (1.0f - y[j]); return 1;
         case DL_ACT_TANH: for (j = 0; j < m; j++) dx[j] = dy[j] * (1.0f - y[j] * y[j]); return 1;
+        case DL_ACT_SOFTPLUS: for (j = 0; j < m; j++) dx[j] = -dy[j] * dl_expm1f(-y[j]); return 1;
         case DL_ACT_GELU: for (j = 0; j < m; j++) dx[j] = dy[j] * dl_gelu_gradf(x[j]); return 1;
         case DL_ACT_SWISH: for (j = 0; j < m; j++) dx[j] = dy[j] * dl_swish_gradf(x[j]); return 1;
         default: return 0;
@@ -85,7 +90,7 @@ cdef extern from *:
     double GELU_C "DL_GELU_C"
     double GELU_K "DL_GELU_K"
     int dl_act_forward_f32(int act, float* y, const float* x, const float* b, Py_ssize_t n,
-                           Py_ssize_t d) nogil
+                           Py_ssize_t d, float alpha) nogil
     int dl_act_backward_f32(int act, float* dx, const float* dy, const float* y,
                             const float* x, Py_ssize_t m) nogil
 
@@ -135,7 +140,7 @@ cdef inline floating _sigmoid(floating v) noexcept nogil:
 
 cdef inline floating _softplus(floating v) noexcept nogil:
     # log(1 + e^v) = max(v, 0) + log1p(e^-|v|): no overflow for large |v|
-    return (v if v > 0 else 0) + f_log1p(f_exp(-f_abs(v)))
+    return (v if v > 0 else 0) + f_log1p_unit(f_exp(-f_abs(v)))
 
 cdef inline floating _gelu(floating v) noexcept nogil:
     cdef floating c = <floating>GELU_C, k = <floating>GELU_K
@@ -245,7 +250,7 @@ cdef inline void act_forward_rows(int act, floating* y, const floating* x,
     softmax is taken over each row. Y may be X."""
     cdef Py_ssize_t i
     if floating is float:
-        if dl_act_forward_f32(act, y, x, bias, n, d):
+        if dl_act_forward_f32(act, y, x, bias, n, d, alpha):
             return
     if act == ACT_SOFTMAX:
         for i in range(n):
@@ -263,21 +268,27 @@ cdef inline void act_backward_span(int act, floating* dx, const floating* dy,
     """dx[j] := dy[j] f'(x[j]), f' read from the saved output y[j] (from x[j] for gelu and
     swish, where x must not be NULL). dx may be dy, y or x. Not softmax."""
     cdef Py_ssize_t j
-    cdef floating v, s, t, u
+    cdef floating v, s, t, u, g
     cdef floating c = <floating>GELU_C, k = <floating>GELU_K
     if act == ACT_LINEAR:
         for j in range(m):
             dx[j] = dy[j]
+    # loads into temporaries first: a load inside one arm of a conditional blocks GCC's
+    # if-conversion, and the loop then runs scalar with unpredictable branches
     elif act == ACT_RELU:
         for j in range(m):
-            dx[j] = dy[j] if y[j] > 0 else 0
+            g = dy[j]
+            dx[j] = g if y[j] > 0 else 0
     elif act == ACT_LEAKY_RELU:
         for j in range(m):
-            dx[j] = dy[j] if y[j] > 0 else alpha * dy[j]
+            g = dy[j]
+            dx[j] = g if y[j] > 0 else alpha * g
     elif act == ACT_ELU:
         # x <= 0: y = alpha (e^x - 1), so f'(x) = alpha e^x = y + alpha
         for j in range(m):
-            dx[j] = dy[j] if y[j] > 0 else dy[j] * (y[j] + alpha)
+            g = dy[j]
+            u = y[j]
+            dx[j] = g if u > 0 else g * (u + alpha)
     elif act == ACT_SIGMOID:
         for j in range(m):
             dx[j] = dy[j] * y[j] * (1 - y[j])
