@@ -1154,8 +1154,22 @@ def check_model(model: ir.Model, text: str | None = None) -> tuple[ir.Model, lis
         own = {p.name for p in T.OPTIMIZERS[model.optimizer.name]}
         _validate_params(f"optimizer '{model.optimizer.name}'", T.OPTIMIZERS[model.optimizer.name],
                          {k: v for k, v in model.optimizer.params.items() if k in own}, r, model.optimizer.pos)
-    if model.train.dtype not in T.DTYPES:
-        r.error(model.train.pos, f"unknown dtype {model.train.dtype!r} (known: {', '.join(T.DTYPES)})")
+    tr = model.train
+    _validate_params("'train'", T.TRAIN, {"epochs": tr.epochs, "batch": tr.batch_size, "seed": tr.seed,
+                                          "shuffle": tr.shuffle, "dtype": tr.dtype, "metrics": tuple(tr.metrics)},
+                     r, tr.pos)
+    for m in tr.metrics:
+        if m not in T.METRICS:
+            r.error(tr.pos, f"unknown metric {m!r}" + suggest(str(m), T.METRICS))
+    es = model.early_stopping
+    if es is not None:
+        _validate_params("'early_stopping'", T.EARLY_STOPPING,
+                         {"monitor": es.monitor, "mode": es.mode, "patience": es.patience,
+                          "min_delta": es.min_delta, "restore_best": es.restore_best}, r, es.pos)
+        if es.mode == "auto":
+            r.error(es.pos, "early_stopping mode must be resolved to 'min' or 'max' in the IR")
+    reg = model.regularize
+    _validate_params("'regularize'", T.REGULARIZE, {"l1": reg.l1, "l2": reg.l2}, r, reg.pos)
     if r.errors:
         raise DslError(r.errors)
     parts = {"layers": layers, "loss": model.loss, "train": model.train,

@@ -173,3 +173,18 @@ def test_check_function_is_not_shadowed_by_a_module():
     import dlrun.dsl.checker  # noqa: F401
     parse(model_text("  input 4\n  dense 3\n"))
     assert callable(dlrun.dsl.check)
+
+
+def test_check_validates_settings_of_python_ir():
+    m = base_model()
+    with pytest.raises(DslError, match="epochs"):
+        check(dataclasses.replace(m, train=ir.Train(epochs=0)))
+    with pytest.raises(DslError, match="dtype"):
+        check(dataclasses.replace(m, train=ir.Train(dtype="float16")))
+    with pytest.raises(DslError, match="unknown metric"):
+        check(dataclasses.replace(m, train=ir.Train(metrics=("acc",))))
+    with pytest.raises(DslError, match="patience"):
+        check(dataclasses.replace(m, early_stopping=ir.EarlyStopping(monitor="loss", patience=-1)))
+    with pytest.raises(DslError, match="l2"):
+        check(dataclasses.replace(m, regularize=ir.Regularize(l2=-1.0)))
+    assert check(dataclasses.replace(m, early_stopping=ir.EarlyStopping(monitor="loss"))) == []
