@@ -173,7 +173,7 @@ class Network:
         mapping = {}
         for layer in self.layers:
             twin = copy.copy(layer)
-            twin._buffers = {}
+            twin.release_buffers()
             mapping[id(layer)] = twin
         remap = lambda seq: [mapping[id(l)] for l in seq]
         clone.layers = remap(self.layers)

@@ -191,7 +191,8 @@ class EarlyStopping:
             self.best, self.best_epoch, self.wait = value, epoch, 0
             return False
         self.wait += 1
-        return self.wait > self.patience
+        # as Keras and Lightning: stop after ``patience`` epochs in a row without improvement
+        return self.wait >= self.patience
 
 
 class Trainer:

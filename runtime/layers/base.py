@@ -70,6 +70,7 @@ class Layer:
         # False for layers below which nothing has parameters: no input gradient needed.
         self.need_dx = True
         self._buffers: dict[str, np.ndarray] = {}
+        self._views: dict[str, tuple] = {}  # name -> (n, buf[:n]) of the last call
 
     # -- description -------------------------------------------------------------------
     def describe(self) -> str:
@@ -99,7 +100,7 @@ class Layer:
             p, g = alloc(spec.name, spec.shape)
             self.params[spec.name] = p
             self.grads[spec.name] = g
-        self._buffers.clear()
+        self.release_buffers()
         self.init_params(rng)
         self.init_state()
 
@@ -122,11 +123,17 @@ class Layer:
         Capacity only grows (to the largest batch seen), so steady-state training and
         inference allocate nothing.
         """
+        hit = self._views.get(name)
+        if hit is not None and hit[0] == n:  # the common case: same batch size as last time
+            return hit[1]
         buf = self._buffers.get(name)
         if buf is None or buf.shape[0] < n:
             buf = np.empty((n, features), dtype or self.dtype)
             self._buffers[name] = buf
-        return buf[:n]
+        view = buf[:n]
+        self._views[name] = (n, view)
+        return view
 
     def release_buffers(self):
-        self._buffers.clear()
+        self._buffers = {}
+        self._views = {}

@@ -80,7 +80,7 @@ def test_validation_and_early_stopping_restore_best():
     assert h.stopped_early and h.epochs_run < 200
     val = h.metric("val_loss")
     assert h.best_epoch == int(np.argmin(val)) + 1
-    assert h.epochs_run == h.best_epoch + 3  # patience 2: stops on the 3rd epoch without improvement
+    assert h.epochs_run == h.best_epoch + 2  # patience 2: stops after 2 epochs without improvement
     assert h.restored_best
     # the restored weights reproduce the best epoch's validation loss
     np.testing.assert_allclose(model.evaluate(x[150:], y[150:])["loss"], val[h.best_epoch - 1], rtol=1e-5)
