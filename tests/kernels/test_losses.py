@@ -180,6 +180,22 @@ def test_softmax_xent_extreme_logits(dtype):
     _check_xent(ls_loss, ls_grad, *xent_ref(z, y, 0.1), dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("k", [7, 8, 19])
+def test_softmax_xent_huge_logit_at_every_position(dtype, k):
+    # the row max must be found wherever it sits (unrolled body and tail), or exp overflows
+    z = np.full((k, k), -1000.0, dtype)
+    np.fill_diagonal(z, 1000.0)
+    y = (np.arange(k) + 1) % k                  # every row wrong by 2000
+    grad = np.empty_like(z)
+    loss = K.softmax_cross_entropy(z, y, grad)
+    assert np.isfinite(loss) and np.all(np.isfinite(grad))
+    assert loss == pytest.approx(2000.0, rel=1e-6)
+    expected = np.eye(k)
+    expected[np.arange(k), y] = -1.0
+    np.testing.assert_allclose(grad, expected / k, atol=1e-7)
+
+
 def test_softmax_xent_minus_inf_logit_off_target():
     # a -inf logit off the target contributes probability 0 and no NaN
     z = np.array([[0.0, -np.inf, 1.0]])
