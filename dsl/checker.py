@@ -399,12 +399,12 @@ class Elaborator:
                 self.once(settings, item)
                 settings["data"] = (item, self.data_block(item))
             elif kw == "repeat":
-                layers.extend(self.repeat(item, ()))
+                layers.extend(self.repeat(item))
             elif kw in T.SETTINGS:
                 self.once(settings, item)
                 settings[kw] = (item, self.setting(item))
             elif self.is_layer(kw):
-                layer = self.layer(item, ())
+                layer = self.layer(item)
                 if layer is not None:
                     layers.append(layer)
             else:
@@ -431,14 +431,12 @@ class Elaborator:
 
     def unknown_statement(self, stmt: Statement, known):
         kw = stmt.keyword
-        where = {"train": "the model", "label": "a data block"}
         if kw in T.DATA and kw not in T.SETTINGS:
             self.r.error(stmt.keyword_pos, f"'{kw}' belongs inside the data {{ ... }} block")
         elif kw == "let":
             self.r.error(stmt.keyword_pos, "'let' is written 'let NAME = value'")
         else:
             self.r.error(stmt.keyword_pos, f"unknown statement '{kw}'" + suggest(kw, known))
-        del where
 
     def no_block(self, stmt: Statement):
         if stmt.block is not None:
@@ -479,7 +477,7 @@ class Elaborator:
         self.env[name] = value
         self.env_pos[name] = item.pos
 
-    def repeat(self, stmt: Statement, suffix: tuple) -> list:
+    def repeat(self, stmt: Statement) -> list:
         self.no_alias(stmt)
         self.no_call(stmt)
         count = None
@@ -522,9 +520,9 @@ class Elaborator:
         protos = []
         for kind, item in body:
             if kind == "repeat":
-                protos.append(("group", self.repeat(item, ())))
+                protos.append(("group", self.repeat(item)))
             else:
-                layer = self.layer(item, ())
+                layer = self.layer(item)
                 if layer is not None:
                     protos.append(("layer", layer))
         if count is None:
@@ -545,7 +543,7 @@ class Elaborator:
                     out.append(layer)
         return out
 
-    def layer(self, stmt: Statement, suffix) -> ir.Layer | None:
+    def layer(self, stmt: Statement) -> ir.Layer | None:
         kw = stmt.keyword
         self.no_block(stmt)
         try:
