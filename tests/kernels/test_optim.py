@@ -273,6 +273,9 @@ def test_clip_grad_norm_textbook_and_shapes():
     assert O.clip_grad_norm(single, 1.0) == pytest.approx(0.5)      # below the limit: untouched
     np.testing.assert_array_equal(single, [0.3, 0.4])
     assert O.clip_grad_norm([], 1.0) == 0.0
+    big = np.full(4, 10.0)
+    assert O.clip_grad_norm([big], float("inf")) == 20.0          # inf: measure only
+    np.testing.assert_array_equal(big, 10.0)
 
 
 def test_clip_grad_norm_float64_beyond_square_range():
