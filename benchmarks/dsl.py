@@ -39,7 +39,7 @@ def big_model(n_layers: int) -> str:
         "  dense width/2 + 32 elu(0.5) init=xavier",
         "  swish",
     ]
-    for i in range(n_layers - 2):
+    for i in range(n_layers - 3):  # + input, flatten and the output layer
         lines.append(kinds[i % len(kinds)] + (f" as layer{i}" if i % 3 == 0 else ""))
     lines += ["  dense 10 softmax", "  loss cross_entropy label_smoothing=0.1",
               "  optimizer adam lr=1e-3 clip_norm=1.0",

@@ -123,7 +123,8 @@ def write_atomic(path: str, text: str) -> None:
 
     from dlrun.errors import UsageError
 
-    folder = os.path.dirname(os.path.abspath(path))
+    path = os.path.realpath(path)  # through a symlink: rewrite its target, keep the link
+    folder = os.path.dirname(path)
     try:
         mode = os.stat(path).st_mode & 0o7777
         fd, tmp = tempfile.mkstemp(prefix=".fmt-", suffix=".net.tmp", dir=folder)

@@ -148,3 +148,11 @@ def test_check_does_not_import_numpy_or_kernels(good):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "HEAVY []" in r.stdout
+
+
+def test_fmt_write_through_symlink_keeps_the_link(good, tmp_path):
+    link = tmp_path / "link.net"
+    link.symlink_to(good)
+    r = dlrun("fmt", link, "--write")
+    assert r.returncode == 0, r.stderr
+    assert link.is_symlink() and "    dense w relu as h\n" in good.read_text()
