@@ -119,3 +119,26 @@ def test_float64_network():
     net = Network(F.mlp(3, (4,), 2, dtype="float64"))
     assert net.store.flat.dtype == np.float64
     assert net.predict(np.ones((2, 3))).dtype == np.float64
+
+
+@pytest.mark.parametrize("sabotage", ["scale-w", "zero-b", "one-entry"])
+def test_gradcheck_catches_wrong_gradients(monkeypatch, sabotage):
+    from dlrun.runtime.layers.dense import Dense
+
+    original = Dense.backward
+
+    def wrong(self, dy):
+        dx = original(self, dy)
+        if self.index == 1:
+            if sabotage == "scale-w":
+                self.grads["w"] *= 1.0001
+            elif sabotage == "zero-b":
+                self.grads["b"][...] = 0
+            else:
+                self.grads["w"].reshape(-1)[3] += 1e-6 * np.abs(self.grads["w"]).max()
+        return dx
+
+    monkeypatch.setattr(Dense, "backward", wrong)
+    results = check_network(GRADCHECK_MODELS["tanh-softmax"], batch=5, seed=3, max_entries=0)
+    failed = {(r.layer.split(" (")[0], r.name) for r in results if not r.ok}
+    assert failed == {("layer 1", "b" if sabotage == "zero-b" else "w")}
