@@ -6,7 +6,8 @@
 All float arrays of one call share one dtype (float32 or float64, that of the first argument),
 are C-contiguous and aligned; ``grad`` is caller-supplied and writeable. Losses are accumulated
 in double precision whatever the dtype. ``grad`` may be the prediction/logits array itself
-(in-place: every element is read before its gradient is written).
+(in-place: every element is read before its gradient is written; for the element-wise losses
+it may also be the target), never a partly overlapping view.
 
     softmax_cross_entropy(logits, target, grad, label_smoothing=0.0) -> float
     sigmoid_binary_cross_entropy(logits, target, grad) -> float
@@ -463,10 +464,29 @@ cdef int _check_layout(str fn, str name, cnp.ndarray arr, bint out) except -1:
     return 0
 
 
-cdef int _check_disjoint(str fn, str name, object a, str other, object b) except -1:
-    if np.may_share_memory(a, b):
+cdef bint _overlap(cnp.ndarray a, cnp.ndarray b):
+    # both are C-contiguous: they overlap iff their byte ranges intersect
+    cdef char* a0 = <char*>cnp.PyArray_DATA(a)
+    cdef char* b0 = <char*>cnp.PyArray_DATA(b)
+    cdef Py_ssize_t na = cnp.PyArray_SIZE(a) * cnp.PyArray_ITEMSIZE(a)
+    cdef Py_ssize_t nb = cnp.PyArray_SIZE(b) * cnp.PyArray_ITEMSIZE(b)
+    if na == 0 or nb == 0:
+        return False
+    return a0 < b0 + nb and b0 < a0 + na
+
+
+cdef int _check_disjoint(str fn, str name, cnp.ndarray a, str other, cnp.ndarray b) except -1:
+    if _overlap(a, b):
         raise ValueError(f"{fn}: {name} must not overlap {other} (it is written while "
                          f"{other} is still read)")
+    return 0
+
+
+cdef int _check_alias(str fn, str name, cnp.ndarray a, str other, cnp.ndarray b) except -1:
+    """``a`` (written) may be ``b`` itself (element-wise in place) but must not partly overlap it."""
+    if _overlap(a, b) and cnp.PyArray_DATA(a) != cnp.PyArray_DATA(b):
+        raise ValueError(f"{fn}: {name} partly overlaps {other}; pass {other} itself "
+                         f"(in place) or a separate array")
     return 0
 
 
@@ -522,6 +542,7 @@ def softmax_cross_entropy(logits, target, grad, label_smoothing=0.0):
     cdef void* pz = cnp.PyArray_DATA(z)
     cdef void* pt = cnp.PyArray_DATA(t)
     cdef void* pg = cnp.PyArray_DATA(g)
+    _check_alias(fn, "grad", g, "logits", z)
     if t.ndim == 1:
         if t.dtype.kind != "i" or t.dtype.itemsize not in (4, 8) or not t.dtype.isnative:
             raise TypeError(f"{fn}: target: 1-D targets are integer labels and must be int32 or "
@@ -530,6 +551,7 @@ def softmax_cross_entropy(logits, target, grad, label_smoothing=0.0):
             raise ValueError(f"{fn}: target: expected {n} labels (one per row of logits), "
                              f"got shape {(<object>t).shape}")
         _check_layout(fn, "target", t, False)
+        _check_disjoint(fn, "grad", g, "target", t)
         if t.dtype.itemsize == 4:
             bad = _first_bad_label(<const int32_t*>pt, n, k)
         else:
@@ -575,6 +597,8 @@ cdef tuple _elementwise_args(str fn, str first, object a, object target, object 
     shape = a.shape
     cdef cnp.ndarray t = _check(fn, "target", target, tn, first, shape, first, False)
     cdef cnp.ndarray g = _check(fn, "grad", grad, tn, first, shape, first, True)
+    _check_alias(fn, "grad", g, first, x)
+    _check_alias(fn, "grad", g, "target", t)
     return x, t, g, tn
 
 

@@ -457,6 +457,29 @@ def test_softmax_xent_grad_overlapping_target_rejected():
         K.softmax_cross_entropy(Z.copy(), t, t)
 
 
+def test_grad_partly_overlapping_an_input_rejected():
+    buf = np.zeros(13)
+    with pytest.raises(ValueError, match=r"softmax_cross_entropy: grad partly overlaps logits"):
+        K.softmax_cross_entropy(buf[:12].reshape(4, 3), Y, buf[1:].reshape(4, 3))
+    for name, (kernel, _) in ELEMENTWISE.items():
+        first = "logits" if name.startswith("sigmoid") else "pred"
+        with pytest.raises(ValueError, match=rf"{name}: grad partly overlaps {first}"):
+            kernel(buf[:12], np.zeros(12), buf[1:])
+        with pytest.raises(ValueError, match=rf"{name}: grad partly overlaps target"):
+            kernel(np.zeros(12), buf[1:], buf[:12])
+
+
+@pytest.mark.parametrize("name", list(ELEMENTWISE))
+def test_elementwise_grad_over_target(name):
+    kernel, ref = ELEMENTWISE[name]
+    x, t = _inputs(name, (9,), np.float64, np.random.default_rng(13))
+    ref_grad = np.empty_like(x)
+    ref_loss = kernel(x, t, ref_grad)
+    loss = kernel(x, t, t)                 # gradient written over the target
+    assert loss == ref_loss
+    np.testing.assert_array_equal(t, ref_grad)
+
+
 def test_bad_label_leaves_grad_untouched():
     grad = np.full((4, 3), 7.0)
     with pytest.raises(ValueError):
