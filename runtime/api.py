@@ -188,6 +188,13 @@ class Model:
             label = self.ir.data.label if self.ir.data is not None else None
             # a path given to the API is relative to the working folder, like open()
             return load_inputs(os.path.abspath(os.fspath(x)), input_shape=self.input_shape, label=label)
+        if isinstance(x, np.ndarray) and x.dtype.kind in "uif" and x.ndim >= 2 and x.shape[0] > 0:
+            # fast path for well-formed arrays (what a serving loop passes); anything else,
+            # including non-finite values, takes the checking path for its error message
+            shape = x.shape[1:]
+            if (shape == self.input_shape or (x.ndim == 2 and shape[0] == self.network.input_features)) \
+                    and (x.dtype.kind != "f" or np.isfinite(x).all()):
+                return x
         ds, _ = self._dataset(x, None, source)
         return ds.x
 
