@@ -414,7 +414,8 @@ def part_latency(args, workers, res, tables, tmp):
         except ToolError as e:
             log(f"  {e}")
     lines = ["### Inference latency (µs per predict call, eval mode)", "",
-             f"{args.rounds} interleaved rounds of {args.latency_calls} calls after warm-up; "
+             f"{args.rounds} interleaved rounds of {args.latency_calls} calls at batch 1 and "
+             f"{max(args.latency_calls // 4, 50)} at batch 64, after warm-up; "
              "median and p99 over all calls, [min-max] of the per-round medians; "
              "ratio = tool / PyTorch median. Input: a float32 array in [0, 1] (dlrun: the raw "
              "uint8 pixels, which its model file scales by 1/255 inside predict).", "",
@@ -460,6 +461,9 @@ def part_latency(args, workers, res, tables, tmp):
             rec = res.get(f"predict_latency_b{n}", t)
             if ort:
                 rec["ratio_to_onnxruntime"] = rec["median"] / ort["median"]
+                pr = paired_ratio(medians[t], medians["onnxruntime"])
+                if pr and len(medians[t]) == len(medians["onnxruntime"]):
+                    rec["paired_ratio_to_onnxruntime"] = pr
             to_pt = f"{rec['ratio_to_pytorch']:.2f}" if "ratio_to_pytorch" in rec else ""
             to_ort = f"{rec['ratio_to_onnxruntime']:.2f}" if ort else ""
             lines.append(f"| {n} | {t} | {rec['median']:.1f} | {rec['p99']:.1f} | "
