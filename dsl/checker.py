@@ -989,12 +989,12 @@ def check_semantics(model_parts: dict, r: Reporter, anchor: Pos, *, shapes: bool
         shapes = False
     typed = infer_shapes(layers, r) if layers and shapes else None
     if not shapes:
-        pass
-    elif layers and len(layers) == 1 and layers[0].kind == "input":
+        typed = None
+    elif len(layers) == 1:
         r.error(_word(r, layers[0].pos), "the model has no layers after 'input'; add at least "
                 "one 'dense' layer")
         typed = None
-    elif layers and not any(l.kind == "dense" for l in layers):
+    elif not any(l.kind == "dense" for l in layers):
         r.error(_word(r, layers[-1].pos), "the model has no trainable layer; add a 'dense' layer")
     if loss is not None and typed:
         out_shape = typed[-1].shape
