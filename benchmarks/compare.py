@@ -803,6 +803,9 @@ def main(argv=None):
     shutil.rmtree(tmp, ignore_errors=True)
 
     meta["loadavg_start_end"] = [load_start, loadavg()]
+    for rec in res.records:     # the reference itself
+        if rec["tool"] in ("pytorch", "import torch") and not rec["work"].startswith("test_accuracy"):
+            rec.setdefault("ratio_to_pytorch", 1.0)
     tg = targets(res)
     head = [f"## dlrun vs PyTorch / NumPy / ONNX Runtime ({meta['date_utc']})", "",
             f"Command: `{meta['command']}`", "",
