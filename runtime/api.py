@@ -54,6 +54,8 @@ def load(path, weights=None) -> "Model":
     from dlrun import dsl
 
     path = os.fspath(path)
+    if os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path):
+        raise UsageError(f"{path}: not a regular file, expected a .net model file")
     model_ir = dsl.load_file(path)
     model = Model(model_ir, base_dir=os.path.dirname(os.path.abspath(path)), path=path)
     if weights is not None:

@@ -70,6 +70,8 @@ def _load_ir(path):
         raise UsageError(f"{path}: no such model file")
     if os.path.isdir(path):
         raise UsageError(f"{path}: is a directory, expected a .net model file")
+    if not os.path.isfile(path):  # a device or a pipe could be read forever
+        raise UsageError(f"{path}: not a regular file, expected a .net model file")
     return dsl.load_file(path)
 
 
