@@ -37,16 +37,10 @@ def parse_syntax(text: str, path: str = "<string>"):
     tree, diags = parse_tree(norm, path)
     if diags:
         raise DslError(diags)
-    from lark.exceptions import VisitError
-
     try:
         return norm, to_syntax(tree)
     except RecursionError:
         raise _too_deep(path) from None
-    except VisitError as err:  # the transformer itself never raises; only depth can
-        if isinstance(err.orig_exc, RecursionError):
-            raise _too_deep(path) from None
-        raise
 
 
 def _too_deep(path):

@@ -23,11 +23,35 @@ MAX_SYNTAX_ERRORS = 20
 _PARSER = None
 
 
+def import_lark():
+    """``import lark``, without the optional ``regex`` module Lark probes for at import.
+
+    Lark uses ``regex`` only when a parser is built with ``regex=True`` (this one is not),
+    but importing it when installed costs about as much as the rest of Lark, on every
+    ``dlrun check``. A ``None`` entry in ``sys.modules`` makes that probe fail fast; it is
+    removed again right after, so later ``import regex`` elsewhere works as usual.
+    """
+    import sys
+
+    lark = sys.modules.get("lark")
+    if lark is not None:
+        return lark
+    blocked = "regex" not in sys.modules
+    if blocked:
+        sys.modules["regex"] = None
+    try:
+        import lark
+    finally:
+        if blocked and sys.modules.get("regex", 0) is None:
+            del sys.modules["regex"]
+    return lark
+
+
 def get_parser():
     """The one LALR parser of the process (built on first use)."""
     global _PARSER
     if _PARSER is None:
-        import lark
+        lark = import_lark()
 
         with open(GRAMMAR_PATH, encoding="utf-8") as f:
             grammar = f.read()
@@ -98,7 +122,7 @@ def _printable(line: str) -> str:
 
 def parse_tree(text: str, path: str):
     """(tree, []) on success, (None, diagnostics) on syntax errors. ``text`` is normalised."""
-    import lark
+    lark = import_lark()
 
     parser = get_parser()
     reporter = Reporter(text, path)
@@ -241,7 +265,7 @@ def _token_pos(token) -> Pos:
 
 def describe_error(err, text: str) -> tuple[Pos, str]:
     """A Lark ``UnexpectedInput`` -> (position, message in the user's words)."""
-    import lark
+    lark = import_lark()
 
     lines = text.split("\n")
     if isinstance(err, lark.exceptions.UnexpectedCharacters):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import NamedTuple, Union
 
-from lark import Token, Tree
+from dlrun.dsl.parser import import_lark
 
 from dlrun.dsl.ir import NOWHERE, Pos
 
@@ -129,7 +129,7 @@ def meta_pos(meta) -> Pos:
     return Pos(meta.line, meta.column, meta.end_line, meta.end_column)
 
 
-def tok_pos(tok: Token) -> Pos:
+def tok_pos(tok) -> Pos:
     return Pos(tok.line, tok.column, tok.end_line, tok.end_column)
 
 
@@ -166,6 +166,7 @@ class ToSyntax:
     """
 
     def transform(self, tree):
+        Tree = import_lark().Tree
         methods = {}
 
         def conv(node):
