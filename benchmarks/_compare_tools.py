@@ -414,6 +414,27 @@ def latency(runner, batch, n, calls, warmup, xt):
     return out
 
 
+def profile_epoch(runner, batch, top):
+    """One epoch under cProfile: the ``top`` functions by own time, and the epoch's wall."""
+    import cProfile
+    import pstats
+
+    prof = cProfile.Profile()
+    t0 = time.perf_counter()
+    prof.enable()
+    runner.epoch(batch)
+    prof.disable()
+    wall = time.perf_counter() - t0
+    st = pstats.Stats(prof)
+    rows = []
+    for (path, line, func), (cc, nc, tt, ct, _) in st.stats.items():
+        where = os.path.relpath(path, REPO) if path.startswith(REPO) else os.path.basename(path)
+        rows.append({"function": f"{where}:{line}({func})" if line else func,
+                     "calls": nc, "own_s": tt, "cumulative_s": ct})
+    rows.sort(key=lambda r: -r["own_s"])
+    return {"wall_s": wall, "top": rows[:top]}
+
+
 def handle(runner, msg, xt):
     cmd = msg["cmd"]
     if cmd == "info":
@@ -440,6 +461,8 @@ def handle(runner, msg, xt):
         return {"gemms": runner.gemm(msg["batch"], msg.get("repeats", 50))}
     if cmd == "latency":
         return {"ns": latency(runner, msg["batch"], msg["n"], msg["calls"], msg.get("warmup", 50), xt)}
+    if cmd == "profile":
+        return {"profile": profile_epoch(runner, msg["batch"], msg.get("top", 15))}
     if cmd == "rss":
         return {"vmrss_kib": proc_status_kib("VmRSS"), "vmhwm_kib": proc_status_kib("VmHWM")}
     raise ValueError(f"unknown command {cmd!r}")

@@ -56,6 +56,7 @@ KNOWN_TOOLS = ("dlrun", "pytorch", "pytorch-fused", "numpy", "onnxruntime")
 DEFAULT_TOOLS = ("dlrun", "pytorch", "numpy", "onnxruntime")   # pytorch-fused on request
 BLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 ACCURACY_TOLERANCE = 0.3   # percentage points
+PARTS = ("train", "latency", "profile", "startup", "memory")
 BUSY_LOAD = 1.0            # 1-minute load average above which the machine was not quiet
 N_TRAIN = 60000
 
@@ -174,6 +175,7 @@ class Results:
     def __init__(self):
         self.records = []
         self.notes = []
+        self.profile = None
 
     def add(self, work, tool, unit, values, ref=None, **extra):
         rec = {"work": work, "tool": tool, "unit": unit, **stats(values)}
@@ -471,6 +473,34 @@ def part_latency(args, workers, res, tables, tmp):
     tables.append("\n".join(lines))
 
 
+def part_profile(args, workers, res, tables):
+    """cProfile of one dlrun training epoch at batch 128: where its time goes."""
+    if "dlrun" not in workers:
+        return
+    b = 128 if 128 in args.batch_sizes else args.batch_sizes[0]
+    try:
+        try:
+            workers["dlrun"].call("evaluate", batch=b)
+        except ToolError:
+            workers["dlrun"].call("setup", batch=b, seed=args.seed)
+            workers["dlrun"].call("epoch", batch=b)
+        prof = workers["dlrun"].call("profile", batch=b, top=12)["profile"]
+    except ToolError as e:
+        log(f"  {e}")
+        return
+    res.profile = prof
+    wall = prof["wall_s"]
+    lines = [f"### Where one dlrun epoch goes (cProfile, batch {b}"
+             + (f", {args.limit} samples" if args.limit else "") + ")", "",
+             f"Epoch wall under the profiler: {wall:.2f} s. Own time per function (BLAS and "
+             "Cython kernels count in the Python function that calls them).", "",
+             "| function | calls | own s | share |", "| --- | ---: | ---: | ---: |"]
+    for r in prof["top"]:
+        lines.append(f"| `{r['function']}` | {r['calls']} | {r['own_s']:.3f} | "
+                     f"{100 * r['own_s'] / wall:.0f} % |")
+    tables.append("\n".join(lines))
+
+
 def part_startup(args, env, res, tables):
     dlrun_exe = shutil.which("dlrun")
     check_cmd = ([dlrun_exe] if dlrun_exe else [sys.executable, "-m", "dlrun"]) + ["check", MODEL_FILE]
@@ -680,8 +710,9 @@ def parse_args(argv):
                    help=f"tools to run, comma-separated from {','.join(KNOWN_TOOLS)} "
                         f"(default {','.join(DEFAULT_TOOLS)}; pytorch-fused = Adam(fused=True), "
                         "training only)")
-    p.add_argument("--parts", default="train,latency,startup,memory",
-                   help="parts to run (comma-separated from train,latency,startup,memory)")
+    p.add_argument("--parts", default=",".join(PARTS),
+                   help=f"parts to run, comma-separated from {','.join(PARTS)} (default all; "
+                        "profile = cProfile of one dlrun epoch)")
     p.add_argument("--latency-calls", type=int, default=None, help="predict calls per round at batch 1")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pause", type=float, default=0.2,
@@ -708,9 +739,9 @@ def parse_args(argv):
     bad = [t for t in args.tools if t not in KNOWN_TOOLS]
     if bad:
         p.error(f"unknown tool(s) {', '.join(bad)}; known: {', '.join(KNOWN_TOOLS)}")
-    bad = [t for t in args.parts if t not in ("train", "latency", "startup", "memory")]
+    bad = [t for t in args.parts if t not in PARTS]
     if bad:
-        p.error(f"unknown part(s) {', '.join(bad)}; known: train, latency, startup, memory")
+        p.error(f"unknown part(s) {', '.join(bad)}; known: {', '.join(PARTS)}")
     if args.rounds < 1 or args.warmup < 0 or any(b < 1 for b in args.batch_sizes):
         p.error("--rounds must be >= 1, --warmup >= 0, batch sizes >= 1")
     if args.limit is not None and not 0 < args.limit <= N_TRAIN:
@@ -759,12 +790,14 @@ def main(argv=None):
     tmp = tempfile.mkdtemp(prefix="dlrun-compare-")
     workers = {}
     try:
-        if data_ok and ({"train", "latency"} & set(args.parts)):
+        if data_ok and ({"train", "latency", "profile"} & set(args.parts)):
             for t in args.tools:
                 if t == "onnxruntime" and "latency" not in args.parts:
                     continue
                 if t == "pytorch-fused" and "train" not in args.parts:
                     continue
+                if t != "dlrun" and not ({"train", "latency"} & set(args.parts)):
+                    continue    # profile only
                 log(f"starting {t} ...")
                 try:
                     w = Worker(t, args, env, tmp)
@@ -785,6 +818,8 @@ def main(argv=None):
                 part_train(args, {t: w for t, w in workers.items() if t in TRAIN_TOOLS}, res, tables)
             if "latency" in args.parts:
                 part_latency(args, workers, res, tables, tmp)
+            if "profile" in args.parts:
+                part_profile(args, workers, res, tables)
             # Again at the end: libraries loaded lazily (scipy's OpenBLAS in dlrun) show now.
             for t, w in workers.items():
                 try:
@@ -845,8 +880,8 @@ def main(argv=None):
     if args.json:
         meta["finished_utc"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"meta": meta, "records": res.records, "targets": tg, "notes": res.notes},
-                      f, indent=1)
+            json.dump({"meta": meta, "records": res.records, "targets": tg, "notes": res.notes,
+                       "dlrun_profile": res.profile}, f, indent=1)
         log(f"wrote {args.json}")
     return 0
 
