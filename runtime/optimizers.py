@@ -52,14 +52,24 @@ class Optimizer:
         else:
             names = ("acc",)
         self.state = {k: np.zeros(n, dtype) for k in names}
-        # views per segment, built once: a step allocates nothing
-        self._segments = []
+        # views per segment, built once: a step allocates nothing. Neighbouring segments
+        # that the update treats alike are merged (one kernel call for the whole network
+        # when there are no penalties and no weight decay).
+        decays = self.name in ("adam", "adamw") and self.weight_decay > 0
+        runs = []
         for seg in store.segments:
             if seg.stop == seg.start:
                 continue
-            sl = slice(seg.start, seg.stop)
+            key = (seg.l1, seg.l2, seg.is_weight if decays else False)
+            if runs and runs[-1][0] == key and runs[-1][2] == seg.start:
+                runs[-1][2] = seg.stop
+            else:
+                runs.append([key, seg.start, seg.stop, seg.is_weight])
+        self._segments = []
+        for (l1, l2, _), start, stop, is_weight in runs:
+            sl = slice(start, stop)
             views = tuple(self.state[k][sl] for k in names)
-            self._segments.append((store.flat[sl], store.grad[sl], views, seg.l1, seg.l2, seg.is_weight))
+            self._segments.append((store.flat[sl], store.grad[sl], views, l1, l2, is_weight))
         self._grad_list = [store.grad]
 
     def step(self):

@@ -163,3 +163,22 @@ def test_binary_classification_with_uint8_inputs():
     model.fit(x, y)
     assert model.evaluate(x, y)["accuracy"] > 0.9
     assert model.predict(x).shape == (200, 1)
+
+
+def test_weight_decay_applies_to_weights_only_and_segments_merge():
+    from dlrun.runtime.network import Network
+    from dlrun.runtime.optimizers import Optimizer
+
+    m = F.model([F.input_(4), F.dense(8, "relu"), F.batchnorm(), F.dense(3, "softmax")], optimizer="adamw",
+                lr=0.1, weight_decay=0.5)
+    net = Network(m)
+    opt = Optimizer(m.optimizer, net.store)
+    net.store.flat[...] = 1.0
+    net.store.grad[...] = 0.0
+    opt.step()
+    for layer, name, p in net.named_params():
+        expected = 1.0 - 0.1 * 0.5 if name == "w" else 1.0
+        np.testing.assert_allclose(p, expected, rtol=1e-6, err_msg=f"{layer.describe()} {name}")
+    # without decay or penalties the whole network is one update call
+    plain = F.model([F.input_(4), F.dense(8, "relu"), F.batchnorm(), F.dense(3, "softmax")])
+    assert len(Optimizer(plain.optimizer, Network(plain).store)._segments) == 1
