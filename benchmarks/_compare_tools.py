@@ -8,11 +8,17 @@ stderr (file descriptor 1 is redirected) so they cannot corrupt the protocol.
 Runner interface (``setup`` builds the model for one batch size; models of different batch
 sizes live side by side so the parent can interleave them):
 
-    info() -> dict                       versions, threads, BLAS
-    setup(batch, seed)                   a fresh model trained at that batch size
+    info() -> dict                       versions, threads, BLAS libraries and their kernel
+    setup(batch, seed)                   a fresh, untrained model for that batch size
     epoch(batch) -> float                one training epoch (fresh permutation); mean loss
     evaluate(batch) -> float             test accuracy in eval mode
-    predict(batch, x) -> probabilities   eval mode, x float32 (n, 784) in [0, 1]
+    predict(batch, x) -> probabilities   eval mode; x float32 (n, 784) in [0, 1], or the raw
+                                         uint8 pixels when ``raw_input`` (dlrun scales itself)
+
+Worker commands (JSON ``{"cmd": ...}``): info, setup, epoch (seconds, CPU seconds, loss),
+evaluate, latency (per-call ns), gemm (NumPy runner: the step's 8 GEMMs), export (NumPy
+runner: weights for ONNX), load (ONNX Runtime: build the session), profile (cProfile of
+one epoch), rss, quit.
 
 ``python benchmarks/_compare_tools.py TOOL --memory`` instead trains one epoch in this fresh
 process and prints its peak resident memory (VmHWM) as one JSON line.
