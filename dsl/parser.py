@@ -211,7 +211,8 @@ def _expected_words(expected) -> str:
         expected -= {"LET", "NAME"}
     elif {"NUMBER", "NAME"} <= expected:
         words.extend(["a number", "a name"])
-        expected -= _VALUE_START
+        # what could end the statement instead ('{', '}', 'as', a line end) is not what is missing
+        expected -= _VALUE_START | {"LBRACE", "RBRACE", "AS", "_NL", "$END"}
     elif expected & {"NUMBER", "NAME", "STRING", "SHAPE"}:
         expected -= {"LPAR", "LSQB", "MINUS", "PLUS"} if "NUMBER" in expected else set()
     if words or expected & {"NAME", "NUMBER"}:
@@ -240,12 +241,12 @@ def _previous(text: str, line: int, col: int) -> str | None:
         return None
     prefix = lines[line - 1][: max(col - 1, 0)]
     prefix = _STRING_OR_COMMENT.sub(lambda m: "" if m.group().startswith("#") else m.group(), prefix)
-    lexemes = _LEXEME.findall(prefix)
+    lexemes = list(_LEXEME.finditer(prefix))
     if not lexemes:
         return None
-    if lexemes[-1] == "=" and len(lexemes) >= 2:
-        return lexemes[-2] + "="
-    return lexemes[-1]
+    if lexemes[-1].group() == "=" and len(lexemes) >= 2:
+        return prefix[lexemes[-2].start(): lexemes[-1].end()]  # 'lr=' or 'x ='
+    return lexemes[-1].group()
 
 
 def _char_name(ch: str) -> str:
