@@ -53,3 +53,17 @@ def test_readme_cli_flags_exist():
 def test_readme_example_models_exist():
     for name in re.findall(r"`(\w+\.net)`", README):
         assert (ROOT / "models" / name).is_file(), name
+
+
+def test_readme_python_example_runs(tmp_path, monkeypatch, capsys):
+    import shutil
+
+    block = next(b for b in re.findall(r"```python\n(.*?)```", README, flags=re.S))
+    shutil.copytree(ROOT / "models", tmp_path / "models", ignore=shutil.ignore_patterns("*.weights.npz"))
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    out = capsys.readouterr().out
+    assert "'accuracy'" in out and "['setosa']" in out
+    assert (tmp_path / "iris.weights.npz").is_file()
+    assert namespace["model"].class_names == ["setosa", "versicolor", "virginica"]
