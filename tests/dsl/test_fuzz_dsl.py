@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from dlrun.dsl import format_model, ir, parse
+from dlrun.dsl import format_model, format_source, ir, parse, parse_syntax
 from dlrun.dsl.parser import decode_source
 from dlrun.errors import DslError
 
@@ -93,12 +93,34 @@ def assert_clean_failure(err: DslError, text_lines: int):
             assert internal not in d.message
 
 
+def shape_of(node):
+    """A syntax tree without positions (what formatting must preserve)."""
+    if isinstance(node, ir.Pos):
+        return None
+    if isinstance(node, tuple):
+        return (type(node).__name__,) + tuple(shape_of(v) for v in node if not isinstance(v, ir.Pos))
+    return node
+
+
+def check_formatter(text: str):
+    """Any text with valid syntax formats to text with the same syntax tree, idempotently."""
+    try:
+        _, tree = parse_syntax(text)
+    except DslError:
+        return
+    out = format_source(text)
+    _, again = parse_syntax(out)
+    assert shape_of(again) == shape_of(tree), out
+    assert format_source(out) == out
+
+
 def run(data: bytes):
     text, diags = decode_source(data, "fuzz.net")
     if diags:
         assert len(diags) == 1
         assert_clean_failure(DslError(diags), data.count(b"\n") + 1)
         return
+    check_formatter(text)
     try:
         model = parse(text, "fuzz.net")
     except DslError as err:
