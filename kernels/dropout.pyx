@@ -8,33 +8,15 @@ caller advances ``counter`` by ``x.size`` after each call.
 cimport numpy as cnp
 from libc.stdint cimport uint64_t, uint8_t
 from libc.math cimport ceil
-from cython cimport floating
 
 from _common cimport (check_float_array, check_uint8_array, check_same_dtype, check_shape,
                       check_no_overlap, check_finite_float)
-from dropout cimport dropout_key, dropout_keep
+from dropout cimport (dropout_key, dropout_forward_f32, dropout_forward_f64,
+                     dropout_backward_f32, dropout_backward_f64)
 
 cnp.import_array()
 
 cdef object U64 = 2 ** 64
-
-
-cdef void _forward(const floating* x, Py_ssize_t m, uint64_t key, uint64_t counter,
-                   uint64_t threshold, floating scale, floating* y,
-                   uint8_t* mask) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef bint keep
-    for i in range(m):
-        keep = dropout_keep(key, counter + <uint64_t>i, threshold)
-        mask[i] = keep
-        y[i] = x[i] * scale if keep else 0
-
-
-cdef void _backward(const floating* dy, const uint8_t* mask, Py_ssize_t m, floating scale,
-                    floating* dx) noexcept nogil:
-    cdef Py_ssize_t i
-    for i in range(m):
-        dx[i] = dy[i] * scale if mask[i] else 0
 
 
 cdef double _check_rate(rate, str fn) except? -1.0:
@@ -79,12 +61,13 @@ def dropout_forward(x, rate, seed, counter, y, mask):
     cdef double scale = 1.0 / (1.0 - r)
     if cnp.PyArray_TYPE(X) == cnp.NPY_FLOAT32:
         with nogil:
-            _forward(<float*>cnp.PyArray_DATA(X), m, key, c, threshold, <float>scale,
-                     <float*>cnp.PyArray_DATA(Y), <uint8_t*>cnp.PyArray_DATA(M))
+            dropout_forward_f32(<float*>cnp.PyArray_DATA(X), m, key, c, threshold,
+                                <float>scale, <float*>cnp.PyArray_DATA(Y),
+                                <uint8_t*>cnp.PyArray_DATA(M))
     else:
         with nogil:
-            _forward(<double*>cnp.PyArray_DATA(X), m, key, c, threshold, scale,
-                     <double*>cnp.PyArray_DATA(Y), <uint8_t*>cnp.PyArray_DATA(M))
+            dropout_forward_f64(<double*>cnp.PyArray_DATA(X), m, key, c, threshold, scale,
+                                <double*>cnp.PyArray_DATA(Y), <uint8_t*>cnp.PyArray_DATA(M))
     return y
 
 
@@ -106,10 +89,10 @@ def dropout_backward(dy, mask, rate, dx):
     cdef double scale = 1.0 / (1.0 - r)
     if cnp.PyArray_TYPE(DY) == cnp.NPY_FLOAT32:
         with nogil:
-            _backward(<float*>cnp.PyArray_DATA(DY), <uint8_t*>cnp.PyArray_DATA(M), m,
-                      <float>scale, <float*>cnp.PyArray_DATA(DX))
+            dropout_backward_f32(<float*>cnp.PyArray_DATA(DY), <uint8_t*>cnp.PyArray_DATA(M), m,
+                                 <float>scale, <float*>cnp.PyArray_DATA(DX))
     else:
         with nogil:
-            _backward(<double*>cnp.PyArray_DATA(DY), <uint8_t*>cnp.PyArray_DATA(M), m, scale,
-                      <double*>cnp.PyArray_DATA(DX))
+            dropout_backward_f64(<double*>cnp.PyArray_DATA(DY), <uint8_t*>cnp.PyArray_DATA(M),
+                                 m, scale, <double*>cnp.PyArray_DATA(DX))
     return dx

@@ -106,3 +106,26 @@ def test_backward_finite_differences():
     # dropped elements: exactly zero, and the finite difference is zero up to rounding noise
     assert np.all(dx[~kept] == 0)
     assert np.abs(numeric[~kept]).max() < 1e-9
+
+
+def _splitmix64(z):
+    m = (1 << 64) - 1
+    z &= m
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
+    return z ^ (z >> 31)
+
+
+@pytest.mark.parametrize("seed,counter,rate", [(0, 0, 0.5), (12345, 2 ** 40, 0.2),
+                                               (2 ** 64 - 1, 7, 0.9)])
+def test_mask_matches_the_documented_generator(seed, counter, rate):
+    # u(seed, i) = top 32 bits of splitmix64(key + i * golden) / 2^32,
+    # key = splitmix64(seed ^ 0x6A09E667F3BCC909); keep iff u >= rate
+    key = _splitmix64(seed ^ 0x6A09E667F3BCC909)
+    n = 300
+    expected = np.array([
+        (_splitmix64(key + ((counter + i) * 0x9E3779B97F4A7C15)) >> 32) / 2 ** 32 >= rate
+        for i in range(n)], np.uint8)
+    for dtype in DTYPES:
+        _, mask = _forward(np.ones(n, dtype), rate, seed, counter)
+        np.testing.assert_array_equal(mask, expected)
