@@ -208,7 +208,9 @@ class Model:
         with its settings. With arrays, ``x`` (n, *input_shape) and ``y`` (class indices or
         names, 0/1 for binary, (n, outputs) for regression); ``validation_data=(xv, yv)``.
         ``epochs``/``batch_size`` override the file's values. Calling ``fit`` again
-        continues training from the current weights and optimizer state.
+        continues training from the current weights and optimizer state. ``progress``:
+        True prints a line (or a bar, on a terminal) per epoch to stderr; or an object
+        with ``start_epoch``/``batch``/``end_epoch`` methods (see ``train.ConsoleProgress``).
         """
         from dlrun.runtime.optimizers import Optimizer
 
@@ -234,6 +236,12 @@ class Model:
             self.class_names = names
             if not self.preprocessor.fitted:
                 self.preprocessor.fit(train.x)
+        if progress is True:
+            from dlrun.runtime.train import ConsoleProgress
+
+            progress = ConsoleProgress()
+        elif progress is False:
+            progress = None
         if self.optimizer is None:
             self.optimizer = Optimizer(self.ir.optimizer, self.network.store, lr=self._lr)
         t = self.ir.train

@@ -85,13 +85,10 @@ def _base_dir(args):
     return os.path.dirname(os.path.abspath(args.model))
 
 
-def _fmt_metrics(metrics, keys=None) -> str:
-    parts = []
-    for k, v in metrics.items():
-        if k == "seconds" or (keys is not None and k not in keys):
-            continue
-        parts.append(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}")
-    return "  ".join(parts)
+def _fmt_metrics(metrics) -> str:
+    from dlrun.runtime.train import format_metrics
+
+    return format_metrics(metrics)
 
 
 def _default_weights_path(model_path):
@@ -99,48 +96,6 @@ def _default_weights_path(model_path):
     if stem.endswith(".net"):
         stem = stem[:-4]
     return os.path.join(os.path.dirname(os.path.abspath(model_path)), stem + ".weights.npz")
-
-
-class _Progress:
-    """A tqdm bar per epoch on a terminal; one plain line per epoch otherwise (stderr)."""
-
-    def __init__(self, stream, quiet):
-        self.stream = stream
-        self.quiet = quiet
-        self.tty = bool(getattr(stream, "isatty", lambda: False)())
-        self.bar = None
-
-    def start_epoch(self, epoch, epochs, batches):
-        self.epochs = epochs
-        if self.quiet or not self.tty:
-            return
-        import shutil
-
-        from tqdm import tqdm
-
-        # a terminal that reports no width (some pseudo-terminals) gets a fixed one
-        width = shutil.get_terminal_size((0, 0)).columns
-        self.bar = tqdm(total=batches, desc=f"epoch {epoch}/{epochs}", file=self.stream, unit="batch",
-                        leave=True, dynamic_ncols=width > 0, ncols=None if width > 0 else 100)
-        self._pending = 0
-
-    def batch(self, done, running_loss):
-        if self.bar is not None:
-            self._pending += 1
-            if self._pending >= 8 or done == self.bar.total:
-                self.bar.update(self._pending)
-                self._pending = 0
-                self.bar.set_postfix_str(f"loss {running_loss:.4f}", refresh=False)
-
-    def end_epoch(self, epoch, metrics):
-        text = _fmt_metrics(metrics)
-        if self.bar is not None:
-            self.bar.set_postfix_str(text, refresh=False)
-            self.bar.close()
-            self.bar = None
-        elif not self.quiet:
-            print(f"epoch {epoch}/{self.epochs}  {text}  ({metrics.get('seconds', 0.0):.2f}s)",
-                  file=self.stream, flush=True)
 
 
 # -- train --------------------------------------------------------------------------------
@@ -168,7 +123,9 @@ def _train(args) -> int:
     out = check_writable(out)  # before hours of training, not after
     model = Model(model_ir, base_dir=base, path=args.model, seed=args.seed, lr=args.lr)
     splits = model.splits()  # load and check the data before training
-    progress = _Progress(sys.stderr, args.quiet)
+    from dlrun.runtime.train import ConsoleProgress
+
+    progress = ConsoleProgress(sys.stderr, args.quiet)
     if not args.quiet:
         n_val = len(splits.validation) if splits.validation is not None else 0
         n_test = len(splits.test) if splits.test is not None else 0

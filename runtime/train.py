@@ -86,6 +86,67 @@ class History:
                 f"stopped_early={self.stopped_early}, final={self.final})")
 
 
+def format_metrics(metrics, keys=None) -> str:
+    """``loss 0.1234  accuracy 0.9700 ...`` (without ``seconds``)."""
+    parts = []
+    for k, v in metrics.items():
+        if k == "seconds" or (keys is not None and k not in keys):
+            continue
+        parts.append(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}")
+    return "  ".join(parts)
+
+
+class ConsoleProgress:
+    """Progress on ``stream`` (default stderr): a tqdm bar per epoch on a terminal, one plain
+    line per epoch otherwise; nothing at all when ``quiet``.
+
+    The protocol ``Trainer`` calls (any object with these methods can be passed as
+    ``progress``): ``start_epoch(epoch, epochs, batches)``, ``batch(done, running_loss)``,
+    ``end_epoch(epoch, metrics)``.
+    """
+
+    def __init__(self, stream=None, quiet=False):
+        import sys
+
+        stream = sys.stderr if stream is None else stream
+        self.stream = stream
+        self.quiet = quiet
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.bar = None
+
+    def start_epoch(self, epoch, epochs, batches):
+        self.epochs = epochs
+        if self.quiet or not self.tty:
+            return
+        import shutil
+
+        from tqdm import tqdm
+
+        # a terminal that reports no width (some pseudo-terminals) gets a fixed one
+        width = shutil.get_terminal_size((0, 0)).columns
+        self.bar = tqdm(total=batches, desc=f"epoch {epoch}/{epochs}", file=self.stream, unit="batch",
+                        leave=True, dynamic_ncols=width > 0, ncols=None if width > 0 else 100)
+        self._pending = 0
+
+    def batch(self, done, running_loss):
+        if self.bar is not None:
+            self._pending += 1
+            if self._pending >= 8 or done == self.bar.total:
+                self.bar.update(self._pending)
+                self._pending = 0
+                self.bar.set_postfix_str(f"loss {running_loss:.4f}", refresh=False)
+
+    def end_epoch(self, epoch, metrics):
+        text = format_metrics(metrics)
+        if self.bar is not None:
+            self.bar.set_postfix_str(text, refresh=False)
+            self.bar.close()
+            self.bar = None
+        elif not self.quiet:
+            print(f"epoch {epoch}/{self.epochs}  {text}  ({metrics.get('seconds', 0.0):.2f}s)",
+                  file=self.stream, flush=True)
+
+
 class Feeder:
     """Mini-batches of one dataset as preallocated ``(x, y)`` buffers in the model's dtype."""
 
