@@ -48,24 +48,24 @@ cdef inline floating _exp_nonpos(floating x) noexcept nogil:
     # softmax cross-entropy several times slower than NumPy's SIMD exp for k >= 100.
     # Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, with n = round(x/ln2) by the
     # 1.5*2^(mantissa bits) rounding trick; e^r by Cephes' minimax polynomial (float, ~1 ulp) or
-    # the Taylor series to r^13 (double, remainder < 3e-16 relative); 2^n is assembled directly
+    # the Taylor series to r^13 (double, remainder < 3e-16 relative), both evaluated in Estrin's
+    # scheme (independent pieces, a short dependency chain); 2^n is assembled directly
     # in the exponent bits (the low bits of the rounded value hold n). Below the normal range
     # (x < -87 / -708) the result is 0; NaN stays NaN.
     cdef _bits32 t32, s32
     cdef _bits64 t64, s64
-    cdef floating xc, n, r, q
+    cdef floating xc, n, r, r2, r4, r8, q
     if floating is float:
         xc = <float>-87.0 if x < <float>-87.0 else x
         t32.f = xc * <float>1.44269504088896341 + <float>12582912.0
         n = t32.f - <float>12582912.0
         r = (xc - n * <float>0.693359375) - n * <float>-2.12194440e-4
-        q = <float>1.9875691500e-4
-        q = q * r + <float>1.3981999507e-3
-        q = q * r + <float>8.3334519073e-3
-        q = q * r + <float>4.1665795894e-2
-        q = q * r + <float>1.6666665459e-1
-        q = q * r + <float>5.0000001201e-1
-        q = q * (r * r) + r + <float>1.0
+        r2 = r * r
+        r4 = r2 * r2
+        q = ((<float>5.0000001201e-1 + <float>1.6666665459e-1 * r)
+             + r2 * (<float>4.1665795894e-2 + <float>8.3334519073e-3 * r)
+             + r4 * (<float>1.3981999507e-3 + <float>1.9875691500e-4 * r))
+        q = q * r2 + r + <float>1.0
         s32.u = (t32.u << 23) + <uint32_t>0x3F800000
         # multiply first, select after: a multiplication inside the branch would not be
         # if-converted (it may trap), and the loop would stay scalar
@@ -76,20 +76,15 @@ cdef inline floating _exp_nonpos(floating x) noexcept nogil:
         t64.f = xc * 1.4426950408889634074 + 6755399441055744.0
         n = t64.f - 6755399441055744.0
         r = (xc - n * 6.93145751953125e-1) - n * 1.42860682030941723212e-6
-        q = 1.0 / 6227020800.0
-        q = q * r + 1.0 / 479001600.0
-        q = q * r + 1.0 / 39916800.0
-        q = q * r + 1.0 / 3628800.0
-        q = q * r + 1.0 / 362880.0
-        q = q * r + 1.0 / 40320.0
-        q = q * r + 1.0 / 5040.0
-        q = q * r + 1.0 / 720.0
-        q = q * r + 1.0 / 120.0
-        q = q * r + 1.0 / 24.0
-        q = q * r + 1.0 / 6.0
-        q = q * r + 0.5
-        q = q * r + 1.0
-        q = q * r + 1.0
+        r2 = r * r
+        r4 = r2 * r2
+        r8 = r4 * r4
+        # 1 is added last: the rounding of 1 + (small) then dominates the error (<= 1 ulp)
+        q = ((r + r2 * (0.5 + r * (1.0 / 6.0)))
+             + r4 * ((1.0 / 24.0 + r * (1.0 / 120.0)) + r2 * (1.0 / 720.0 + r * (1.0 / 5040.0)))
+             + r8 * (((1.0 / 40320.0 + r * (1.0 / 362880.0)) + r2 * (1.0 / 3628800.0 + r * (1.0 / 39916800.0)))
+                     + r4 * (1.0 / 479001600.0 + r * (1.0 / 6227020800.0))))
+        q = 1.0 + q
         s64.u = (t64.u << 52) + (<uint64_t>1023 << 52)
         q = q * s64.f
         return 0.0 if x < -708.0 else q
@@ -261,36 +256,23 @@ cdef inline floating _log1p_unit(floating e) noexcept nogil:
     # into double)
     cdef floating s = e / (<floating>2 + e)
     cdef floating u = s * s
-    cdef floating q
+    cdef floating u2 = u * u
+    cdef floating u4 = u2 * u2
+    cdef floating u8, q
+    # sum_k u^k / (2k+1), in Estrin's scheme (Horner's serial chain made this latency-bound)
     if floating is float:
         # (1/9)^8 / 17 < 2e-9: eight terms
-        q = <float>(1.0 / 15.0)
-        q = q * u + <float>(1.0 / 13.0)
-        q = q * u + <float>(1.0 / 11.0)
-        q = q * u + <float>(1.0 / 9.0)
-        q = q * u + <float>(1.0 / 7.0)
-        q = q * u + <float>(1.0 / 5.0)
-        q = q * u + <float>(1.0 / 3.0)
-        q = q * u + <float>1.0
+        q = (((<float>1.0 + u * <float>(1.0 / 3.0)) + u2 * (<float>(1.0 / 5.0) + u * <float>(1.0 / 7.0)))
+             + u4 * ((<float>(1.0 / 9.0) + u * <float>(1.0 / 11.0))
+                     + u2 * (<float>(1.0 / 13.0) + u * <float>(1.0 / 15.0))))
     else:
         # (1/9)^17 / 35 < 2e-18: seventeen terms
-        q = 1.0 / 33.0
-        q = q * u + 1.0 / 31.0
-        q = q * u + 1.0 / 29.0
-        q = q * u + 1.0 / 27.0
-        q = q * u + 1.0 / 25.0
-        q = q * u + 1.0 / 23.0
-        q = q * u + 1.0 / 21.0
-        q = q * u + 1.0 / 19.0
-        q = q * u + 1.0 / 17.0
-        q = q * u + 1.0 / 15.0
-        q = q * u + 1.0 / 13.0
-        q = q * u + 1.0 / 11.0
-        q = q * u + 1.0 / 9.0
-        q = q * u + 1.0 / 7.0
-        q = q * u + 1.0 / 5.0
-        q = q * u + 1.0 / 3.0
-        q = q * u + 1.0
+        u8 = u4 * u4
+        q = ((((1.0 + u * (1.0 / 3.0)) + u2 * (1.0 / 5.0 + u * (1.0 / 7.0)))
+              + u4 * ((1.0 / 9.0 + u * (1.0 / 11.0)) + u2 * (1.0 / 13.0 + u * (1.0 / 15.0))))
+             + u8 * (((1.0 / 17.0 + u * (1.0 / 19.0)) + u2 * (1.0 / 21.0 + u * (1.0 / 23.0)))
+                     + u4 * ((1.0 / 25.0 + u * (1.0 / 27.0)) + u2 * (1.0 / 29.0 + u * (1.0 / 31.0)))
+                     + u8 * (1.0 / 33.0)))
     return <floating>2 * s * q
 
 
