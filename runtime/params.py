@@ -11,9 +11,12 @@ a 64-byte boundary (padding stays zero in both buffers and is never touched by a
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
+
+from dlrun.errors import UsageError
 
 ALIGN_BYTES = 64
 
@@ -41,6 +44,28 @@ class Entry:
     l2: float
 
 
+def physical_memory() -> int | None:
+    """Bytes of RAM of this machine (None when the platform does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _check_fits_in_memory(entries, size, dtype):
+    # parameters + gradients + up to two optimizer moments: refuse a model that cannot
+    # possibly fit before allocating (an over-committed allocation would be killed later)
+    need = 4 * size * dtype.itemsize
+    ram = physical_memory()
+    if ram is not None and need > ram:
+        biggest = max(entries.values(), key=lambda e: e.size)
+        raise UsageError(
+            f"the model has {size:,} parameters ({need / 2**30:.1f} GiB with gradients and optimizer "
+            f"state), more than this machine's memory ({ram / 2**30:.1f} GiB); the largest tensor is "
+            f"{biggest.layer_key}.{biggest.name} with shape {biggest.shape}"
+        )
+
+
 class ParamStore:
     """Lay out ``(layer_key, ParamSpec)`` pairs, allocate, and hand out views."""
 
@@ -64,6 +89,7 @@ class ParamStore:
                 offset += -(-size // align) * align
             self.segments.append(Segment(start, offset, l1, l2, is_weight))
         self.size = offset
+        _check_fits_in_memory(self.entries, self.size, self.dtype)
         self.flat = np.zeros(self.size, self.dtype)
         self.grad = np.zeros(self.size, self.dtype)
 

@@ -142,3 +142,9 @@ def test_gradcheck_catches_wrong_gradients(monkeypatch, sabotage):
     results = check_network(GRADCHECK_MODELS["tanh-softmax"], batch=5, seed=3, max_entries=0)
     failed = {(r.layer.split(" (")[0], r.name) for r in results if not r.ok}
     assert failed == {("layer 1", "b" if sabotage == "zero-b" else "w")}
+
+
+def test_a_model_too_big_for_memory_is_refused_before_allocating():
+    m = F.model([F.input_(64), F.dense(2_000_000_000, "relu"), F.dense(10, "softmax")])
+    with pytest.raises(UsageError, match=r"more than this machine's memory.*1\.dense\.w with shape \(64, 2000000000\)"):
+        Network(m)
