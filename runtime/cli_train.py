@@ -47,7 +47,14 @@ def add_arguments(name, parser):
 
 
 def run(name, args) -> int:
-    return {"train": _train, "eval": _eval, "predict": _predict, "gradcheck": _gradcheck}[name](args)
+    command = {"train": _train, "eval": _eval, "predict": _predict, "gradcheck": _gradcheck}[name]
+    try:
+        return command(args)
+    except MemoryError as err:
+        from dlrun.errors import TrainingError
+
+        detail = f" ({err})" if str(err) else ""
+        raise TrainingError(f"dlrun {name}: out of memory{detail}") from None
 
 
 # -- helpers ------------------------------------------------------------------------------
