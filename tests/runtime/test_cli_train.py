@@ -156,3 +156,31 @@ def test_predict_input_errors(models, tmp_path):
         p = dlrun("predict", models / "iris.net", "--weights", w, *args)
         assert p.returncode == 2, p.stderr
         assert message in p.stderr
+
+
+def test_regression_and_binary_predict(models, tmp_path):
+    w = tmp_path / "petal.npz"
+    p = dlrun("train", models / "iris_petal.net", "--json", "--quiet", "--out", w)
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert set(out["metrics"]["test"]) == {"loss", "mse", "mae", "r2"}
+    assert out["metrics"]["test"]["r2"] >= 0.9
+    pr = dlrun("predict", models / "iris_petal.net", "--weights", w, "--input", models / "data" / "iris_regression.csv")
+    assert pr.returncode == 0, pr.stderr
+    lines = pr.stdout.splitlines()
+    assert lines[0] == "output" and len(lines) == 151
+    assert all(-1 < float(v) < 4 for v in lines[1:])
+    pr = dlrun("predict", models / "iris_petal.net", "--weights", w, "--input", models / "data" / "iris_regression.csv",
+               "--proba")
+    assert pr.returncode == 2 and "--proba needs a classifier" in pr.stderr
+
+    net = tmp_path / "xor_bce.net"
+    net.write_text((models / "xor.net").read_text().replace("loss mse", "loss binary_cross_entropy")
+                   .replace('"data/', f'"{models}/data/'))
+    w = tmp_path / "xor.npz"
+    assert dlrun("train", net, "--quiet", "--out", w).returncode == 0
+    pr = dlrun("predict", net, "--weights", w, "--input", models / "data" / "xor.csv")
+    assert pr.returncode == 0, pr.stderr
+    assert pr.stdout.splitlines() == ["label", "0", "1", "1", "0"]
+    pr = dlrun("predict", net, "--weights", w, "--input", models / "data" / "xor.csv", "--proba")
+    assert pr.stdout.splitlines()[0] == "p(1)"
