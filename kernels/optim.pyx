@@ -132,7 +132,10 @@ cdef void adagrad_core(floating* p, const floating* g, floating* acc, Py_ssize_t
 
 
 cdef double sumsq_core(const floating* x, Py_ssize_t n) noexcept nogil:
-    # four double accumulators: no overflow for float32, and no single long dependency chain
+    # four double accumulators: no overflow for float32, and no single long dependency chain.
+    # Not BLAS ddot: OpenBLAS threads it, and on this busy 2-core machine a 0.5M-element ddot
+    # was measured at 5-19 ms against 0.12 ms for this loop (dsdot was fast, but unthreaded
+    # only by the grace of the current OpenBLAS build).
     cdef Py_ssize_t i, end4 = n - n % 4
     cdef double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0
     for i in range(0, end4, 4):
