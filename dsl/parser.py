@@ -55,13 +55,35 @@ def get_parser():
 
         with open(GRAMMAR_PATH, encoding="utf-8") as f:
             grammar = f.read()
+        options = dict(parser="lalr", propagate_positions=True, maybe_placeholders=True)
+        cache = _cache_file()
         try:
-            _PARSER = lark.Lark(grammar, parser="lalr", propagate_positions=True,
-                                maybe_placeholders=True, cache=True)
-        except Exception:  # an unwritable temp dir must not stop the parser
-            _PARSER = lark.Lark(grammar, parser="lalr", propagate_positions=True,
-                                maybe_placeholders=True)
+            _PARSER = lark.Lark(grammar, cache=cache, **options) if cache else lark.Lark(grammar, **options)
+        except Exception:  # a damaged or unwritable cache must not stop the parser
+            _PARSER = lark.Lark(grammar, **options)
     return _PARSER
+
+
+def _cache_file() -> str | None:
+    """Where Lark keeps the built parse tables between processes, or None (no caching).
+
+    A folder of the user's own (``$XDG_CACHE_HOME/dlrun`` or ``~/.cache/dlrun``) rather than
+    Lark's default shared temp folder, because the cache is a pickle: a file another user
+    could plant must never be loaded. Lark checks the grammar's hash stored in the file and
+    rebuilds it when the grammar or Lark changes.
+    """
+    import sys
+
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    folder = os.path.join(base, "dlrun")
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        st = os.stat(folder)
+        if hasattr(os, "getuid") and st.st_uid != os.getuid():
+            return None
+    except OSError:
+        return None
+    return os.path.join(folder, "net-lalr-py%d%d.lark.cache" % sys.version_info[:2])
 
 
 # ---------------------------------------------------------------------------------
