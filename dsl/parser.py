@@ -96,6 +96,8 @@ def decode_source(data: bytes, path: str) -> tuple[str | None, list[Diagnostic]]
     """
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
+    elif data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return None, [Diagnostic("error", "the file is UTF-16 encoded; save it as UTF-8 text", path)]
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:

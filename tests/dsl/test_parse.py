@@ -254,6 +254,7 @@ def test_tab_columns_and_caret():
     (b"\x00\x01\x02binary\xff\xfe", "not a text model file"),
     (b"\x89PNG\r\n\x1a\n\x00\x00", "not a text model file"),
     (b"dlrun 1\nmodel m {\xc3\x28}", "not valid UTF-8"),
+    ("dlrun 1\nmodel m {}".encode("utf-16"), "UTF-16"),
 ])
 def test_garbage_gives_one_clear_error(tmp_path, data, fragment):
     path = tmp_path / "g.net"
