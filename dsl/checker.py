@@ -50,10 +50,9 @@ def show(value) -> str:
     if isinstance(value, Word):
         return str(value)
     if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return quote(value)
     if isinstance(value, float):
-        text = repr(value)
-        return text
+        return repr(value)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(show(v) for v in value) + "]"
     return str(value)
@@ -104,6 +103,12 @@ def span(a: Pos, b: Pos) -> Pos:
 # Stage 1: syntax tree -> IR
 
 class Elaborator:
+    """Syntax tree -> IR nodes, one statement at a time, reporting into ``reporter``.
+
+    Internally a failed value raises ``_Bad`` after reporting, which abandons only the
+    statement it belongs to: the next statement is still checked.
+    """
+
     def __init__(self, program: Program, reporter: Reporter, path: str | None):
         self.program = program
         self.r = reporter
