@@ -201,7 +201,7 @@ cdef inline double _xent_labels(const floating* z, const label_t* y, floating* g
         off = i * k
         yi = <Py_ssize_t>y[i]
         m = _row_max(z + off, k)
-        loss += keep * <double>(m - z[off + yi])
+        loss += keep * (<double>m - <double>z[off + yi])
         if smoothing != 0.0:
             loss += share * (<double>k * <double>m - _row_sum(z + off, k))
         _row_exp(z + off, grad + off, k, m)

@@ -196,6 +196,16 @@ def test_softmax_xent_huge_logit_at_every_position(dtype, k):
     np.testing.assert_allclose(grad, expected / k, atol=1e-7)
 
 
+def test_softmax_xent_float32_logits_near_overflow():
+    # m - z_y = 6e38 does not fit float32: the loss is formed in double
+    z = np.array([[3e38, -3e38]], np.float32)
+    for target in (np.array([1]), np.array([[0.0, 1.0]], np.float32)):
+        grad = np.empty_like(z)
+        loss = K.softmax_cross_entropy(z, target, grad)
+        assert loss == pytest.approx(6e38, rel=1e-6)
+        np.testing.assert_array_equal(grad, [[1.0, -1.0]])
+
+
 def test_softmax_xent_minus_inf_logit_off_target():
     # a -inf logit off the target contributes probability 0 and no NaN
     z = np.array([[0.0, -np.inf, 1.0]])
