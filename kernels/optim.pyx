@@ -1,3 +1,6 @@
+# distutils: extra_compile_args = -fno-trapping-math
+# (FP operations are assumed not to trap, so GCC may if-convert the sign(p) selects of the
+# penalised loops and vectorise them; results are unchanged: no reassociation, NaN and inf kept.)
 """Optimizer kernels: one in-place pass over a parameter, its gradient and its state.
 
 Arrays are C-contiguous numpy arrays of any shape, float32 or float64 (that of ``p``); ``g`` and
