@@ -69,7 +69,7 @@ class TensorCheck:
         return self.rel_error <= TOLERANCE
 
 
-STEPS = (1e-3, 1e-4, 1e-5)
+STEPS = (1e-3, 1e-4, 1e-5, 1e-6)
 
 
 def _targets(net, n, rng):
@@ -87,8 +87,9 @@ def check_network(model_ir, batch: int = 4, seed: int = 0, max_entries: int = 24
     (``max_entries`` random entries per tensor; 0 or None compares every entry).
 
     Returns a list of ``TensorCheck``. Each compared entry tries the steps ``STEPS`` in
-    turn and keeps the first within tolerance (a smaller step steps back from a ReLU kink
-    that a larger one straddles); the tensor's figure is the worst entry's.
+    turn until one agrees to 1e-8 and keeps the smallest error (a smaller step steps back
+    from a ReLU kink that a larger one straddles; a larger one has less round-off); the
+    tensor's figure is the worst entry's.
     """
     from dlrun.runtime.network import Network, rng_for
 
@@ -125,7 +126,7 @@ def check_network(model_ir, batch: int = 4, seed: int = 0, max_entries: int = 24
                 num = central_difference(loss, p, int(i), h)
                 err = relative_error([a_all[i]], [num], scale, global_scale)
                 best = err if best is None else min(best, err)
-                if best <= TOLERANCE:
+                if best <= 1e-2 * TOLERANCE:  # clearly fine: no need for other steps
                     break
             worst = max(worst, best)
         results.append(TensorCheck(layer.describe(), name, tuple(p.shape), int(picks.size), scale, worst))
