@@ -13,8 +13,10 @@ GEMMs ("vs matmul" rows: the NumPy side does only the GEMMs, the kernel also doe
 activation and bias gradient); every fused element-wise kernel (bias + activation, batch norm
 forward/backward, softmax cross-entropy, Adam) >= 2 x faster than NumPy.
 
-NumPy and SciPy each bring their own OpenBLAS; both use the machine's cores through their own
-thread pools (no OpenMP anywhere in dlrun).
+NumPy and SciPy each bring their own OpenBLAS, each with its own thread pool (no OpenMP anywhere
+in dlrun). The GEMM rows alternate blocks of calls with a pause between them (``--settle``),
+because alternating the two pools call by call makes their spinning threads fight (see
+``compare_blas``); the other rows alternate call batches directly.
 """
 import argparse
 import os
@@ -52,8 +54,8 @@ def timed(fn, inner):
 
 
 def compare(ours, ref, repeats):
-    """Interleaved medians (seconds) of ``ours`` and ``ref``."""
-    ours(), ref()                                   # warm-up: caches, page faults, pools
+    """Interleaved medians (seconds) of ``ours`` and ``ref``, alternating sample by sample."""
+    ours(), ref()                                   # warm-up: caches, page faults
     t = timed(ours, 3)
     inner = max(1, min(200, int(2e-3 / max(t, 1e-7))))   # ~2 ms per sample
     a, b = [], []
@@ -64,6 +66,35 @@ def compare(ours, ref, repeats):
         else:
             a.append(timed(ours, inner))
             b.append(timed(ref, inner))
+    return statistics.median(a), statistics.median(b)
+
+
+def compare_blas(ours, ref, repeats, settle):
+    """Medians (seconds) of ``ours`` and ``ref`` when both call BLAS, alternating *blocks* of
+    calls separated by ``settle`` seconds of sleep.
+
+    NumPy and SciPy each load their own OpenBLAS, and an OpenBLAS pool's threads keep spinning
+    for a while after each call. Alternating the two libraries call by call therefore makes two
+    pools of spinning threads fight over the cores: on this 2-core machine a 128x784x512 sgemm
+    then takes ~40-80 ms instead of ~0.8 ms, on both sides. After ``settle`` seconds the other
+    pool is asleep; each sample is the median per-call time of a block (the first call of a
+    block pays the pool's wake-up)."""
+    def block(fn, k):
+        times = []
+        for _ in range(k):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
+    ours(), ref()
+    k = max(5, min(50, int(5e-3 / max(timed(ours, 3), 1e-7))))
+    a, b = [], []
+    for r in range(repeats):
+        order = ((ours, a), (ref, b)) if r % 2 == 0 else ((ref, b), (ours, a))
+        for fn, out in order:
+            time.sleep(settle)
+            out.append(block(fn, k))
     return statistics.median(a), statistics.median(b)
 
 
@@ -87,7 +118,8 @@ class Table:
         print("-" * 100)
 
 
-def bench_dense(table, dtype, repeats, rng):
+def bench_dense(table, dtype, repeats, rng, settle):
+    blas_repeats = max(3, repeats // 3)
     for d_in, d_out in LAYERS:
         x = rng.standard_normal((BATCH, d_in)).astype(dtype)
         w = (rng.standard_normal((d_in, d_out)) / np.sqrt(d_in)).astype(dtype)
@@ -109,9 +141,9 @@ def bench_dense(table, dtype, repeats, rng):
                 np.maximum(ref_y, 0, out=ref_y)
 
         table.add(f"dense_forward {act} vs matmul", shape, dtype,
-                  *compare(ours, np_matmul, repeats), 0.9)
+                  *compare_blas(ours, np_matmul, blas_repeats, settle), 0.9)
         table.add(f"dense_forward {act} vs numpy", shape, dtype,
-                  *compare(ours, np_full, repeats), None)
+                  *compare_blas(ours, np_full, blas_repeats, settle), None)
 
         dz = rng.standard_normal((BATCH, d_out)).astype(dtype)
         dx, dw, db = np.empty_like(x), np.empty_like(w), np.empty_like(b)
@@ -129,10 +161,10 @@ def bench_dense(table, dtype, repeats, rng):
             np.matmul(x.T, dz, out=rdw)
             np.sum(dz, axis=0, out=rdb)
 
-        table.add("dense_backward vs matmul", shape, dtype, *compare(ours_b, np_matmuls, repeats),
-                  0.9)
-        table.add("dense_backward vs numpy", shape, dtype, *compare(ours_b, np_full_b, repeats),
-                  None)
+        table.add("dense_backward vs matmul", shape, dtype,
+                  *compare_blas(ours_b, np_matmuls, blas_repeats, settle), 0.9)
+        table.add("dense_backward vs numpy", shape, dtype,
+                  *compare_blas(ours_b, np_full_b, blas_repeats, settle), None)
 
 
 def np_activation(name, z, b, y):
@@ -346,17 +378,28 @@ def main(argv=None):
     ap.add_argument("--dtype", choices=["float32", "float64", "both"], default="float32")
     ap.add_argument("--repeats", type=int, default=41, help="interleaved samples per row")
     ap.add_argument("--quick", action="store_true", help="7 samples per row (smoke run)")
+    ap.add_argument("--settle", type=float, default=0.3,
+                    help="seconds of sleep between blocks of BLAS calls (see compare_blas)")
     args = ap.parse_args(argv)
     repeats = 7 if args.quick else args.repeats
     dtypes = [np.float32, np.float64] if args.dtype == "both" else [np.dtype(args.dtype).type]
     print(f"numpy {np.__version__}, {os.cpu_count()} CPUs, OPENBLAS_CORETYPE="
           f"{os.environ.get('OPENBLAS_CORETYPE', '(unset)')}, {repeats} interleaved samples "
           f"per row; times are medians per call; speedup = numpy / dlrun")
+    try:
+        from threadpoolctl import threadpool_info
+        for pool in threadpool_info():
+            print(f"  {pool['user_api']}: {pool['internal_api']} {pool['version']} "
+                  f"{pool.get('architecture', '')} {pool['num_threads']} threads "
+                  f"({os.path.basename(pool['filepath'])})")
+    except ImportError:
+        pass
     table = Table()
     Table.header()
     rng = np.random.default_rng(0)
     for dtype in dtypes:
-        bench_dense(table, dtype, repeats, rng)
+        bench_dense(table, dtype, repeats, rng, args.settle)
+        time.sleep(args.settle)         # let NumPy's BLAS threads go idle
         bench_activations(table, dtype, repeats, rng)
         bench_batchnorm(table, dtype, repeats, rng)
         bench_dropout(table, dtype, repeats, rng)

@@ -277,3 +277,15 @@ cdef inline double check_finite_float(object value, str fn, str name) except? -1
     if v != v or v == float("inf") or v == -float("inf"):
         raise ValueError(f"{fn}: argument '{name}' must be finite, got {v}")
     return v
+
+
+cdef inline bint check_flag(object value, str fn, str name) except -1:
+    """A boolean argument: True/False (also numpy.bool_ and the ints 0/1), nothing else."""
+    if value is True or value is False:
+        return value
+    import numpy
+    if isinstance(value, numpy.bool_) or (isinstance(value, int) and value in (0, 1)):
+        return bool(value)
+    raise TypeError(f"{fn}: argument '{name}' must be True or False, got "
+                    f"{type(value).__name__} {value!r}")
+

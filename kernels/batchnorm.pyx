@@ -12,7 +12,7 @@ from libc.math cimport sqrt
 from libc.stdlib cimport malloc, free
 
 from _common cimport (check_float_array, check_same_dtype, check_shape, check_no_overlap,
-                      check_finite_float)
+                      check_finite_float, check_flag)
 
 cnp.import_array()
 
@@ -314,7 +314,7 @@ def batchnorm_backward(dy, xhat, gamma, inv_std, dx, dgamma, dbeta, accumulate=F
                 check_no_overlap(out, inp, fn, oname, iname, False)
         for oname2, out2 in outs[k + 1:]:
             check_no_overlap(out, out2, fn, oname, oname2, False)
-    cdef bint acc = bool(accumulate)
+    cdef bint acc = check_flag(accumulate, fn, "accumulate")
     cdef void* dxp = cnp.PyArray_DATA(DX) if DX is not None else NULL
     cdef int rc
     if cnp.PyArray_TYPE(DY) == cnp.NPY_FLOAT32:

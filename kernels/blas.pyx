@@ -7,7 +7,7 @@ cimport numpy as cnp
 from cython cimport floating
 
 from _common cimport (check_float_array, check_same_dtype, check_shape, check_no_overlap,
-                      check_blas_dim, check_finite_float)
+                      check_blas_dim, check_finite_float, check_flag)
 from blas cimport gemm_rm, gemv_rm
 
 cnp.import_array()
@@ -22,7 +22,8 @@ def gemm(a, b, c, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
     cdef cnp.ndarray C = check_float_array(c, fn, "c", 2, True)
     check_same_dtype(B, A, fn, "b", "a")
     check_same_dtype(C, A, fn, "c", "a")
-    cdef bint ta = bool(trans_a), tb = bool(trans_b)
+    cdef bint ta = check_flag(trans_a, fn, "trans_a")
+    cdef bint tb = check_flag(trans_b, fn, "trans_b")
     cdef Py_ssize_t m = A.shape[1] if ta else A.shape[0]
     cdef Py_ssize_t k = A.shape[0] if ta else A.shape[1]
     cdef Py_ssize_t kb = B.shape[1] if tb else B.shape[0]
@@ -59,7 +60,7 @@ def gemv(a, x, y, trans=False, alpha=1.0, beta=0.0):
     cdef cnp.ndarray Y = check_float_array(y, fn, "y", 1, True)
     check_same_dtype(X, A, fn, "x", "a")
     check_same_dtype(Y, A, fn, "y", "a")
-    cdef bint t = bool(trans)
+    cdef bint t = check_flag(trans, fn, "trans")
     cdef Py_ssize_t m = A.shape[0], n = A.shape[1]
     check_shape(X, ((m,) if t else (n,)), fn, "x",
                 f"(a has shape {(<object>A).shape}, trans={t})")

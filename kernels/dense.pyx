@@ -9,7 +9,7 @@ cimport numpy as cnp
 from cython cimport floating
 
 from _common cimport (check_float_array, check_same_dtype, check_shape, check_no_overlap,
-                      check_blas_dim, check_finite_float)
+                      check_blas_dim, check_finite_float, check_flag)
 from blas cimport gemm_rm
 from activations cimport act_code, act_forward_rows, ACT_LINEAR
 
@@ -128,7 +128,7 @@ def dense_backward(x, w, dz, dx, dw, db, accumulate=False):
             check_no_overlap(out, out2, fn, oname, oname2, False)
     cdef int i_n = check_blas_dim(n, fn, "batch size"), i_in = check_blas_dim(d_in, fn, "in")
     cdef int i_out = check_blas_dim(d_out, fn, "out")
-    cdef bint acc = bool(accumulate)
+    cdef bint acc = check_flag(accumulate, fn, "accumulate")
     cdef void* dxp = cnp.PyArray_DATA(DX) if DX is not None else NULL
     cdef void* dbp = cnp.PyArray_DATA(DB) if DB is not None else NULL
     if cnp.PyArray_TYPE(X) == cnp.NPY_FLOAT32:

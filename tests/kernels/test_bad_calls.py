@@ -211,6 +211,8 @@ def test_zero_dimensional_array():
     ("gemm", dict(beta=float("nan")), ValueError, "beta"),
     ("gemm", dict(b=_a(DIN + 1, DOUT)), ValueError, "a"),
     ("gemv", dict(alpha=None), TypeError, "alpha"),
+    ("gemm", dict(trans_a="yes"), TypeError, "trans_a"),
+    ("gemv", dict(trans=2), TypeError, "trans"),
     ("activation_forward", dict(name="relux"), ValueError, "relux"),
     ("activation_forward", dict(name=3), TypeError, "activation"),
     ("activation_forward", dict(name="leaky_relu", alpha=-0.1), ValueError, "alpha"),
@@ -241,6 +243,17 @@ def test_bad_scalars_and_mismatches(case, changes, exc, name):
         _call(case, **changes)
     msg = str(info.value)
     assert msg.startswith(case + ":") and name in msg, msg
+
+
+def test_accumulate_flag_must_be_boolean():
+    kw = CASES["dense_backward"][2]()
+    with pytest.raises(TypeError, match="'accumulate'"):
+        dense_backward(*[kw[k] for k in CASES["dense_backward"][1]], accumulate="no")
+    kw = CASES["batchnorm_backward"][2]()
+    with pytest.raises(TypeError, match="'accumulate'"):
+        batchnorm_backward(*[kw[k] for k in CASES["batchnorm_backward"][1]], accumulate=None)
+    kw = CASES["dense_backward"][2]()
+    dense_backward(*[kw[k] for k in CASES["dense_backward"][1]], accumulate=np.bool_(True))
 
 
 def test_unknown_activation_lists_the_known_ones():
