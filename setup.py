@@ -51,14 +51,30 @@ def kernel_extensions():
     return exts
 
 
+# source folder -> installed package; sub-packages (folders with __init__.py) follow
+ROOTS = {"dlrun": "api", "dlrun.dsl": "dsl", "dlrun.kernels": "kernels", "dlrun.runtime": "runtime"}
+
+
+def package_layout():
+    """Every package under the four roots with its folder, e.g. dlrun.runtime.layers -> runtime/layers."""
+    packages, package_dir = [], {}
+    for package, folder in ROOTS.items():
+        for dirpath, dirnames, filenames in os.walk(folder):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "_")))
+            if "__init__.py" not in filenames:
+                continue
+            rel = os.path.relpath(dirpath, folder)
+            name = package if rel == "." else package + "." + rel.replace(os.sep, ".")
+            packages.append(name)
+            package_dir[name] = dirpath
+    return packages, package_dir
+
+
+PACKAGES, PACKAGE_DIR = package_layout()
+
 setup(
-    packages=["dlrun", "dlrun.dsl", "dlrun.kernels", "dlrun.runtime"],
-    package_dir={
-        "dlrun": "api",
-        "dlrun.dsl": "dsl",
-        "dlrun.kernels": "kernels",
-        "dlrun.runtime": "runtime",
-    },
+    packages=PACKAGES,
+    package_dir=PACKAGE_DIR,
     package_data={
         "dlrun.dsl": ["*.lark"],
         "dlrun.kernels": ["*.pxd", "*.pyx"],
