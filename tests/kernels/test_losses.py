@@ -493,6 +493,15 @@ def test_elementwise_grad_over_target(name):
     np.testing.assert_array_equal(t, ref_grad)
 
 
+def test_read_only_inputs_are_accepted():
+    # only grad is written: read-only logits, labels, probabilities and targets are fine
+    z, y, t = _ro(Z + 0.5), _ro(Y), _ro(np.full((4, 3), 1 / 3))
+    assert np.isfinite(K.softmax_cross_entropy(z, y, G.copy()))
+    assert np.isfinite(K.softmax_cross_entropy(z, t, G.copy()))
+    for kernel, _ in ELEMENTWISE.values():
+        assert np.isfinite(kernel(z, _ro(P), P.copy()))
+
+
 def test_bad_label_leaves_grad_untouched():
     grad = np.full((4, 3), 7.0)
     with pytest.raises(ValueError):

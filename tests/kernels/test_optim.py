@@ -407,6 +407,14 @@ def test_hyperparameter_bad_calls(fn, override, exc, pattern):
         _call(fn, **override)
 
 
+@pytest.mark.parametrize("fn", FNS)
+def test_read_only_gradient_is_accepted(fn):
+    g = _ro(np.ones(6))
+    p = np.zeros(6)
+    _call(fn, p=p, g=g)
+    assert np.all(p < 0)
+
+
 def test_bad_call_leaves_arrays_untouched():
     p, g, m, v = np.ones(6), np.ones(6), np.zeros(6), np.zeros(6)
     with pytest.raises(ValueError):
