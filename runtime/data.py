@@ -202,9 +202,13 @@ def _load_npy(p: Path, shown: str) -> np.ndarray:
 @dataclass
 class _Csv:
     header: list[str]
-    cells: np.ndarray  # str (rows, columns), whitespace stripped
+    columns: list[tuple[str, ...]]  # cells by column, as read
     lines: np.ndarray  # file line number of each row
     shown: str
+
+    def text(self, col: int) -> np.ndarray:
+        """Column ``col`` as a str array, surrounding whitespace stripped."""
+        return np.char.strip(np.array(self.columns[col], dtype=str))
 
     def where(self, row: int, col: int) -> str:
         return f"line {int(self.lines[row])}, column {col + 1} '{self.header[col]}'"
@@ -239,9 +243,10 @@ def _read_csv(p: Path, shown: str) -> _Csv:
         with open(p, newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f)
             for row in reader:
-                if not row or all(not c.strip() for c in row):
+                joined = "".join(row)
+                if not joined or joined.isspace():
                     continue
-                if any("\x00" in c for c in row):
+                if "\x00" in joined:
                     raise DataError(f"{shown}: line {reader.line_num}: contains a NUL byte; expected CSV text")
                 if header is None:
                     header = [c.strip() for c in row]
@@ -273,50 +278,48 @@ def _read_csv(p: Path, shown: str) -> _Csv:
             )
     if not rows:
         raise DataError(f"{shown}: has a header but no data rows")
-    cells = np.char.strip(np.array(rows, dtype=str))
-    return _Csv(header, cells, np.asarray(lines, dtype=np.int64), shown)
+    columns = list(zip(*rows))
+    return _Csv(header, columns, np.asarray(lines, dtype=np.int64), shown)
 
 
-def _first_unconvertible(col: np.ndarray) -> int:
-    """Index of the first cell of a 1-D str array that does not convert to float64."""
-    step = 4096
-    for start in range(0, col.shape[0], step):
-        piece = col[start : start + step]
+def _first_unconvertible(cells: Iterable[str]) -> int:
+    """Index of the first cell that ``float()`` rejects, or -1."""
+    for i, cell in enumerate(cells):
         try:
-            piece.astype(np.float64)
+            float(cell)
         except ValueError:
-            for i, cell in enumerate(piece):
-                try:
-                    np.array(cell).astype(np.float64)
-                except ValueError:
-                    return start + i
+            return i
     return -1
 
 
 def _csv_numbers(table: _Csv, cols: Sequence[int]) -> np.ndarray:
     """The given columns as float64 ``(rows, len(cols))``; DataError at the first non-number."""
-    block = table.cells[:, list(cols)]
-    try:
-        return block.astype(np.float64)
-    except ValueError:
-        pass
-    first = None
-    for k in range(block.shape[1]):
-        i = _first_unconvertible(block[:, k])
-        if i >= 0 and (first is None or (i, k) < first):
-            first = (i, k)
-    assert first is not None
+    n = table.lines.shape[0]
+    out = np.empty((n, len(cols)), dtype=np.float64)
+    first = None  # (row, k) of the first bad cell in row-major order
+    for k, j in enumerate(cols):
+        try:
+            # float() takes what numpy takes: surrounding whitespace, exponents, nan, inf
+            out[:, k] = np.fromiter(map(float, table.columns[j]), dtype=np.float64, count=n)
+        except ValueError:
+            i = _first_unconvertible(table.columns[j])
+            if first is None or (i, k) < first:
+                first = (i, k)
+    if first is None:
+        return out
     i, k = first
-    value = block[i, k]
+    value = table.columns[cols[k]][i].strip()
     got = "an empty cell" if value == "" else f"'{value}'"
     raise DataError(f"{table.shown}: {table.where(i, cols[k])}: expected a number, got {got}")
 
 
 def _str_to_float(values: np.ndarray) -> np.ndarray | None:
+    """A str array as float64 (same shape), or None when a cell is not a number."""
     try:
-        return values.astype(np.float64)
+        flat = np.fromiter(map(float, values.ravel().tolist()), dtype=np.float64, count=values.size)
     except ValueError:
         return None
+    return flat.reshape(values.shape)
 
 
 # --------------------------------------------------------------------------------------------
@@ -364,7 +367,7 @@ def _read_labels_file(p: Path, shown: str, label: str | None):
         )
     else:
         j = table.column(label, "label")
-    return table.cells[:, j], (lambda i: table.where(i, j))
+    return table.text(j), (lambda i: table.where(i, j))
 
 
 def _read_source(src: ir.Source, base_dir, label: str | None, role: str, need_y: bool = True) -> _Raw:
@@ -391,7 +394,7 @@ def _read_source(src: ir.Source, base_dir, label: str | None, role: str, need_y:
         else:
             j = table.column(label, "label")
             cols = [k for k in range(len(table.header)) if k != j]
-            y = table.cells[:, j]
+            y = table.text(j)
             y_where = lambda i: table.where(i, j)
         if not cols:
             raise DataError(f"{shown}: no feature columns besides the label column '{label}'")
@@ -505,7 +508,7 @@ def _encode_y(y: np.ndarray, *, task: str, n_outputs: int, class_names: list[str
             numbers = _str_to_float(y)
             if numbers is None:
                 flat = y.reshape(-1)
-                k = _first_unconvertible(flat)
+                k = _first_unconvertible(flat.tolist())
                 i = k // max(1, flat.shape[0] // n)
                 value = flat[k]
                 got = "an empty cell" if value == "" else f"'{value}'"
