@@ -42,7 +42,9 @@ def add_arguments(name, parser):
         parser.add_argument("--batch-size", type=int, default=4, metavar="N", help="random samples (default 4)")
         parser.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the random batch and weights")
         parser.add_argument("--entries", type=int, default=24, metavar="N",
-                            help="entries compared per tensor, chosen at random (default 24; 0 = every entry)")
+                            help="entries compared one by one per tensor, chosen at random (default 24; 0 = every entry)")
+        parser.add_argument("--directions", type=int, default=3, metavar="N",
+                            help="random directions over each whole tensor also compared (default 3)")
         parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
 
 
@@ -274,18 +276,21 @@ def _gradcheck(args) -> int:
     _positive(args.batch_size, "--batch-size")
     if args.entries < 0:
         raise UsageError(f"--entries must be >= 0 (0 = every entry), got {args.entries}")
+    if args.directions < 0:
+        raise UsageError(f"--directions must be >= 0, got {args.directions}")
     if args.seed < 0:
         raise UsageError(f"--seed must be >= 0, got {args.seed}")
     model_ir = _load_ir(args.model)
     from dlrun.runtime.gradcheck import TOLERANCE, check_network, format_table
 
-    results = check_network(model_ir, batch=args.batch_size, seed=args.seed, max_entries=args.entries)
+    results = check_network(model_ir, batch=args.batch_size, seed=args.seed, max_entries=args.entries,
+                            directions=args.directions)
     ok = all(r.ok for r in results)
     if args.json:
         print(json.dumps({
             "model": model_ir.name, "ok": ok, "tolerance": TOLERANCE,
             "tensors": [{"layer": r.layer, "tensor": r.name, "shape": list(r.shape), "checked": r.checked,
-                         "max_abs_grad": r.max_abs_grad, "rel_error": r.rel_error, "ok": r.ok} for r in results],
+                         "directions": r.directions, "max_abs_grad": r.max_abs_grad, "rel_error": r.rel_error, "ok": r.ok} for r in results],
         }))
     else:
         print(format_table(results))

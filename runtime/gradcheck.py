@@ -4,14 +4,20 @@ The network is built in float64 with dropout off (batch norm keeps its training-
 batch statistics, the path whose backward is least trivial), fed a small random batch of
 the declared input shape with random targets of the right kind, and for every trainable
 tensor the analytic gradient of the mean loss is compared with a 4th-order central
-difference ``(-f(p+2h) + 8f(p+h) - 8f(p-h) + f(p-2h)) / 12h`` at up to ``max_entries``
-entries per tensor (all of them for small tensors).
+difference ``(-f(p+2h) + 8f(p+h) - 8f(p-h) + f(p-2h)) / 12h`` in two ways:
+
+- entry by entry, at up to ``max_entries`` random entries per tensor (all of them for
+  small tensors, or with ``max_entries=0``);
+- along ``directions`` random unit directions ``v`` spanning the whole tensor: the
+  derivative of ``f(p + t v)`` at 0 must equal ``g . v``, so every entry of every tensor
+  takes part in the check even when the tensor is too large to visit entry by entry.
 
 Relative error of a tensor::
 
     max_i |a_i - n_i| / max(|a_i|, |n_i|, 1e-3 * max_j |a_j|, 1e-4 * G, 1e-12)
 
-where ``G`` is the largest gradient magnitude of the whole network. Finite differences
+where ``G`` is the largest gradient magnitude of the whole network (for a direction,
+``a = g . v`` and the tensor's scale is ``||g||_2``). Finite differences
 carry a round-off error (about ``eps * |loss| / h``, more where batch norm subtracts
 nearly equal numbers) that would make exact zeros look wrong: a dead ReLU's weight, or
 the bias of a dense layer followed by batch norm, whose gradient is exactly zero. So an
@@ -43,6 +49,17 @@ def relative_error(analytic, numeric, scale=None, global_scale=0.0) -> float:
     return float(np.max(np.abs(a - n) / np.maximum(mag, floor)))
 
 
+def directional_difference(f, x, v, h):
+    """4th-order central difference of scalar ``f()`` along ``v``: d/dt f(x + t v) at t = 0."""
+    orig = x.copy()
+    vals = []
+    for step in (2 * h, h, -h, -2 * h):
+        np.add(orig, step * v, out=x)
+        vals.append(float(f()))
+    x[...] = orig
+    return (-vals[0] + 8 * vals[1] - 8 * vals[2] + vals[3]) / (12 * h)
+
+
 def central_difference(f, x, index, h):
     """4th-order central difference of scalar ``f()`` with respect to ``x.flat[index]``."""
     flat = x.reshape(-1)
@@ -63,6 +80,7 @@ class TensorCheck:
     checked: int
     max_abs_grad: float
     rel_error: float
+    directions: int = 0
 
     @property
     def ok(self) -> bool:
@@ -82,7 +100,18 @@ def _targets(net, n, rng):
     return rng.standard_normal((n, k))
 
 
-def check_network(model_ir, batch: int = 4, seed: int = 0, max_entries: int = 24):
+def _best_of_steps(estimate, analytic, scale, global_scale):
+    """Smallest relative error over ``STEPS`` (stopping once one agrees to 1e-8)."""
+    best = None
+    for h in STEPS:
+        err = relative_error([analytic], [estimate(h)], scale, global_scale)
+        best = err if best is None else min(best, err)
+        if best <= 1e-2 * TOLERANCE:  # clearly fine: no need for other steps
+            break
+    return best
+
+
+def check_network(model_ir, batch: int = 4, seed: int = 0, max_entries: int = 24, directions: int = 3):
     """Compare analytic and numerical gradients of every parameter tensor of the model
     (``max_entries`` random entries per tensor; 0 or None compares every entry).
 
@@ -121,23 +150,26 @@ def check_network(model_ir, batch: int = 4, seed: int = 0, max_entries: int = 24
             picks = np.sort(rng.choice(pflat.size, max_entries, replace=False))
         worst = 0.0
         for i in picks:
-            best = None
-            for h in STEPS:
-                num = central_difference(loss, p, int(i), h)
-                err = relative_error([a_all[i]], [num], scale, global_scale)
-                best = err if best is None else min(best, err)
-                if best <= 1e-2 * TOLERANCE:  # clearly fine: no need for other steps
-                    break
-            worst = max(worst, best)
-        results.append(TensorCheck(layer.describe(), name, tuple(p.shape), int(picks.size), scale, worst))
+            i = int(i)
+            worst = max(worst, _best_of_steps(lambda h: central_difference(loss, p, i, h),
+                                              a_all[i], scale, global_scale))
+        g = a_all.reshape(p.shape)
+        norm = float(np.sqrt(np.sum(g * g)))
+        for _ in range(directions if p.size > picks.size else 0):
+            v = rng.standard_normal(p.shape)
+            v /= np.sqrt(np.sum(v * v))
+            worst = max(worst, _best_of_steps(lambda h: directional_difference(loss, p, v, h),
+                                              float(np.sum(g * v)), norm, global_scale))
+        results.append(TensorCheck(layer.describe(), name, tuple(p.shape), int(picks.size), scale, worst,
+                                   directions if p.size > picks.size else 0))
     return results
 
 
 def format_table(results) -> str:
     """The table ``dlrun gradcheck`` prints."""
-    rows = [("layer", "tensor", "shape", "checked", "max |grad|", "rel. error", "")]
+    rows = [("layer", "tensor", "shape", "entries", "directions", "max |grad|", "rel. error", "")]
     for r in results:
-        rows.append((r.layer, r.name, "x".join(map(str, r.shape)), str(r.checked), f"{r.max_abs_grad:.3e}",
-                     f"{r.rel_error:.2e}", "ok" if r.ok else "FAIL"))
+        rows.append((r.layer, r.name, "x".join(map(str, r.shape)), str(r.checked), str(r.directions),
+                     f"{r.max_abs_grad:.3e}", f"{r.rel_error:.2e}", "ok" if r.ok else "FAIL"))
     widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows)

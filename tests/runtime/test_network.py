@@ -148,3 +148,22 @@ def test_a_model_too_big_for_memory_is_refused_before_allocating():
     m = F.model([F.input_(64), F.dense(2_000_000_000, "relu"), F.dense(10, "softmax")])
     with pytest.raises(UsageError, match=r"more than this machine's memory.*1\.dense\.w with shape \(64, 2000000000\)"):
         Network(m)
+
+
+def test_gradcheck_directions_cover_entries_that_are_not_sampled(monkeypatch):
+    from dlrun.runtime.layers.dense import Dense
+
+    original = Dense.backward
+
+    def wrong(self, dy):
+        dx = original(self, dy)
+        if self.index == 2:  # one entry of the (7, 6) weights, 0.1 of the largest gradient off
+            w = self.grads["w"].reshape(-1)
+            w[17] += 0.1 * np.abs(w).max()
+        return dx
+
+    monkeypatch.setattr(Dense, "backward", wrong)
+    results = check_network(GRADCHECK_MODELS["tanh-softmax"], batch=5, seed=3, max_entries=1, directions=3)
+    failed = {(r.layer.split(" (")[0], r.name) for r in results if not r.ok}
+    assert failed == {("layer 2", "w")}
+    assert all(r.checked == 1 and r.directions == 3 for r in results if r.name == "w")
