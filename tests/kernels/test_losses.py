@@ -273,7 +273,7 @@ def test_bce_tiny_losses_keep_relative_accuracy(dtype):
         g = np.empty(1, dtype)
         loss = K.sigmoid_binary_cross_entropy(z[i:i + 1], t[i:i + 1], g)
         ref = np.log1p(np.exp(-abs(float(z[i]))))
-        assert loss == pytest.approx(ref, rel=4 * np.finfo(dtype).eps), (z[i], loss, ref)
+        assert loss == pytest.approx(ref, rel=4 * float(np.finfo(dtype).eps)), (z[i], loss, ref)
 
 
 # ---------------------------------------------------------------- element-wise losses
