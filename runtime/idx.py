@@ -13,6 +13,8 @@ copies of the data.
 from __future__ import annotations
 
 import gzip
+import math
+import os
 import re
 import struct
 import zlib
@@ -64,8 +66,11 @@ def read_idx(path, shown: str | None = None) -> np.ndarray:
     shown = str(path) if shown is None else shown
     compressed = str(path).lower().endswith(".gz")
     try:
+        size = os.path.getsize(path)
+        # the most bytes the data can hold: the file itself, or deflate's ~1032:1 ratio
+        limit = size * 1040 + 1024 if compressed else size
         with (gzip.open(path, "rb") if compressed else open(path, "rb")) as f:
-            return _read_idx_stream(f, shown)
+            return _read_idx_stream(f, shown, limit, compressed)
     except DataError:
         raise
     except (EOFError, gzip.BadGzipFile, zlib.error) as err:
@@ -76,7 +81,7 @@ def read_idx(path, shown: str | None = None) -> np.ndarray:
         raise DataError(f"{shown}: cannot read file ({err.strerror or err})") from None
 
 
-def _read_idx_stream(f, shown: str) -> np.ndarray:
+def _read_idx_stream(f, shown: str, limit: int, compressed: bool) -> np.ndarray:
     head = _read_exact(f, 4)
     if len(head) < 4:
         raise DataError(f"{shown}: not an IDX file (only {len(head)} bytes; expected a 4-byte magic number)")
@@ -90,7 +95,19 @@ def _read_idx_stream(f, shown: str) -> np.ndarray:
     if len(raw) < 4 * ndim:
         raise DataError(f"{shown}: truncated IDX header (expected {ndim} dimension sizes)")
     dims = struct.unpack(">" + "I" * ndim, raw)
-    nbytes = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    nbytes = math.prod(dims) * dtype.itemsize  # Python ints: no overflow
+    header = 4 + 4 * ndim
+    if header + nbytes > limit:
+        shape = "x".join(map(str, dims))
+        if compressed:
+            raise DataError(
+                f"{shown}: truncated or damaged IDX file: the header declares {shape} values "
+                f"({nbytes} bytes), more than the compressed file can hold"
+            )
+        raise DataError(
+            f"{shown}: truncated IDX file: the header declares {shape} values ({nbytes} bytes) "
+            f"but the data ends after {max(0, limit - header)} bytes"
+        )
     buf = np.empty(nbytes, dtype=np.uint8)
     view = memoryview(buf)
     pos = 0

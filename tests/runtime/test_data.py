@@ -519,6 +519,15 @@ def test_idx_bad_magic_short_read_and_extra_bytes(tmp_path):
     data_error(lambda: load(src(p, labels=str(lb)), input_shape=(4,)), "im-idx3-ubyte", "longer than its header")
 
 
+@pytest.mark.parametrize("name", ["huge-idx3-ubyte", "huge-idx3-ubyte.gz"])
+def test_idx_header_declaring_more_than_the_file_holds(tmp_path, name):
+    # sizes whose product overflows int64: refused before any allocation
+    head = struct.pack(">BBBBIII", 0, 0, 8, 3, 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFF) + bytes(64)
+    p = tmp_path / name
+    p.write_bytes(gzip.compress(head) if name.endswith(".gz") else head)
+    data_error(lambda: read_idx(p), name, "truncated", "4294967295x4294967295x65535")
+
+
 def test_idx_images_need_labels_and_matching_counts(tmp_path):
     im = write_idx(tmp_path / "im-idx3-ubyte", np.zeros((5, 2, 2), np.uint8))
     data_error(lambda: load(src(im), input_shape=(4,)), "im-idx3-ubyte", "labels file", 'labels="FILE"')
