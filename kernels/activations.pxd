@@ -3,7 +3,8 @@
 # run-time import between the extension modules is needed).
 #
 # Each element-wise loop has the activation chosen outside the loop, so the loop body is
-# branch-free and GCC vectorises it (float32 uses the vectorisable dl_expf / dl_tanhf).
+# branch-free and GCC vectorises it. The float32 loops built on exp/tanh are C functions
+# compiled for several instruction sets (DL_CLONES); the Cython loops serve the rest.
 from cython cimport floating
 from libc.math cimport INFINITY
 from _common cimport f_exp, f_tanh, f_expm1, f_log1p_unit, f_abs
@@ -34,8 +35,8 @@ cdef extern from *:
 
     /* The float32 loops of the activations built on exp/tanh, multi-versioned (DL_CLONES) so
        that they run 8 or 16 lanes wide where the CPU allows: these are compute-bound, unlike
-       the other activations. Same maths as the Cython loops (activations.pxd), which serve
-       float64 and the rest. y may be x. Returns 0 when `act` is not handled here. */
+       the other activations. Same maths as the Cython loops below, which serve float64 and
+       the rest. y may be x. Returns 0 when `act` is not handled here. */
     #define DL_FWD_LOOP(F)                                                            \
         if (b == NULL) {                                                              \
             for (Py_ssize_t j = 0; j < n * d; j++) y[j] = F(x[j]);                    \
@@ -99,6 +100,7 @@ cdef inline int act_code(object name, str fn, double alpha) except -1:
     """The ACT_* code of an activation name; ValueError naming the known ones otherwise, or when
     alpha is out of range for leaky_relu / elu (alpha >= 0 keeps f monotone, which the
     backward pass needs to read f' from the saved output)."""
+    # in the order of the DL_ACT_* codes (activations.pyx's ACTIVATIONS repeats it for Python)
     names = ("linear", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "softplus", "gelu",
              "swish", "softmax")
     if not isinstance(name, str):
@@ -117,9 +119,6 @@ cdef inline int act_code(object name, str fn, double alpha) except -1:
 cdef inline bint act_needs_input(int act) noexcept nogil:
     """True when f'(x) cannot be computed from the saved output y alone (gelu, swish)."""
     return act == ACT_GELU or act == ACT_SWISH
-
-
-# gelu, tanh approximation: f(x) = x/2 (1 + tanh(c (x + k x^3))), c = sqrt(2/pi), k = 0.044715
 
 
 # f(v) per activation, inlined into the loops below (v already includes the bias)
@@ -143,6 +142,7 @@ cdef inline floating _softplus(floating v) noexcept nogil:
     return (v if v > 0 else 0) + f_log1p_unit(f_exp(-f_abs(v)))
 
 cdef inline floating _gelu(floating v) noexcept nogil:
+    # tanh approximation: f(x) = x/2 (1 + tanh(c (x + k x^3))), c = sqrt(2/pi), k = 0.044715
     cdef floating c = <floating>GELU_C, k = <floating>GELU_K
     return <floating>0.5 * v * (1 + f_tanh(c * (v + k * v * v * v)))
 
