@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import csv
 import os
-import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
@@ -160,40 +158,46 @@ def _format_of(p: Path) -> str:
 # readers
 
 
-def _load_npz(p: Path, shown: str) -> dict[str, np.ndarray]:
-    """Every array of an ``.npz`` file, loaded without pickle."""
+def _one_line(err) -> str:
+    return " ".join(str(err).split())[:300]
+
+
+def _numpy_load(p: Path, shown: str, kind: str):
+    """``np.load`` without pickle; every failure to parse the bytes becomes a DataError."""
     try:
-        with np.load(p, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+        loaded = np.load(p, allow_pickle=False)
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded as z:
+                return {k: z[k] for k in z.files}  # members are read (and CRC-checked) here
+        return loaded
     except ValueError as err:
         if "allow_pickle" in str(err) or "Object arrays" in str(err):
             raise DataError(
                 f"{shown}: holds a pickled object array, which dlrun refuses to load "
                 f"(save plain numeric or string arrays)"
             ) from None
-        raise DataError(f"{shown}: cannot read as .npz: {err}") from None
-    except (zipfile.BadZipFile, zlib.error, EOFError) as err:
-        raise DataError(f"{shown}: damaged or truncated .npz file ({err})") from None
+        raise DataError(f"{shown}: cannot read as {kind}: {_one_line(err)}") from None
     except MemoryError:
-        raise DataError(f"{shown}: not enough memory to load this file") from None
-    except OSError as err:
-        raise DataError(f"{shown}: cannot read as .npz: {err}") from None
+        raise DataError(f"{shown}: not enough memory to load this file (damaged header?)") from None
+    except PermissionError:
+        raise DataError(f"{shown}: cannot read: permission denied") from None
+    except Exception as err:  # noqa: BLE001
+        # numpy and zipfile parse untrusted bytes and fail in many ways (BadZipFile, zlib.error,
+        # EOFError, tokenize/SyntaxError in a damaged header, NotImplementedError for an odd
+        # zip version, ...): all mean the same thing to the user.
+        raise DataError(f"{shown}: damaged or truncated {kind} file ({type(err).__name__}: {_one_line(err)})") from None
+
+
+def _load_npz(p: Path, shown: str) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file, loaded without pickle."""
+    arrays = _numpy_load(p, shown, ".npz")
+    if not isinstance(arrays, dict):
+        raise DataError(f"{shown}: not an .npz archive (a single .npy array?)")
+    return arrays
 
 
 def _load_npy(p: Path, shown: str) -> np.ndarray:
-    try:
-        arr = np.load(p, allow_pickle=False)
-    except ValueError as err:
-        if "allow_pickle" in str(err) or "Object arrays" in str(err):
-            raise DataError(
-                f"{shown}: holds a pickled object array, which dlrun refuses to load "
-                f"(save plain numeric or string arrays)"
-            ) from None
-        raise DataError(f"{shown}: cannot read as .npy: {err}") from None
-    except (EOFError, MemoryError) as err:
-        raise DataError(f"{shown}: damaged or truncated .npy file ({type(err).__name__})") from None
-    except OSError as err:
-        raise DataError(f"{shown}: cannot read as .npy: {err}") from None
+    arr = _numpy_load(p, shown, ".npy")
     if not isinstance(arr, np.ndarray):
         raise DataError(f"{shown}: expected one array in a .npy file")
     return arr
@@ -815,7 +819,7 @@ def load_splits(data: ir.Data | None, *, base_dir, input_shape: tuple, n_outputs
     del raws
     if fractions:
         sets.update(_split_off(sets["train"], fractions, task, seed))
-    pre = Preprocessor(data.preprocess).fit(sets["train"].x)
+    pre = Preprocessor(data.preprocess).fit(sets["train"].x, source=sets["train"].source)
     return Splits(sets["train"], sets.get("validation"), sets.get("test"), names, pre)
 
 
@@ -901,8 +905,11 @@ class Preprocessor:
         return any(k in _STATS for k in self.kinds)
 
     # -- fitting ------------------------------------------------------------------------------
-    def fit(self, x: np.ndarray) -> "Preprocessor":
-        """Learn the statistics from training inputs ``x`` ``(n, ...)``; returns self."""
+    def fit(self, x: np.ndarray, source: str = "training data") -> "Preprocessor":
+        """Learn the statistics from training inputs ``x`` ``(n, ...)``; returns self.
+
+        ``source`` names the data in messages (values too large for the statistics).
+        """
         x = np.asarray(x)
         n = int(x.shape[0]) if x.ndim else 0
         if n == 0:
@@ -913,6 +920,29 @@ class Preprocessor:
             self.n_features = features
             self.fitted = True
             return self
+        stats = self._statistics(x2)
+        for kind, st in zip(self.kinds, stats):
+            for name, values in st.items():
+                bad = ~np.isfinite(values)
+                if bad.any():
+                    j = int(np.argmax(bad))
+                    raise DataError(
+                        f"{source}: feature {j}: values too large to {kind} (the {name} overflows "
+                        f"float64; largest magnitude {np.abs(x2[:, j]).max():.3g})"
+                    )
+        self._set(stats)
+        self.n_features = features
+        self.fitted = True
+        return self
+
+    @np.errstate(over="ignore", invalid="ignore")
+    def _statistics(self, x2: np.ndarray) -> list[dict[str, np.ndarray]]:
+        """Per-step statistics of ``x2`` ``(n, features)`` in one chunked float64 pass.
+
+        Overflow (values near the float64 limit) leaves non-finite statistics, which
+        ``fit`` reports.
+        """
+        n, features = x2.shape
         need_moments = "standardize" in self.kinds
         need_range = "minmax" in self.kinds
         mean = np.zeros(features)
@@ -958,10 +988,7 @@ class Preprocessor:
                 rng = np.where(rng <= 1e-12 * np.maximum(np.abs(t_lo), np.abs(t_hi)), 1.0, rng)
                 stats.append({"min": t_lo, "range": rng})
                 a, b = a / rng, (b - t_lo) / rng
-        self._set(stats)
-        self.n_features = features
-        self.fitted = True
-        return self
+        return stats
 
     def _set(self, stats: list[dict[str, np.ndarray]]) -> None:
         """Compose the chain from per-step statistics (the one path for fit and from_state)."""

@@ -313,6 +313,17 @@ def test_preprocess_fit_is_chunked_and_matches_numpy(monkeypatch):
     np.testing.assert_allclose(pre.stats[0]["std"], x.std(0), rtol=1e-12)
 
 
+def test_values_too_large_for_the_statistics(tmp_path):
+    x = np.ones((4, 4))
+    x[:, 2] = [1e300, -1e300, 1e300, -1e300]
+    np.savez(tmp_path / "big.npz", x=x, y=[0, 1, 2, 0])
+    data_error(lambda: load(tmp_path / "big.npz", preprocess=[ir.Preprocess("standardize")]), "big.npz",
+               "feature 2", "too large to standardize", "1e+300")
+    # a scale step that overflows before minmax is caught the same way
+    data_error(lambda: load(tmp_path / "big.npz", preprocess=[ir.Preprocess("scale", {"factor": 1e10}),
+                                                              ir.Preprocess("minmax")]), "feature 2", "minmax")
+
+
 def test_scale_only_needs_no_statistics():
     pre = D.Preprocessor([ir.Preprocess("scale", {"factor": 0.25})])
     assert pre.state() == {}

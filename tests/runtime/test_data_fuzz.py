@@ -21,6 +21,19 @@ def _npz_bytes():
     return buf.getvalue()
 
 
+def _npz_compressed_bytes():
+    buf = io.BytesIO()
+    np.savez_compressed(buf, x=np.arange(24, dtype=np.float64).reshape(6, 4),
+                        y=np.array(["cat", "dog", "emu", "cat", "dog", "emu"]))
+    return buf.getvalue()
+
+
+def _npy_bytes():
+    buf = io.BytesIO()
+    np.save(buf, np.arange(24, dtype=np.float64).reshape(6, 4))
+    return buf.getvalue()
+
+
 def _idx_bytes(gz):
     images = np.arange(6 * 4, dtype=np.uint8).reshape(6, 2, 2)
     raw = struct.pack(">BBBBIII", 0, 0, 8, 3, 6, 2, 2) + images.tobytes()
@@ -31,6 +44,8 @@ CSV = b"a,b,c,d,species\n1,2,3,4,cat\n2,3,4,5,dog\n3,4,5,6,emu\n4,5,6,7,cat\n"
 SEEDS = {
     "d.csv": CSV,
     "d.npz": _npz_bytes(),
+    "c.npz": _npz_compressed_bytes(),
+    "x.npy": _npy_bytes(),
     "im-idx3-ubyte": _idx_bytes(False),
     "im-idx3-ubyte.gz": _idx_bytes(True),
 }
@@ -51,6 +66,9 @@ def _try_load(tmp_path, name, blob):
     if "idx" in name:
         labels = tmp_path / "lb-idx1-ubyte"
         labels.write_bytes(struct.pack(">BBBBI", 0, 0, 8, 1, 6) + bytes([0, 1, 2, 0, 1, 2]))
+    elif name.endswith(".npy"):
+        labels = tmp_path / "labels.npy"
+        np.save(labels, np.array([0, 1, 2, 0, 1, 2]))
     data = ir.Data(train=ir.Source(str(p), labels=None if labels is None else str(labels)),
                    validation=0.34, label="species", preprocess=(ir.Preprocess("standardize"),))
     try:
