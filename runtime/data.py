@@ -340,6 +340,7 @@ class _Raw:
     y_source: str  # file of y (messages)
     x_where: Callable[[int, int], str]  # location of feature j of sample i
     y_where: Callable[[int], str]  # location of the label of sample i
+    prepared: bool = False  # x already checked and shaped by _prepare_x
 
 
 def _array_where(name: str) -> Callable[[int, int], str]:
@@ -641,8 +642,15 @@ def _check_class_count(names: list[str], task: str, n_outputs: int, shown: str) 
         )
 
 
+def _prepare(raw: _Raw, input_shape) -> None:
+    if not raw.prepared:
+        raw.x = _prepare_x(raw.x, input_shape, raw.source, raw.x_where)
+        raw.prepared = True
+
+
 def _dataset(raw: _Raw, *, input_shape, n_outputs, task, class_names) -> Dataset:
-    x = _prepare_x(raw.x, input_shape, raw.source, raw.x_where)
+    _prepare(raw, input_shape)
+    x = raw.x
     y = None
     if raw.y is not None:
         y = np.asarray(raw.y)
@@ -811,6 +819,8 @@ def load_splits(data: ir.Data | None, *, base_dir, input_shape: tuple, n_outputs
             f"validation and test fractions add up to {sum(fractions.values()):g}; "
             f"they must leave part of {raws['train'].source} for training"
         )
+    for raw in raws.values():  # inputs first: a wrong feature count is the more basic mistake
+        _prepare(raw, input_shape)
     names = _class_names(raws.values(), task)
     if names is not None:
         _check_class_count(names, task, n_outputs, raws["train"].y_source)
