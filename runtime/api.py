@@ -201,7 +201,8 @@ class Model:
         return ds.x
 
     # -- training ------------------------------------------------------------------------
-    def fit(self, x=None, y=None, *, validation_data=None, epochs=None, batch_size=None, progress=None) -> History:
+    def fit(self, x=None, y=None, *, validation_data=None, epochs=None, batch_size=None, progress=None,
+            checkpoint=None) -> History:
         """Train; returns a ``History``.
 
         Without arguments, trains on the model file's own data (train/validation splits)
@@ -211,6 +212,8 @@ class Model:
         continues training from the current weights and optimizer state. ``progress``:
         True prints a line (or a bar, on a terminal) per epoch to stderr; or an object
         with ``start_epoch``/``batch``/``end_epoch`` methods (see ``train.ConsoleProgress``).
+        ``checkpoint``: a ``dlrun.runtime.checkpoint.Checkpointer`` that writes a checkpoint
+        after every epoch (and resumes from one); ``dlrun train --checkpoint-dir`` makes it.
         """
         from dlrun.runtime.optimizers import Optimizer
 
@@ -250,6 +253,7 @@ class Model:
             epochs=t.epochs if epochs is None else epochs,
             batch_size=t.batch_size if batch_size is None else batch_size,
             shuffle=t.shuffle, early_stopping=self.ir.early_stopping, progress=progress,
+            checkpoint=checkpoint,
         )
         trainer.shuffle_rng = self._shuffle_rng
         self.history = trainer.run()

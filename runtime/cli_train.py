@@ -24,6 +24,12 @@ def add_arguments(name, parser):
         parser.add_argument("--seed", type=int, metavar="N", help="override the file's seed")
         parser.add_argument("--data-root", metavar="DIR", help="resolve data paths against DIR instead of the model's folder")
         parser.add_argument("--out", metavar="W.npz", help="weights file to write (default: NAME.weights.npz next to the model)")
+        parser.add_argument("--checkpoint-dir", metavar="DIR",
+                            help="folder of the checkpoints written after every epoch and on SIGINT/SIGTERM "
+                                 "(default: NAME.ckpt next to the weights file)")
+        parser.add_argument("--resume", action="store_true",
+                            help="continue from the newest intact checkpoint in the checkpoint folder")
+        parser.add_argument("--no-checkpoint", action="store_true", help="write no checkpoints")
         parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
         parser.add_argument("--quiet", action="store_true", help="no progress output")
     elif name == "eval":
@@ -130,8 +136,16 @@ def _train(args) -> int:
     from dlrun.runtime.weights import check_writable
 
     out = check_writable(out)  # before hours of training, not after
+    if args.no_checkpoint and (args.resume or args.checkpoint_dir):
+        raise UsageError("--no-checkpoint cannot be combined with --resume or --checkpoint-dir")
+    ckdir = None
+    if not args.no_checkpoint:
+        from dlrun.runtime.checkpoint import Checkpointer
+
+        ckdir = Checkpointer.prepare_folder(args.checkpoint_dir or _default_checkpoint_dir(out))
     model = Model(model_ir, base_dir=base, path=args.model, seed=args.seed, lr=args.lr)
     splits = model.splits()  # load and check the data before training
+    checkpoint = None if ckdir is None else _checkpointer(args, ckdir, model, splits)
     from dlrun.runtime.train import ConsoleProgress
 
     progress = ConsoleProgress(sys.stderr, args.quiet)
@@ -140,10 +154,11 @@ def _train(args) -> int:
         n_test = len(splits.test) if splits.test is not None else 0
         _err(f"{model.name}: {model.network.param_count} parameters, {len(splits.train)} training / "
              f"{n_val} validation / {n_test} test samples")
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _stop_signals(checkpoint):
         warnings.simplefilter("always")
         warnings.showwarning = lambda m, *a, **k: _err(f"warning: {m}")
-        history = model.fit(epochs=args.epochs, batch_size=args.batch_size, progress=progress)
+        history = model.fit(epochs=args.epochs, batch_size=args.batch_size, progress=progress,
+                            checkpoint=checkpoint)
     if not args.quiet:
         note = " (stopped early)" if history.stopped_early else ""
         best = f"; best epoch {history.best_epoch} by {history.monitor}" if history.best_epoch else ""
@@ -171,6 +186,76 @@ def _train(args) -> int:
             "weights": out,
         }))
     return 0
+
+
+def _default_checkpoint_dir(weights_path):
+    stem = weights_path[:-4] if weights_path.endswith(".npz") else weights_path
+    if stem.endswith(".weights"):
+        stem = stem[: -len(".weights")]
+    return stem + ".ckpt"
+
+
+def _checkpointer(args, folder, model, splits):
+    """The checkpointer of this run; with --resume, loaded from the newest intact file."""
+    from dlrun.runtime.checkpoint import Checkpointer, list_checkpoints, newest_good
+
+    t = model.ir.train
+    settings = {
+        "batch_size": int(args.batch_size or t.batch_size),
+        "seed": int(model.network.seed),
+        "lr": float(args.lr if args.lr is not None else model.ir.optimizer.params["lr"]),
+        "shuffle": bool(t.shuffle),
+        "dtype": model.network.dtype.name,
+    }
+    path = arrays = None
+    if args.resume:
+        path, arrays = newest_good(folder, report=lambda m: _err(f"warning: {m}"))
+        if path is None:
+            _err(f"no intact checkpoint in {folder}: starting from the beginning")
+    elif list_checkpoints(folder) and not args.quiet:
+        _err(f"note: {folder} holds checkpoints of an earlier run; this run replaces them "
+             f"(--resume continues it)")
+    ck = Checkpointer(folder, model_ir=model.ir, settings=settings, class_names=splits.class_names,
+                      resume=arrays, resume_path=path)
+    if arrays is not None:
+        ck.check_compatible()  # a changed model file is refused before anything else
+        if not args.quiet:
+            done, batch = (int(v) for v in arrays["ckpt.position"][:2])
+            where = f"epoch {done + 1}, batch {batch + 1}" if batch else f"the end of epoch {done}"
+            _err(f"resuming from {path} ({where})")
+    return ck
+
+
+class _stop_signals:
+    """SIGINT/SIGTERM during training ask the trainer to checkpoint at the next batch
+    boundary and stop (exit 130/143); a second signal stops at once."""
+
+    def __init__(self, checkpoint):
+        self.ck = checkpoint
+
+    def _handler(self, signum, frame):
+        if self.ck.stop_signal is not None:
+            raise KeyboardInterrupt
+        self.ck.stop_signal = signum
+        _err("stopping at the next batch boundary after writing a checkpoint (signal again to stop at once)")
+
+    def __enter__(self):
+        import signal
+
+        import threading
+
+        self.old = {}
+        if self.ck is not None and threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self.old[s] = signal.signal(s, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        for s, h in self.old.items():
+            signal.signal(s, h)
+        return False
 
 
 # -- eval ---------------------------------------------------------------------------------

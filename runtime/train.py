@@ -214,6 +214,8 @@ def first_nonfinite(net, x) -> str | None:
         for name, p in layer.params.items():
             if not np.isfinite(p).all():
                 return f"{layer.describe()}, parameter '{name}'"
+    if x is None:
+        return None
     if not np.isfinite(x).all():
         return "the input batch (after preprocessing)"
     h = x
@@ -223,6 +225,21 @@ def first_nonfinite(net, x) -> str | None:
             if not np.isfinite(h).all():
                 return f"{layer.describe()}, output"
     return None
+
+
+def check_parameters(net, epoch, done, batches, opt) -> None:
+    """Raise ``TrainingError`` when a parameter is no longer finite (before a checkpoint is
+    written, so the last good checkpoint stays the newest). One float64 sum over the flat
+    buffer (cannot overflow for float32 parameters); the slow scan only runs on failure."""
+    flat = net.store.flat
+    with np.errstate(all="ignore"):
+        ok = math.isfinite(float(flat.sum(dtype=np.float64))) or bool(np.isfinite(flat).all())
+    if ok:
+        return
+    where = first_nonfinite(net, None) or "a parameter"
+    raise TrainingError(
+        f"epoch {epoch}, batch {done}/{batches}: non-finite values after the update, first in {where}; "
+        f"lower the learning rate (lr={opt.lr:g}) or check the data")
 
 
 class EarlyStopping:
@@ -260,7 +277,7 @@ class Trainer:
     """Runs epochs of ``net`` on a training dataset; see the module docstring."""
 
     def __init__(self, net, optimizer, train, preprocessor, *, validation=None, epochs=10, batch_size=32,
-                 shuffle=True, seed=None, early_stopping=None, progress=None):
+                 shuffle=True, seed=None, early_stopping=None, progress=None, checkpoint=None):
         if len(train) == 0:
             raise UsageError("the training set is empty")
         if int(batch_size) < 1:
@@ -290,6 +307,11 @@ class Trainer:
                 self.monitor = es.monitor
         self.max_mode = self.stopper.mode == "max" if self.stopper else self.monitor.endswith("accuracy")
         self.shuffle_rng = rng_for(self.seed, "shuffle")
+        # checkpoints and resume (``checkpoint.Checkpointer``); the state they save
+        self.checkpoint = checkpoint
+        self.history = None
+        self.best_value = None
+        self.best_snap = None
 
     def _best_snapshot(self):
         return self.net.store.flat.copy(), [a.copy() for _, _, a in self.net.named_state()]
@@ -300,6 +322,22 @@ class Trainer:
         for (_, _, a), s in zip(self.net.named_state(), states):
             a[...] = s
 
+    def _interrupt(self, epoch, done, batches, rng_state, total, acc):
+        """Checkpoint at this batch boundary (``done`` batches of ``epoch`` run) and stop."""
+        from dlrun.runtime.checkpoint import Interrupted, _SIGNALS
+
+        ck = self.checkpoint
+        signum = ck.stop_signal
+        if done:
+            check_parameters(self.net, epoch, done, batches, self.opt)
+            path = ck.save(self, epoch - 1, done, rng_state, total, acc)
+        else:
+            path = ck.last_path
+        name = _SIGNALS.get(signum, (f"signal {signum}",))[0]
+        where = f"epoch {epoch}, after batch {done}/{batches}" if done else f"the end of epoch {epoch - 1}"
+        raise Interrupted(f"interrupted by {name} at {where}: checkpoint {path}; "
+                          f"continue with --resume", signum)
+
     def run(self) -> History:
         net, opt = self.net, self.opt
         bs = self.batch_size
@@ -308,18 +346,31 @@ class Trainer:
         acc = Accumulator(net.task, net.output_features, bs, net.model.train.metrics)
         grad_buf = np.empty((bs, net.output_features), net.dtype)
         batches = math.ceil(n / bs)
-        history = History(monitor=self.monitor)
-        best_value, best_snap = None, None
+        history = self.history = History(monitor=self.monitor)
+        self.best_value, self.best_snap = None, None
         started = time.perf_counter()
         forward, backward, loss_fn, step = net.forward, net.backward, net.loss, opt.step
-        for epoch in range(1, self.epochs + 1):
+        ck = self.checkpoint
+        first_epoch, first_batch, carried_total = 1, 0, 0.0
+        if ck is not None and ck.resume is not None:
+            done, first_batch, carried_total = ck.restore(self, acc)
+            first_epoch = done + 1
+        for epoch in range(first_epoch, self.epochs + 1):
+            if history.stopped_early:
+                break
             t0 = time.perf_counter()
+            # the epoch's order is drawn from this state again on resume
+            rng_state = self.shuffle_rng.bit_generator.state if ck is not None else None
             order = self.shuffle_rng.permutation(n) if self.shuffle else np.arange(n)
-            acc.reset()
-            total = 0.0
+            start = 0
+            if epoch == first_epoch and first_batch:
+                start, total = first_batch, carried_total  # acc restored by ck.restore
+            else:
+                acc.reset()
+                total = 0.0
             if self.progress:
                 self.progress.start_epoch(epoch, self.epochs, batches)
-            for b in range(batches):
+            for b in range(start, batches):
                 idx = order[b * bs:(b + 1) * bs]
                 m = idx.shape[0]
                 x, y = feed.take(idx)
@@ -343,6 +394,9 @@ class Trainer:
                         f"{opt.last_grad_norm}; lower the learning rate (lr={opt.lr:g}) or check the data")
                 if self.progress:
                     self.progress.batch(b + 1, total / min((b + 1) * bs, n))
+                if ck is not None and ck.stop_signal is not None and b + 1 < batches:
+                    self._interrupt(epoch, b + 1, batches, rng_state, total, acc)
+            check_parameters(net, epoch, batches, batches, opt)
             metrics = {"loss": total / n, **acc.result()}
             if any(s.l1 or s.l2 for s in net.store.segments):
                 metrics["penalty"] = net.store.penalty()
@@ -358,22 +412,28 @@ class Trainer:
                     f"early stopping monitors '{self.monitor}', which this run does not report "
                     f"(reported: {', '.join(k for k in metrics if k != 'seconds')})")
             value = metrics[self.monitor]
-            better = best_value is None or (value > best_value if self.max_mode else value < best_value)
+            better = self.best_value is None or (value > self.best_value if self.max_mode else value < self.best_value)
+            stop = False
             if self.stopper is not None:
                 stop = self.stopper.update(epoch, value)
                 if self.stopper.best_epoch == epoch:
                     history.best_epoch = epoch
                     if self.stopper.restore_best:
-                        best_snap = self._best_snapshot()
+                        self.best_snap = self._best_snapshot()
                 if stop:
                     history.stopped_early = True
-                    break
             elif better:
-                best_value = value
+                self.best_value = value
                 history.best_epoch = epoch
-        if self.stopper is not None and self.stopper.restore_best and best_snap is not None \
+            if ck is not None:
+                ck.save(self, epoch, 0, self.shuffle_rng.bit_generator.state)
+                if ck.stop_signal is not None and epoch < self.epochs and not stop:
+                    self._interrupt(epoch + 1, 0, batches, None, 0.0, None)
+            if stop:
+                break
+        if self.stopper is not None and self.stopper.restore_best and self.best_snap is not None \
                 and history.best_epoch != history.epochs_run:
-            self._restore(best_snap)
+            self._restore(self.best_snap)
             history.restored_best = True
         history.seconds = time.perf_counter() - started
         return history

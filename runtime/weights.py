@@ -234,7 +234,11 @@ class LoadedWeights:
 def read_weights(path, net) -> LoadedWeights:
     """Read and check a weights file against ``net`` without modifying anything."""
     path = os.fspath(path)
-    arrays = read_npz(path)
+    return check_weights(read_npz(path), path, net)
+
+
+def check_weights(arrays, path, net) -> LoadedWeights:
+    """Check the arrays of a weights file (or checkpoint) read from ``path`` against ``net``."""
     if "meta.format_version" not in arrays:
         raise WeightsError(f"{path}: not a dlrun weights file (no meta.format_version)")
     try:
