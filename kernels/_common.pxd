@@ -6,7 +6,7 @@
 # name (dlrun.kernels.X) differs from the source folder name (kernels/X).
 cimport numpy as cnp
 from cython cimport floating
-from libc.math cimport exp, expm1, log1p, tanh
+from libc.math cimport expm1, log1p
 from libc.math cimport sqrt, sqrtf, fabs, fabsf
 from libc.limits cimport INT_MAX
 
@@ -113,6 +113,55 @@ cdef extern from *:
         return aa < 0.25f ? p : e;
     }
 
+    /* exp(x) in float64, branch-free (vectorisable): x = n ln2 + r with ln2 split in two
+       (fdlibm's ln2_hi has 32 bits, so n ln2_hi is exact), e^r by its Taylor series to r^13
+       (|r| <= ln2/2: truncation < 2e-16), 2^n in the exponent bits (n rounded with the
+       1.5 * 2^52 trick). Clamped to [-708, 709]: exp(x < -708) returns exp(-708) ~ 3e-308,
+       exp(x > 709) returns exp(709) ~ 8e307. NaN stays NaN. */
+    static inline double dl_exp(double x) {
+        x = x < -708.0 ? -708.0 : x;
+        x = x > 709.0 ? 709.0 : x;
+        double t = x * 1.4426950408889634074 + 6755399441055744.0;
+        double n = t - 6755399441055744.0;
+        double r = x - n * 6.93147180369123816490e-01;
+        r = r - n * 1.90821492927058770002e-10;
+        double p = 1.0 / 6227020800.0;
+        p = p * r + 1.0 / 479001600.0;
+        p = p * r + 1.0 / 39916800.0;
+        p = p * r + 1.0 / 3628800.0;
+        p = p * r + 1.0 / 362880.0;
+        p = p * r + 1.0 / 40320.0;
+        p = p * r + 1.0 / 5040.0;
+        p = p * r + 1.0 / 720.0;
+        p = p * r + 1.0 / 120.0;
+        p = p * r + 1.0 / 24.0;
+        p = p * r + 1.0 / 6.0;
+        p = p * r + 0.5;
+        p = p * r * r + r + 1.0;
+        int64_t ti;
+        memcpy(&ti, &t, sizeof ti);
+        int64_t e = (ti - 0x4338000000000000LL + 1023) << 52;
+        double s;
+        memcpy(&s, &e, sizeof s);
+        return p * s;
+    }
+
+    /* tanh(x) in float64, branch-free: Cephes' rational x + x^3 P(x^2) / Q(x^2) for
+       |x| < 0.625, 1 - 2 / (exp(2|x|) + 1) with the sign restored above (|x| clamped at 20,
+       where tanh is 1 to double precision). */
+    static inline double dl_tanh(double x) {
+        double a = x < 0.0 ? -x : x;
+        double z = x * x;
+        double p = (-9.64399179425052238628e-1 * z - 9.92877231001918586564e1) * z
+                   - 1.61468768441708447952e3;
+        double q = ((z + 1.12811678491632931402e2) * z + 2.23548839060100448583e3) * z
+                   + 4.84406305325125486048e3;
+        double small = x + x * z * p / q;
+        double big = 1.0 - 2.0 / (dl_exp(2.0 * (a > 20.0 ? 20.0 : a)) + 1.0);
+        big = x < 0.0 ? -big : big;
+        return a < 0.625 ? small : big;
+    }
+
     /* GCC function multi-versioning: a function marked DL_CLONES is compiled for x86-64-v4
        (AVX-512), x86-64-v3 (AVX2 + FMA) and the baseline, and the loader picks the best one
        the CPU supports. Elsewhere it is an ordinary function. */
@@ -127,23 +176,25 @@ cdef extern from *:
     float dl_tanhf(float x) nogil
     float dl_expm1f(float x) nogil
     float dl_log1pf01(float x) nogil
+    double dl_exp(double x) nogil
+    double dl_tanh(double x) nogil
 
 
 # ---- maths on the fused type ---------------------------------------------------------------
 
 cdef inline floating f_exp(floating x) noexcept nogil:
-    """e^x (float32: the vectorisable dl_expf, clamped to [-87, 88]; float64: libm)."""
+    """e^x, vectorisable (dl_expf clamped to [-87, 88]; dl_exp clamped to [-708, 709])."""
     if floating is float:
         return dl_expf(x)
     else:
-        return exp(x)
+        return dl_exp(x)
 
 
 cdef inline floating f_tanh(floating x) noexcept nogil:
     if floating is float:
         return dl_tanhf(x)
     else:
-        return tanh(x)
+        return dl_tanh(x)
 
 
 cdef inline floating f_expm1(floating x) noexcept nogil:

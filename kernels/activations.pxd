@@ -3,14 +3,15 @@
 # run-time import between the extension modules is needed).
 #
 # Each element-wise loop has the activation chosen outside the loop, so the loop body is
-# branch-free and GCC vectorises it. The float32 loops built on exp/tanh are C functions
-# compiled for several instruction sets (DL_CLONES); the Cython loops serve the rest.
+# branch-free and GCC vectorises it. The loops built on exp/tanh are C functions compiled for
+# several instruction sets (DL_CLONES); the Cython loops serve the rest.
 from cython cimport floating
-from libc.math cimport INFINITY
 from _common cimport f_exp, f_tanh, f_expm1, f_log1p_unit, f_abs
 
 cdef extern from *:
     """
+    #include <math.h>
+
     /* activation codes, shared by the Cython and the C loops below */
     enum {
         DL_ACT_LINEAR, DL_ACT_RELU, DL_ACT_LEAKY_RELU, DL_ACT_ELU, DL_ACT_SIGMOID, DL_ACT_TANH,
@@ -19,60 +20,142 @@ cdef extern from *:
     #define DL_GELU_C 0.7978845608028654
     #define DL_GELU_K 0.044715
 
-    static inline float dl_sigmoidf(float v) { return 1.0f / (1.0f + dl_expf(-v)); }
-    static inline float dl_geluf(float v) {
-        return 0.5f * v * (1.0f + dl_tanhf((float)DL_GELU_C * (v + (float)DL_GELU_K * v * v * v)));
+    /* f and f' of the activations built on exp / tanh, per type (S = f: float, S = d: double) */
+    #define DL_ACT_SCALARS(T, S, EXP, TANH)                                                 \
+    static inline T dl_sigmoid_##S(T v) { return (T)1 / ((T)1 + EXP(-v)); }                 \
+    static inline T dl_swish_##S(T v) { return v * dl_sigmoid_##S(v); }                     \
+    static inline T dl_gelu_##S(T v) {                                                      \
+        return (T)0.5 * v * ((T)1 + TANH((T)DL_GELU_C * (v + (T)DL_GELU_K * v * v * v)));   \
+    }                                                                                       \
+    static inline T dl_gelu_grad_##S(T v) {                                                 \
+        T t = TANH((T)DL_GELU_C * (v + (T)DL_GELU_K * v * v * v));                          \
+        return (T)0.5 * ((T)1 + t) + (T)0.5 * v * ((T)1 - t * t) * (T)DL_GELU_C             \
+               * ((T)1 + (T)3 * (T)DL_GELU_K * v * v);                                      \
+    }                                                                                       \
+    static inline T dl_swish_grad_##S(T v) {                                                \
+        T s = dl_sigmoid_##S(v);                                                            \
+        return s * ((T)1 + v * ((T)1 - s));                                                 \
     }
-    static inline float dl_gelu_gradf(float v) {
-        float t = dl_tanhf((float)DL_GELU_C * (v + (float)DL_GELU_K * v * v * v));
-        return 0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * (float)DL_GELU_C
-               * (1.0f + 3.0f * (float)DL_GELU_K * v * v);
-    }
-    static inline float dl_swish_gradf(float v) {
-        float s = dl_sigmoidf(v);
-        return s * (1.0f + v * (1.0f - s));
-    }
+    DL_ACT_SCALARS(float, f, dl_expf, dl_tanhf)
+    DL_ACT_SCALARS(double, d, dl_exp, dl_tanh)
+    #define DL_SOFTPLUS_f(v) (((v) > 0.0f ? (v) : 0.0f) + dl_log1pf01(dl_expf((v) > 0.0f ? -(v) : (v))))
+    #define DL_ELU_f(v) ((v) > 0.0f ? (v) : alpha * dl_expm1f(v))
 
-    /* The float32 loops of the activations built on exp/tanh, multi-versioned (DL_CLONES) so
-       that they run 8 or 16 lanes wide where the CPU allows: these are compute-bound, unlike
-       the other activations. Same maths as the Cython loops below, which serve float64 and
-       the rest. y may be x. Returns 0 when `act` is not handled here. */
-    #define DL_FWD_LOOP(F)                                                            \
-        if (b == NULL) {                                                              \
-            for (Py_ssize_t j = 0; j < n * d; j++) y[j] = F(x[j]);                    \
-        } else {                                                                      \
-            for (Py_ssize_t i = 0; i < n; i++) {                                      \
-                const float* xr = x + i * d; float* yr = y + i * d;                   \
-                for (Py_ssize_t j = 0; j < d; j++) yr[j] = F(xr[j] + b[j]);           \
-            }                                                                         \
+    /* The loops of the activations built on exp / tanh, multi-versioned (DL_CLONES) so that
+       they run 4 to 16 lanes wide where the CPU allows: these are compute-bound, unlike the
+       other activations. Same maths as the Cython loops below, which serve the rest (and
+       float64 elu / softplus, through libm). y may be x. They return 0 when `act` is not
+       handled here. */
+    #define DL_FWD_LOOP(T, F)                                                              \
+        if (b == NULL) {                                                                   \
+            for (Py_ssize_t j = 0; j < n * d; j++) y[j] = F(x[j]);                         \
+        } else {                                                                           \
+            for (Py_ssize_t i = 0; i < n; i++) {                                           \
+                const T* xr = x + i * d; T* yr = y + i * d;                                \
+                for (Py_ssize_t j = 0; j < d; j++) yr[j] = F(xr[j] + b[j]);                \
+            }                                                                              \
         }
-    #define DL_SWISHF(v) ((v) * dl_sigmoidf(v))
-    #define DL_SOFTPLUSF(v) (((v) > 0.0f ? (v) : 0.0f) + dl_log1pf01(dl_expf((v) > 0.0f ? -(v) : (v))))
-    #define DL_ELUF(v) ((v) > 0.0f ? (v) : alpha * dl_expm1f(v))
 
     DL_CLONES static int dl_act_forward_f32(int act, float* y, const float* x, const float* b,
                                             Py_ssize_t n, Py_ssize_t d, float alpha) {
         switch (act) {
-        case DL_ACT_ELU: DL_FWD_LOOP(DL_ELUF) return 1;
-        case DL_ACT_SOFTPLUS: DL_FWD_LOOP(DL_SOFTPLUSF) return 1;
-        case DL_ACT_SIGMOID: DL_FWD_LOOP(dl_sigmoidf) return 1;
-        case DL_ACT_TANH: DL_FWD_LOOP(dl_tanhf) return 1;
-        case DL_ACT_GELU: DL_FWD_LOOP(dl_geluf) return 1;
-        case DL_ACT_SWISH: DL_FWD_LOOP(DL_SWISHF) return 1;
+        case DL_ACT_ELU: DL_FWD_LOOP(float, DL_ELU_f) return 1;
+        case DL_ACT_SOFTPLUS: DL_FWD_LOOP(float, DL_SOFTPLUS_f) return 1;
+        case DL_ACT_SIGMOID: DL_FWD_LOOP(float, dl_sigmoid_f) return 1;
+        case DL_ACT_TANH: DL_FWD_LOOP(float, dl_tanhf) return 1;
+        case DL_ACT_GELU: DL_FWD_LOOP(float, dl_gelu_f) return 1;
+        case DL_ACT_SWISH: DL_FWD_LOOP(float, dl_swish_f) return 1;
         default: return 0;
         }
     }
 
-    /* dx := dy * f'(.) for float32: from x for gelu and swish, from y for the others. */
+    DL_CLONES static int dl_act_forward_f64(int act, double* y, const double* x,
+                                            const double* b, Py_ssize_t n, Py_ssize_t d,
+                                            double alpha) {
+        (void)alpha;
+        switch (act) {
+        case DL_ACT_SIGMOID: DL_FWD_LOOP(double, dl_sigmoid_d) return 1;
+        case DL_ACT_TANH: DL_FWD_LOOP(double, dl_tanh) return 1;
+        case DL_ACT_GELU: DL_FWD_LOOP(double, dl_gelu_d) return 1;
+        case DL_ACT_SWISH: DL_FWD_LOOP(double, dl_swish_d) return 1;
+        default: return 0;
+        }
+    }
+
+    /* Row-wise softmax: y[i, :] := exp(z - max z) / sum exp(z - max z), z = x[i, :] + b.
+       The max and the sum run over DL_LANES partial accumulators (a fixed order, so results
+       do not depend on the instruction set), which GCC vectorises; a plain running sum or max
+       is a serial dependency chain that no compiler may reorder. */
+    #define DL_LANES 16
+    #define DL_SOFTMAX_ROWS(T, S, EXP, NEG_INF)                                             \
+    DL_CLONES static void dl_softmax_rows_##S(T* y, const T* x, const T* b, Py_ssize_t n,   \
+                                              Py_ssize_t d) {                               \
+        for (Py_ssize_t i = 0; i < n; i++) {                                                \
+            const T* xr = x + i * d;                                                        \
+            T* yr = y + i * d;                                                              \
+            T acc[DL_LANES];                                                                \
+            Py_ssize_t j, k, d0 = d - d % DL_LANES;                                         \
+            for (j = 0; j < d; j++) yr[j] = xr[j] + (b ? b[j] : (T)0);                      \
+            for (k = 0; k < DL_LANES; k++) acc[k] = NEG_INF;                                \
+            for (j = 0; j < d0; j += DL_LANES)                                              \
+                for (k = 0; k < DL_LANES; k++) acc[k] = yr[j + k] > acc[k] ? yr[j + k] : acc[k]; \
+            T mx = NEG_INF;                                                                 \
+            for (k = 0; k < DL_LANES; k++) mx = acc[k] > mx ? acc[k] : mx;                  \
+            for (j = d0; j < d; j++) mx = yr[j] > mx ? yr[j] : mx;                          \
+            for (j = 0; j < d; j++) yr[j] = EXP(yr[j] - mx);                                \
+            for (k = 0; k < DL_LANES; k++) acc[k] = 0;                                      \
+            for (j = 0; j < d0; j += DL_LANES)                                              \
+                for (k = 0; k < DL_LANES; k++) acc[k] += yr[j + k];                         \
+            T s = 0;                                                                        \
+            for (k = 0; k < DL_LANES; k++) s += acc[k];                                     \
+            for (j = d0; j < d; j++) s += yr[j];                                            \
+            s = (T)1 / s;                                                                   \
+            for (j = 0; j < d; j++) yr[j] *= s;                                             \
+        }                                                                                   \
+    }                                                                                       \
+    /* dx[i, :] := y (dy - sum(dy y)) per row; dx may be dy or y */                         \
+    DL_CLONES static void dl_softmax_backward_rows_##S(T* dx, const T* dy, const T* y,      \
+                                                       Py_ssize_t n, Py_ssize_t d) {        \
+        for (Py_ssize_t i = 0; i < n; i++) {                                                \
+            const T* gr = dy + i * d;                                                       \
+            const T* yr = y + i * d;                                                        \
+            T* xr = dx + i * d;                                                             \
+            T acc[DL_LANES];                                                                \
+            Py_ssize_t j, k, d0 = d - d % DL_LANES;                                         \
+            for (k = 0; k < DL_LANES; k++) acc[k] = 0;                                      \
+            for (j = 0; j < d0; j += DL_LANES)                                              \
+                for (k = 0; k < DL_LANES; k++) acc[k] += gr[j + k] * yr[j + k];             \
+            T s = 0;                                                                        \
+            for (k = 0; k < DL_LANES; k++) s += acc[k];                                     \
+            for (j = d0; j < d; j++) s += gr[j] * yr[j];                                    \
+            for (j = 0; j < d; j++) { T g = gr[j], v = yr[j]; xr[j] = v * (g - s); }       \
+        }                                                                                   \
+    }
+    DL_SOFTMAX_ROWS(float, f32, dl_expf, -INFINITY)
+    DL_SOFTMAX_ROWS(double, f64, dl_exp, -INFINITY)
+
+    /* dx := dy * f'(.): from x for gelu and swish, from y for the others. */
+    #define DL_BWD_CASES(T, S)                                                                 \
+        case DL_ACT_SIGMOID: for (j = 0; j < m; j++) dx[j] = dy[j] * y[j] * ((T)1 - y[j]); return 1; \
+        case DL_ACT_TANH: for (j = 0; j < m; j++) dx[j] = dy[j] * ((T)1 - y[j] * y[j]); return 1;    \
+        case DL_ACT_GELU: for (j = 0; j < m; j++) dx[j] = dy[j] * dl_gelu_grad_##S(x[j]); return 1;  \
+        case DL_ACT_SWISH: for (j = 0; j < m; j++) dx[j] = dy[j] * dl_swish_grad_##S(x[j]); return 1;
+
     DL_CLONES static int dl_act_backward_f32(int act, float* dx, const float* dy,
                                              const float* y, const float* x, Py_ssize_t m) {
         Py_ssize_t j;
         switch (act) {
-        case DL_ACT_SIGMOID: for (j = 0; j < m; j++) dx[j] = dy[j] * y[j] * (1.0f - y[j]); return 1;
-        case DL_ACT_TANH: for (j = 0; j < m; j++) dx[j] = dy[j] * (1.0f - y[j] * y[j]); return 1;
+        DL_BWD_CASES(float, f)
         case DL_ACT_SOFTPLUS: for (j = 0; j < m; j++) dx[j] = -dy[j] * dl_expm1f(-y[j]); return 1;
-        case DL_ACT_GELU: for (j = 0; j < m; j++) dx[j] = dy[j] * dl_gelu_gradf(x[j]); return 1;
-        case DL_ACT_SWISH: for (j = 0; j < m; j++) dx[j] = dy[j] * dl_swish_gradf(x[j]); return 1;
+        default: return 0;
+        }
+    }
+
+    DL_CLONES static int dl_act_backward_f64(int act, double* dx, const double* dy,
+                                             const double* y, const double* x, Py_ssize_t m) {
+        Py_ssize_t j;
+        switch (act) {
+        DL_BWD_CASES(double, d)
         default: return 0;
         }
     }
@@ -94,6 +177,18 @@ cdef extern from *:
                            Py_ssize_t d, float alpha) nogil
     int dl_act_backward_f32(int act, float* dx, const float* dy, const float* y,
                             const float* x, Py_ssize_t m) nogil
+    void dl_softmax_rows_f32(float* y, const float* x, const float* b, Py_ssize_t n,
+                             Py_ssize_t d) nogil
+    void dl_softmax_rows_f64(double* y, const double* x, const double* b, Py_ssize_t n,
+                             Py_ssize_t d) nogil
+    void dl_softmax_backward_rows_f32(float* dx, const float* dy, const float* y, Py_ssize_t n,
+                                      Py_ssize_t d) nogil
+    void dl_softmax_backward_rows_f64(double* dx, const double* dy, const double* y,
+                                      Py_ssize_t n, Py_ssize_t d) nogil
+    int dl_act_forward_f64(int act, double* y, const double* x, const double* b,
+                           Py_ssize_t n, Py_ssize_t d, double alpha) nogil
+    int dl_act_backward_f64(int act, double* dx, const double* dy, const double* y,
+                            const double* x, Py_ssize_t m) nogil
 
 
 cdef inline int act_code(object name, str fn, double alpha) except -1:
@@ -222,27 +317,6 @@ cdef inline void act_forward_span(int act, floating* y, const floating* x,
                 y[j] = _swish(x[j] + bias[j])
 
 
-cdef inline void softmax_row(floating* y, const floating* x, const floating* bias,
-                             Py_ssize_t d) noexcept nogil:
-    """y[j] := exp(z[j] - max z) / sum_k exp(z[k] - max z), z = x + bias (bias may be NULL)."""
-    cdef Py_ssize_t j
-    cdef floating v, mx = -INFINITY
-    cdef floating s = 0
-    for j in range(d):
-        v = x[j]
-        if bias != NULL:
-            v = v + bias[j]
-        y[j] = v
-        mx = v if v > mx else mx
-    for j in range(d):
-        y[j] = f_exp(y[j] - mx)
-    for j in range(d):
-        s = s + y[j]
-    s = 1 / s
-    for j in range(d):
-        y[j] = y[j] * s
-
-
 cdef inline void act_forward_rows(int act, floating* y, const floating* x,
                                   const floating* bias, Py_ssize_t n, Py_ssize_t d,
                                   floating alpha) noexcept nogil:
@@ -252,9 +326,14 @@ cdef inline void act_forward_rows(int act, floating* y, const floating* x,
     if floating is float:
         if dl_act_forward_f32(act, y, x, bias, n, d, alpha):
             return
+    else:
+        if dl_act_forward_f64(act, y, x, bias, n, d, alpha):
+            return
     if act == ACT_SOFTMAX:
-        for i in range(n):
-            softmax_row(y + i * d, x + i * d, bias, d)
+        if floating is float:
+            dl_softmax_rows_f32(y, x, bias, n, d)
+        else:
+            dl_softmax_rows_f64(y, x, bias, n, d)
     elif bias == NULL:
         act_forward_span(act, y, x, NULL, n * d, alpha)
     else:
@@ -313,17 +392,6 @@ cdef inline void act_backward_span(int act, floating* dx, const floating* dy,
             dx[j] = dy[j] * s * (1 + v * (1 - s))
 
 
-cdef inline void softmax_backward_row(floating* dx, const floating* dy, const floating* y,
-                                      Py_ssize_t d) noexcept nogil:
-    """dx[j] := y[j] (dy[j] - sum_k dy[k] y[k]) (the softmax Jacobian-vector product)."""
-    cdef Py_ssize_t j
-    cdef floating s = 0
-    for j in range(d):
-        s = s + dy[j] * y[j]
-    for j in range(d):
-        dx[j] = y[j] * (dy[j] - s)
-
-
 cdef inline void act_backward_rows(int act, floating* dx, const floating* dy,
                                    const floating* y, const floating* x, Py_ssize_t n,
                                    Py_ssize_t d, floating alpha) noexcept nogil:
@@ -332,8 +400,13 @@ cdef inline void act_backward_rows(int act, floating* dx, const floating* dy,
     if floating is float:
         if dl_act_backward_f32(act, dx, dy, y, x, n * d):
             return
+    else:
+        if dl_act_backward_f64(act, dx, dy, y, x, n * d):
+            return
     if act == ACT_SOFTMAX:
-        for i in range(n):
-            softmax_backward_row(dx + i * d, dy + i * d, y + i * d, d)
+        if floating is float:
+            dl_softmax_backward_rows_f32(dx, dy, y, n, d)
+        else:
+            dl_softmax_backward_rows_f64(dx, dy, y, n, d)
     else:
         act_backward_span(act, dx, dy, y, x, n * d, alpha)
