@@ -76,34 +76,69 @@ cdef void sgd_core(floating* p, const floating* g, floating* vel, Py_ssize_t n, 
             p[i] = p[i] - lr_ * vi
 
 
+cdef extern from *:
+    """
+    /* Adam's loops in C, multi-versioned: compiled for x86-64-v4 (AVX-512), x86-64-v3
+       (AVX2 + FMA) and the baseline, the best picked at load time (GCC, Linux x86-64). The
+       update is compute-bound (a square root and a division per element): the baseline SSE2
+       loop ran at ~3x the time of its memory traffic on 535k float32 parameters. Same maths
+       as the Cython cores around them. */
+    #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11 && defined(__x86_64__) \
+        && defined(__linux__)
+    #define DL_OPT_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+    #else
+    #define DL_OPT_CLONES
+    #endif
+    #define DL_ADAM_LOOPS(T, SUFFIX, SQRT)                                                  \
+    DL_OPT_CLONES static void dl_adam_##SUFFIX(                                           \
+            T* p, const T* g, T* m, T* v, Py_ssize_t n, T a, T b1, T b2, T c1, T c2,      \
+            T s2, T eps, T l1, T l2, T dec, int plain) {                                  \
+        if (plain) {                                                                      \
+            for (Py_ssize_t i = 0; i < n; i++) {                                          \
+                T gi = g[i];                                                              \
+                T mi = b1 * m[i] + c1 * gi;                                               \
+                T vi = b2 * v[i] + c2 * gi * gi;                                          \
+                m[i] = mi;                                                                \
+                v[i] = vi;                                                                \
+                p[i] = p[i] - a * mi / (SQRT(vi) * s2 + eps);                             \
+            }                                                                             \
+        } else {                                                                          \
+            for (Py_ssize_t i = 0; i < n; i++) {                                          \
+                T pi = p[i];                                                              \
+                T s = pi > 0 ? l1 : (pi < 0 ? -l1 : (T)0);                                \
+                T gi = g[i] + l2 * pi + s;                                                \
+                T mi = b1 * m[i] + c1 * gi;                                               \
+                T vi = b2 * v[i] + c2 * gi * gi;                                          \
+                m[i] = mi;                                                                \
+                v[i] = vi;                                                                \
+                /* AdamW (PyTorch order): decay with the old p, then the Adam step */     \
+                p[i] = dec * pi - a * mi / (SQRT(vi) * s2 + eps);                         \
+            }                                                                             \
+        }                                                                                 \
+    }
+    DL_ADAM_LOOPS(float, f32, sqrtf)
+    DL_ADAM_LOOPS(double, f64, sqrt)
+    """
+    void dl_adam_f32(float* p, const float* g, float* m, float* v, Py_ssize_t n, float a,
+                     float b1, float b2, float c1, float c2, float s2, float eps, float l1,
+                     float l2, float dec, int plain) nogil
+    void dl_adam_f64(double* p, const double* g, double* m, double* v, Py_ssize_t n, double a,
+                     double b1, double b2, double c1, double c2, double s2, double eps,
+                     double l1, double l2, double dec, int plain) nogil
+
+
 cdef void adam_core(floating* p, const floating* g, floating* m, floating* v, Py_ssize_t n,
                     double step_size, double beta1, double beta2, double inv_sqrt_bc2,
                     double eps, double l1, double l2, double decay) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef floating gi, pi, mi, vi
-    cdef floating a = <floating>step_size, b1 = <floating>beta1, b2 = <floating>beta2
-    cdef floating c1 = <floating>(1.0 - beta1), c2 = <floating>(1.0 - beta2)
-    cdef floating s2 = <floating>inv_sqrt_bc2, eps_ = <floating>eps
-    cdef floating l1_ = <floating>l1, l2_ = <floating>l2, dec = <floating>decay
-    if l1 == 0.0 and l2 == 0.0 and decay == 1.0:
-        # the common case: plain Adam, one fused pass (4 loads, 3 stores, 1 sqrt, 1 division)
-        for i in range(n):
-            gi = g[i]
-            mi = b1 * m[i] + c1 * gi
-            vi = b2 * v[i] + c2 * gi * gi
-            m[i] = mi
-            v[i] = vi
-            p[i] = p[i] - a * mi / (_sqrt(vi) * s2 + eps_)
+    # the common case (plain Adam) is one fused pass: 4 loads, 3 stores, 1 sqrt, 1 division
+    cdef int plain = l1 == 0.0 and l2 == 0.0 and decay == 1.0
+    if floating is float:
+        dl_adam_f32(p, g, m, v, n, <float>step_size, <float>beta1, <float>beta2,
+                    <float>(1.0 - beta1), <float>(1.0 - beta2), <float>inv_sqrt_bc2, <float>eps,
+                    <float>l1, <float>l2, <float>decay, plain)
     else:
-        for i in range(n):
-            pi = p[i]
-            gi = _penalized(g[i], pi, l1_, l2_)
-            mi = b1 * m[i] + c1 * gi
-            vi = b2 * v[i] + c2 * gi * gi
-            m[i] = mi
-            v[i] = vi
-            # AdamW (PyTorch order): decay with the old p, then the Adam step
-            p[i] = dec * pi - a * mi / (_sqrt(vi) * s2 + eps_)
+        dl_adam_f64(p, g, m, v, n, step_size, beta1, beta2, 1.0 - beta1, 1.0 - beta2,
+                    inv_sqrt_bc2, eps, l1, l2, decay, plain)
 
 
 cdef void rmsprop_core(floating* p, const floating* g, floating* sq, Py_ssize_t n, double lr,
