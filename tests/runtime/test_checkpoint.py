@@ -1,0 +1,203 @@
+"""Checkpoint files: contents, atomic writing, integrity checks, pruning, what --resume
+refuses (a changed model file, other settings, other data) and what it allows (more epochs)."""
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dlrun.errors import WeightsError
+from dlrun.runtime import checkpoint as C
+from dlrun.runtime.cli import main
+
+NETS = Path(__file__).resolve().parent / "nets"
+
+
+def _write_data(folder, n=120, seed=11):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    x = rng.normal(0, 1, (n, 20)) + y[:, None]
+    np.savez(folder / "resume.npz", x=x.astype(np.float32), y=y)
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    shutil.copy(NETS / "resume.net", tmp_path / "resume.net")
+    _write_data(tmp_path)
+    return tmp_path
+
+
+def cli(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, err
+
+
+def _train(capsys, folder, *extra, epochs=3):
+    code, err = cli(capsys, "train", folder / "resume.net", "--quiet", "--epochs", epochs, *extra)
+    assert code == 0, err
+    return err
+
+
+def test_contents_round_trip_and_pruning(run_dir, capsys):
+    _train(capsys, run_dir, epochs=4)
+    ck = run_dir / "resume.ckpt"  # the default: next to the weights file
+    files = C.list_checkpoints(ck)
+    assert [Path(f).name for f in files] == ["ckpt-000004-000000.npz", "ckpt-000003-000000.npz"]
+    arrays = C.read_checkpoint(files[0])
+    assert arrays["ckpt.position"].tolist() == [4, 0]
+    assert int(arrays["ckpt.optim.steps"]) == 4 * 48  # 96 training samples, batch 2
+    assert {"ckpt.optim.m", "ckpt.optim.v", "ckpt.rng.shuffle", "ckpt.history", "ckpt.early",
+            "ckpt.best.flat", "ckpt.dropout.3.dropout", "ckpt.data", "ckpt.model"} <= set(arrays)
+    assert any(k.startswith("preprocess.") for k in arrays)
+    assert any(k.startswith("state.2.batchnorm") for k in arrays)
+    assert len(json.loads(str(arrays["ckpt.history"]))["epochs"]) == 4
+    state = json.loads(str(arrays["ckpt.rng.shuffle"]))
+    assert state["bit_generator"] == "PCG64"
+    # the checkpoint's parameters are those of the weights file written at the end
+    # (restore-best aside, which only applies to the final weights)
+    with np.load(run_dir / "resume.weights.npz") as w:
+        hist = json.loads(str(arrays["ckpt.history"]))
+        if hist["best_epoch"] == 4:
+            for k in w.files:
+                if k.startswith("param."):
+                    assert arrays[k].tobytes() == w[k].tobytes()
+    # no pickled objects anywhere
+    with np.load(files[0], allow_pickle=False) as z:
+        assert all(z[k].dtype != object for k in z.files)
+    assert not [n for n in os.listdir(ck) if n.endswith(".tmp")]
+
+
+def test_damaged_checkpoints_are_reported_and_resume_falls_back(run_dir, capsys):
+    _train(capsys, run_dir, epochs=3)
+    ck = run_dir / "resume.ckpt"
+    newest, previous = C.list_checkpoints(ck)
+    good = Path(newest).read_bytes()
+    # a changed array with a valid zip: only the checksum can tell
+    with np.load(newest) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["param.1.dense.w"] = arrays["param.1.dense.w"] + np.float32(1e-3)
+    np.savez(newest, **arrays)
+    with pytest.raises(WeightsError, match="checksum mismatch"):
+        C.read_checkpoint(newest)
+    for damaged, match in [(good[: len(good) // 2], "damaged"), (b"", "empty"), (good[:-1], "damaged")]:
+        Path(newest).write_bytes(damaged)
+        with pytest.raises(WeightsError, match=match):
+            C.read_checkpoint(newest)
+    path, arrays = C.newest_good(ck, report=(reports := []).append)
+    assert path == previous and len(reports) == 1 and Path(newest).name in reports[0]
+    # --resume says so and continues from the previous one, to the same result
+    code, err = cli(capsys, "train", run_dir / "resume.net", "--epochs", 3, "--resume",
+                    "--out", run_dir / "resumed.npz", "--checkpoint-dir", ck)
+    assert code == 0, err
+    assert "damaged" in err and "trying the previous checkpoint" in err
+    assert "ckpt-000002-000000.npz (the end of epoch 2)" in err
+    _train(capsys, run_dir, "--out", run_dir / "full.npz", "--checkpoint-dir", run_dir / "full.ckpt")
+    with np.load(run_dir / "resumed.npz") as a, np.load(run_dir / "full.npz") as b:
+        for k in b.files:
+            if k.startswith(("param.", "state.")):
+                assert a[k].tobytes() == b[k].tobytes(), k
+
+
+def test_newer_format_and_pickles_are_refused(run_dir, capsys, tmp_path):
+    _train(capsys, run_dir, epochs=1)
+    path = C.list_checkpoints(run_dir / "resume.ckpt")[0]
+    arrays = C.read_checkpoint(path)
+    newer = dict(arrays, **{"ckpt.format_version": np.array(99, np.int64)})
+    newer["ckpt.checksum"] = np.array(C.checksum(newer))
+    np.savez(tmp_path / "newer.npz", **newer)
+    with pytest.raises(WeightsError, match="format 99.*upgrade dlrun"):
+        C.read_checkpoint(tmp_path / "newer.npz")
+    # an object array would be unpickled by np.load(allow_pickle=True): it is refused, and
+    # the object's __reduce__ (which would create a file) never runs
+    marker = tmp_path / "pwned"
+    obj = np.empty(1, dtype=object)
+    obj[0] = _Evil(str(marker))
+    np.savez(tmp_path / "evil.npz", **dict(arrays, **{"ckpt.optim.m": obj}))
+    with pytest.raises(WeightsError, match="pickled"):
+        C.read_checkpoint(tmp_path / "evil.npz")
+    assert not marker.exists()
+
+
+class _Evil:
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_resume_refuses_a_changed_model_naming_what_differs(run_dir, capsys):
+    _train(capsys, run_dir, epochs=2)
+    net = run_dir / "resume.net"
+    text = net.read_text()
+    for old, new, expected in [
+        ("dense 48 relu", "dense 64 relu", "layer 1 (dense, line 12): params.units: 48 in the checkpoint, 64 now"),
+        ("dropout 0.3", "dropout 0.4", "params.rate: 0.3 in the checkpoint, 0.4 now"),
+        ("optimizer adam lr=3e-3", "optimizer adam lr=1e-3", "optimizer.params.lr: 0.003 in the checkpoint, 0.001 now"),
+        ("seed=7", "seed=8", "train.seed: 7 in the checkpoint, 8 now"),
+        ("  dense 24 tanh\n", "", "layer 4 (dense, line 15): params.units: 24 in the checkpoint, 3 now"),
+    ]:
+        net.write_text(text.replace(old, new))
+        code, err = cli(capsys, "train", net, "--quiet", "--resume")
+        assert code == 2, err
+        assert "the model file changed" in err and expected in err, err
+        assert "only train.epochs may change" in err
+    net.write_text(text)
+    # CLI overrides that change the trajectory are refused too
+    code, err = cli(capsys, "train", net, "--quiet", "--resume", "--lr", "0.01")
+    assert code == 2 and "lr 0.003" in err and "0.01" in err, err
+    code, err = cli(capsys, "train", net, "--quiet", "--resume", "--batch-size", "4")
+    assert code == 2 and "batch_size 2" in err, err
+    # other training data
+    _write_data(run_dir, seed=12)
+    code, err = cli(capsys, "train", net, "--quiet", "--resume")
+    assert code == 2 and "data differ" in err, err
+    _write_data(run_dir)
+    # comments, formatting and epochs may change
+    net.write_text("# a comment\n" + text.replace("epochs=40", "epochs=3").replace("  dense", "    dense"))
+    code, err = cli(capsys, "train", net, "--resume")
+    assert code == 0, err
+    assert "resuming from" in err and "epoch 3/3" in err and "epoch 2/3" not in err
+
+
+def test_resume_without_checkpoints_starts_from_the_beginning(run_dir, capsys):
+    code, err = cli(capsys, "train", run_dir / "resume.net", "--epochs", 1, "--resume")
+    assert code == 0, err
+    assert "no intact checkpoint" in err and "starting from the beginning" in err
+
+
+def test_a_new_run_replaces_an_earlier_runs_checkpoints(run_dir, capsys):
+    _train(capsys, run_dir, epochs=3)
+    code, err = cli(capsys, "train", run_dir / "resume.net", "--epochs", 1)
+    assert code == 0 and "holds checkpoints of an earlier run" in err
+    assert [Path(p).name for p in C.list_checkpoints(run_dir / "resume.ckpt")] == ["ckpt-000001-000000.npz"]
+
+
+def test_checkpoint_folder_problems_are_reported_before_training(run_dir, capsys):
+    (run_dir / "afile").write_text("x")
+    code, err = cli(capsys, "train", run_dir / "resume.net", "--checkpoint-dir", run_dir / "afile")
+    assert code == 2 and "not a directory" in err and "epoch 1" not in err
+    code, err = cli(capsys, "train", run_dir / "resume.net", "--checkpoint-dir", run_dir / "afile" / "sub")
+    assert code == 2 and "cannot create" in err and "epoch 1" not in err
+    code, err = cli(capsys, "train", run_dir / "resume.net", "--no-checkpoint", "--resume")
+    assert code == 2 and "cannot be combined" in err
+    code, err = cli(capsys, "train", run_dir / "resume.net", "--no-checkpoint", "--epochs", 1)
+    assert code == 0 and not (run_dir / "resume.ckpt").exists()
+
+
+def test_stale_temporary_files_are_cleaned(run_dir, capsys):
+    ck = run_dir / "resume.ckpt"
+    ck.mkdir()
+    (ck / ".ckpt-000001-000000.npz.abc123.tmp").write_bytes(b"half a checkpoint")
+    _train(capsys, run_dir, "--resume", epochs=1)
+    assert not [n for n in os.listdir(ck) if n.endswith(".tmp")]
+
+
+def test_first_difference():
+    assert C.first_difference({"a": [1, {"b": 2}]}, {"a": [1, {"b": 3}]}) == "a[1].b: 2 in the checkpoint, 3 now"
+    assert C.first_difference({"a": 1}, {"a": 1}) is None
+    assert C.first_difference({"a": True}, {"a": 1}) is not None
+    assert "2 entries in the checkpoint, 3 now" in C.first_difference({"a": [1, 2]}, {"a": [1, 2, 3]})
