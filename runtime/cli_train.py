@@ -115,6 +115,16 @@ def _default_weights_path(model_path):
 
 # -- train --------------------------------------------------------------------------------
 def _train(args) -> int:
+    created = []  # folders this run made: a run failing before writing into them removes them
+    try:
+        return _train_run(args, created)
+    except BaseException:
+        for folder in created:
+            _remove_if_empty(folder)
+        raise
+
+
+def _train_run(args, created) -> int:
     import json
     import time
     import warnings
@@ -142,7 +152,11 @@ def _train(args) -> int:
     if not args.no_checkpoint:
         from dlrun.runtime.checkpoint import Checkpointer
 
-        ckdir = Checkpointer.prepare_folder(args.checkpoint_dir or _default_checkpoint_dir(out))
+        ckdir = args.checkpoint_dir or _default_checkpoint_dir(out)
+        fresh = not os.path.exists(ckdir)
+        ckdir = Checkpointer.prepare_folder(ckdir)
+        if fresh:
+            created.append(ckdir)
     model = Model(model_ir, base_dir=base, path=args.model, seed=args.seed, lr=args.lr)
     splits = model.splits()  # load and check the data before training
     checkpoint = None if ckdir is None else _checkpointer(args, ckdir, model, splits)
@@ -186,6 +200,13 @@ def _train(args) -> int:
             "weights": out,
         }))
     return 0
+
+
+def _remove_if_empty(folder):
+    try:
+        os.rmdir(folder)  # fails (as wanted) unless the folder is empty
+    except OSError:
+        pass
 
 
 def _default_checkpoint_dir(weights_path):

@@ -171,6 +171,9 @@ def _numpy_load(p: Path, shown: str, kind: str):
                 return {k: z[k] for k in z.files}  # members are read (and CRC-checked) here
         return loaded
     except ValueError as err:
+        if "allow_pickle" in str(err) and not _starts_like(p, (b"PK", b"\x93NUMPY", b"\x80")):
+            # np.load tries pickle for any file that is neither a zip nor an .npy
+            raise DataError(f"{shown}: not an {kind} file (neither a zip archive nor an .npy array)") from None
         if "allow_pickle" in str(err) or "Object arrays" in str(err):
             raise DataError(
                 f"{shown}: holds a pickled object array, which dlrun refuses to load "
@@ -186,6 +189,16 @@ def _numpy_load(p: Path, shown: str, kind: str):
         # EOFError, tokenize/SyntaxError in a damaged header, NotImplementedError for an odd
         # zip version, ...): all mean the same thing to the user.
         raise DataError(f"{shown}: damaged or truncated {kind} file ({type(err).__name__}: {_one_line(err)})") from None
+
+
+def _starts_like(p: Path, magics) -> bool:
+    """Whether the file starts with one of ``magics`` (zip, .npy, or a pickle's PROTO opcode)."""
+    try:
+        with open(p, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return True
+    return head.startswith(tuple(magics))
 
 
 def _load_npz(p: Path, shown: str) -> dict[str, np.ndarray]:
