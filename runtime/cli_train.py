@@ -231,8 +231,13 @@ def _checkpointer(args, folder, model, splits):
     path = arrays = None
     if args.resume:
         path, arrays = newest_good(folder, report=lambda m: _err(f"warning: {m}"))
+        if path is None and list_checkpoints(folder):
+            from dlrun.errors import WeightsError
+
+            raise WeightsError(f"--resume: no intact checkpoint in {folder} (every one is damaged, see above); "
+                               f"remove them to start from the beginning")
         if path is None:
-            _err(f"no intact checkpoint in {folder}: starting from the beginning")
+            _err(f"no checkpoint in {folder}: starting from the beginning")
     elif list_checkpoints(folder) and not args.quiet:
         _err(f"note: {folder} holds checkpoints of an earlier run; this run replaces them "
              f"(--resume continues it)")
