@@ -33,6 +33,9 @@ from dlrun.runtime.train import History, Trainer, evaluate as _evaluate
 
 __all__ = ["load", "loads", "Model", "History"]
 
+# input dtypes the inference chain converts itself (others go through Preprocessor.apply)
+_CHAIN_INPUTS = (np.dtype(np.uint8), np.dtype(np.float32), np.dtype(np.float64))
+
 
 def load(path, weights=None) -> "Model":
     """Parse, check and build the model in the ``.net`` file ``path``.
@@ -303,6 +306,16 @@ class Model:
             return out
         bs = max(1, min(int(batch_size), n))
         x2 = xs.reshape(n, -1)
+        chain = net.inference_chain()
+        if chain is not None and x2.dtype in _CHAIN_INPUTS:
+            # the fast path: preprocessing and every layer in one kernel call per batch
+            if not x2.flags.c_contiguous:
+                x2 = np.ascontiguousarray(x2)
+            a, b = self.preprocessor.affine
+            for start in range(0, n, bs):
+                stop = min(start + bs, n)
+                chain.run(x2[start:stop], a, b, out[start:stop])
+            return out
         buf = np.empty((bs, x2.shape[1]), net.dtype)
         for start in range(0, n, bs):
             stop = min(start + bs, n)

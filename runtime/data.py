@@ -1029,6 +1029,12 @@ class Preprocessor:
         self._b = np.asarray(b, dtype=np.float64)
 
     # -- applying -----------------------------------------------------------------------------
+    @property
+    def affine(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(a, b)``, float64 scalars or per-feature ``(features,)``: ``apply`` computes
+        ``x * a + b`` (for kernels that convert raw batches themselves)."""
+        return self._a, self._b
+
     def apply(self, x_batch: np.ndarray, out: np.ndarray) -> np.ndarray:
         """``out := x_batch * a + b``, flattened per sample; ``out`` float32/float64 ``(b, features)``.
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from dlrun.errors import UsageError
 from dlrun.kernels import activations as kact
+from dlrun.kernels.chain import Chain
 from dlrun.runtime.layers import make_layer
 from dlrun.runtime.losses import LossHead
 from dlrun.runtime.params import ParamStore
@@ -112,6 +113,7 @@ class Network:
         self.store = ParamStore(specs, self.dtype)
         self.init_parameters()
         self._proba_buf = None
+        self._chain = None
 
     # -- set-up --------------------------------------------------------------------------
     def init_parameters(self, seed=None):
@@ -126,6 +128,7 @@ class Network:
             if layer.kind == "dropout":
                 layer.seed = int(drop_rng.integers(0, 2**63 - 1))
                 layer.counter = 0
+        self._chain = None   # build() made new running-statistic arrays
 
     def param_layers(self):
         return [l for l in self.compute if l.params]
@@ -165,6 +168,31 @@ class Network:
         kact.activation_forward(act, out, buf)
         return buf
 
+    def inference_chain(self):
+        """The whole inference pass (``predict``'s maths, preprocessing excluded) as one
+        ``kernels.chain.Chain``: built once, it holds this network's parameter and running
+        statistic arrays themselves (training shows through) and buffers of its own.
+        ``chain.run(x, a, b, out)`` converts raw rows (``x * a + b``) and runs every layer
+        with the GIL released. None when a layer has no chain form."""
+        if self._chain is None:
+            chain = Chain(self.dtype, self.input_features)
+            layers = list(self.body) + ([self._tail] if self._tail is not None else [])
+            for layer in layers:
+                if layer.kind == "dense":
+                    chain.add_dense(layer.params["w"], layer.params.get("b"), layer.act, layer.alpha)
+                elif layer.kind == "batchnorm":
+                    p, st = layer.params, layer.state
+                    chain.add_batchnorm(p["gamma"], p["beta"], st["running_mean"], st["running_var"],
+                                        layer.eps)
+                elif layer.kind == "activation":
+                    chain.add_activation(layer.act, layer.alpha)
+                elif layer.kind not in ("dropout", "flatten", "input"):
+                    return None
+            if self.loss.proba_act is not None:
+                chain.add_activation(self.loss.proba_act)
+            self._chain = chain
+        return self._chain
+
     def inference_copy(self) -> "Network":
         """A network sharing this one's parameters and running statistics (the same
         arrays, so later training shows through) with buffers of its own: one per thread
@@ -183,12 +211,14 @@ class Network:
         clone._head_dense = mapping[id(self._head_dense)] if self._head_dense is not None else None
         clone._tail = mapping[id(self._tail)] if self._tail is not None else None
         clone._proba_buf = None
+        clone._chain = None
         return clone
 
     def release_buffers(self):
         for layer in self.layers:
             layer.release_buffers()
         self._proba_buf = None
+        self._chain = None
 
     # -- state ---------------------------------------------------------------------------
     def named_params(self):
