@@ -15,7 +15,13 @@ hidden dense, dropout 0.2, softmax cross-entropy, Adam lr 1e-3, float32, inputs 
 - inference latency at batch 1 and 64 (median and p99 microseconds per call);
 - start-up: process wall time of ``dlrun check models/mnist_mlp.net`` vs
   ``python -c "import torch"`` (and an empty ``python -c pass`` for scale);
-- peak resident memory (VmHWM) of one training epoch at batch 128, a fresh process per tool.
+- peak resident memory (VmHWM) of one training epoch at batch 128, a fresh process per tool;
+- profile: cProfile of one dlrun epoch at batch 128 (own time per function).
+
+Tools: ``dlrun`` (its Python API on ``models/mnist_mlp.net``), ``pytorch`` (eager, default
+Adam), ``numpy`` (``numpy_mlp.py``), ``onnxruntime`` (inference only, on the NumPy model's
+weights); ``pytorch-fused`` (Adam(fused=True)) on request with ``--tools``. A tool that is
+not installed, or fails, is reported and left out; the run goes on.
 
 Every tool runs in its own child process (``_compare_tools.py``). Timings are interleaved:
 each round runs every tool once per batch size, in an order rotated from round to round,
