@@ -3,8 +3,8 @@ early stopping, history.
 
 One step, with every array preallocated::
 
-    np.take(x, idx, out=xraw)        # raw rows (uint8 stays uint8)
-    pre.apply(xraw, out=xin)         # preprocessing + conversion to the model dtype
+    take_affine(x, idx, a, b, xin)   # gather + preprocessing + conversion to the model
+                                     # dtype in one pass (uint8 stays uint8 until here)
     logits = net.forward(xin, training=True, logits=True)
     loss = net.loss(logits, y, grad) # fused softmax/sigmoid + loss, dLoss/dlogits
     net.backward(grad)               # every layer, into the flat gradient buffer
@@ -27,8 +27,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dlrun.errors import TrainingError, UsageError
+from dlrun.kernels.chain import take_affine
 from dlrun.runtime.metrics import Accumulator
 from dlrun.runtime.network import rng_for
+
+
+# input dtypes ``take_affine`` gathers and converts itself
+_RAW_DTYPES = (np.dtype(np.uint8), np.dtype(np.float32), np.dtype(np.float64))
 
 
 @dataclass
@@ -157,8 +162,10 @@ class Feeder:
         self.features = self.x.shape[1]
         self.pre = preprocessor
         self.capacity = int(capacity)
-        self.xraw = np.empty((self.capacity, self.features), self.x.dtype)
         self.xin = np.empty((self.capacity, self.features), dtype)
+        # uint8/float inputs are gathered and preprocessed by one kernel pass (no raw copy)
+        self.fused = self.x.dtype in _RAW_DTYPES and self.x.flags.c_contiguous
+        self.xraw = None if self.fused else np.empty((self.capacity, self.features), self.x.dtype)
         self.y = None
         if dataset.y is not None:
             y = dataset.y
@@ -170,10 +177,14 @@ class Feeder:
     def take(self, idx):
         """Rows ``idx`` (int array, at most ``capacity``) -> (x, y) views of the buffers."""
         n = idx.shape[0]
-        xraw = self.xraw[:n]
-        np.take(self.x, idx, axis=0, out=xraw)
         xin = self.xin[:n]
-        self.pre.apply(xraw, xin)
+        if self.fused and self.pre.fitted and idx.dtype == np.int64 and idx.flags.c_contiguous:
+            a, b = self.pre.affine
+            take_affine(self.x, idx, a, b, xin)
+        else:
+            xraw = self.xraw[:n] if self.xraw is not None else np.empty((n, self.features), self.x.dtype)
+            np.take(self.x, idx, axis=0, out=xraw)
+            self.pre.apply(xraw, xin)
         if self.y is None:
             return xin, None
         yb = self.yb[:n]
@@ -184,7 +195,11 @@ class Feeder:
         """Rows ``start:stop`` in order (no gather needed)."""
         n = stop - start
         xin = self.xin[:n]
-        self.pre.apply(self.x[start:stop], xin)
+        if self.fused and self.pre.fitted:
+            a, b = self.pre.affine
+            take_affine(self.x[start:stop], None, a, b, xin)
+        else:
+            self.pre.apply(self.x[start:stop], xin)
         return xin, (None if self.y is None else self.y[start:stop])
 
 
