@@ -6,7 +6,9 @@ Shapes are those of the MNIST MLP (batch 128, 784 -> 512 -> 256 -> 10). Each row
 dlrun kernel and its NumPy equivalent *interleaved* (kernel, NumPy, kernel, NumPy, ...) so that
 both see the same machine state, and reports the median time of each and their ratio.
 The NumPy side is written the fast way (``out=`` buffers, in-place ufuncs, no temporaries that
-can be avoided), so the ratio measures fusion and typed loops, not sloppy NumPy.
+can be avoided), so the ratio measures fusion and typed loops, not sloppy NumPy. The speedup
+column is the median of the per-sample ratios (each kernel sample paired with the adjacent
+NumPy sample), which is robust to slow windows on a shared machine.
 
 Targets (issue 2): dense forward/backward >= 0.9 x the throughput of NumPy's matmul on the same
 GEMMs ("vs matmul" rows: the NumPy side does only the GEMMs, the kernel also does the bias,
@@ -66,7 +68,14 @@ def compare(ours, ref, repeats):
         else:
             a.append(timed(ours, inner))
             b.append(timed(ref, inner))
-    return statistics.median(a), statistics.median(b)
+    return _summary(a, b)
+
+
+def _summary(a, b):
+    """(median of ours, median of ref, median of the per-sample ratios ref / ours): the ratio
+    is paired sample by sample, so a slow window of the shared machine hits both sides."""
+    ratios = [y / x for x, y in zip(a, b)]
+    return statistics.median(a), statistics.median(b), statistics.median(ratios)
 
 
 def compare_blas(ours, ref, repeats, settle):
@@ -95,15 +104,14 @@ def compare_blas(ours, ref, repeats, settle):
         for fn, out in order:
             time.sleep(settle)
             out.append(block(fn, k))
-    return statistics.median(a), statistics.median(b)
+    return _summary(a, b)
 
 
 class Table:
     def __init__(self):
         self.rows = []
 
-    def add(self, name, shape, dtype, ours, ref, target):
-        speedup = ref / ours
+    def add(self, name, shape, dtype, ours, ref, speedup, target):
         ok = "" if target is None else ("ok" if speedup >= target else "MISS")
         self.rows.append((name, shape, np.dtype(dtype).name, ours * 1e6, ref * 1e6, speedup,
                           "" if target is None else f">= {target:g}", ok))
@@ -119,7 +127,7 @@ class Table:
 
 
 def bench_dense(table, dtype, repeats, rng, settle):
-    blas_repeats = max(3, repeats // 3)
+    blas_repeats = max(5, repeats // 2)
     for d_in, d_out in LAYERS:
         x = rng.standard_normal((BATCH, d_in)).astype(dtype)
         w = (rng.standard_normal((d_in, d_out)) / np.sqrt(d_in)).astype(dtype)
@@ -378,14 +386,23 @@ def main(argv=None):
     ap.add_argument("--dtype", choices=["float32", "float64", "both"], default="float32")
     ap.add_argument("--repeats", type=int, default=41, help="interleaved samples per row")
     ap.add_argument("--quick", action="store_true", help="7 samples per row (smoke run)")
+    ap.add_argument("--blas-threads", type=int, default=None,
+                    help="limit both OpenBLAS pools to N threads (needs threadpoolctl); "
+                         "1 gives the steadiest GEMM comparison on a busy machine")
     ap.add_argument("--settle", type=float, default=0.3,
                     help="seconds of sleep between blocks of BLAS calls (see compare_blas)")
     args = ap.parse_args(argv)
     repeats = 7 if args.quick else args.repeats
+    if args.blas_threads is not None:
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            ap.error("--blas-threads needs threadpoolctl (pip install 'dlrun[bench]')")
+        threadpool_limits(limits=args.blas_threads, user_api="blas")
     dtypes = [np.float32, np.float64] if args.dtype == "both" else [np.dtype(args.dtype).type]
     print(f"numpy {np.__version__}, {os.cpu_count()} CPUs, OPENBLAS_CORETYPE="
           f"{os.environ.get('OPENBLAS_CORETYPE', '(unset)')}, {repeats} interleaved samples "
-          f"per row; times are medians per call; speedup = numpy / dlrun")
+          f"per row; times are medians per call; speedup = median of paired numpy / dlrun")
     try:
         from threadpoolctl import threadpool_info
         for pool in threadpool_info():
