@@ -1,0 +1,345 @@
+"""Hypothesis-driven calls into every kernel wrapper with random shapes, dtypes, strides,
+layouts, read-only, zero-size, aliased and non-array arguments, and hostile scalars.
+
+Whatever the arguments, a call returns or raises TypeError/ValueError/OverflowError; it never
+crashes the interpreter, never writes outside the arrays it was given (every array sits
+between guard bytes, and the gaps of a strided array are checked too) and never changes a
+read-only array.
+
+A crash would kill pytest, so each kernel module is fuzzed in a subprocess (this file run as
+a script); the parent reports the exit status and the last call made.
+``DLRUN_KERNEL_FUZZ_EXAMPLES`` sets the examples per function (default 150).
+"""
+from __future__ import annotations
+
+import faulthandler
+import importlib
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+EXAMPLES = int(os.environ.get("DLRUN_KERNEL_FUZZ_EXAMPLES", "150"))
+MODULES = ["blas", "activations", "dense", "batchnorm", "dropout", "losses", "optim"]
+ACTS = ["linear", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "softplus", "gelu", "swish", "softmax"]
+
+# argument kinds: ("f", dims) float array; ("f?", dims) float array or None; ("i", dims) int labels;
+# ("u8", dims) mask; ("t", dims) labels (n,) or probabilities (n, k); ("s", values) scalar;
+# ("name", values); ("b",) flag; ("int", values); ("grads",) list of arrays
+F = {
+    "blas": {
+        "gemm": [("a", "f", ("n", "d")), ("b", "f", ("d", "k")), ("c", "f", ("n", "k")), ("trans_a", "b"),
+                 ("trans_b", "b"), ("alpha", "s"), ("beta", "s")],
+        "gemv": [("a", "f", ("n", "d")), ("x", "f", ("d",)), ("y", "f", ("n",)), ("trans", "b"), ("alpha", "s"),
+                 ("beta", "s")],
+    },
+    "activations": {
+        "activation_forward": [("name", "name"), ("x", "f", ("n", "d")), ("y", "f", ("n", "d")), ("alpha", "s"),
+                               ("bias", "f?", ("d",))],
+        "activation_backward": [("name", "name"), ("y", "f", ("n", "d")), ("dy", "f", ("n", "d")),
+                                ("dx", "f", ("n", "d")), ("alpha", "s"), ("x", "f?", ("n", "d"))],
+    },
+    "dense": {
+        "dense_forward": [("x", "f", ("n", "d")), ("w", "f", ("d", "k")), ("b", "f?", ("k",)),
+                          ("y", "f", ("n", "k")), ("activation", "name"), ("alpha", "s")],
+        "dense_backward": [("x", "f", ("n", "d")), ("w", "f", ("d", "k")), ("dz", "f", ("n", "k")),
+                           ("dx", "f?", ("n", "d")), ("dw", "f", ("d", "k")), ("db", "f?", ("k",)),
+                           ("accumulate", "b")],
+    },
+    "batchnorm": {
+        "batchnorm_forward_train": [("x", "f", ("n", "d")), ("gamma", "f", ("d",)), ("beta", "f", ("d",)),
+                                    ("running_mean", "f", ("d",)), ("running_var", "f", ("d",)),
+                                    ("momentum", "s"), ("eps", "s"), ("y", "f", ("n", "d")),
+                                    ("xhat", "f", ("n", "d")), ("inv_std", "f", ("d",))],
+        "batchnorm_forward_eval": [("x", "f", ("n", "d")), ("gamma", "f", ("d",)), ("beta", "f", ("d",)),
+                                   ("running_mean", "f", ("d",)), ("running_var", "f", ("d",)), ("eps", "s"),
+                                   ("y", "f", ("n", "d"))],
+        "batchnorm_backward": [("dy", "f", ("n", "d")), ("xhat", "f", ("n", "d")), ("gamma", "f", ("d",)),
+                               ("inv_std", "f", ("d",)), ("dx", "f?", ("n", "d")), ("dgamma", "f", ("d",)),
+                               ("dbeta", "f", ("d",)), ("accumulate", "b")],
+    },
+    "dropout": {
+        "dropout_forward": [("x", "f", ("n", "d")), ("rate", "s"), ("seed", "int"), ("counter", "int"),
+                            ("y", "f", ("n", "d")), ("mask", "u8", ("n", "d"))],
+        "dropout_backward": [("dy", "f", ("n", "d")), ("mask", "u8", ("n", "d")), ("rate", "s"),
+                             ("dx", "f", ("n", "d"))],
+    },
+    "losses": {
+        "softmax_cross_entropy": [("logits", "f", ("n", "k")), ("target", "t", ("n", "k")),
+                                  ("grad", "f", ("n", "k")), ("label_smoothing", "s")],
+        "sigmoid_binary_cross_entropy": [("logits", "f", ("n", "o")), ("target", "f", ("n", "o")),
+                                         ("grad", "f", ("n", "o"))],
+        "mse": [("pred", "f", ("n", "o")), ("target", "f", ("n", "o")), ("grad", "f", ("n", "o"))],
+        "mae": [("pred", "f", ("n", "o")), ("target", "f", ("n", "o")), ("grad", "f", ("n", "o"))],
+        "huber": [("pred", "f", ("n", "o")), ("target", "f", ("n", "o")), ("grad", "f", ("n", "o")),
+                  ("delta", "s")],
+        "_exp_nonpos_check": [("x", "f", ("n",))],
+    },
+    "optim": {
+        "sgd_update": [("p", "f", ("n",)), ("g", "f", ("n",)), ("velocity", "f?", ("n",)), ("lr", "s"),
+                       ("momentum", "s"), ("nesterov", "b"), ("l1", "s"), ("l2", "s")],
+        "adam_update": [("p", "f", ("n",)), ("g", "f", ("n",)), ("m", "f", ("n",)), ("v", "f", ("n",)),
+                        ("lr", "s"), ("beta1", "s"), ("beta2", "s"), ("eps", "s"), ("step", "int"), ("l1", "s"),
+                        ("l2", "s"), ("weight_decay", "s")],
+        "rmsprop_update": [("p", "f", ("n",)), ("g", "f", ("n",)), ("sq", "f", ("n",)), ("lr", "s"),
+                           ("rho", "s"), ("eps", "s"), ("l1", "s"), ("l2", "s")],
+        "adagrad_update": [("p", "f", ("n",)), ("g", "f", ("n",)), ("acc", "f", ("n",)), ("lr", "s"),
+                           ("eps", "s"), ("l1", "s"), ("l2", "s")],
+        "clip_grad_norm": [("grads", "grads"), ("max_norm", "s")],
+    },
+}
+
+GOOD_SCALARS = [0.0, 0.1, 0.5, 0.9, 1.0, 1e-5]
+# valid values of the scalars whose range is narrower than GOOD_SCALARS
+GOOD_BY_NAME = {"eps": [1e-8, 1e-5, 1e-3], "delta": [0.5, 1.0, 2.0], "rate": [0.0, 0.2, 0.5, 0.9],
+                "beta1": [0.0, 0.5, 0.9], "beta2": [0.0, 0.9, 0.999], "rho": [0.0, 0.9, 0.99],
+                "max_norm": [0.5, 1.0, 1e3, math.inf], "step": [1, 2, 100, 2**40]}
+BAD_SCALARS = [-1.0, 2.0, 1e-300, 1e300, math.nan, math.inf, -math.inf, 2**64, -2**70, True, None, "0.5", 3,
+               np.float32(0.5), np.float64(-0.0), [0.5], 1 + 2j]
+GOOD_INTS = [0, 1, 2, 7, 2**32, 2**63 - 1]
+BAD_INTS = [-1, 2**63, 2**64 - 1, 2**64, 2**70, -2**63, 1.5, True, None, "3", np.int64(5), np.uint64(2**64 - 1)]
+BAD_NAMES = ["", "RELU", "relu ", "bogus", None, 3, b"relu", "soft\x00max", "é"]
+BAD_FLAGS = [0, 1, None, "yes", 2.0, np.bool_(True)]
+OTHER_DTYPES = [np.int32, np.int64, np.uint8, np.float16, np.bool_, np.complex64, np.int8, object,
+                np.dtype(">f4"), np.dtype(">f8")]
+GUARD = 64
+SENTINEL = 0xA5
+
+
+class Arr:
+    """An array placed between guard bytes (and, when strided, with gaps to check)."""
+
+    def __init__(self, shape, dtype, layout, values, rng):
+        dtype = np.dtype(dtype)
+        shape = tuple(shape)
+        full = shape
+        if layout == "strided" and shape:
+            full = shape[:-1] + (shape[-1] * 2,)
+        elif layout == "fortran":
+            full = shape[::-1]
+        count = int(np.prod(full, dtype=np.int64))
+        nbytes = count * dtype.itemsize
+        self.raw = np.full(nbytes + 2 * GUARD, SENTINEL, np.uint8)
+        self.nbytes = nbytes
+        body = self.raw[GUARD:GUARD + nbytes]
+        if dtype == object:
+            self.body = None
+            arr = np.empty(full, dtype=object)
+            arr.flat[:] = [float(v) for v in rng.normal(0, 1, count)] if count else []
+        else:
+            self.body = body.view(dtype).reshape(full)
+            self.body[...] = values(full, dtype)
+            arr = self.body
+        if layout == "strided" and shape:
+            arr = arr[..., ::2]
+        elif layout == "fortran":
+            arr = arr.T
+        if layout == "readonly":
+            arr.flags.writeable = False
+        self.arr = arr
+        self.readonly = layout == "readonly"
+        self.before = None if self.body is None else self.body.tobytes()
+        self.strided = layout == "strided" and bool(shape)
+
+    def check(self, where):
+        if self.body is None:
+            return
+        guard = np.concatenate([self.raw[:GUARD], self.raw[GUARD + self.nbytes:]])
+        assert (guard == SENTINEL).all(), f"{where}: bytes written outside the array"
+        if self.strided:
+            gaps = self.body[..., 1::2].tobytes()
+            old = np.frombuffer(self.before, np.uint8).view(self.body.dtype).reshape(self.body.shape)[..., 1::2]
+            assert gaps == old.tobytes(), f"{where}: the gaps of a strided array were written"
+        if self.readonly:
+            assert self.body.tobytes() == self.before, f"{where}: a read-only array was modified"
+
+
+def _values(draw, st, rng, kind):
+    hostile = draw(st.sampled_from(["normal", "normal", "normal", "nan", "inf", "huge", "zero"]))
+
+    def make(shape, dtype):
+        if dtype.kind in "iu":
+            if kind == "i":
+                return rng.integers(-2, 8, shape) if dtype.kind == "i" else rng.integers(0, 8, shape)
+            return rng.integers(0, 2, shape)
+        if dtype.kind == "b":
+            return rng.integers(0, 2, shape).astype(bool)
+        v = rng.normal(0, 1, shape)
+        if hostile == "nan" and v.size:
+            v.flat[rng.integers(0, v.size)] = np.nan
+        elif hostile == "inf" and v.size:
+            v.flat[rng.integers(0, v.size)] = -np.inf
+        elif hostile == "huge":
+            v = v * 1e38
+        elif hostile == "zero":
+            v = v * 0
+        if kind == "t":  # probabilities
+            v = np.abs(v)
+        return v.astype(dtype) if dtype.kind != "c" else v.astype(dtype)
+    return make
+
+
+def build_call(draw, st, spec):
+    """Arguments for one call (and the Arr objects to check afterwards)."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    dims = {k: draw(st.integers(0, 5)) for k in ("n", "d", "k", "o")}
+    if draw(st.booleans()):  # mostly non-empty shapes, so the maths runs
+        dims = {k: max(1, v) for k, v in dims.items()}
+    ftype = draw(st.sampled_from([np.float32, np.float64]))
+    args, arrs, made = [], [], []
+    # a third of the calls are valid, a third have one thing wrong, a third many
+    mode = draw(st.sampled_from(["valid", "one", "many"]))
+    wrong = draw(st.integers(0, len(spec) - 1)) if mode == "one" else None
+    for i_arg, entry in enumerate(spec):
+        name, kind = entry[0], entry[1]
+        perturb = i_arg == wrong if mode != "many" else draw(st.integers(0, 9)) < 3
+        if kind in ("f", "f?", "i", "u8", "t"):
+            shape = tuple(dims[d] for d in entry[2])
+            dtype = {"f": ftype, "f?": ftype, "i": np.int64, "u8": np.uint8, "t": ftype}[kind]
+            if kind == "t" and draw(st.booleans()):  # labels instead of probabilities
+                shape, dtype, kind = shape[:1], draw(st.sampled_from([np.int64, np.int32])), "i"
+            layout = "c"
+            if kind == "f?" and draw(st.integers(0, 3)) == 0:
+                args.append(None)
+                continue
+            if perturb:
+                how = draw(st.sampled_from(["dtype", "strided", "fortran", "readonly", "shape", "ndim", "zero",
+                                            "alias", "overlap", "none", "list", "scalar", "other-float"]))
+                if how == "dtype":
+                    dtype = draw(st.sampled_from(OTHER_DTYPES))
+                elif how == "other-float":
+                    dtype = np.float64 if ftype == np.float32 else np.float32
+                elif how in ("strided", "fortran", "readonly"):
+                    layout = how
+                elif how == "shape" and shape:
+                    i = draw(st.integers(0, len(shape) - 1))
+                    shape = shape[:i] + (shape[i] + draw(st.sampled_from([1, -1, 3])),) + shape[i + 1:]
+                    shape = tuple(max(0, s) for s in shape)
+                elif how == "ndim":
+                    shape = draw(st.sampled_from([(), shape + (2,), shape[1:], (1,) + shape]))
+                elif how == "zero" and shape:
+                    i = draw(st.integers(0, len(shape) - 1))
+                    shape = shape[:i] + (0,) + shape[i + 1:]
+                elif how == "alias" and made:
+                    args.append(draw(st.sampled_from(made)).arr)
+                    continue
+                elif how == "overlap" and made:
+                    other = draw(st.sampled_from(made)).arr
+                    args.append(other.reshape(-1)[1:] if other.size > 1 and other.ndim else other)
+                    continue
+                elif how == "none":
+                    args.append(None)
+                    continue
+                elif how == "list":
+                    args.append([[1.0, 2.0], [3.0, 4.0]])
+                    continue
+                elif how == "scalar":
+                    args.append(draw(st.sampled_from([1.0, 0, "x"])))
+                    continue
+            a = Arr(shape, dtype, layout, _values(draw, st, rng, kind), rng)
+            made.append(a)
+            arrs.append(a)
+            args.append(a.arr)
+        elif kind == "s":
+            args.append(draw(st.sampled_from(BAD_SCALARS if perturb else GOOD_BY_NAME.get(name, GOOD_SCALARS))))
+        elif kind == "int":
+            args.append(draw(st.sampled_from(BAD_INTS if perturb else GOOD_BY_NAME.get(name, GOOD_INTS))))
+        elif kind == "b":
+            args.append(draw(st.sampled_from(BAD_FLAGS)) if perturb else draw(st.booleans()))
+        elif kind == "name":
+            args.append(draw(st.sampled_from(BAD_NAMES if perturb else ACTS)))
+        elif kind == "grads":
+            k = draw(st.integers(0, 3))
+            items = []
+            for _ in range(k):
+                shape = tuple(draw(st.integers(0, 4)) for _ in range(draw(st.integers(1, 2))))
+                layout = draw(st.sampled_from(["c", "c", "strided", "readonly", "fortran"]))
+                dtype = draw(st.sampled_from([np.float32, np.float64, np.float64, np.int32]))
+                a = Arr(shape, dtype, layout, _values(draw, st, rng, "f"), rng)
+                arrs.append(a)
+                items.append(a.arr)
+            form = draw(st.sampled_from(["list", "tuple", "one", "with-none", "not-a-list"]))
+            if form == "tuple":
+                args.append(tuple(items))
+            elif form == "one" and items:
+                args.append(items[0])
+            elif form == "with-none":
+                args.append(items + [None])
+            elif form == "not-a-list":
+                args.append("grads")
+            else:
+                args.append(items)
+    return args, arrs
+
+
+def describe(fn_name, args):
+    parts = []
+    for a in args:
+        if isinstance(a, np.ndarray):
+            flags = ("" if a.flags.c_contiguous else " non-contiguous") + ("" if a.flags.writeable else " read-only")
+            parts.append(f"array{a.shape} {a.dtype}{flags}")
+        else:
+            parts.append(repr(a)[:40])
+    return f"{fn_name}({', '.join(parts)})"
+
+
+def fuzz_module(module_name, examples, log_path):
+    """Run the hypothesis search over every function of one kernel module (in this process)."""
+    from hypothesis import HealthCheck, given, settings, strategies as st
+
+    mod = importlib.import_module(f"dlrun.kernels.{module_name}")
+    log = open(log_path, "w", buffering=1)
+    stats = {}
+    for fn_name, spec in F[module_name].items():
+        fn = getattr(mod, fn_name)
+        counts = {"ok": 0, "refused": 0}
+
+        @settings(max_examples=examples, deadline=None, database=None, derandomize=True,
+                  suppress_health_check=list(HealthCheck))
+        @given(st.data())
+        def run(data):
+            args, arrs = build_call(data.draw, st, spec)
+            where = describe(fn_name, args)
+            log.write(where + "\n")
+            try:
+                with np.errstate(all="ignore"):
+                    fn(*args)
+                counts["ok"] += 1
+            except (TypeError, ValueError, OverflowError) as err:
+                assert str(err), f"{where}: {type(err).__name__} without a message"
+                counts["refused"] += 1
+            for a in arrs:
+                a.check(where)
+
+        run()
+        stats[fn_name] = counts
+    log.close()
+    return stats
+
+
+def test_kernel_wrappers_never_crash(tmp_path):
+    import pytest
+
+    failures = []
+    for module_name in MODULES:
+        log = tmp_path / f"{module_name}.log"
+        p = subprocess.run([sys.executable, __file__, module_name, str(EXAMPLES), str(log)],
+                           capture_output=True, text=True, timeout=900)
+        last = log.read_text().strip().splitlines()[-1:] if log.exists() else []
+        if p.returncode != 0:
+            failures.append(f"{module_name}: exit {p.returncode}; last call: {last}\n{p.stdout[-3000:]}\n"
+                            f"{p.stderr[-3000:]}")
+        else:
+            print(p.stdout.strip())
+    if failures:
+        pytest.fail("\n\n".join(failures))
+
+
+if __name__ == "__main__":
+    faulthandler.enable()
+    name, examples, log_path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    result = fuzz_module(name, examples, log_path)
+    for fn_name, counts in result.items():
+        print(f"{name}.{fn_name}: {counts['ok']} calls ran, {counts['refused']} refused")
