@@ -74,7 +74,7 @@ def read_idx(path, shown: str | None = None) -> np.ndarray:
     except DataError:
         raise
     except (EOFError, gzip.BadGzipFile, zlib.error) as err:
-        raise DataError(f"{shown}: damaged or truncated gzip data ({err})") from None
+        raise DataError(f"{shown}: damaged or truncated gzip data ({' '.join(str(err).split())})") from None
     except MemoryError:
         raise DataError(f"{shown}: not enough memory to load this IDX file") from None
     except OSError as err:
