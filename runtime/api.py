@@ -259,7 +259,14 @@ class Model:
             checkpoint=checkpoint,
         )
         trainer.shuffle_rng = self._shuffle_rng
-        self.history = trainer.run()
+        try:
+            self.history = trainer.run()
+        except BaseException:
+            if checkpoint is not None:
+                checkpoint.close(quiet=True)  # the last good checkpoint lands before the error
+            raise
+        if checkpoint is not None:
+            checkpoint.close()
         return self.history
 
     # -- inference -----------------------------------------------------------------------

@@ -245,6 +245,8 @@ class Checkpointer:
         self.written: list[str] = []
         self.last_path = None
         self._data_hash = None
+        self._pool = None      # one background writer: the next epoch runs during the fsync
+        self._pending = None
 
     # -- folder ---------------------------------------------------------------------------
     @staticmethod
@@ -281,12 +283,15 @@ class Checkpointer:
                     pass
 
     # -- capture ----------------------------------------------------------------------------
-    def save(self, trainer, epochs_done, batches_done, epoch_rng_state, total=0.0, acc=None) -> str:
-        """Write the state of ``trainer`` at a batch boundary; returns the file written."""
+    def save(self, trainer, epochs_done, batches_done, epoch_rng_state, total=0.0, acc=None,
+             wait=False) -> str:
+        """Capture the state of ``trainer`` at a batch boundary (copies, so training may go on)
+        and write it; returns the file's path. The write runs in a background thread unless
+        ``wait``; ``flush``/``close`` wait for it (at most one write is in flight)."""
         net, opt = trainer.net, trainer.opt
         if self._data_hash is None:
             self._data_hash = data_fingerprint(trainer.train, trainer.validation)
-        arrays = wts.weights_arrays(net, trainer.pre, self.class_names)
+        arrays = {k: np.array(v, copy=True) for k, v in wts.weights_arrays(net, trainer.pre, self.class_names).items()}
         arrays["ckpt.model"] = _text(self.identity)
         arrays["ckpt.settings"] = _text(self.settings)
         arrays["ckpt.data"] = np.array(self._data_hash)
@@ -316,13 +321,44 @@ class Checkpointer:
             arrays["ckpt.best.flat"] = flat
             for i, s in enumerate(states):
                 arrays[f"ckpt.best.state.{i}"] = s
-        path = write_checkpoint(os.path.join(self.folder, checkpoint_name(epochs_done, batches_done)), arrays)
+        path = os.path.join(self.folder, checkpoint_name(epochs_done, batches_done))
+        self.flush()
+        self.last_path = path
+        if wait:
+            self._write(path, arrays)
+        else:
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dlrun-checkpoint")
+            self._pending = self._pool.submit(self._write, path, arrays)
+        return path
+
+    def _write(self, path, arrays):
+        write_checkpoint(path, arrays)
         if path in self.written:
             self.written.remove(path)
         self.written.append(path)
-        self.last_path = path
         self._prune()
-        return path
+
+    def flush(self):
+        """Wait for the write in flight; a failed write raises its ``WeightsError`` here."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self, quiet=False):
+        """Finish the pending write and stop the writer thread (``quiet``: swallow its error,
+        when another exception is already on its way)."""
+        try:
+            self.flush()
+        except Exception:
+            if not quiet:
+                raise
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
 
     # -- restore ----------------------------------------------------------------------------
     def check_compatible(self, arrays=None, path=None, trainer=None):

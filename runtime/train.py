@@ -345,8 +345,9 @@ class Trainer:
         signum = ck.stop_signal
         if done:
             check_parameters(self.net, epoch, done, batches, self.opt)
-            path = ck.save(self, epoch - 1, done, rng_state, total, acc)
+            path = ck.save(self, epoch - 1, done, rng_state, total, acc, wait=True)
         else:
+            ck.flush()
             path = ck.last_path
         name = _SIGNALS.get(signum, (f"signal {signum}",))[0]
         where = f"epoch {epoch}, after batch {done}/{batches}" if done else f"the end of epoch {epoch - 1}"
