@@ -191,7 +191,7 @@ cdef extern from *:
                             const double* x, Py_ssize_t m) nogil
 
 
-cdef inline int act_code(object name, str fn, double alpha) except -1:
+cdef inline int act_code(object name, str fn, double alpha, str argname='activation') except -1:
     """The ACT_* code of an activation name; ValueError naming the known ones otherwise, or when
     alpha is out of range for leaky_relu / elu (alpha >= 0 keeps f monotone, which the
     backward pass needs to read f' from the saved output)."""
@@ -199,7 +199,7 @@ cdef inline int act_code(object name, str fn, double alpha) except -1:
     names = ("linear", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "softplus", "gelu",
              "swish", "softmax")
     if not isinstance(name, str):
-        raise TypeError(f"{fn}: argument 'activation' must be a str naming an activation, got "
+        raise TypeError(f"{fn}: argument '{argname}' must be a str naming an activation, got "
                         f"{type(name).__name__} {name!r}")
     try:
         code = names.index(name)

@@ -24,7 +24,7 @@ def activation_forward(name, x, y, alpha=0.0, bias=None):
     leaky_relu, scale of elu."""
     fn = "activation_forward"
     cdef double al = check_finite_float(alpha, fn, "alpha")
-    cdef int act = act_code(name, fn, al)
+    cdef int act = act_code(name, fn, al, "name")
     cdef cnp.ndarray X = check_float_array(x, fn, "x", -1, False)
     cdef cnp.ndarray Y = check_float_array(y, fn, "y", -1, True)
     cdef cnp.ndarray B = None
@@ -56,7 +56,7 @@ def activation_backward(name, y, dy, dx, alpha=0.0, x=None):
     dx may be dy (in place)."""
     fn = "activation_backward"
     cdef double al = check_finite_float(alpha, fn, "alpha")
-    cdef int act = act_code(name, fn, al)
+    cdef int act = act_code(name, fn, al, "name")
     cdef cnp.ndarray Yv = check_float_array(y, fn, "y", -1, False)
     cdef cnp.ndarray DY = check_float_array(dy, fn, "dy", -1, False)
     cdef cnp.ndarray DX = check_float_array(dx, fn, "dx", -1, True)
