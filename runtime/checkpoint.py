@@ -226,12 +226,15 @@ class Checkpointer:
 
     ``resume``: checkpoint arrays to continue from (``newest_good``), with ``resume_path``.
     ``settings``: the run's settings that must match on resume (see ``ckpt.settings``).
+    ``every_epoch``: False (the default) lets an epoch that ends while the previous checkpoint
+    is still being written skip its own, so epochs shorter than a write (tiny models) are not
+    slowed down; the final epoch's and an interrupt's are always written.
     ``stop_signal`` is set by a signal handler; the trainer checks it at every batch
     boundary, writes a checkpoint and raises ``Interrupted``.
     """
 
     def __init__(self, folder, *, model_ir, settings: dict, class_names=None, resume=None,
-                 resume_path=None, keep=KEEP, every_epoch=True):
+                 resume_path=None, keep=KEEP, every_epoch=False):
         self.folder = os.path.abspath(os.fspath(folder))
         self.model_ir = model_ir
         self.identity = json.loads(json.dumps(model_identity(model_ir)))  # as read back
@@ -284,10 +287,14 @@ class Checkpointer:
 
     # -- capture ----------------------------------------------------------------------------
     def save(self, trainer, epochs_done, batches_done, epoch_rng_state, total=0.0, acc=None,
-             wait=False) -> str:
+             wait=False, skip_if_busy=False) -> str | None:
         """Capture the state of ``trainer`` at a batch boundary (copies, so training may go on)
         and write it; returns the file's path. The write runs in a background thread unless
-        ``wait``; ``flush``/``close`` wait for it (at most one write is in flight)."""
+        ``wait``; ``flush``/``close`` wait for it (at most one write is in flight). With
+        ``skip_if_busy`` (and not ``every_epoch``), nothing is done while a write is in flight
+        (returns None)."""
+        if skip_if_busy and not self.every_epoch and self._pending is not None and not self._pending.done():
+            return None
         net, opt = trainer.net, trainer.opt
         if self._data_hash is None:
             self._data_hash = data_fingerprint(trainer.train, trainer.validation)

@@ -442,7 +442,8 @@ class Trainer:
                 self.best_value = value
                 history.best_epoch = epoch
             if ck is not None:
-                ck.save(self, epoch, 0, self.shuffle_rng.bit_generator.state)
+                last = stop or epoch == self.epochs or ck.stop_signal is not None
+                ck.save(self, epoch, 0, self.shuffle_rng.bit_generator.state, skip_if_busy=not last)
                 if ck.stop_signal is not None and epoch < self.epochs and not stop:
                     self._interrupt(epoch + 1, 0, batches, None, 0.0, None)
             if stop:

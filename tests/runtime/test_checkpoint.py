@@ -45,7 +45,9 @@ def test_contents_round_trip_and_pruning(run_dir, capsys):
     _train(capsys, run_dir, epochs=4)
     ck = run_dir / "resume.ckpt"  # the default: next to the weights file
     files = C.list_checkpoints(ck)
-    assert [Path(f).name for f in files] == ["ckpt-000004-000000.npz", "ckpt-000003-000000.npz"]
+    # the last epoch's is always written; an earlier one may have been skipped while the
+    # previous write was in flight (epochs shorter than a write); at most two are kept
+    assert Path(files[0]).name == "ckpt-000004-000000.npz" and len(files) <= 2
     arrays = C.read_checkpoint(files[0])
     assert arrays["ckpt.position"].tolist() == [4, 0]
     assert int(arrays["ckpt.optim.steps"]) == 4 * 48  # 96 training samples, batch 2
@@ -71,9 +73,11 @@ def test_contents_round_trip_and_pruning(run_dir, capsys):
 
 
 def test_damaged_checkpoints_are_reported_and_resume_falls_back(run_dir, capsys):
-    _train(capsys, run_dir, epochs=3)
+    _train(capsys, run_dir, epochs=2)
+    _train(capsys, run_dir, "--resume", epochs=3)  # keeps the checkpoint it resumed from
     ck = run_dir / "resume.ckpt"
     newest, previous = C.list_checkpoints(ck)
+    assert Path(previous).name == "ckpt-000002-000000.npz"
     good = Path(newest).read_bytes()
     # a changed array with a valid zip: only the checksum can tell
     with np.load(newest) as z:

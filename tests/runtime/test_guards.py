@@ -44,21 +44,29 @@ def test_lr_1e6_stops_with_exit_1_naming_epoch_batch_and_layer(diverge):
     # the last good checkpoint is intact, finite and loadable
     ck = diverge.parent / "diverge.ckpt"
     newest = list_checkpoints(ck)[0]
-    assert Path(newest).name == "ckpt-000004-000000.npz"
-    arrays = read_checkpoint(newest)
-    assert all(np.isfinite(arrays[k]).all() for k in arrays if k.startswith("param."))
+    # epoch 4's, or an earlier one when the next epochs ended while it was still being written
+    # (these epochs take microseconds)
+    assert read_checkpoint(newest)["ckpt.position"].tolist() in ([1, 0], [2, 0], [3, 0], [4, 0])
+    _assert_all_good(ck)
     before = Path(newest).read_bytes()
     model = dlrun.load(diverge, weights=newest)
     assert np.isfinite(model.network.store.flat).all()
     p = _dlrun("eval", diverge, "--weights", newest)
     assert p.returncode == 0, p.stderr
 
-    # resuming from it fails again at the same place (deterministic) and leaves it as it was
+    # resuming from it fails again at the same place (deterministic); every checkpoint left
+    # is good (the one resumed from unchanged, unless two newer good ones replaced it)
     p = _dlrun("train", diverge, "--resume")
-    assert p.returncode == 1 and "resuming from" in p.stderr, p.stderr
+    assert p.returncode == 1 and f"resuming from {newest}" in p.stderr, p.stderr
     assert p.stderr.strip().splitlines()[-1] == last
-    assert Path(newest).read_bytes() == before
-    assert list_checkpoints(ck)[0] == newest
+    assert not Path(newest).exists() or Path(newest).read_bytes() == before
+    _assert_all_good(ck)
+
+
+def _assert_all_good(folder):
+    for path in list_checkpoints(folder):
+        arrays = read_checkpoint(path)
+        assert all(np.isfinite(arrays[k]).all() for k in arrays if k.startswith("param."))
 
 
 def _small_model():
