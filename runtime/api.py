@@ -205,7 +205,7 @@ class Model:
 
     # -- training ------------------------------------------------------------------------
     def fit(self, x=None, y=None, *, validation_data=None, epochs=None, batch_size=None, progress=None,
-            checkpoint=None) -> History:
+            checkpoint=None, resume=False) -> History:
         """Train; returns a ``History``.
 
         Without arguments, trains on the model file's own data (train/validation splits)
@@ -215,8 +215,9 @@ class Model:
         continues training from the current weights and optimizer state. ``progress``:
         True prints a line (or a bar, on a terminal) per epoch to stderr; or an object
         with ``start_epoch``/``batch``/``end_epoch`` methods (see ``train.ConsoleProgress``).
-        ``checkpoint``: a ``dlrun.runtime.checkpoint.Checkpointer`` that writes a checkpoint
-        after every epoch (and resumes from one); ``dlrun train --checkpoint-dir`` makes it.
+        ``checkpoint``: a folder to write a checkpoint into after every epoch (or a
+        ``dlrun.runtime.checkpoint.Checkpointer``); ``resume=True`` continues from the newest
+        intact checkpoint there, ending with the weights an uninterrupted run would have.
         """
         from dlrun.runtime.optimizers import Optimizer
 
@@ -251,6 +252,16 @@ class Model:
         if self.optimizer is None:
             self.optimizer = Optimizer(self.ir.optimizer, self.network.store, lr=self._lr)
         t = self.ir.train
+        if isinstance(checkpoint, (str, os.PathLike)):
+            import warnings
+
+            from dlrun.runtime.checkpoint import open_checkpointer
+
+            checkpoint = open_checkpointer(checkpoint, self, resume=resume, batch_size=batch_size, lr=self._lr,
+                                           class_names=self.class_names, quiet=True,
+                                           report=lambda m: warnings.warn(m, stacklevel=3))
+        elif resume and checkpoint is None:
+            raise UsageError("fit(resume=True) needs checkpoint=FOLDER")
         trainer = Trainer(
             self.network, self.optimizer, train, self.preprocessor, validation=validation,
             epochs=t.epochs if epochs is None else epochs,

@@ -453,3 +453,41 @@ class Checkpointer:
                 raise WeightsError(f"{path}: damaged checkpoint (metrics of the epoch in progress)") from None
         return epochs_done, batches_done, total
 
+
+
+def open_checkpointer(folder, model, *, resume=False, batch_size=None, lr=None, class_names=None,
+                      report=None, quiet=False) -> Checkpointer:
+    """The ``Checkpointer`` of a run of ``model`` (a ``dlrun.Model``) into ``folder`` (created
+    if needed). ``resume``: continue from the newest intact checkpoint there (damaged ones are
+    reported through ``report(message)`` and skipped; none at all: start from the beginning).
+    ``batch_size``/``lr``: overrides of the file's values, which a resume must match."""
+    report = report or (lambda message: None)
+    folder = Checkpointer.prepare_folder(folder)
+    t = model.ir.train
+    settings = {
+        "batch_size": int(batch_size or t.batch_size),
+        "seed": int(model.network.seed),
+        "lr": float(lr if lr is not None else model.ir.optimizer.params["lr"]),
+        "shuffle": bool(t.shuffle),
+        "dtype": model.network.dtype.name,
+    }
+    path = arrays = None
+    if resume:
+        path, arrays = newest_good(folder, report=lambda m: report(f"warning: {m}"))
+        if path is None and list_checkpoints(folder):
+            raise WeightsError(f"--resume: no intact checkpoint in {folder} (every one is damaged, see above); "
+                               f"remove them to start from the beginning")
+        if path is None:
+            report(f"no checkpoint in {folder}: starting from the beginning")
+    elif list_checkpoints(folder) and not quiet:
+        report(f"note: {folder} holds checkpoints of an earlier run; this run replaces them "
+               f"(--resume continues it)")
+    ck = Checkpointer(folder, model_ir=model.ir, settings=settings, class_names=class_names,
+                      resume=arrays, resume_path=path)
+    if arrays is not None:
+        ck.check_compatible()  # a changed model file is refused before anything else
+        if not quiet:
+            done, batch = (int(v) for v in arrays["ckpt.position"][:2])
+            where = f"epoch {done + 1}, batch {batch + 1}" if batch else f"the end of epoch {done}"
+            report(f"resuming from {path} ({where})")
+    return ck

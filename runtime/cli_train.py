@@ -218,38 +218,10 @@ def _default_checkpoint_dir(weights_path):
 
 def _checkpointer(args, folder, model, splits):
     """The checkpointer of this run; with --resume, loaded from the newest intact file."""
-    from dlrun.runtime.checkpoint import Checkpointer, list_checkpoints, newest_good
+    from dlrun.runtime.checkpoint import open_checkpointer
 
-    t = model.ir.train
-    settings = {
-        "batch_size": int(args.batch_size or t.batch_size),
-        "seed": int(model.network.seed),
-        "lr": float(args.lr if args.lr is not None else model.ir.optimizer.params["lr"]),
-        "shuffle": bool(t.shuffle),
-        "dtype": model.network.dtype.name,
-    }
-    path = arrays = None
-    if args.resume:
-        path, arrays = newest_good(folder, report=lambda m: _err(f"warning: {m}"))
-        if path is None and list_checkpoints(folder):
-            from dlrun.errors import WeightsError
-
-            raise WeightsError(f"--resume: no intact checkpoint in {folder} (every one is damaged, see above); "
-                               f"remove them to start from the beginning")
-        if path is None:
-            _err(f"no checkpoint in {folder}: starting from the beginning")
-    elif list_checkpoints(folder) and not args.quiet:
-        _err(f"note: {folder} holds checkpoints of an earlier run; this run replaces them "
-             f"(--resume continues it)")
-    ck = Checkpointer(folder, model_ir=model.ir, settings=settings, class_names=splits.class_names,
-                      resume=arrays, resume_path=path)
-    if arrays is not None:
-        ck.check_compatible()  # a changed model file is refused before anything else
-        if not args.quiet:
-            done, batch = (int(v) for v in arrays["ckpt.position"][:2])
-            where = f"epoch {done + 1}, batch {batch + 1}" if batch else f"the end of epoch {done}"
-            _err(f"resuming from {path} ({where})")
-    return ck
+    return open_checkpointer(folder, model, resume=args.resume, batch_size=args.batch_size, lr=args.lr,
+                             class_names=splits.class_names, report=_err, quiet=args.quiet)
 
 
 class _stop_signals:

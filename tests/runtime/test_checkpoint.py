@@ -205,3 +205,25 @@ def test_first_difference():
     assert C.first_difference({"a": 1}, {"a": 1}) is None
     assert C.first_difference({"a": True}, {"a": 1}) is not None
     assert "2 entries in the checkpoint, 3 now" in C.first_difference({"a": [1, 2]}, {"a": [1, 2, 3]})
+
+
+def test_python_api_checkpoint_and_resume(tmp_path):
+    import dlrun
+
+    text = (NETS / "resume.net").read_text()
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 3, 90)
+    x = (rng.normal(0, 1, (90, 20)) + y[:, None]).astype(np.float32)
+    full = dlrun.loads(text, base_dir=tmp_path)
+    val = (x[70:], y[70:])
+    x, y = x[:70], y[:70]
+    full.fit(x, y, epochs=4, validation_data=val)
+    first = dlrun.loads(text, base_dir=tmp_path)
+    first.fit(x, y, epochs=2, validation_data=val, checkpoint=tmp_path / "ck")
+    assert C.list_checkpoints(tmp_path / "ck")
+    second = dlrun.loads(text, base_dir=tmp_path)  # a new process, in effect
+    history = second.fit(x, y, epochs=4, validation_data=val, checkpoint=tmp_path / "ck", resume=True)
+    assert history.epochs_run == 4 and len(history.epochs) == 4
+    assert second.network.store.flat.tobytes() == full.network.store.flat.tobytes()
+    with pytest.raises(dlrun.UsageError, match="needs checkpoint"):
+        second.fit(x, y, resume=True)
