@@ -13,6 +13,8 @@ from _common cimport (check_float_array, check_same_dtype, check_shape, check_no
 from blas cimport gemm_rm
 from activations cimport act_code, act_forward_rows, ACT_LINEAR
 
+import numpy as np
+
 cnp.import_array()
 
 
@@ -141,4 +143,219 @@ def dense_backward(x, w, dz, dx, dw, db, accumulate=False):
             _backward(i_n, i_in, i_out, <double*>cnp.PyArray_DATA(X),
                       <double*>cnp.PyArray_DATA(W), <double*>cnp.PyArray_DATA(DZ),
                       <double*>dxp, <double*>cnp.PyArray_DATA(DW), <double*>dbp, acc)
+    return None
+
+
+# ---------------------------------------------------------------- inputs with zero columns
+#
+# A batch of sparse inputs (images with a blank background, one-hot or bag-of-words rows)
+# often has whole columns of zeros. Those columns add nothing to X W and their rows of
+# dW = X^T dZ are exactly 0, so the layer can run on the k non-zero columns only: X' (n, k)
+# and the matching rows W' (k, out) -- GEMMs k/in the size -- at the cost of gathering X', W'
+# and scattering dW' back. Exact maths; the summation order inside BLAS differs from the full
+# product only by the zero terms left out.
+#
+# The gathers and the scatter cost about as much as COMPACT_ROWS rows of the product (measured
+# with 2 OpenBLAS threads on 784 x 512: at 32 rows with 42 % zero columns compaction was no
+# faster, at 128 rows with 31 % it saved 25 %), so a batch is compacted only when the product
+# it saves, rows * (in - k), is at least COMPACT_ROWS * in.
+cdef Py_ssize_t COMPACT_ROWS = 24
+
+cdef Py_ssize_t _nonzero_columns(const floating* x, Py_ssize_t n, Py_ssize_t d,
+                                 floating* acc, long long* cols) noexcept nogil:
+    """cols[:k] := the columns of x holding a non-zero (or NaN) entry, ascending; returns k."""
+    cdef Py_ssize_t i, j, k = 0
+    cdef const floating* row
+    for j in range(d):
+        acc[j] = 0
+    for i in range(n):
+        row = x + i * d
+        for j in range(d):
+            # |x| summed: 0 only when every entry is 0 (inf and NaN stay non-zero)
+            acc[j] = acc[j] + (row[j] if row[j] >= 0 else -row[j])
+    for j in range(d):
+        if acc[j] != 0:
+            cols[k] = j
+            k += 1
+    return k
+
+
+cdef void _compact_forward(int act, Py_ssize_t n, Py_ssize_t d_in, Py_ssize_t d_out,
+                           const floating* x, const floating* w, const floating* b,
+                           floating* y, floating alpha, const long long* cols, Py_ssize_t k,
+                           floating* xc, floating* wc) noexcept nogil:
+    cdef Py_ssize_t i, r, j
+    cdef const floating* row
+    cdef floating* crow
+    cdef const floating* wrow
+    for i in range(n):
+        row = x + i * d_in
+        crow = xc + i * k
+        for r in range(k):
+            crow[r] = row[cols[r]]
+    for r in range(k):
+        wrow = w + cols[r] * d_out
+        crow = wc + r * d_out
+        for j in range(d_out):
+            crow[j] = wrow[j]
+    gemm_rm(False, False, <int>n, <int>d_out, <int>k, <floating>1, xc, wc, <floating>0, y)
+    if act != ACT_LINEAR or b != NULL:
+        act_forward_rows(act, y, y, b, n, d_out, alpha)
+
+
+cdef void _compact_backward(Py_ssize_t n, Py_ssize_t d_in, Py_ssize_t d_out,
+                            const floating* xc, const long long* cols, Py_ssize_t k,
+                            const floating* dz, floating* dw, floating* db,
+                            floating* scratch) noexcept nogil:
+    cdef Py_ssize_t r, j, row = 0
+    cdef floating* dst
+    cdef const floating* src
+    # dW' (k, out) := X'^T dZ into the scratch, then scattered into the rows of dW
+    gemm_rm(True, False, <int>k, <int>d_out, <int>n, <floating>1, xc, dz, <floating>0, scratch)
+    for r in range(k):
+        while row < cols[r]:
+            dst = dw + row * d_out
+            for j in range(d_out):
+                dst[j] = 0
+            row += 1
+        dst = dw + row * d_out
+        src = scratch + r * d_out
+        for j in range(d_out):
+            dst[j] = src[j]
+        row += 1
+    while row < d_in:
+        dst = dw + row * d_out
+        for j in range(d_out):
+            dst[j] = 0
+        row += 1
+    if db != NULL:
+        _column_sums(dz, n, d_out, db, False)
+
+
+cdef inline bint _worth(Py_ssize_t k, Py_ssize_t n, Py_ssize_t d_in, double frac) noexcept nogil:
+    return k > 0 and k <= frac * d_in and n * (d_in - k) >= COMPACT_ROWS * d_in
+
+
+def dense_forward_compact(x, w, b, y, activation, alpha, cols, xc, wc, max_fraction=0.9):
+    """Y := f(X W + b) computed on the non-zero columns of X only, when there are at most
+    ``max_fraction * in`` of them: cols[:k] := those columns, xc[:n*k] := X' (n, k),
+    wc[:k*out] := W' (k, out). Returns k, or 0 when the batch is too dense (then nothing
+    is computed: call dense_forward), as it is when the saving would not pay for the
+    gathers (rows * (in - k) < 24 * in). x (n, in), w (in, out), b (out,) or None, y (n, out);
+    scratch: cols (in,) int64, xc (n*in,), wc (in*out,) of x's dtype."""
+    fn = "dense_forward_compact"
+    cdef double al = check_finite_float(alpha, fn, "alpha")
+    cdef int act = act_code(activation, fn, al)
+    cdef cnp.ndarray X = check_float_array(x, fn, "x", 2, False)
+    cdef cnp.ndarray W = check_float_array(w, fn, "w", 2, False)
+    cdef cnp.ndarray Y = check_float_array(y, fn, "y", 2, True)
+    cdef cnp.ndarray XC = check_float_array(xc, fn, "xc", 1, True)
+    cdef cnp.ndarray WC = check_float_array(wc, fn, "wc", 1, True)
+    cdef cnp.ndarray B = None
+    for name, arr in (("w", W), ("y", Y), ("xc", XC), ("wc", WC)):
+        check_same_dtype(arr, X, fn, name, "x")
+    cdef Py_ssize_t n = X.shape[0], d_in = X.shape[1], d_out = W.shape[1]
+    if W.shape[0] != d_in:
+        raise ValueError(f"{fn}: argument 'w' has shape {(<object>W).shape}; expected "
+                         f"({d_in}, out) to match x {(<object>X).shape}")
+    check_shape(Y, (n, d_out), fn, "y", "(rows of x, columns of w)")
+    if XC.shape[0] < n * d_in or WC.shape[0] < d_in * d_out:
+        raise ValueError(f"{fn}: scratch 'xc' needs {n * d_in} and 'wc' {d_in * d_out} entries, "
+                         f"got {XC.shape[0]} and {WC.shape[0]}")
+    if not isinstance(cols, cnp.ndarray) or cols.dtype != np.int64 or cols.ndim != 1 \
+            or cols.shape[0] < d_in or not cols.flags.c_contiguous or not cols.flags.writeable:
+        raise TypeError(f"{fn}: argument 'cols' must be a writeable 1-D int64 array of at least "
+                        f"{d_in} entries")
+    if b is not None:
+        B = check_float_array(b, fn, "b", 1, False)
+        check_same_dtype(B, X, fn, "b", "x")
+        check_shape(B, (d_out,), fn, "b", "(columns of w)")
+    outs = (("y", Y), ("xc", XC), ("wc", WC))
+    for k_, (oname, out) in enumerate(outs):
+        for iname, inp in (("x", X), ("w", W)) + ((("b", B),) if B is not None else ()):
+            check_no_overlap(out, inp, fn, oname, iname, False)
+        for oname2, out2 in outs[k_ + 1:]:
+            check_no_overlap(out, out2, fn, oname, oname2, False)
+    check_blas_dim(n, fn, "batch size")
+    check_blas_dim(d_in, fn, "in")
+    check_blas_dim(d_out, fn, "out")
+    cdef double frac = check_finite_float(max_fraction, fn, "max_fraction")
+    cdef long long* pc = <long long*>cnp.PyArray_DATA(cols)
+    cdef void* bp = cnp.PyArray_DATA(B) if B is not None else NULL
+    cdef Py_ssize_t k
+    if cnp.PyArray_TYPE(X) == cnp.NPY_FLOAT32:
+        with nogil:
+            # the (in,) sums go in wc, overwritten later
+            k = _nonzero_columns(<float*>cnp.PyArray_DATA(X), n, d_in,
+                                 <float*>cnp.PyArray_DATA(WC), pc)
+            if _worth(k, n, d_in, frac):
+                _compact_forward(act, n, d_in, d_out, <float*>cnp.PyArray_DATA(X),
+                                 <float*>cnp.PyArray_DATA(W), <float*>bp,
+                                 <float*>cnp.PyArray_DATA(Y), <float>al, pc, k,
+                                 <float*>cnp.PyArray_DATA(XC), <float*>cnp.PyArray_DATA(WC))
+    else:
+        with nogil:
+            k = _nonzero_columns(<double*>cnp.PyArray_DATA(X), n, d_in,
+                                 <double*>cnp.PyArray_DATA(WC), pc)
+            if _worth(k, n, d_in, frac):
+                _compact_forward(act, n, d_in, d_out, <double*>cnp.PyArray_DATA(X),
+                                 <double*>cnp.PyArray_DATA(W), <double*>bp,
+                                 <double*>cnp.PyArray_DATA(Y), al, pc, k,
+                                 <double*>cnp.PyArray_DATA(XC), <double*>cnp.PyArray_DATA(WC))
+    return k if _worth(k, n, d_in, frac) else 0
+
+
+def dense_backward_compact(xc, cols, k, dz, dw, db, scratch):
+    """After dense_forward_compact returned k > 0: dW := X^T dZ with the rows of the zero
+    columns set to 0 (dW' = X'^T dZ scattered to rows cols[:k]), db := sum_rows dZ (skipped
+    when db is None). No input gradient (the layer's input is data). xc, cols as left by the
+    forward; dz (n, out), dw (in, out), db (out,), scratch (k*out,) (the forward's wc may be
+    reused)."""
+    fn = "dense_backward_compact"
+    cdef cnp.ndarray DZ = check_float_array(dz, fn, "dz", 2, False)
+    cdef cnp.ndarray DW = check_float_array(dw, fn, "dw", 2, True)
+    cdef cnp.ndarray XC = check_float_array(xc, fn, "xc", 1, False)
+    cdef cnp.ndarray S = check_float_array(scratch, fn, "scratch", 1, True)
+    cdef cnp.ndarray DB = None
+    for name, arr in (("dw", DW), ("xc", XC), ("scratch", S)):
+        check_same_dtype(arr, DZ, fn, name, "dz")
+    cdef Py_ssize_t n = DZ.shape[0], d_out = DZ.shape[1], d_in = DW.shape[0]
+    cdef Py_ssize_t kk = k
+    check_shape(DW, (d_in, d_out), fn, "dw", "((in, columns of dz))")
+    if not 0 < kk <= d_in:
+        raise ValueError(f"{fn}: argument 'k' must be in [1, {d_in}], got {k}")
+    if XC.shape[0] < n * kk or S.shape[0] < kk * d_out:
+        raise ValueError(f"{fn}: 'xc' needs {n * kk} and 'scratch' {kk * d_out} entries, got "
+                         f"{XC.shape[0]} and {S.shape[0]}")
+    if not isinstance(cols, cnp.ndarray) or cols.dtype != np.int64 or cols.ndim != 1 \
+            or cols.shape[0] < kk or not cols.flags.c_contiguous:
+        raise TypeError(f"{fn}: argument 'cols' must be a 1-D int64 array of at least {kk} "
+                        f"entries")
+    cdef long long* pc = <long long*>cnp.PyArray_DATA(cols)
+    cdef Py_ssize_t r
+    for r in range(kk):
+        if not (0 <= pc[r] < d_in) or (r > 0 and pc[r] <= pc[r - 1]):
+            raise ValueError(f"{fn}: 'cols' must hold ascending columns in [0, {d_in}); "
+                             f"cols[{r}] = {pc[r]}")
+    if db is not None:
+        DB = check_float_array(db, fn, "db", 1, True)
+        check_same_dtype(DB, DZ, fn, "db", "dz")
+        check_shape(DB, (d_out,), fn, "db", "(columns of dz)")
+    outs = [("dw", DW), ("scratch", S)] + ([("db", DB)] if DB is not None else [])
+    for k_, (oname, out) in enumerate(outs):
+        for iname, inp in (("dz", DZ), ("xc", XC)):
+            check_no_overlap(out, inp, fn, oname, iname, False)
+        for oname2, out2 in outs[k_ + 1:]:
+            check_no_overlap(out, out2, fn, oname, oname2, False)
+    cdef void* dbp = cnp.PyArray_DATA(DB) if DB is not None else NULL
+    if cnp.PyArray_TYPE(DZ) == cnp.NPY_FLOAT32:
+        with nogil:
+            _compact_backward(n, d_in, d_out, <float*>cnp.PyArray_DATA(XC), pc, kk,
+                              <float*>cnp.PyArray_DATA(DZ), <float*>cnp.PyArray_DATA(DW),
+                              <float*>dbp, <float*>cnp.PyArray_DATA(S))
+    else:
+        with nogil:
+            _compact_backward(n, d_in, d_out, <double*>cnp.PyArray_DATA(XC), pc, kk,
+                              <double*>cnp.PyArray_DATA(DZ), <double*>cnp.PyArray_DATA(DW),
+                              <double*>dbp, <double*>cnp.PyArray_DATA(S))
     return None

@@ -56,6 +56,8 @@ class Dense(Layer):
         self.l2 = p.get("l2")
         self._x = self._y = self._z = None
         self._act_used = "linear"
+        self._k = 0               # > 0: the last forward ran on k non-zero input columns
+        self._xc = self._wc = self._cols = None
 
     def output_shape(self, in_shape):
         return (int(self.node.params["units"]),)
@@ -84,6 +86,19 @@ class Dense(Layer):
         act = "linear" if logits else self.act
         y = self.buffer("y", n, self.units)
         w, b = self.params["w"], self.params.get("b")
+        self._k = 0
+        if not self.need_dx and n > 1 and act not in NEEDS_INPUT:
+            # the input is data (no input gradient wanted): a batch with whole columns of
+            # zeros runs on its non-zero columns only (see kernels/dense.pyx)
+            d_in = self.in_features
+            xc = self.buffer("xc", n, d_in).reshape(-1)
+            wc = self.buffer("wc", d_in, self.units).reshape(-1)
+            cols = self.buffer("cols", 1, d_in, np.int64).reshape(-1)
+            k = kdense.dense_forward_compact(x, w, b, y, act, self.alpha, cols, xc, wc)
+            if k:
+                self._k, self._xc, self._wc, self._cols = k, xc, wc, cols
+                self._x, self._y, self._act_used = x, y, act
+                return y
         if act in NEEDS_INPUT:
             z = self.buffer("z", n, self.units)
             kdense.dense_forward(x, w, b, z, "linear")
@@ -100,6 +115,10 @@ class Dense(Layer):
             # dZ := dY * f'(.) written over dY (the caller is done with it)
             z = self._z if act in NEEDS_INPUT else None
             kact.activation_backward(act, self._y, dy, dy, self.alpha, z)
+        if self._k:
+            kdense.dense_backward_compact(self._xc, self._cols, self._k, dy, self.grads["w"],
+                                          self.grads.get("b"), self._wc)
+            return None
         dx = self.buffer("dx", dy.shape[0], self.in_features) if self.need_dx else None
         kdense.dense_backward(self._x, self.params["w"], dy, dx, self.grads["w"], self.grads.get("b"))
         return dx
