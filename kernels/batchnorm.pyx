@@ -14,10 +14,12 @@ from libc.stdlib cimport malloc, free
 from _common cimport (check_float_array, check_same_dtype, check_shape, check_no_overlap,
                       check_finite_float, check_flag)
 
+from batchnorm cimport (bn_shifted_sums_f32, bn_shifted_sums_f64, bn_normalise_f32,
+                        bn_normalise_f64, bn_affine_f32, bn_affine_f64, bn_grad_sums_f32,
+                        bn_grad_sums_f64, bn_dx_f32, bn_dx_f64)
+
 cnp.import_array()
 
-# rows summed in the data type before flushing into the float64 column sums
-cdef Py_ssize_t BLOCK = 32
 
 
 cdef int bn_forward_train(const floating* x, Py_ssize_t n, Py_ssize_t d,
@@ -26,16 +28,12 @@ cdef int bn_forward_train(const floating* x, Py_ssize_t n, Py_ssize_t d,
                           double momentum, double eps, floating* y, floating* xhat,
                           floating* inv_std) noexcept nogil:
     """Returns -1 when out of memory (the (d,) scratch), else 0."""
-    cdef Py_ssize_t i, j
-    cdef const floating* row
-    cdef floating* yrow
-    cdef floating* hrow
-    cdef floating v
-    cdef double mean, var, m1, m2
+    cdef Py_ssize_t j
+    cdef double mean, var, m1
     # s1, s2: sums of (x - K) and (x - K)^2 with the shift K = the first row, which avoids the
     # cancellation of the plain E[x^2] - E[x]^2 in one pass. They are accumulated in the data
-    # type over blocks of BLOCK rows (t1, t2: full-width vector adds) and flushed into float64
-    # after each block, so float32 keeps float64-like accuracy for any batch size.
+    # type over blocks of rows (t1, t2: full-width vector adds) and flushed into float64 after
+    # each block, so float32 keeps float64-like accuracy for any batch size.
     # mu: the per-column mean in the data type, for the second pass.
     cdef double* s1 = <double*>malloc(2 * d * sizeof(double) + 3 * d * sizeof(floating) + 1)
     if s1 == NULL:
@@ -44,27 +42,10 @@ cdef int bn_forward_train(const floating* x, Py_ssize_t n, Py_ssize_t d,
     cdef floating* mu = <floating*>(s2 + d)
     cdef floating* t1 = mu + d
     cdef floating* t2 = t1 + d
-    cdef floating dv
-    cdef Py_ssize_t i0, i1
-    for j in range(d):
-        s1[j] = 0
-        s2[j] = 0
-    i0 = 1
-    while i0 < n:
-        i1 = i0 + BLOCK if i0 + BLOCK < n else n
-        for j in range(d):
-            t1[j] = 0
-            t2[j] = 0
-        for i in range(i0, i1):
-            row = x + i * d
-            for j in range(d):
-                dv = row[j] - x[j]
-                t1[j] += dv
-                t2[j] += dv * dv
-        for j in range(d):
-            s1[j] += t1[j]
-            s2[j] += t2[j]
-        i0 = i1
+    if floating is float:
+        bn_shifted_sums_f32(x, n, d, t1, t2, s1, s2)
+    else:
+        bn_shifted_sums_f64(x, n, d, t1, t2, s1, s2)
     for j in range(d):
         m1 = s1[j] / n
         mean = <double>x[j] + m1
@@ -78,14 +59,10 @@ cdef int bn_forward_train(const floating* x, Py_ssize_t n, Py_ssize_t d,
         if n > 1:
             var = var * n / (n - 1)
         running_var[j] = <floating>(momentum * running_var[j] + (1 - momentum) * var)
-    for i in range(n):
-        row = x + i * d
-        yrow = y + i * d
-        hrow = xhat + i * d
-        for j in range(d):
-            v = (row[j] - mu[j]) * inv_std[j]
-            hrow[j] = v
-            yrow[j] = v * gamma[j] + beta[j]
+    if floating is float:
+        bn_normalise_f32(x, n, d, mu, inv_std, gamma, beta, xhat, y)
+    else:
+        bn_normalise_f64(x, n, d, mu, inv_std, gamma, beta, xhat, y)
     free(s1)
     return 0
 
@@ -94,9 +71,7 @@ cdef int bn_forward_eval(const floating* x, Py_ssize_t n, Py_ssize_t d,
                          const floating* gamma, const floating* beta,
                          const floating* running_mean, const floating* running_var,
                          double eps, floating* y) noexcept nogil:
-    cdef Py_ssize_t i, j
-    cdef const floating* row
-    cdef floating* yrow
+    cdef Py_ssize_t j
     cdef double s
     cdef floating* sc = <floating*>malloc(2 * d * sizeof(floating) + 1)
     if sc == NULL:
@@ -106,11 +81,10 @@ cdef int bn_forward_eval(const floating* x, Py_ssize_t n, Py_ssize_t d,
         s = gamma[j] / sqrt(<double>running_var[j] + eps)
         sc[j] = <floating>s
         sh[j] = <floating>(beta[j] - running_mean[j] * s)
-    for i in range(n):
-        row = x + i * d
-        yrow = y + i * d
-        for j in range(d):
-            yrow[j] = row[j] * sc[j] + sh[j]
+    if floating is float:
+        bn_affine_f32(x, n, d, sc, sh, y)
+    else:
+        bn_affine_f64(x, n, d, sc, sh, y)
     free(sc)
     return 0
 
@@ -119,11 +93,8 @@ cdef int bn_backward(const floating* dy, const floating* xhat, Py_ssize_t n, Py_
                      const floating* gamma, const floating* inv_std, floating* dx,
                      floating* dgamma, floating* dbeta, bint accumulate) noexcept nogil:
     # dx = gamma inv_std / n (n dy - sum(dy) - xhat sum(dy xhat))
-    cdef Py_ssize_t i, j
-    cdef const floating* dyrow
-    cdef const floating* hrow
-    cdef floating* dxrow
-    # sb, sg: sums of dy and dy * xhat, accumulated in the data type over blocks of BLOCK rows
+    cdef Py_ssize_t j
+    # sb, sg: sums of dy and dy * xhat, accumulated in the data type over blocks of rows
     # (tb, tg) and flushed into float64 (see bn_forward_train)
     cdef double* sb = <double*>malloc(2 * d * sizeof(double) + 5 * d * sizeof(floating) + 1)
     if sb == NULL:
@@ -134,26 +105,10 @@ cdef int bn_backward(const floating* dy, const floating* xhat, Py_ssize_t n, Py_
     cdef floating* cg = cb + d
     cdef floating* tb = cg + d
     cdef floating* tg = tb + d
-    cdef Py_ssize_t i0, i1
-    for j in range(d):
-        sb[j] = 0
-        sg[j] = 0
-    i0 = 0
-    while i0 < n:
-        i1 = i0 + BLOCK if i0 + BLOCK < n else n
-        for j in range(d):
-            tb[j] = 0
-            tg[j] = 0
-        for i in range(i0, i1):
-            dyrow = dy + i * d
-            hrow = xhat + i * d
-            for j in range(d):
-                tb[j] += dyrow[j]
-                tg[j] += dyrow[j] * hrow[j]
-        for j in range(d):
-            sb[j] += tb[j]
-            sg[j] += tg[j]
-        i0 = i1
+    if floating is float:
+        bn_grad_sums_f32(dy, xhat, n, d, tb, tg, sb, sg)
+    else:
+        bn_grad_sums_f64(dy, xhat, n, d, tb, tg, sb, sg)
     for j in range(d):
         # dx = a (dy - mean(dy) - xhat mean(dy xhat)), a = gamma inv_std: the factor is kept
         # outside so that dy - mean(dy) cancels exactly when all dy of a column are equal
@@ -167,12 +122,10 @@ cdef int bn_backward(const floating* dy, const floating* xhat, Py_ssize_t n, Py_
             dgamma[j] = <floating>sg[j]
             dbeta[j] = <floating>sb[j]
     if dx != NULL:
-        for i in range(n):
-            dyrow = dy + i * d
-            hrow = xhat + i * d
-            dxrow = dx + i * d
-            for j in range(d):
-                dxrow[j] = ca[j] * (dyrow[j] - cb[j] - hrow[j] * cg[j])
+        if floating is float:
+            bn_dx_f32(dy, xhat, n, d, ca, cb, cg, dx)
+        else:
+            bn_dx_f64(dy, xhat, n, d, ca, cb, cg, dx)
     free(sb)
     return 0
 
