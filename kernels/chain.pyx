@@ -28,6 +28,7 @@ from libc.stdlib cimport realloc, free
 
 from _common cimport check_float_array, check_same_dtype, check_shape, check_finite_float
 from blas cimport gemm_rm, gemv_rm
+from dense cimport nonzero_columns, gather_columns
 from activations cimport act_code, act_forward_rows, ACT_LINEAR, ACT_SOFTMAX
 
 import numpy as np
@@ -68,6 +69,10 @@ cdef extern from *:
 
 # a single row with at most this fraction of non-zeros takes the zero-skipping product
 cdef double SPARSE_DENSITY = 0.5
+# several rows entering a first dense op run on their non-zero columns only (X' W', see
+# dense.pyx) when rows * (zero columns) >= COMPACT_ROWS * in: gathering X' and W' costs about
+# as much as this many rows of the product (no scatter of a gradient here, unlike training)
+cdef Py_ssize_t COMPACT_ROWS = 12
 
 
 ctypedef fused src_t:
@@ -133,11 +138,12 @@ cdef struct Op:
 
 
 cdef int run_ops(const Op* ops, int n_ops, Py_ssize_t n, floating* x, floating* buf0,
-                 floating* buf1, floating* scratch, floating* out) noexcept nogil:
+                 floating* buf1, floating* scratch, floating* out, floating* wc,
+                 long long* cols) noexcept nogil:
     """Apply ops to x (n, d_in of the first op) -> out; x is overwritten (it is the chain's own
     input buffer). Returns -1 - k when op k (a batch norm) has a negative running variance."""
     cdef int k
-    cdef Py_ssize_t i, j, d, nnz
+    cdef Py_ssize_t i, j, d, nnz, kc
     cdef const Op* op
     cdef floating* cur = x
     cdef floating* dst
@@ -169,8 +175,21 @@ cdef int run_ops(const Op* ops, int n_ops, Py_ssize_t n, floating* x, floating* 
                     gemv_rm(True, <int>op.d_in, <int>op.d_out, <floating>1, <floating*>op.w,
                             cur, <floating>0, dst)
             else:
-                gemm_rm(False, False, <int>n, <int>op.d_out, <int>op.d_in, <floating>1, cur,
-                        <floating*>op.w, <floating>0, dst)
+                kc = 0
+                if k == 0 and wc != NULL:
+                    # the input rows: compact their zero columns away when it pays (xc = buf1,
+                    # free until the second op; the column sums go in the scratch)
+                    kc = nonzero_columns(cur, n, op.d_in, scratch, cols)
+                    if kc == 0 or n * (op.d_in - kc) < COMPACT_ROWS * op.d_in:
+                        kc = 0
+                if kc:
+                    gather_columns(cur, n, op.d_in, op.d_out, <floating*>op.w, cols, kc, buf1,
+                                   wc)
+                    gemm_rm(False, False, <int>n, <int>op.d_out, <int>kc, <floating>1, buf1,
+                            wc, <floating>0, dst)
+                else:
+                    gemm_rm(False, False, <int>n, <int>op.d_out, <int>op.d_in, <floating>1,
+                            cur, <floating*>op.w, <floating>0, dst)
             if op.act != ACT_LINEAR or op.b != NULL:
                 act_forward_rows(op.act, dst, dst, <floating*>op.b, n, op.d_out,
                                  <floating>op.alpha)
@@ -320,6 +339,7 @@ cdef class Chain:
     cdef Py_ssize_t capacity       # rows the buffers hold
     cdef list keep                 # the arrays the ops point into
     cdef cnp.ndarray xbuf, buf0, buf1, scratch
+    cdef cnp.ndarray wc, cols     # the first dense op's compacted weights, non-zero columns
 
     def __cinit__(self):
         self.ops = NULL
@@ -418,6 +438,10 @@ cdef class Chain:
         self.buf0 = np.empty(n * self.width, self.dtype)
         self.buf1 = np.empty(n * self.width, self.dtype)
         self.scratch = np.empty(2 * self.width, self.dtype)
+        self.wc = self.cols = None
+        if n > 1 and self.n_ops and self.ops[0].kind == OP_DENSE:
+            self.wc = np.empty(self.ops[0].d_in * self.ops[0].d_out, self.dtype)
+            self.cols = np.empty(self.ops[0].d_in, np.int64)
         self.capacity = n
 
     def run(self, x, a, b, out):
@@ -452,14 +476,16 @@ cdef class Chain:
         cdef void* p1 = cnp.PyArray_DATA(self.buf1)
         cdef void* ps = cnp.PyArray_DATA(self.scratch)
         cdef void* po = cnp.PyArray_DATA(OUT)
+        cdef void* pw = cnp.PyArray_DATA(self.wc) if self.wc is not None else NULL
+        cdef long long* pc = <long long*>cnp.PyArray_DATA(self.cols) if self.cols is not None else NULL
         if self.dtype == np.float32:
             with nogil:
                 rc = run_ops(self.ops, self.n_ops, n, <float*>px, <float*>p0, <float*>p1,
-                             <float*>ps, <float*>po)
+                             <float*>ps, <float*>po, <float*>pw, pc)
         else:
             with nogil:
                 rc = run_ops(self.ops, self.n_ops, n, <double*>px, <double*>p0, <double*>p1,
-                             <double*>ps, <double*>po)
+                             <double*>ps, <double*>po, <double*>pw, pc)
         if rc:
             raise ValueError(f"{fn}: op {-1 - rc} (batch norm) has a negative or NaN running "
                              f"variance; a variance must be >= 0")

@@ -11,6 +11,7 @@ from cython cimport floating
 from _common cimport (check_float_array, check_same_dtype, check_shape, check_no_overlap,
                       check_blas_dim, check_finite_float, check_flag)
 from blas cimport gemm_rm
+from dense cimport nonzero_columns, gather_columns
 from activations cimport act_code, act_forward_rows, ACT_LINEAR
 
 import numpy as np
@@ -161,43 +162,11 @@ def dense_backward(x, w, dz, dx, dw, db, accumulate=False):
 # it saves, rows * (in - k), is at least COMPACT_ROWS * in.
 cdef Py_ssize_t COMPACT_ROWS = 24
 
-cdef Py_ssize_t _nonzero_columns(const floating* x, Py_ssize_t n, Py_ssize_t d,
-                                 floating* acc, long long* cols) noexcept nogil:
-    """cols[:k] := the columns of x holding a non-zero (or NaN) entry, ascending; returns k."""
-    cdef Py_ssize_t i, j, k = 0
-    cdef const floating* row
-    for j in range(d):
-        acc[j] = 0
-    for i in range(n):
-        row = x + i * d
-        for j in range(d):
-            # |x| summed: 0 only when every entry is 0 (inf and NaN stay non-zero)
-            acc[j] = acc[j] + (row[j] if row[j] >= 0 else -row[j])
-    for j in range(d):
-        if acc[j] != 0:
-            cols[k] = j
-            k += 1
-    return k
-
-
 cdef void _compact_forward(int act, Py_ssize_t n, Py_ssize_t d_in, Py_ssize_t d_out,
                            const floating* x, const floating* w, const floating* b,
                            floating* y, floating alpha, const long long* cols, Py_ssize_t k,
                            floating* xc, floating* wc) noexcept nogil:
-    cdef Py_ssize_t i, r, j
-    cdef const floating* row
-    cdef floating* crow
-    cdef const floating* wrow
-    for i in range(n):
-        row = x + i * d_in
-        crow = xc + i * k
-        for r in range(k):
-            crow[r] = row[cols[r]]
-    for r in range(k):
-        wrow = w + cols[r] * d_out
-        crow = wc + r * d_out
-        for j in range(d_out):
-            crow[j] = wrow[j]
+    gather_columns(x, n, d_in, d_out, w, cols, k, xc, wc)
     gemm_rm(False, False, <int>n, <int>d_out, <int>k, <floating>1, xc, wc, <floating>0, y)
     if act != ACT_LINEAR or b != NULL:
         act_forward_rows(act, y, y, b, n, d_out, alpha)
@@ -286,7 +255,7 @@ def dense_forward_compact(x, w, b, y, activation, alpha, cols, xc, wc, max_fract
     if cnp.PyArray_TYPE(X) == cnp.NPY_FLOAT32:
         with nogil:
             # the (in,) sums go in wc, overwritten later
-            k = _nonzero_columns(<float*>cnp.PyArray_DATA(X), n, d_in,
+            k = nonzero_columns(<float*>cnp.PyArray_DATA(X), n, d_in,
                                  <float*>cnp.PyArray_DATA(WC), pc)
             if _worth(k, n, d_in, frac):
                 _compact_forward(act, n, d_in, d_out, <float*>cnp.PyArray_DATA(X),
@@ -295,7 +264,7 @@ def dense_forward_compact(x, w, b, y, activation, alpha, cols, xc, wc, max_fract
                                  <float*>cnp.PyArray_DATA(XC), <float*>cnp.PyArray_DATA(WC))
     else:
         with nogil:
-            k = _nonzero_columns(<double*>cnp.PyArray_DATA(X), n, d_in,
+            k = nonzero_columns(<double*>cnp.PyArray_DATA(X), n, d_in,
                                  <double*>cnp.PyArray_DATA(WC), pc)
             if _worth(k, n, d_in, frac):
                 _compact_forward(act, n, d_in, d_out, <double*>cnp.PyArray_DATA(X),
