@@ -114,42 +114,14 @@ def _fmt(args) -> int:
 
 
 def write_atomic(path: str, text: str) -> None:
-    """Replace ``path`` with ``text``: temp file in the same folder, fsync, rename.
-
-    A crash leaves either the old file or the new one, never a mix. The file keeps its
-    permission bits.
-    """
-    import tempfile
-
+    """Replace ``path`` with ``text`` atomically (see ``fileio.replace_atomically``); the file
+    keeps its permission bits, and a symlink keeps pointing at the rewritten target."""
     from dlrun.errors import UsageError
+    from dlrun.runtime.fileio import replace_atomically
 
     path = os.path.realpath(path)  # through a symlink: rewrite its target, keep the link
-    folder = os.path.dirname(path)
     try:
         mode = os.stat(path).st_mode & 0o7777
-        fd, tmp = tempfile.mkstemp(prefix=".fmt-", suffix=".net.tmp", dir=folder)
+        replace_atomically(path, lambda f: f.write(text), binary=False, mode=mode)
     except OSError as err:
         raise UsageError(f"{path}: cannot write: {err.strerror or err}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException as err:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(err, OSError):
-            raise UsageError(f"{path}: cannot write: {err.strerror or err}") from None
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass

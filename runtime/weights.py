@@ -36,6 +36,7 @@ import numpy as np
 
 from dlrun._version import __version__
 from dlrun.dsl import ir
+from dlrun.runtime.fileio import replace_atomically
 from dlrun.errors import WeightsError
 
 FORMAT_VERSION = 1
@@ -78,31 +79,9 @@ def write_file(path, write) -> str:
     which is flushed, fsync'ed and renamed over ``path``; the folder is then fsync'ed."""
     path, folder = _destination(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+        replace_atomically(path, write)
     except OSError as err:
         raise WeightsError(f"{path}: cannot write in {folder} ({err.strerror or err})") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(err, OSError):
-            raise WeightsError(f"{path}: could not be written ({err.strerror or err})") from None
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
     return path
 
 
