@@ -228,8 +228,9 @@ def dense_forward_compact(x, w, b, y, activation, alpha, cols, xc, wc, max_fract
         raise ValueError(f"{fn}: argument 'w' has shape {(<object>W).shape}; expected "
                          f"({d_in}, out) to match x {(<object>X).shape}")
     check_shape(Y, (n, d_out), fn, "y", "(rows of x, columns of w)")
-    if XC.shape[0] < n * d_in or WC.shape[0] < d_in * d_out:
-        raise ValueError(f"{fn}: scratch 'xc' needs {n * d_in} and 'wc' {d_in * d_out} entries, "
+    # wc first holds the (in,) column sums, then W' (k, out): max(in, in * out) entries
+    if XC.shape[0] < n * d_in or WC.shape[0] < max(d_in, d_in * d_out):
+        raise ValueError(f"{fn}: scratch 'xc' needs {n * d_in} and 'wc' {max(d_in, d_in * d_out)} entries, "
                          f"got {XC.shape[0]} and {WC.shape[0]}")
     if not isinstance(cols, cnp.ndarray) or cols.dtype != np.int64 or cols.ndim != 1 \
             or cols.shape[0] < d_in or not cols.flags.c_contiguous or not cols.flags.writeable:

@@ -1,7 +1,8 @@
 """Hypothesis-driven calls into every kernel wrapper with random shapes, dtypes, strides,
 layouts, read-only, zero-size, aliased and non-array arguments, and hostile scalars.
 
-Whatever the arguments, a call returns or raises TypeError/ValueError/OverflowError; it never
+Whatever the arguments, a call returns or raises TypeError/ValueError/OverflowError (IndexError
+for an index out of range); it never
 crashes the interpreter, never writes outside the arrays it was given (every array sits
 between guard bytes, and the gaps of a strided array are checked too) and never changes a
 read-only array.
@@ -22,12 +23,14 @@ import sys
 import numpy as np
 
 EXAMPLES = int(os.environ.get("DLRUN_KERNEL_FUZZ_EXAMPLES", "150"))
-MODULES = ["blas", "activations", "dense", "batchnorm", "dropout", "losses", "optim"]
+MODULES = ["blas", "activations", "dense", "batchnorm", "dropout", "losses", "optim", "chain"]
 ACTS = ["linear", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "softplus", "gelu", "swish", "softmax"]
 
 # argument kinds: ("f", dims) float array; ("f?", dims) float array or None; ("i", dims) int labels;
 # ("u8", dims) mask; ("t", dims) labels (n,) or probabilities (n, k); ("s", values) scalar;
-# ("name", values); ("b",) flag; ("int", values); ("grads",) list of arrays
+# ("name", values); ("b",) flag; ("int", values); ("grads",) list of arrays; ("cols", dims) ascending
+# int64 column indices; ("idx", dims) int64 row indices; ("ab", dims) float64 scalar or vector;
+# ("dtype",) a dtype; ("dim", name) the value of a dimension. Dims: n, d, k, o in [0, 5]; nd = n*d, dk = d*k.
 F = {
     "blas": {
         "gemm": [("a", "f", ("n", "d")), ("b", "f", ("d", "k")), ("c", "f", ("n", "k")), ("trans_a", "b"),
@@ -47,6 +50,13 @@ F = {
         "dense_backward": [("x", "f", ("n", "d")), ("w", "f", ("d", "k")), ("dz", "f", ("n", "k")),
                            ("dx", "f?", ("n", "d")), ("dw", "f", ("d", "k")), ("db", "f?", ("k",)),
                            ("accumulate", "b")],
+        "dense_forward_compact": [("x", "f", ("n", "d")), ("w", "f", ("d", "k")), ("b", "f?", ("k",)),
+                                  ("y", "f", ("n", "k")), ("activation", "name"), ("alpha", "s"),
+                                  ("cols", "cols", ("d",)), ("xc", "f", ("nd",)), ("wc", "f", ("dk",)),
+                                  ("max_fraction", "s")],
+        "dense_backward_compact": [("xc", "f", ("nd",)), ("cols", "cols", ("d",)), ("k", "int"),
+                                   ("dz", "f", ("n", "k")), ("dw", "f", ("d", "k")), ("db", "f?", ("k",)),
+                                   ("scratch", "f", ("dk",))],
     },
     "batchnorm": {
         "batchnorm_forward_train": [("x", "f", ("n", "d")), ("gamma", "f", ("d",)), ("beta", "f", ("d",)),
@@ -89,13 +99,36 @@ F = {
                            ("eps", "s"), ("l1", "s"), ("l2", "s")],
         "clip_grad_norm": [("grads", "grads"), ("max_norm", "s")],
     },
+    "chain": {
+        "take_affine": [("x", "f", ("n", "d")), ("idx", "idx", ("k",)), ("a", "ab", ("d",)), ("b", "ab", ("d",)),
+                        ("out", "f", ("k", "d"))],
+        # a Chain built from these arguments, then run (see chain_call)
+        "Chain": [("dtype", "dtype"), ("in_features", "dim", "d"), ("w", "f", ("d", "k")), ("b", "f?", ("k",)),
+                  ("activation", "name"), ("alpha", "s"), ("gamma", "f", ("k",)), ("beta", "f", ("k",)),
+                  ("mean", "f", ("k",)), ("var", "f", ("k",)), ("eps", "s"), ("last", "name"),
+                  ("x", "f", ("n", "d")), ("a", "ab", ("d",)), ("bb", "ab", ("d",)), ("out", "f", ("n", "k"))],
+    },
 }
+
+
+def chain_call(mod):
+    """``Chain(dtype, in_features)``, then dense, batch norm, activation, and ``run``."""
+
+    def call(dtype, in_features, w, b, activation, alpha, gamma, beta, mean, var, eps, last, x, a, bb, out):
+        chain = mod.Chain(dtype, in_features)
+        chain.add_dense(w, b, activation, alpha)
+        chain.add_batchnorm(gamma, beta, mean, var, eps)
+        chain.add_activation(last)
+        return chain.run(x, a, bb, out)
+
+    return call
 
 GOOD_SCALARS = [0.0, 0.1, 0.5, 0.9, 1.0, 1e-5]
 # valid values of the scalars whose range is narrower than GOOD_SCALARS
 GOOD_BY_NAME = {"eps": [1e-8, 1e-5, 1e-3], "delta": [0.5, 1.0, 2.0], "rate": [0.0, 0.2, 0.5, 0.9],
                 "beta1": [0.0, 0.5, 0.9], "beta2": [0.0, 0.9, 0.999], "rho": [0.0, 0.9, 0.99],
-                "max_norm": [0.5, 1.0, 1e3, math.inf], "step": [1, 2, 100, 2**40]}
+                "max_norm": [0.5, 1.0, 1e3, math.inf], "step": [1, 2, 100, 2**40],
+                "max_fraction": [0.5, 0.9, 1.0], "k": [1, 2, 3]}
 BAD_SCALARS = [-1.0, 2.0, 1e-300, 1e300, math.nan, math.inf, -math.inf, 2**64, -2**70, True, None, "0.5", 3,
                np.float32(0.5), np.float64(-0.0), [0.5], 1 + 2j]
 GOOD_INTS = [0, 1, 2, 7, 2**32, 2**63 - 1]
@@ -104,6 +137,8 @@ BAD_NAMES = ["", "RELU", "relu ", "bogus", None, 3, b"relu", "soft\x00max", "é"
 BAD_FLAGS = [0, 1, None, "yes", 2.0, np.bool_(True)]
 OTHER_DTYPES = [np.int32, np.int64, np.uint8, np.float16, np.bool_, np.complex64, np.int8, object,
                 np.dtype(">f4"), np.dtype(">f8")]
+# arrays whose valid values are >= 0 (variances, accumulators of squares)
+POSITIVE = {"var", "running_var", "v", "sq", "acc", "inv_std"}
 GUARD = 64
 SENTINEL = 0xA5
 
@@ -156,10 +191,20 @@ class Arr:
             assert self.body.tobytes() == self.before, f"{where}: a read-only array was modified"
 
 
-def _values(draw, st, rng, kind):
-    hostile = draw(st.sampled_from(["normal", "normal", "normal", "nan", "inf", "huge", "zero"]))
+def _values(draw, st, rng, kind, dims):
+    hostile = draw(st.sampled_from(["normal", "normal", "normal", "nan", "inf", "huge", "zero", "zero-columns"]))
+    scramble = draw(st.integers(0, 3)) == 0  # index arrays: out of range or out of order
 
     def make(shape, dtype):
+        if kind in ("cols", "idx") and dtype.kind in "iu":
+            count = int(np.prod(shape, dtype=np.int64))
+            if kind == "cols":
+                v = np.arange(count)  # ascending columns: valid for any k <= count
+            else:
+                v = rng.integers(0, max(1, dims["n"]), count)
+            if scramble and count:
+                v = rng.integers(-3, count + 3, count)
+            return v.reshape(shape).astype(dtype)
         if dtype.kind in "iu":
             if kind == "i":
                 return rng.integers(-2, 8, shape) if dtype.kind == "i" else rng.integers(0, 8, shape)
@@ -175,6 +220,8 @@ def _values(draw, st, rng, kind):
             v = v * 1e38
         elif hostile == "zero":
             v = v * 0
+        elif hostile == "zero-columns" and v.ndim == 2 and v.shape[1]:
+            v[:, rng.random(v.shape[1]) < 0.6] = 0  # the compact (sparse-column) paths
         if kind == "t":  # probabilities
             v = np.abs(v)
         return v.astype(dtype) if dtype.kind != "c" else v.astype(dtype)
@@ -187,6 +234,7 @@ def build_call(draw, st, spec):
     dims = {k: draw(st.integers(0, 5)) for k in ("n", "d", "k", "o")}
     if draw(st.booleans()):  # mostly non-empty shapes, so the maths runs
         dims = {k: max(1, v) for k, v in dims.items()}
+    dims["nd"], dims["dk"] = dims["n"] * dims["d"], dims["d"] * dims["k"]
     ftype = draw(st.sampled_from([np.float32, np.float64]))
     args, arrs, made = [], [], []
     # a third of the calls are valid, a third have one thing wrong, a third many
@@ -195,9 +243,18 @@ def build_call(draw, st, spec):
     for i_arg, entry in enumerate(spec):
         name, kind = entry[0], entry[1]
         perturb = i_arg == wrong if mode != "many" else draw(st.integers(0, 9)) < 3
-        if kind in ("f", "f?", "i", "u8", "t"):
+        if kind == "ab" and draw(st.booleans()):
+            args.append(draw(st.sampled_from(BAD_SCALARS if perturb else [1.0, 0.5, 0.0, 1 / 255])))
+            continue
+        if kind == "idx" and not perturb and draw(st.integers(0, 4)) == 0:
+            args.append(None)
+            continue
+        if kind in ("f", "f?", "i", "u8", "t", "cols", "idx", "ab"):
             shape = tuple(dims[d] for d in entry[2])
-            dtype = {"f": ftype, "f?": ftype, "i": np.int64, "u8": np.uint8, "t": ftype}[kind]
+            dtype = {"f": ftype, "f?": ftype, "i": np.int64, "u8": np.uint8, "t": ftype, "cols": np.int64,
+                     "idx": np.int64, "ab": np.float64}[kind]
+            if kind == "f" and name == "x" and draw(st.integers(0, 3)) == 0:
+                dtype = np.uint8  # raw inputs (take_affine, Chain.run)
             if kind == "t" and draw(st.booleans()):  # labels instead of probabilities
                 shape, dtype, kind = shape[:1], draw(st.sampled_from([np.int64, np.int32])), "i"
             layout = "c"
@@ -238,10 +295,17 @@ def build_call(draw, st, spec):
                 elif how == "scalar":
                     args.append(draw(st.sampled_from([1.0, 0, "x"])))
                     continue
-            a = Arr(shape, dtype, layout, _values(draw, st, rng, kind), rng)
+            values = _values(draw, st, rng, kind, dims)
+            if name in POSITIVE and np.dtype(dtype).kind == "f":
+                values = (lambda make: lambda shp, dt: np.abs(make(shp, dt)))(values)
+            a = Arr(shape, dtype, layout, values, rng)
             made.append(a)
             arrs.append(a)
             args.append(a.arr)
+        elif kind == "dim":
+            args.append(draw(st.sampled_from(BAD_INTS)) if perturb else dims[entry[2]])
+        elif kind == "dtype":
+            args.append(draw(st.sampled_from(OTHER_DTYPES + ["float32", None])) if perturb else ftype)
         elif kind == "s":
             args.append(draw(st.sampled_from(BAD_SCALARS if perturb else GOOD_BY_NAME.get(name, GOOD_SCALARS))))
         elif kind == "int":
@@ -257,7 +321,7 @@ def build_call(draw, st, spec):
                 shape = tuple(draw(st.integers(0, 4)) for _ in range(draw(st.integers(1, 2))))
                 layout = draw(st.sampled_from(["c", "c", "strided", "readonly", "fortran"]))
                 dtype = draw(st.sampled_from([np.float32, np.float64, np.float64, np.int32]))
-                a = Arr(shape, dtype, layout, _values(draw, st, rng, "f"), rng)
+                a = Arr(shape, dtype, layout, _values(draw, st, rng, "f", dims), rng)
                 arrs.append(a)
                 items.append(a.arr)
             form = draw(st.sampled_from(["list", "tuple", "one", "with-none", "not-a-list"]))
@@ -293,7 +357,7 @@ def fuzz_module(module_name, examples, log_path):
     log = open(log_path, "w", buffering=1)
     stats = {}
     for fn_name, spec in F[module_name].items():
-        fn = getattr(mod, fn_name)
+        fn = chain_call(mod) if fn_name == "Chain" else getattr(mod, fn_name)
         counts = {"ok": 0, "refused": 0}
 
         @settings(max_examples=examples, deadline=None, database=None, derandomize=True,
@@ -307,7 +371,7 @@ def fuzz_module(module_name, examples, log_path):
                 with np.errstate(all="ignore"):
                     fn(*args)
                 counts["ok"] += 1
-            except (TypeError, ValueError, OverflowError) as err:
+            except (TypeError, ValueError, OverflowError, IndexError) as err:  # IndexError: take_affine's idx
                 assert str(err), f"{where}: {type(err).__name__} without a message"
                 counts["refused"] += 1
             for a in arrs:
@@ -317,6 +381,17 @@ def fuzz_module(module_name, examples, log_path):
         stats[fn_name] = counts
     log.close()
     return stats
+
+
+def test_every_wrapper_is_fuzzed():
+    """A new kernel wrapper must be added to ``F`` above."""
+    missing = []
+    for module_name in MODULES:
+        mod = importlib.import_module(f"dlrun.kernels.{module_name}")
+        public = [n for n, v in vars(mod).items() if callable(v) and not n.startswith("__")
+                  and getattr(v, "__module__", mod.__name__) == mod.__name__]
+        missing += [f"{module_name}.{n}" for n in public if n not in F[module_name]]
+    assert not missing, f"kernel wrappers not fuzzed: {missing}"
 
 
 def test_kernel_wrappers_never_crash(tmp_path):
