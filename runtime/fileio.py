@@ -7,6 +7,11 @@ from __future__ import annotations
 import os
 import tempfile
 
+# Read once at import: os.umask can only be read by setting it, which is not thread-safe
+# (checkpoints are written from a background thread).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 
 def fsync_folder(folder: str) -> None:
     """Make a rename inside ``folder`` durable (best effort: some file systems refuse)."""
@@ -29,6 +34,11 @@ def replace_atomically(path: str, write, *, binary: bool = True, mode: int | Non
     (``OSError`` for the caller to turn into its own message).
     """
     folder = os.path.dirname(os.path.abspath(path))
+    if mode is None:
+        try:
+            mode = os.stat(path).st_mode & 0o7777
+        except OSError:
+            mode = 0o666 & ~_UMASK
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
     try:
         if binary:
@@ -39,8 +49,7 @@ def replace_atomically(path: str, write, *, binary: bool = True, mode: int | Non
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
+        os.chmod(tmp, mode)  # mkstemp creates 0600
         os.replace(tmp, path)
     except BaseException:
         try:
