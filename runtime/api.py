@@ -330,6 +330,8 @@ class Model:
             if not x2.flags.c_contiguous:
                 x2 = np.ascontiguousarray(x2)
             a, b = self.preprocessor.affine
+            if n <= bs:
+                return chain.run(x2, a, b, out)
             for start in range(0, n, bs):
                 stop = min(start + bs, n)
                 chain.run(x2[start:stop], a, b, out[start:stop])
