@@ -15,57 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 
-import queue
-import threading
-
 from dlrun.errors import UsageError, WeightsError
 from dlrun.kernels import optim as kopt
 
 NAMES = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
-
-
-# Updates of networks at least this large are split in two halves, one run by a helper
-# thread: the update kernels are memory-bound passes that release the GIL, and the second
-# core adds bandwidth (535k float32 Adam parameters: 153 -> ~110 us). Every element gets
-# the same arithmetic whichever thread runs it, so results are bit-identical.
-SPLIT_MIN = 1 << 16
-
-
-class _Helper:
-    """One daemon thread running submitted calls; ``run_beside(fn, args, mine)`` runs
-    ``fn(*args)`` there while the caller runs ``mine()``, and returns after both."""
-
-    _lock = threading.Lock()
-    _instance = None
-
-    def __init__(self):
-        self.jobs = queue.SimpleQueue()
-        threading.Thread(target=self._loop, name="dlrun-optimizer", daemon=True).start()
-
-    @classmethod
-    def get(cls) -> "_Helper":
-        with cls._lock:
-            if cls._instance is None:
-                cls._instance = cls()
-            return cls._instance
-
-    def _loop(self):
-        while True:
-            fn, args, done = self.jobs.get()
-            try:
-                fn(*args)
-                done.put(None)
-            except BaseException as e:  # handed back to the caller, which raises it
-                done.put(e)
-
-    def run_beside(self, fn, args, mine, done):
-        self.jobs.put((fn, args, done))
-        try:
-            mine()
-        finally:
-            err = done.get()
-        if err is not None:
-            raise err
 
 
 class Optimizer:
@@ -118,35 +71,14 @@ class Optimizer:
             views = tuple(self.state[k][sl] for k in names)
             self._segments.append((store.flat[sl], store.grad[sl], views, l1, l2, is_weight))
         self._grad_list = [store.grad]
-        # the same updates as two halves of (about) equal size, for the helper thread and
-        # this one; cut on 64-element boundaries (whole cache lines in either dtype)
-        self.threads = 2 if store.size >= SPLIT_MIN else 1
-        total = sum(seg[0].size for seg in self._segments)
-        self._halves = ([], [])
-        done = 0
-        for p, g, st, l1, l2, is_weight in self._segments:
-            n = p.size
-            cut = min(n, max(0, (total // 2 - done) // 64 * 64))
-            for half, sl in ((0, slice(0, cut)), (1, slice(cut, n))):
-                if sl.stop > sl.start:
-                    self._halves[half].append((p[sl], g[sl], tuple(a[sl] for a in st), l1, l2, is_weight))
-            done += n
-        self._done = queue.SimpleQueue()
 
     def step(self):
         """Clip (if configured) and apply one update from the current gradients."""
         if self.clip_norm is not None:
             self.last_grad_norm = kopt.clip_grad_norm(self._grad_list, self.clip_norm)
         self.steps += 1
-        if self.threads > 1 and self._halves[0] and self._halves[1]:
-            _Helper.get().run_beside(self._update, (self._halves[0],),
-                                     lambda: self._update(self._halves[1]), self._done)
-        else:
-            self._update(self._segments)
-
-    def _update(self, segments):
         lr, name = self.lr, self.name
-        for p, g, st, l1, l2, is_weight in segments:
+        for p, g, st, l1, l2, is_weight in self._segments:
             if name == "sgd":
                 kopt.sgd_update(p, g, st[0] if st else None, lr, self.momentum, self.nesterov, l1, l2)
             elif name == "adam" or name == "adamw":
