@@ -41,6 +41,7 @@ THREADS = 2
 HIDDEN = (512, 256)
 DROPOUT = 0.2
 LR = 1e-3
+LABEL_SMOOTHING = 0.0   # set from --label-smoothing (compare.py reads the model file's value)
 
 
 class ToolUnavailable(Exception):
@@ -103,7 +104,8 @@ class NumpyRunner(Runner):
         self.cls = NumpyMLP
 
     def setup(self, batch, seed):
-        self.models[batch] = self.cls(784, HIDDEN, 10, dropout=DROPOUT, lr=LR, seed=seed)
+        self.models[batch] = self.cls(784, HIDDEN, 10, dropout=DROPOUT, lr=LR,
+                                     label_smoothing=LABEL_SMOOTHING, seed=seed)
 
     def epoch(self, batch):
         return self.model(batch).train_epoch(self.x, self.y, batch)
@@ -214,7 +216,7 @@ class TorchRunner(Runner):
             idx = perm[start:start + batch]
             xb, yb = self.X[idx], self.Y[idx]
             opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(xb), yb)
+            loss = loss_fn(model(xb), yb, label_smoothing=LABEL_SMOOTHING)
             loss.backward()
             opt.step()
             total += loss.item() * idx.shape[0]
@@ -540,7 +542,10 @@ def main(argv=None):
     p.add_argument("--limit", type=int, default=None, help="train on the first N samples only")
     p.add_argument("--memory", action="store_true", help="one epoch, then print peak RSS")
     p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--label-smoothing", type=float, default=0.0)
     args = p.parse_args(argv)
+    global LABEL_SMOOTHING
+    LABEL_SMOOTHING = args.label_smoothing
     sys.path.insert(0, HERE)
     if args.memory:
         return memory(args.tool, args.mnist, args.limit, args.batch)

@@ -89,7 +89,8 @@ class Worker:
         self.timeout = args.timeout
         self.log_path = os.path.join(log_dir, f"{tool}.log")
         self.log_file = open(self.log_path, "w")
-        cmd = [sys.executable, TOOLS_PY, tool, "--mnist", args.mnist]
+        cmd = [sys.executable, TOOLS_PY, tool, "--mnist", args.mnist,
+               "--label-smoothing", repr(args.label_smoothing)]
         if args.limit:
             cmd += ["--limit", str(args.limit)]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -144,6 +145,53 @@ class Worker:
                 self.proc.kill()
                 self.proc.wait()
         self.log_file.close()
+
+
+EXPECTED_LAYERS = ("input 784", "dense 512 relu he_normal", "batchnorm momentum=0.9 eps=1e-05",
+                   "dropout 0.2", "dense 256 relu he_normal", "batchnorm momentum=0.9 eps=1e-05",
+                   "dropout 0.2", "dense 10 softmax xavier_uniform")
+
+
+def file_recipe():
+    """What ``models/mnist_mlp.net`` says that the PyTorch and NumPy versions must copy.
+
+    Returns ``{"label_smoothing": float, "notes": [...]}``; a note when the file's layers
+    are not the network ``_compare_tools.torch_model`` and ``numpy_mlp`` build.
+    """
+    path = os.path.join(REPO, MODEL_FILE)
+    try:
+        from dlrun import dsl
+
+        m = dsl.load_file(path)
+    except Exception as e:   # dlrun missing or the file broken: the dlrun tool will say why
+        return {"label_smoothing": 0.0,
+                "notes": [f"{MODEL_FILE} could not be read ({type(e).__name__}: {e}); "
+                          "PyTorch and NumPy use plain cross-entropy"]}
+    layers = []
+    for layer in m.layers:
+        p = layer.params
+        if layer.kind == "input":
+            layers.append(f"input {' '.join(map(str, p['shape']))}")
+        elif layer.kind == "dense":
+            init = p["init"] or ("he_normal" if p["activation"].name == "relu" else "xavier_uniform")
+            layers.append(f"dense {p['units']} {p['activation'].name} {init}")
+        elif layer.kind == "batchnorm":
+            layers.append(f"batchnorm momentum={p['momentum']:g} eps={p['eps']:g}")
+        elif layer.kind == "dropout":
+            layers.append(f"dropout {p['rate']:g}")
+        else:
+            layers.append(layer.kind)
+    notes = []
+    if tuple(layers) != EXPECTED_LAYERS or m.loss.name != "cross_entropy":
+        notes.append(f"**{MODEL_FILE} is not the network the other tools build**: file "
+                     f"{'; '.join(layers)}; loss {m.loss.name} -- expected "
+                     f"{'; '.join(EXPECTED_LAYERS)}; loss cross_entropy")
+    ls = float(m.loss.params.get("label_smoothing") or 0.0)
+    opt = m.optimizer
+    if opt.name != "adam" or abs(float(opt.params.get("lr", 0)) - 1e-3) > 1e-12:
+        notes.append(f"**{MODEL_FILE} trains with {opt.name} {dict(opt.params)}**, the others "
+                     "with Adam lr 1e-3")
+    return {"label_smoothing": ls, "layers": layers, "notes": notes}
 
 
 def child_env(keep_blas_env):
@@ -565,7 +613,8 @@ def part_memory(args, env, res, tables, tools):
              "| --- | ---: | ---: | ---: | ---: | --- |"]
     got = {}
     for t in tools:
-        cmd = [sys.executable, TOOLS_PY, t, "--mnist", args.mnist, "--memory", "--batch", "128"]
+        cmd = [sys.executable, TOOLS_PY, t, "--mnist", args.mnist, "--memory", "--batch", "128",
+               "--label-smoothing", repr(args.label_smoothing)]
         if args.limit:
             cmd += ["--limit", str(args.limit)]
         p = subprocess.run(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
@@ -771,6 +820,8 @@ def main(argv=None):
     args = parse_args(argv)
     started = datetime.datetime.now(datetime.timezone.utc)
     load_start = loadavg()
+    recipe = file_recipe()
+    args.label_smoothing = recipe["label_smoothing"]
     env, removed = child_env(args.keep_blas_env)
     res = Results()
     tables = []
@@ -779,7 +830,10 @@ def main(argv=None):
             "openblas_env_removed_for_children": removed,
             "openblas_env_kept": bool(args.keep_blas_env),
             "rounds": args.rounds, "warmup": args.warmup, "quick": args.quick,
-            "partial_epoch_samples": args.limit, "tools": {}}
+            "partial_epoch_samples": args.limit, "tools": {},
+            "recipe": {"label_smoothing": recipe["label_smoothing"], "model_file": MODEL_FILE,
+                       "model_layers": recipe.get("layers")}}
+    res.notes.extend(recipe["notes"])
 
     if removed:
         # Which OpenBLAS kernel the environment as set would have chosen, for the record.
@@ -876,6 +930,12 @@ def main(argv=None):
                      f"OpenBLAS would run the {meta.get('openblas_kernel_with_env_as_set')} kernel)"
                      if removed else " (neither was set)") +
                     "; the kernels that ran are listed per tool below.")
+    head.append("")
+    head.append(f"Recipe: {MODEL_FILE} -- 784-512-256-10, dense+ReLU, batch norm, dropout 0.2; "
+                f"softmax cross-entropy"
+                + (f" with label smoothing {args.label_smoothing:g} (the file's; PyTorch and NumPy "
+                   "use the same)" if args.label_smoothing else "")
+                + "; Adam lr 1e-3; He normal / Xavier uniform initialisation; float32.")
     head += [""] + [describe_tool(info, t) for t, info in meta["tools"].items()]
     if args.limit:
         head += ["", f"**Partial epochs**: {args.limit} of {N_TRAIN} training samples per epoch, "

@@ -73,10 +73,12 @@ class NumpyMLP:
     """
 
     def __init__(self, n_in=784, hidden=(512, 256), n_out=10, *, dropout=0.2, lr=1e-3,
-                 betas=(0.9, 0.999), eps=1e-8, bn_momentum=0.1, bn_eps=1e-5, seed=0):
+                 betas=(0.9, 0.999), eps=1e-8, bn_momentum=0.1, bn_eps=1e-5, label_smoothing=0.0,
+                 seed=0):
         self.n_in, self.hidden, self.n_out = n_in, tuple(hidden), n_out
         self.rate, self.lr, self.beta1, self.beta2, self.eps = dropout, lr, betas[0], betas[1], eps
         self.bn_momentum, self.bn_eps = bn_momentum, bn_eps
+        self.label_smoothing = float(label_smoothing)
         self.rng = np.random.default_rng(seed)
         self.step = 0
 
@@ -232,11 +234,19 @@ class NumpyMLP:
         np.exp(logits, out=prob)
         np.sum(prob, axis=1, keepdims=True, out=row)
         rows = buf.rows[:n]
-        # loss = mean(log(sum exp) - (z_y - max))
-        loss = float(np.log(row).sum() - logits[rows, y].sum()) / n
+        # Target t = (1 - eps) onehot + eps / K (label smoothing eps; 0 = plain one-hot).
+        # loss = mean(-sum_k t_k log p_k) with log p_k = s_k - log(sum exp), s = z - max:
+        #      = mean(log(sum exp) - (1 - eps) s_y - eps / K sum_k s_k)
+        ls, k = self.label_smoothing, self.n_out
+        loss = float(np.log(row).sum()) - (1.0 - ls) * float(logits[rows, y].sum())
+        if ls:
+            loss -= ls / k * float(logits.sum())
+        loss /= n
         np.divide(prob, row, out=prob)
-        # dL/dlogits = (softmax - onehot) / n, in place in prob.
-        prob[rows, y] -= F32(1.0)
+        # dL/dlogits = (softmax - t) / n, in place in prob.
+        prob[rows, y] -= F32(1.0 - ls)
+        if ls:
+            prob -= F32(ls / k)
         prob *= F32(1.0 / n)
 
         # Backward.
@@ -362,7 +372,7 @@ class NumpyMLP:
         return out
 
 
-def check_against_torch(seed=0):
+def check_against_torch(seed=0, label_smoothing=0.0):
     """Max relative differences of NumpyMLP (float32, dropout off) from PyTorch (float64).
 
     From the same weights and the same batch: the loss, every gradient, the Adam update (on
@@ -378,7 +388,7 @@ def check_against_torch(seed=0):
     n = 300
     x = rng.integers(0, 256, (n, 784), dtype=np.uint8)
     y = rng.integers(0, 10, n).astype(np.uint8)
-    net = NumpyMLP(dropout=0.0, seed=seed)
+    net = NumpyMLP(dropout=0.0, label_smoothing=label_smoothing, seed=seed)
     tm = torch_model(torch, 0.0).double()
     lin = [m for m in tm if isinstance(m, torch.nn.Linear)]
     bns = [m for m in tm if isinstance(m, torch.nn.BatchNorm1d)]
@@ -411,7 +421,8 @@ def check_against_torch(seed=0):
     tm.train()
     opt.zero_grad()
     loss = torch.nn.functional.cross_entropy(tm(t64(x[perm] / 255.0)),
-                                            torch.from_numpy(y[perm].astype(np.int64)))
+                                            torch.from_numpy(y[perm].astype(np.int64)),
+                                            label_smoothing=label_smoothing)
     loss.backward()
     grads_t = [p.grad.detach().numpy().copy() for p in torch_params]
     before_t = [p.detach().numpy().copy() for p in torch_params]
@@ -468,12 +479,15 @@ def _main(argv=None):
                         help="compare gradients, Adam steps and predictions with PyTorch, then exit")
     args = parser.parse_args(argv)
     if args.check:
-        err = check_against_torch(seed=args.seed)
+        err = {}
+        for ls in (0.0, 0.1):
+            e = check_against_torch(seed=args.seed, label_smoothing=ls)
+            err.update({f"{k} (ls={ls:g})": v for k, v in e.items()})
         # float32 against float64: 1e-3 relative is float32 rounding (sums over 300 rows,
         # Adam's m / sqrt(v) on small gradients); a wrong formula is off by O(1).
         bad = {k: v for k, v in err.items() if not v <= 1e-3}
         for k, v in err.items():
-            print(f"{k:>16}: {v:.2e}{'  <-- too large' if k in bad else ''}")
+            print(f"{k:>26}: {v:.2e}{'  <-- too large' if k in bad else ''}")
         print("numpy_mlp agrees with PyTorch" if not bad else "numpy_mlp DISAGREES with PyTorch")
         return 1 if bad else 0
     try:
