@@ -94,7 +94,15 @@ cdef extern from *:
     DL_AFFINE_ROW(float, double, f32_f64)
     DL_AFFINE_ROW(double, float, f64_f32)
     DL_AFFINE_ROW(double, double, f64_f64)
+
+    /* ask for the cache lines of `bytes` bytes at p (a row gathered a few rows later) */
+    static inline void dl_prefetch_span(const void* p, Py_ssize_t bytes) {
+        const char* c = (const char*)p;
+        for (Py_ssize_t o = 0; o < bytes; o += 64) __builtin_prefetch(c + o, 0, 0);
+        __builtin_prefetch(c + bytes - 1, 0, 0);
+    }
     """
+    void dl_prefetch_span(const void* p, Py_ssize_t bytes) nogil
     void dl_sparse_gemv_f32(const float* x, Py_ssize_t d_in, Py_ssize_t d_out, const float* w,
                             float* y) nogil
     void dl_sparse_gemv_f64(const double* x, Py_ssize_t d_in, Py_ssize_t d_out,
@@ -126,6 +134,10 @@ cdef double SPARSE_DENSITY = 0.5
 cdef Py_ssize_t COMPACT_ROWS = 12
 
 
+# rows requested ahead of the one being converted by take_affine
+cdef Py_ssize_t PREFETCH_ROWS = 8
+
+
 ctypedef fused src_t:
     uint8_t
     float
@@ -139,13 +151,19 @@ cdef int affine_rows(const src_t* x, Py_ssize_t rows, Py_ssize_t d, const int64_
                      bint has_b, bint identity, floating* out) noexcept nogil:
     """out[i] := x[idx[i]] * a + b (rounded per step as NumPy does); -1 - i when idx[i] is out of
     range, else 0."""
-    cdef Py_ssize_t i, r
+    cdef Py_ssize_t i, r, ahead
     cdef const src_t* row
     cdef floating* orow
     for i in range(n):
         r = i if idx == NULL else idx[i]
         if r < 0 or r >= rows:
             return -1 - <int>i
+        if idx != NULL and i + PREFETCH_ROWS < n:
+            # gathered rows are scattered over a large array: the memory latency of each row,
+            # not the conversion, bounds the loop unless later rows are requested early
+            ahead = idx[i + PREFETCH_ROWS]
+            if 0 <= ahead < rows:
+                dl_prefetch_span(x + ahead * d, d * sizeof(src_t))
         row = x + r * d
         orow = out + i * d
         if src_t is uint8_t:
