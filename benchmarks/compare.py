@@ -697,7 +697,7 @@ def targets(res):
     for r in res.records:
         if r["work"].startswith("test_accuracy_b") and r["tool"] == "dlrun" and r.get("agrees") is not None:
             out.append({"target": f"test accuracy vs PyTorch, batch {r['batch']} (points)",
-                        "value": r["diff_points_vs_pytorch"], "goal": f"|d| <= {ACCURACY_TOLERANCE}",
+                        "value": r["diff_points_vs_pytorch"], "goal": f"abs(d) <= {ACCURACY_TOLERANCE}",
                         "met": r["agrees"]})
     return out
 
