@@ -22,6 +22,9 @@ from cython cimport floating
 from libc.math cimport log, fabs, fabsf, isfinite
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 
+from _argcheck cimport (float_typename, float_typenum, check_layout, check_array,
+                        arrays_overlap)
+
 cnp.import_array()
 
 # Labels come as int32 or int64; one fused body serves both (see _xent_labels).
@@ -93,7 +96,7 @@ cdef inline floating _exp_nonpos(floating x) noexcept nogil:
 def _exp_nonpos_check(x):
     """e^x by the kernels' own exponential, element-wise over a float32/float64 array
     (for the accuracy tests; the kernels call it inline)."""
-    tn = _float_typenum("_exp_nonpos_check", "x", x)
+    tn = float_typenum("_exp_nonpos_check", "x", x)
     cdef cnp.ndarray a = np.ascontiguousarray(x)
     cdef cnp.ndarray out = np.empty_like(a)
     cdef Py_ssize_t i, n = cnp.PyArray_SIZE(a)
@@ -398,67 +401,13 @@ cdef Py_ssize_t _first_bad_label(const label_t* y, Py_ssize_t n, Py_ssize_t k) n
 
 # ---------------------------------------------------------------- argument checks (Python level)
 
-cdef str _typename(int typenum):
-    return "float32" if typenum == cnp.NPY_FLOAT else "float64"
-
-
-cdef int _float_typenum(str fn, str name, object a) except -1:
-    """The type number (NPY_FLOAT / NPY_DOUBLE) of the array that fixes the call's dtype."""
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{fn}: {name}: expected a numpy.ndarray of float32 or float64, "
-                        f"got {type(a).__name__}")
-    cdef int tn = cnp.PyArray_TYPE(<cnp.ndarray>a)
-    if tn != cnp.NPY_FLOAT and tn != cnp.NPY_DOUBLE:
-        raise TypeError(f"{fn}: {name}: expected dtype float32 or float64, "
-                        f"got {(<cnp.ndarray>a).dtype}")
-    if not cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>a):
-        raise TypeError(f"{fn}: {name}: expected dtype float32 or float64 in native byte order, "
-                        f"got {(<cnp.ndarray>a).dtype.str}")
-    return tn
-
-
-cdef cnp.ndarray _check(str fn, str name, object a, int typenum, str dtype_of,
-                        tuple shape, str shape_of, bint out):
-    """Check an array argument once: type, dtype, shape, C-contiguity, alignment, writeability."""
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{fn}: {name}: expected a numpy.ndarray of {_typename(typenum)}, "
-                        f"got {type(a).__name__}")
-    cdef cnp.ndarray arr = <cnp.ndarray>a
-    if cnp.PyArray_TYPE(arr) != typenum or not cnp.PyArray_ISNOTSWAPPED(arr):
-        raise TypeError(f"{fn}: {name}: expected dtype {_typename(typenum)} (the dtype of "
-                        f"{dtype_of}), got {arr.dtype}")
-    if shape is not None and (<object>arr).shape != shape:
-        raise ValueError(f"{fn}: {name}: expected shape {shape} (the shape of {shape_of}), "
-                         f"got {(<object>arr).shape}")
-    _check_layout(fn, name, arr, out)
-    return arr
-
-
-cdef int _check_layout(str fn, str name, cnp.ndarray arr, bint out) except -1:
-    if not cnp.PyArray_IS_C_CONTIGUOUS(arr):
-        raise ValueError(f"{fn}: {name}: array must be C-contiguous (got strides {(<object>arr).strides} "
-                         f"for shape {(<object>arr).shape}); pass np.ascontiguousarray({name})")
-    if not cnp.PyArray_ISALIGNED(arr):
-        raise ValueError(f"{fn}: {name}: array data is not aligned for its dtype; "
-                         f"pass a copy (np.array({name}))")
-    if out and not cnp.PyArray_ISWRITEABLE(arr):
-        raise ValueError(f"{fn}: {name}: output array is read-only; pass a writeable array")
-    return 0
-
-
-cdef bint _overlap(cnp.ndarray a, cnp.ndarray b):
-    # both are C-contiguous: they overlap iff their byte ranges intersect
-    cdef char* a0 = <char*>cnp.PyArray_DATA(a)
-    cdef char* b0 = <char*>cnp.PyArray_DATA(b)
-    cdef Py_ssize_t na = cnp.PyArray_SIZE(a) * cnp.PyArray_ITEMSIZE(a)
-    cdef Py_ssize_t nb = cnp.PyArray_SIZE(b) * cnp.PyArray_ITEMSIZE(b)
-    if na == 0 or nb == 0:
-        return False
-    return a0 < b0 + nb and b0 < a0 + na
+# The shared checks (float_typenum, check_layout, check_array, ...) are in _argcheck.pxd.
+# The tail of the message for an output array that is read-only:
+cdef str _READONLY = "output array is read-only; pass a writeable array"
 
 
 cdef int _check_disjoint(str fn, str name, cnp.ndarray a, str other, cnp.ndarray b) except -1:
-    if _overlap(a, b):
+    if arrays_overlap(a, b):
         raise ValueError(f"{fn}: {name} must not overlap {other} (it is written while "
                          f"{other} is still read)")
     return 0
@@ -466,7 +415,7 @@ cdef int _check_disjoint(str fn, str name, cnp.ndarray a, str other, cnp.ndarray
 
 cdef int _check_alias(str fn, str name, cnp.ndarray a, str other, cnp.ndarray b) except -1:
     """``a`` (written) may be ``b`` itself (element-wise in place) but must not partly overlap it."""
-    if _overlap(a, b) and cnp.PyArray_DATA(a) != cnp.PyArray_DATA(b):
+    if arrays_overlap(a, b) and cnp.PyArray_DATA(a) != cnp.PyArray_DATA(b):
         raise ValueError(f"{fn}: {name} partly overlaps {other}; pass {other} itself "
                          f"(in place) or a separate array")
     return 0
@@ -502,21 +451,22 @@ def softmax_cross_entropy(logits, target, grad, label_smoothing=0.0):
     it must not overlap ``target``.
     """
     fn = "softmax_cross_entropy"
-    cdef int tn = _float_typenum(fn, "logits", logits)
+    cdef int tn = float_typenum(fn, "logits", logits)
     cdef cnp.ndarray z = <cnp.ndarray>logits
     shape = logits.shape
     if z.ndim != 2:
         raise ValueError(f"{fn}: logits: expected a 2-D array (n, k), got shape {shape}")
-    _check_layout(fn, "logits", z, False)
+    check_layout(fn, "logits", z, None)
     _nonempty(fn, "logits", z)
     cdef Py_ssize_t n = z.shape[0], k = z.shape[1]
-    cdef cnp.ndarray g = _check(fn, "grad", grad, tn, "logits", shape, "logits", True)
+    cdef cnp.ndarray g = check_array(fn, "grad", grad, tn, "logits", shape, "logits", _READONLY)
     cdef double ls = _real(fn, "label_smoothing", label_smoothing)
     if not (0.0 <= ls <= 1.0):
         raise ValueError(f"{fn}: label_smoothing: expected a value in [0, 1], got {ls}")
     if not isinstance(target, np.ndarray):
         raise TypeError(f"{fn}: target: expected a numpy.ndarray (int32/int64 labels (n,) or "
-                        f"{_typename(tn)} probabilities (n, k)), got {type(target).__name__}")
+                        f"{float_typename(tn)} probabilities (n, k)), "
+                        f"got {type(target).__name__}")
     cdef cnp.ndarray t = <cnp.ndarray>target
     cdef double loss
     cdef Py_ssize_t bad
@@ -532,7 +482,7 @@ def softmax_cross_entropy(logits, target, grad, label_smoothing=0.0):
         if t.shape[0] != n:
             raise ValueError(f"{fn}: target: expected {n} labels (one per row of logits), "
                              f"got shape {(<object>t).shape}")
-        _check_layout(fn, "target", t, False)
+        check_layout(fn, "target", t, None)
         _check_disjoint(fn, "grad", g, "target", t)
         if t.dtype.itemsize == 4:
             bad = _first_bad_label(<const int32_t*>pt, n, k)
@@ -556,7 +506,7 @@ def softmax_cross_entropy(logits, target, grad, label_smoothing=0.0):
                 loss = softmax_xent_labels64(<const double*>pz, <const int64_t*>pt, <double*>pg,
                                              n, k, ls)
     elif t.ndim == 2:
-        _check(fn, "target", t, tn, "logits", shape, "logits", False)
+        check_array(fn, "target", t, tn, "logits", shape, "logits", None)
         _check_disjoint(fn, "grad", g, "target", t)
         with nogil:
             if tn == cnp.NPY_FLOAT:
@@ -572,16 +522,56 @@ def softmax_cross_entropy(logits, target, grad, label_smoothing=0.0):
 
 cdef tuple _elementwise_args(str fn, str first, object a, object target, object grad):
     """Check (a, target, grad) of an element-wise loss: same dtype, same shape, non-empty."""
-    cdef int tn = _float_typenum(fn, first, a)
+    cdef int tn = float_typenum(fn, first, a)
     cdef cnp.ndarray x = <cnp.ndarray>a
-    _check_layout(fn, first, x, False)
+    check_layout(fn, first, x, None)
     _nonempty(fn, first, x)
     shape = a.shape
-    cdef cnp.ndarray t = _check(fn, "target", target, tn, first, shape, first, False)
-    cdef cnp.ndarray g = _check(fn, "grad", grad, tn, first, shape, first, True)
+    cdef cnp.ndarray t = check_array(fn, "target", target, tn, first, shape, first, None)
+    cdef cnp.ndarray g = check_array(fn, "grad", grad, tn, first, shape, first, _READONLY)
     _check_alias(fn, "grad", g, first, x)
     _check_alias(fn, "grad", g, "target", t)
     return x, t, g, tn
+
+
+cdef enum:
+    # which core _elementwise_loss runs
+    _SIGMOID_BCE
+    _MSE
+    _MAE
+
+
+cdef inline double _elementwise_core(int which, bint single, void* px, void* pt, void* pg,
+                                     Py_ssize_t size) noexcept nogil:
+    if single:
+        if which == _MSE:
+            return mse_core(<const float*>px, <const float*>pt, <float*>pg, size)
+        elif which == _MAE:
+            return mae_core(<const float*>px, <const float*>pt, <float*>pg, size)
+        else:
+            return sigmoid_bce(<const float*>px, <const float*>pt, <float*>pg, size)
+    else:
+        if which == _MSE:
+            return mse_core(<const double*>px, <const double*>pt, <double*>pg, size)
+        elif which == _MAE:
+            return mae_core(<const double*>px, <const double*>pt, <double*>pg, size)
+        else:
+            return sigmoid_bce(<const double*>px, <const double*>pt, <double*>pg, size)
+
+
+cdef object _elementwise_loss(int which, str fn, str first, object a, object target,
+                              object grad):
+    """The def wrapper of an element-wise loss without parameters: check, run the core, mean."""
+    x, t, g, tn = _elementwise_args(fn, first, a, target, grad)
+    cdef Py_ssize_t size = cnp.PyArray_SIZE(<cnp.ndarray>x)
+    cdef void* px = cnp.PyArray_DATA(<cnp.ndarray>x)
+    cdef void* pt = cnp.PyArray_DATA(<cnp.ndarray>t)
+    cdef void* pg = cnp.PyArray_DATA(<cnp.ndarray>g)
+    cdef bint single = tn == cnp.NPY_FLOAT
+    cdef double acc
+    with nogil:
+        acc = _elementwise_core(which, single, px, pt, pg, size)
+    return acc / <double>size
 
 
 def sigmoid_binary_cross_entropy(logits, target, grad):
@@ -591,56 +581,18 @@ def sigmoid_binary_cross_entropy(logits, target, grad):
     all elements, as for multi-label targets). Per element max(z, 0) - z t + log1p(exp(-|z|)),
     stable for any |z|. Targets are expected in [0, 1] (soft labels allowed).
     """
-    fn = "sigmoid_binary_cross_entropy"
-    x, t, g, tn = _elementwise_args(fn, "logits", logits, target, grad)
-    cdef Py_ssize_t size = cnp.PyArray_SIZE(<cnp.ndarray>x)
-    cdef void* px = cnp.PyArray_DATA(<cnp.ndarray>x)
-    cdef void* pt = cnp.PyArray_DATA(<cnp.ndarray>t)
-    cdef void* pg = cnp.PyArray_DATA(<cnp.ndarray>g)
-    cdef double acc
-    if tn == cnp.NPY_FLOAT:
-        with nogil:
-            acc = sigmoid_bce(<const float*>px, <const float*>pt, <float*>pg, size)
-    else:
-        with nogil:
-            acc = sigmoid_bce(<const double*>px, <const double*>pt, <double*>pg, size)
-    return acc / <double>size
+    return _elementwise_loss(_SIGMOID_BCE, "sigmoid_binary_cross_entropy", "logits", logits,
+                             target, grad)
 
 
 def mse(pred, target, grad):
     """Mean squared error mean((p - t)^2); grad := 2 (p - t) / size.   any shape, all equal"""
-    fn = "mse"
-    x, t, g, tn = _elementwise_args(fn, "pred", pred, target, grad)
-    cdef Py_ssize_t size = cnp.PyArray_SIZE(<cnp.ndarray>x)
-    cdef void* px = cnp.PyArray_DATA(<cnp.ndarray>x)
-    cdef void* pt = cnp.PyArray_DATA(<cnp.ndarray>t)
-    cdef void* pg = cnp.PyArray_DATA(<cnp.ndarray>g)
-    cdef double acc
-    if tn == cnp.NPY_FLOAT:
-        with nogil:
-            acc = mse_core(<const float*>px, <const float*>pt, <float*>pg, size)
-    else:
-        with nogil:
-            acc = mse_core(<const double*>px, <const double*>pt, <double*>pg, size)
-    return acc / <double>size
+    return _elementwise_loss(_MSE, "mse", "pred", pred, target, grad)
 
 
 def mae(pred, target, grad):
     """Mean absolute error mean(|p - t|); grad := sign(p - t) / size (0 where p == t).   any shape"""
-    fn = "mae"
-    x, t, g, tn = _elementwise_args(fn, "pred", pred, target, grad)
-    cdef Py_ssize_t size = cnp.PyArray_SIZE(<cnp.ndarray>x)
-    cdef void* px = cnp.PyArray_DATA(<cnp.ndarray>x)
-    cdef void* pt = cnp.PyArray_DATA(<cnp.ndarray>t)
-    cdef void* pg = cnp.PyArray_DATA(<cnp.ndarray>g)
-    cdef double acc
-    if tn == cnp.NPY_FLOAT:
-        with nogil:
-            acc = mae_core(<const float*>px, <const float*>pt, <float*>pg, size)
-    else:
-        with nogil:
-            acc = mae_core(<const double*>px, <const double*>pt, <double*>pg, size)
-    return acc / <double>size
+    return _elementwise_loss(_MAE, "mae", "pred", pred, target, grad)
 
 
 def huber(pred, target, grad, delta=1.0):

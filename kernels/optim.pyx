@@ -24,6 +24,8 @@ import numpy as np
 from cython cimport floating
 from libc.math cimport sqrt, sqrtf, fabs, isfinite, isinf, pow
 
+from _argcheck cimport float_typenum, check_layout, check_array, arrays_overlap
+
 cnp.import_array()
 
 
@@ -219,72 +221,24 @@ cdef void scale_core(floating* x, Py_ssize_t n, double s) noexcept nogil:
 
 # ---------------------------------------------------------------- argument checks (Python level)
 
-cdef str _typename(int typenum):
-    return "float32" if typenum == cnp.NPY_FLOAT else "float64"
-
-
-cdef int _float_typenum(str fn, str name, object a) except -1:
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{fn}: {name}: expected a numpy.ndarray of float32 or float64, "
-                        f"got {type(a).__name__}")
-    cdef int tn = cnp.PyArray_TYPE(<cnp.ndarray>a)
-    if tn != cnp.NPY_FLOAT and tn != cnp.NPY_DOUBLE:
-        raise TypeError(f"{fn}: {name}: expected dtype float32 or float64, "
-                        f"got {(<cnp.ndarray>a).dtype}")
-    if not cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>a):
-        raise TypeError(f"{fn}: {name}: expected dtype float32 or float64 in native byte order, "
-                        f"got {(<cnp.ndarray>a).dtype.str}")
-    return tn
-
-
-cdef int _check_layout(str fn, str name, cnp.ndarray arr, bint out) except -1:
-    if not cnp.PyArray_IS_C_CONTIGUOUS(arr):
-        raise ValueError(f"{fn}: {name}: array must be C-contiguous (got strides "
-                         f"{(<object>arr).strides} for shape {(<object>arr).shape}); "
-                         f"pass np.ascontiguousarray({name})")
-    if not cnp.PyArray_ISALIGNED(arr):
-        raise ValueError(f"{fn}: {name}: array data is not aligned for its dtype; "
-                         f"pass a copy (np.array({name}))")
-    if out and not cnp.PyArray_ISWRITEABLE(arr):
-        raise ValueError(f"{fn}: {name}: array is read-only but is updated in place; "
-                         f"pass a writeable array")
-    return 0
+# The shared checks (float_typenum, check_layout, check_array, ...) are in _argcheck.pxd.
+# The tail of the message for a read-only array that is updated in place:
+cdef str _READONLY = "array is read-only but is updated in place; pass a writeable array"
 
 
 cdef cnp.ndarray _like_p(str fn, str name, object a, cnp.ndarray p, int typenum, bint out):
     """Check that ``a`` is an array with the dtype and shape of ``p``, contiguous (writeable)."""
     if a is None:
         raise TypeError(f"{fn}: {name}: expected a numpy.ndarray like p, got None")
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{fn}: {name}: expected a numpy.ndarray of {_typename(typenum)}, "
-                        f"got {type(a).__name__}")
-    cdef cnp.ndarray arr = <cnp.ndarray>a
-    if cnp.PyArray_TYPE(arr) != typenum or not cnp.PyArray_ISNOTSWAPPED(arr):
-        raise TypeError(f"{fn}: {name}: expected dtype {_typename(typenum)} (the dtype of p), "
-                        f"got {arr.dtype}")
-    if (<object>arr).shape != (<object>p).shape:
-        raise ValueError(f"{fn}: {name}: expected shape {(<object>p).shape} (the shape of p), "
-                         f"got {(<object>arr).shape}")
-    _check_layout(fn, name, arr, out)
-    return arr
-
-
-cdef bint _overlap(cnp.ndarray a, cnp.ndarray b):
-    # both are C-contiguous: they overlap iff their byte ranges intersect
-    cdef char* a0 = <char*>cnp.PyArray_DATA(a)
-    cdef char* b0 = <char*>cnp.PyArray_DATA(b)
-    cdef Py_ssize_t na = cnp.PyArray_SIZE(a) * cnp.PyArray_ITEMSIZE(a)
-    cdef Py_ssize_t nb = cnp.PyArray_SIZE(b) * cnp.PyArray_ITEMSIZE(b)
-    if na == 0 or nb == 0:
-        return False
-    return a0 < b0 + nb and b0 < a0 + na
+    return check_array(fn, name, a, typenum, "p", (<object>p).shape, "p",
+                       _READONLY if out else None)
 
 
 cdef int _check_disjoint(str fn, list names, list arrays) except -1:
     cdef Py_ssize_t i, j
     for i in range(len(arrays)):
         for j in range(i + 1, len(arrays)):
-            if _overlap(<cnp.ndarray>arrays[i], <cnp.ndarray>arrays[j]):
+            if arrays_overlap(<cnp.ndarray>arrays[i], <cnp.ndarray>arrays[j]):
                 raise ValueError(f"{fn}: {names[i]} and {names[j]} share memory; each must be "
                                  f"its own array")
     return 0
@@ -326,9 +280,9 @@ def sgd_update(p, g, velocity, lr, momentum=0.0, nesterov=False, l1=0.0, l2=0.0)
     p, g, velocity: same shape and dtype.
     """
     fn = "sgd_update"
-    cdef int tn = _float_typenum(fn, "p", p)
+    cdef int tn = float_typenum(fn, "p", p)
     cdef cnp.ndarray P = <cnp.ndarray>p
-    _check_layout(fn, "p", P, True)
+    check_layout(fn, "p", P, _READONLY)
     cdef cnp.ndarray G = _like_p(fn, "g", g, P, tn, False)
     cdef double lr_ = _nonneg(fn, "lr", lr)
     cdef double mu = _unit(fn, "momentum", momentum, True)
@@ -365,9 +319,9 @@ def adam_update(p, g, m, v, lr, beta1, beta2, eps, step, l1=0.0, l2=0.0, weight_
     ``weight_decay`` (wd) > 0 is AdamW's decoupled decay. p, g, m, v: same shape and dtype.
     """
     fn = "adam_update"
-    cdef int tn = _float_typenum(fn, "p", p)
+    cdef int tn = float_typenum(fn, "p", p)
     cdef cnp.ndarray P = <cnp.ndarray>p
-    _check_layout(fn, "p", P, True)
+    check_layout(fn, "p", P, _READONLY)
     cdef cnp.ndarray G = _like_p(fn, "g", g, P, tn, False)
     cdef cnp.ndarray M = _like_p(fn, "m", m, P, tn, True)
     cdef cnp.ndarray V = _like_p(fn, "v", v, P, tn, True)
@@ -409,9 +363,9 @@ def rmsprop_update(p, g, sq, lr, rho=0.9, eps=1e-7, l1=0.0, l2=0.0):
     p, g, sq: same shape and dtype.
     """
     fn = "rmsprop_update"
-    cdef int tn = _float_typenum(fn, "p", p)
+    cdef int tn = float_typenum(fn, "p", p)
     cdef cnp.ndarray P = <cnp.ndarray>p
-    _check_layout(fn, "p", P, True)
+    check_layout(fn, "p", P, _READONLY)
     cdef cnp.ndarray G = _like_p(fn, "g", g, P, tn, False)
     cdef cnp.ndarray S = _like_p(fn, "sq", sq, P, tn, True)
     _check_disjoint(fn, ["p", "g", "sq"], [P, G, S])
@@ -435,9 +389,9 @@ def adagrad_update(p, g, acc, lr, eps=1e-7, l1=0.0, l2=0.0):
     p -= lr g' / (sqrt(acc) + eps).   p, g, acc: same shape and dtype.
     """
     fn = "adagrad_update"
-    cdef int tn = _float_typenum(fn, "p", p)
+    cdef int tn = float_typenum(fn, "p", p)
     cdef cnp.ndarray P = <cnp.ndarray>p
-    _check_layout(fn, "p", P, True)
+    check_layout(fn, "p", P, _READONLY)
     cdef cnp.ndarray G = _like_p(fn, "g", g, P, tn, False)
     cdef cnp.ndarray A = _like_p(fn, "acc", acc, P, tn, True)
     _check_disjoint(fn, ["p", "g", "acc"], [P, G, A])
@@ -477,9 +431,9 @@ def clip_grad_norm(grads, max_norm):
     cdef cnp.ndarray a
     for i in range(len(grads)):
         name = f"grads[{i}]"
-        tn = _float_typenum(fn, name, grads[i])
+        tn = float_typenum(fn, name, grads[i])
         a = <cnp.ndarray>grads[i]
-        _check_layout(fn, name, a, True)
+        check_layout(fn, name, a, _READONLY)
         arrays.append(a)
         names.append(name)
     _check_disjoint(fn, names, arrays)
