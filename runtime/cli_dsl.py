@@ -120,8 +120,7 @@ def write_atomic(path: str, text: str) -> None:
     from dlrun.runtime.fileio import replace_atomically
 
     path = os.path.realpath(path)  # through a symlink: rewrite its target, keep the link
-    try:
-        mode = os.stat(path).st_mode & 0o7777
-        replace_atomically(path, lambda f: f.write(text), binary=False, mode=mode)
+    try:  # replace_atomically keeps the replaced file's permission bits
+        replace_atomically(path, lambda f: f.write(text), binary=False)
     except OSError as err:
         raise UsageError(f"{path}: cannot write: {err.strerror or err}") from None
