@@ -1,6 +1,7 @@
 """The ``dlrun`` command.
 
-    dlrun model.net                 # = dlrun train model.net
+    dlrun model.net                 # = dlrun train model.net (a first word that is neither a
+                                    # command nor a model file is refused: "did you mean")
     dlrun train|eval|predict|gradcheck ...   (runtime/cli_train.py)
     dlrun check|summary|fmt ...              (runtime/cli_dsl.py; never imports the kernels)
     dlrun --version
@@ -48,10 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    # `dlrun model.net ...` is `dlrun train model.net ...`
-    if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
-        argv.insert(0, "train")
     try:
+        # `dlrun model.net ...` is `dlrun train model.net ...`
+        if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
+            _check_not_a_command(argv[0])
+            argv.insert(0, "train")
         parser = build_parser()
         if not argv:
             parser.print_help()
@@ -67,6 +69,20 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+
+
+def _check_not_a_command(word: str) -> None:
+    """Refuse a first word that is neither a command nor a model file: ``dlrun trian x.net``
+    would otherwise train a model file named 'trian'."""
+    import os
+
+    if word.lower().endswith(".net") or os.path.sep in word or "." in word or os.path.exists(word):
+        return
+    from dlrun.dsl.diagnostics import suggest
+    from dlrun.errors import UsageError
+
+    raise UsageError(f"dlrun: error: unknown command '{word}'{suggest(word, COMMANDS)}; "
+                     f"a model file to train ends in .net")
 
 
 if __name__ == "__main__":
