@@ -222,6 +222,7 @@ class _Csv:
     columns: list[tuple[str, ...]]  # cells by column, as read
     lines: np.ndarray  # file line number of each row
     shown: str
+    index: dict[str, int]  # column name -> column
 
     def text(self, col: int) -> np.ndarray:
         """Column ``col`` as a str array, surrounding whitespace stripped."""
@@ -231,14 +232,14 @@ class _Csv:
         return f"line {int(self.lines[row])}, column {col + 1} '{self.header[col]}'"
 
     def column(self, name: str, what: str) -> int:
-        if name not in self.header:
+        if name not in self.index:
             hint = ""
             if all(_is_number(h) for h in self.header):
                 hint = " (the first line must be a header of column names)"
             raise DataError(
                 f"{self.shown}: no {what} column named '{name}'{hint}; columns: {', '.join(self.header)}"
             )
-        return self.header.index(name)
+        return self.index[name]
 
 
 def _is_number(text: str) -> bool:
@@ -285,18 +286,20 @@ def _read_csv(p: Path, shown: str) -> _Csv:
         raise DataError(f"{shown}: cannot read: {err.strerror or err}") from None
     if header is None:
         raise DataError(f"{shown}: data file is empty (expected a header row and data rows)")
+    first: dict[str, int] = {}  # name -> its column: one pass (header.index per column was quadratic)
     for j, name in enumerate(header):
         if not name:
             raise DataError(f"{shown}: line {header_line}: column {j + 1} of the header has no name")
-        if header.index(name) != j:
+        k = first.setdefault(name, j)
+        if k != j:
             raise DataError(
                 f"{shown}: line {header_line}: column name '{name}' appears twice "
-                f"(columns {header.index(name) + 1} and {j + 1})"
+                f"(columns {k + 1} and {j + 1})"
             )
     if not rows:
         raise DataError(f"{shown}: has a header but no data rows")
     columns = list(zip(*rows))
-    return _Csv(header, columns, np.asarray(lines, dtype=np.int64), shown)
+    return _Csv(header, columns, np.asarray(lines, dtype=np.int64), shown, first)
 
 
 def _first_unconvertible(cells: Iterable[str]) -> int:

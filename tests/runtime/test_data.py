@@ -709,3 +709,17 @@ def test_docstring_examples_run():
 
     result = doctest.testmod(D, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted >= 4 and result.failed == 0
+
+
+def test_wide_csv_header_is_checked_in_linear_time(tmp_path):
+    # 100k columns: the duplicate-name check used header.index per column (minutes here)
+    n = 100_000
+    names = [f"f{j}" for j in range(n)]
+    row = ",".join("1" for _ in range(n))
+    path = write_csv(tmp_path / "wide.csv", ",".join(names + ["y"]) + "\n" + row + ",0\n" + row + ",1\n")
+    sp = load(path, input_shape=(n,), n_outputs=2, label="y")
+    assert sp.train.x.shape == (2, n)
+    x = D.load_inputs(path, input_shape=(n,), label="y")
+    assert x.shape == (2, n)
+    dup = write_csv(tmp_path / "dup.csv", ",".join(names + ["f5"]) + "\n" + row + ",1\n")
+    data_error(lambda: D.load_inputs(dup, input_shape=(n + 1,)), "'f5' appears twice", "columns 6 and 100001")
