@@ -3,7 +3,10 @@
 This module and everything it imports stay free of numpy, scipy and the kernels, so
 ``dlrun check`` starts quickly.
 
-    dlrun check FILE... [--ir]    exit 0 and one line per valid file; exit 2 and diagnostics
+    dlrun check FILE... [--ir]    exit 0 and one line per valid file; exit 2 and diagnostics.
+                                  --ir prints one JSON document: the model's IR for one file;
+                                  for several, an object keyed by each file as given (null for
+                                  a file that failed)
     dlrun summary FILE            layers, output shapes, parameters, FLOPs per sample
     dlrun fmt FILE [--write]      canonical form on stdout, or rewritten in place (atomically)
 """
@@ -47,8 +50,10 @@ def _check(args) -> int:
     from dlrun.errors import DslError
 
     status = 0
+    irs: dict = {}  # --ir: file -> checked model (None when it failed), printed as one JSON document
     for path in args.files:
         warnings: list = []
+        irs[path] = None
         try:
             model = load_file(path, warnings=warnings)
         except DslError as err:
@@ -59,13 +64,21 @@ def _check(args) -> int:
             continue
         _print_warnings(warnings)
         if args.ir:
-            print(ir.to_json(model))
+            irs[path] = model
         else:
             params = _param_count(model)
             w = f", {len(warnings)} warning{'s' if len(warnings) != 1 else ''}" if warnings else ""
             print(f"{path}: ok: model {model.name}, {len(model.layers)} layers, "
                   f"{'x'.join(map(str, model.input_shape))} -> {'x'.join(map(str, model.output_shape))}, "
                   f"{params:,} parameters, loss {model.loss.name}, optimizer {model.optimizer.name}{w}")
+    if args.ir:
+        import json
+
+        if len(args.files) == 1:
+            if irs[args.files[0]] is not None:
+                print(ir.to_json(irs[args.files[0]]))
+        else:
+            print(json.dumps({p: None if m is None else ir.to_dict(m) for p, m in irs.items()}, indent=2))
     return status
 
 

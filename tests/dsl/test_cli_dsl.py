@@ -156,3 +156,15 @@ def test_fmt_write_through_symlink_keeps_the_link(good, tmp_path):
     r = dlrun("fmt", link, "--write")
     assert r.returncode == 0, r.stderr
     assert link.is_symlink() and "    dense w relu as h\n" in good.read_text()
+
+
+def test_check_ir_of_several_files_is_one_json_document(good, tmp_path):
+    other = tmp_path / "other.net"
+    other.write_text(GOOD.replace("model tiny", "model other"))
+    r = dlrun("check", "--ir", good, other, BAD / "unknown_activation.net")
+    assert r.returncode == 2
+    data = json.loads(r.stdout)  # one document, not one per file
+    assert list(data) == [str(good), str(other), str(BAD / "unknown_activation.net")]
+    assert data[str(good)]["name"] == "tiny" and data[str(other)]["name"] == "other"
+    assert data[str(BAD / "unknown_activation.net")] is None
+    assert "unknown activation 'rleu'" in r.stderr
