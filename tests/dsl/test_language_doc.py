@@ -40,3 +40,15 @@ def test_every_table_name_is_documented():
             if name not in quoted and name not in words:
                 missing.append(f"{group}: {name}")
     assert not missing, "names missing from docs/language.md: " + ", ".join(missing)
+
+
+def test_check_output_quoted_in_the_docs_is_what_check_prints(capsys, monkeypatch):
+    """A quoted `NAME.net: ok: ...` line is the start of what `dlrun check models/NAME.net` prints."""
+    from dlrun.runtime import cli
+
+    quoted = re.findall(r"`(\w+\.net: ok: [^`]*?)(?:, \.\.\.)?`", DOC.read_text(encoding="utf-8"))
+    assert quoted
+    monkeypatch.chdir(DOC.parents[1] / "models")
+    for line in quoted:
+        assert cli.main(["check", line.split(":")[0]]) == 0
+        assert capsys.readouterr().out.startswith(line), line
