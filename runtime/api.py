@@ -258,6 +258,7 @@ class Model:
             from dlrun.runtime.checkpoint import open_checkpointer
 
             checkpoint = open_checkpointer(checkpoint, self, resume=resume, batch_size=batch_size, lr=self._lr,
+                                           epochs=epochs,
                                            class_names=self.class_names, quiet=True,
                                            report=lambda m: warnings.warn(m, stacklevel=3))
         elif resume and checkpoint is None:

@@ -455,12 +455,14 @@ class Checkpointer:
 
 
 
-def open_checkpointer(folder, model, *, resume=False, batch_size=None, lr=None, class_names=None,
+def open_checkpointer(folder, model, *, resume=False, batch_size=None, lr=None, epochs=None, class_names=None,
                       report=None, quiet=False) -> Checkpointer:
     """The ``Checkpointer`` of a run of ``model`` (a ``dlrun.Model``) into ``folder`` (created
     if needed). ``resume``: continue from the newest intact checkpoint there (damaged ones are
     reported through ``report(message)`` and skipped; none at all: start from the beginning).
-    ``batch_size``/``lr``: overrides of the file's values, which a resume must match."""
+    ``batch_size``/``lr``: overrides of the file's values, which a resume must match.
+    ``epochs``: the run's epochs (default the file's); a checkpoint that already reached them,
+    or whose run stopped early, leaves nothing to train, which is reported even when ``quiet``."""
     report = report or (lambda message: None)
     folder = Checkpointer.prepare_folder(folder)
     t = model.ir.train
@@ -490,4 +492,23 @@ def open_checkpointer(folder, model, *, resume=False, batch_size=None, lr=None, 
             done, batch = (int(v) for v in arrays["ckpt.position"][:2])
             where = f"epoch {done + 1}, batch {batch + 1}" if batch else f"the end of epoch {done}"
             report(f"resuming from {path} ({where})")
+        nothing = _nothing_to_resume(arrays, path, int(epochs or t.epochs))
+        if nothing:
+            report(f"note: {nothing}")
     return ck
+
+
+def _nothing_to_resume(arrays, path, epochs) -> str | None:
+    """Why resuming from ``arrays`` runs no epoch of a run of ``epochs`` epochs, or None."""
+    done, batch = (int(v) for v in arrays["ckpt.position"][:2])
+    if _json(arrays, "ckpt.history", path).get("stopped_early"):
+        return (f"the run in {path} stopped early (early stopping, at epoch {done}): no epoch is run, "
+                f"the weights are the ones it ended with")
+    if done < epochs:  # Trainer.run goes on with epoch done + 1 (from batch ``batch``)
+        return None
+    where = f"is in epoch {done + 1} (after batch {batch})" if batch else f"is at the end of epoch {done}"
+    if done == epochs and not batch:
+        return f"{path} already holds all {epochs} epochs: no epoch is run, the weights are the checkpoint's"
+    return (f"{path} {where}, beyond the {epochs} epoch{'s' if epochs != 1 else ''} asked for: no epoch is "
+            f"run, the weights are the checkpoint's (to train {epochs} epoch{'s' if epochs != 1 else ''} "
+            f"from the start, do not resume)")

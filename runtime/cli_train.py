@@ -221,6 +221,7 @@ def _checkpointer(args, folder, model, splits):
     from dlrun.runtime.checkpoint import open_checkpointer
 
     return open_checkpointer(folder, model, resume=args.resume, batch_size=args.batch_size, lr=args.lr,
+                             epochs=args.epochs,
                              class_names=splits.class_names, report=_err, quiet=args.quiet)
 
 

@@ -227,3 +227,27 @@ def test_python_api_checkpoint_and_resume(tmp_path):
     assert second.network.store.flat.tobytes() == full.network.store.flat.tobytes()
     with pytest.raises(dlrun.UsageError, match="needs checkpoint"):
         second.fit(x, y, resume=True)
+
+
+def test_resume_with_fewer_epochs_than_the_checkpoint_says_what_it_does(capsys, run_dir):
+    _train(capsys, run_dir, epochs=3)
+    ck = run_dir / "resume.ckpt"
+    newest = C.list_checkpoints(ck)[0]
+    code, err = cli(capsys, "train", run_dir / "resume.net", "--quiet", "--resume", "--epochs", 2)
+    assert code == 0, err
+    assert (f"note: {newest} is at the end of epoch 3, beyond the 2 epochs asked for: no epoch is run, "
+            "the weights are the checkpoint's") in err
+    code, err = cli(capsys, "train", run_dir / "resume.net", "--quiet", "--resume", "--epochs", 3)
+    assert code == 0 and f"note: {newest} already holds all 3 epochs: no epoch is run" in err
+    code, err = cli(capsys, "train", run_dir / "resume.net", "--quiet", "--resume", "--epochs", 4)
+    assert code == 0 and "note:" not in err  # epoch 4 is trained
+
+
+def test_resume_of_a_run_that_stopped_early_says_nothing_is_left(capsys, run_dir):
+    net = run_dir / "resume.net"
+    net.write_text(net.read_text().replace("patience=1000", "patience=1"))
+    assert main(["train", str(net), "--quiet", "--epochs", "40", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["stopped_early"]
+    code, err = cli(capsys, "train", net, "--quiet", "--resume", "--epochs", 50)
+    assert code == 0, err
+    assert "stopped early (early stopping, at epoch" in err and "no epoch is run" in err
