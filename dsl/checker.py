@@ -8,7 +8,9 @@ in source order:
    parameters of its ``tables.py`` entry (unknown names get "did you mean"), checks
    types and ranges, fills in defaults and canonicalises aliases.
 2. ``check_semantics`` works on IR nodes: layer order, shape inference through every
-   layer, output/loss compatibility, metrics, early stopping and data consistency.
+   layer, output/loss compatibility (the output and the fused loss are decided by
+   ``output.decide_output`` and recorded in ``Model.output``), metrics, early stopping
+   and data consistency.
    ``check(model)`` runs it (with a parameter re-validation) on any ``ir.Model``, for
    instance one built or modified in Python.
 """
@@ -21,6 +23,7 @@ import re
 from dlrun.dsl import ir, tables as T
 from dlrun.dsl.diagnostics import Reporter, suggest
 from dlrun.dsl.ir import NOWHERE, Pos
+from dlrun.dsl.output import decide_output, layer_label as _layer_label
 from dlrun.dsl.transform import (Arg, BinOp, Call, ListLit, Let, Num, Program, Ref,
                                  ShapeLit, Statement, Str, Unary)
 
@@ -888,19 +891,6 @@ def data_format(path: str) -> str | None:
 # =====================================================================================
 # Stage 2: checks on IR nodes (shared by parse() and check(model))
 
-def final_activation(layers) -> str:
-    """The activation that produces the model's output ('linear' if none)."""
-    for layer in reversed(layers):
-        if layer.kind == "dense":
-            return layer.params["activation"].name
-        if layer.kind == "activation":
-            return layer.params["activation"].name
-        if layer.kind in ("dropout",):
-            continue
-        return "linear"
-    return "linear"
-
-
 def _word(r: Reporter, pos: Pos) -> Pos:
     """The span of the word that starts at ``pos`` (a statement's keyword)."""
     if pos.line <= 0 or pos.line > len(r.lines):
@@ -920,12 +910,6 @@ class _LazyWord:
 
     def __init__(self, r, pos):
         self.r, self.pos = r, pos
-
-
-def _layer_label(layer, index) -> str:
-    name = f" '{layer.name}'" if layer.name else ""
-    kind = layer.params["activation"].name if layer.kind == "activation" else layer.kind
-    return f"layer {index} ({kind}{name})"
 
 
 def infer_shapes(layers, r: Reporter) -> list | None:
@@ -976,8 +960,9 @@ def infer_shapes(layers, r: Reporter) -> list | None:
 
 
 def check_semantics(model_parts: dict, r: Reporter, anchor: Pos, *, shapes: bool = True,
-                    input_written: bool = False) -> list | None:
-    """Shapes, output/loss compatibility, metrics, early stopping vs data.
+                    input_written: bool = False) -> tuple[list | None, ir.Output | None]:
+    """Shapes, output/loss compatibility, metrics, early stopping vs data. Returns the
+    layers with shapes and the model's ``ir.Output`` (None where they could not be made).
 
     ``shapes`` False skips shape inference (some layer already failed: its shape is
     unknown and every later shape message would be noise).
@@ -1001,30 +986,27 @@ def check_semantics(model_parts: dict, r: Reporter, anchor: Pos, *, shapes: bool
         typed = None
     elif not any(l.kind == "dense" for l in layers):
         r.error(_word(r, layers[-1].pos), "the model has no trainable layer; add a 'dense' layer")
+    output = None
     if loss is not None and typed:
         out_shape = typed[-1].shape
-        act = final_activation(typed)
+        output, problems = decide_output(typed, loss.name)
+        act = output.activation
         last = _layer_label(typed[-1], len(typed) - 1)
         lpos = loss.pos
-        if loss.name in ("cross_entropy", "binary_cross_entropy") and len(out_shape) != 1:
+        if loss.name in T.LOSS_FUSES and len(out_shape) != 1:
             r.error(lpos, f"'{loss.name}' needs a flat output, but {last} gives shape "
                     f"{'x'.join(map(str, out_shape))}")
-        elif loss.name == "cross_entropy":
-            if out_shape[0] < 2:
-                r.error(lpos, f"'cross_entropy' needs at least 2 output units (one per class), but "
-                        f"{last} has {out_shape[0]}; for a yes/no target use one sigmoid unit and "
-                        "'binary_cross_entropy'")
-            elif act not in ("softmax", "linear"):
-                r.error(lpos, f"'cross_entropy' needs softmax or linear outputs, but {last} uses "
-                        f"'{act}'")
-        elif loss.name == "binary_cross_entropy":
-            if out_shape[0] != 1:
-                r.error(lpos, f"'binary_cross_entropy' needs exactly 1 output unit, but {last} has "
-                        f"{out_shape[0]}; for {out_shape[0]} classes use softmax and 'cross_entropy'")
-            elif act not in ("sigmoid", "linear"):
-                r.error(lpos, f"'binary_cross_entropy' needs a sigmoid or linear output, but {last} "
-                        f"uses '{act}'")
-        elif act == "softmax":
+        elif loss.name == "cross_entropy" and out_shape[0] < 2:
+            r.error(lpos, f"'cross_entropy' needs at least 2 output units (one per class), but "
+                    f"{last} has {out_shape[0]}; for a yes/no target use one sigmoid unit and "
+                    "'binary_cross_entropy'")
+        elif loss.name == "binary_cross_entropy" and out_shape[0] != 1:
+            r.error(lpos, f"'binary_cross_entropy' needs exactly 1 output unit, but {last} has "
+                    f"{out_shape[0]}; for {out_shape[0]} classes use softmax and 'cross_entropy'")
+        else:
+            for index, message in problems:
+                r.error(lpos if index is None else _word(r, typed[index].pos), message)
+        if act == "softmax" and loss.name not in T.LOSS_FUSES:
             r.warning(lpos, f"softmax output feeding '{loss.name}': probabilities compared by "
                       f"{loss.name} learn slowly; did you mean 'loss cross_entropy'?")
     if loss is not None:
@@ -1040,7 +1022,7 @@ def check_semantics(model_parts: dict, r: Reporter, anchor: Pos, *, shapes: bool
         if es.monitor.startswith("val_") and data is not None and data.validation is None:
             r.error(es.pos, f"early_stopping monitors '{es.monitor}', but the data block has no "
                     "'validation' set (e.g. 'validation 0.15')")
-    return typed
+    return typed, output
 
 
 # =====================================================================================
@@ -1071,8 +1053,8 @@ def check_program(program: Program, r: Reporter, path: str | None) -> ir.Model |
         if first is not layer and first.pos != layer.pos:
             r.error(layer.pos, f"layer name '{layer.name}' is used twice (also on line {first.pos.line}); "
                     "'repeat' numbers its names: 'as h' becomes h_1, h_2, ...")
-    typed = check_semantics(parts, r, program.name_pos, shapes=el.failed_layers == 0,
-                            input_written=has_input)
+    typed, output = check_semantics(parts, r, program.name_pos, shapes=el.failed_layers == 0,
+                                    input_written=has_input)
     if r.errors:
         return None
     return ir.Model(
@@ -1087,6 +1069,7 @@ def check_program(program: Program, r: Reporter, path: str | None) -> ir.Model |
         data=parts.get("data"),
         path=path,
         pos=program.pos,
+        output=output,
     )
 
 
@@ -1177,7 +1160,7 @@ def check_model(model: ir.Model, text: str | None = None) -> tuple[ir.Model, lis
         raise DslError(r.errors)
     parts = {"layers": layers, "loss": model.loss, "train": model.train,
              "early_stopping": model.early_stopping, "data": model.data}
-    typed = check_semantics(parts, r, model.pos)
+    typed, output = check_semantics(parts, r, model.pos)
     if r.errors:
         raise DslError(r.errors)
     for old, new in zip(model.layers, typed):
@@ -1185,4 +1168,4 @@ def check_model(model: ir.Model, text: str | None = None) -> tuple[ir.Model, lis
             r.error(old.pos, f"layer shape {old.shape} does not match the inferred {new.shape}")
     if r.errors:
         raise DslError(r.errors)
-    return replace(model, layers=tuple(typed)), r.warnings
+    return replace(model, layers=tuple(typed), output=output), r.warnings

@@ -172,6 +172,29 @@ class Data:
 
 
 @dataclass(frozen=True)
+class Output:
+    """How the model's output is produced and read: decided once, by the checker
+    (``dsl/output.py``), and read by the runtime network.
+
+    activation  the activation that produces the output ('linear' if none); dropout and
+                flatten after it change no value at inference and are looked through
+    layer       index in ``Model.layers`` of the layer applying it (None when linear)
+    fused       the loss computes ``activation`` itself from the logits (cross_entropy with
+                softmax, binary_cross_entropy with sigmoid): training and evaluation stop
+                before it, and ``layer`` is then the last layer
+    proba       the activation ``predict`` applies to linear logits (softmax / sigmoid of a
+                linear output trained with a cross-entropy), or None
+    task        'classification' | 'binary' | 'regression' (implied by the loss)
+    """
+
+    activation: str = "linear"
+    layer: int | None = None
+    fused: bool = False
+    proba: str | None = None
+    task: str = "regression"
+
+
+@dataclass(frozen=True)
 class Model:
     """A whole checked model file."""
 
@@ -186,6 +209,7 @@ class Model:
     data: Data | None = None
     path: str | None = None
     pos: Pos = NOWHERE
+    output: Output | None = None   # filled in by the checker
 
     @property
     def input_shape(self) -> tuple[int, ...]:

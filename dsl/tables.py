@@ -143,6 +143,10 @@ LOSSES: dict[str, tuple[Param, ...]] = {
 }
 #: Losses whose targets are class labels (accuracy makes sense).
 CLASSIFICATION_LOSSES = ("cross_entropy", "binary_cross_entropy")
+#: loss -> the task it implies (every other loss: 'regression').
+LOSS_TASKS = {"cross_entropy": "classification", "binary_cross_entropy": "binary"}
+#: loss -> the output activation it fuses (computed from the logits, see ``dsl/output.py``).
+LOSS_FUSES = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}
 
 # ---------------------------------------------------------------------------- optimizers
 _LR = "learning rate"

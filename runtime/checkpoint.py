@@ -58,9 +58,11 @@ class Interrupted(DlrunError):
 # -- identity of a run --------------------------------------------------------------------
 def model_identity(model_ir) -> dict:
     """The canonical IR of a model file without source positions, its path and
-    ``train.epochs`` (extending a run is allowed)."""
+    ``train.epochs`` (extending a run is allowed). ``output`` is left out: the checker
+    derives it from the layers and the loss (checkpoints written before it existed lack it)."""
     d = ir.to_dict(model_ir, positions=False)
     d.pop("path", None)
+    d.pop("output", None)
     train = d.get("train")
     if isinstance(train, dict):
         train.pop("epochs", None)

@@ -1,12 +1,13 @@
 """The loss at the end of a network, mapped onto the fused loss kernels.
 
 ``cross_entropy`` is computed from logits by ``softmax_cross_entropy`` and
-``binary_cross_entropy`` by ``sigmoid_binary_cross_entropy``: when the last layer's
+``binary_cross_entropy`` by ``sigmoid_binary_cross_entropy``: when the model's output
 activation is softmax (resp. sigmoid) the network is trained on its pre-activation (the
 logits), which is both faster and numerically stable; when it is linear its outputs *are*
 the logits, and prediction applies softmax (resp. sigmoid) to return probabilities.
 ``mse``, ``mae`` and ``huber`` apply to the outputs and backpropagate through whatever
-activation the last layer has.
+activation the last layer has. Which of these holds is decided by the checker
+(``dsl/output.py``) and recorded in ``ir.Model.output``; this module only reads it.
 """
 from __future__ import annotations
 
@@ -15,37 +16,22 @@ import numpy as np
 from dlrun.errors import UsageError
 from dlrun.kernels import losses as kloss
 
-# loss -> the output activation fused into it
-FUSED = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}
-TASKS = {"cross_entropy": "classification", "binary_cross_entropy": "binary"}
-
 
 class LossHead:
     """Computes the mean loss of a batch and writes its gradient into ``grad``.
 
-    ``fused`` is True when the network's final activation is part of the loss (training
-    and evaluation then run the network up to the logits); ``proba_act`` names the
-    activation predict must apply to the network's outputs (softmax/sigmoid on logits of a
-    linear output layer), or None.
+    ``output`` is the model's ``ir.Output``. ``fused`` is True when the network's final
+    activation is part of the loss (training and evaluation then run the network up to
+    the logits); ``proba_act`` names the activation predict must apply to the network's
+    outputs (softmax/sigmoid on logits of a linear output layer), or None.
     """
 
-    def __init__(self, loss, final_activation: str, where: str = ""):
+    def __init__(self, loss, output):
         self.name = loss.name
         self.params = dict(loss.params)
-        self.task = TASKS.get(self.name, "regression")
-        self.fused = False
-        self.proba_act = None
-        want = FUSED.get(self.name)
-        if want is not None:
-            if final_activation == want:
-                self.fused = True
-            elif final_activation == "linear":
-                self.proba_act = want
-            else:
-                raise UsageError(
-                    f"{where}loss {self.name} needs the last layer's activation to be {want} or "
-                    f"linear (logits), got {final_activation!r}"
-                )
+        self.task = output.task
+        self.fused = output.fused
+        self.proba_act = output.proba
         self.label_smoothing = float(self.params.get("label_smoothing", 0.0) or 0.0)
         self.delta = float(self.params.get("delta", 1.0) or 1.0)
 

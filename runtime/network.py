@@ -33,15 +33,18 @@ def rng_for(seed: int, purpose: str) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), PURPOSES[purpose]])))
 
 
-def _final_activation(layers):
-    """The activation applied last and the layer applying it (walking past flatten)."""
-    for layer in reversed(layers):
-        if layer.kind == "flatten":
-            continue
-        if layer.kind in ("dense", "activation"):
-            return layer.act, layer
-        return "linear", None
-    return "linear", None
+def model_output(model):
+    """The model's ``ir.Output`` as the checker recorded it; a model built in Python without
+    the checker gets the same decision (``dsl/output.py``), its problems raised here."""
+    if model.output is not None:
+        return model.output
+    from dlrun.dsl.output import decide_output
+
+    output, problems = decide_output(model.layers, model.loss.name)
+    if problems:
+        where = f"{model.path}: " if model.path else ""
+        raise UsageError(where + problems[0][1])
+    return output
 
 
 class Network:
@@ -83,17 +86,19 @@ class Network:
                     if nxt.kind not in ("batchnorm", "dropout", "flatten"):
                         break
 
-        # the loss head, and which layers training runs (up to the logits)
-        final_act, final_layer = _final_activation(compute)
-        where = f"{model.path}: " if model.path else ""
-        self.loss = LossHead(model.loss, final_act, where)
+        # the loss head, and which layers training runs (up to the logits): read from the
+        # IR, where the checker decided them
+        output = model_output(model)
+        self.loss = LossHead(model.loss, output)
         self.task = self.loss.task
         self._head_dense = None   # dense whose activation the fused loss replaces
         self._tail = None         # standalone activation layer the fused loss replaces
         body = list(compute)
         if self.loss.fused:
+            final_layer = self.layers[output.layer]
             if final_layer is not compute[-1]:
-                raise UsageError(f"{where}the {final_act} of the output must be the last layer")
+                raise UsageError(f"{final_layer.describe()}: the fused {output.activation} is not the "
+                                 "last layer (the IR's output does not match its layers)")
             if final_layer.kind == "dense":
                 self._head_dense = final_layer
             else:

@@ -49,6 +49,12 @@ def test_flatten_on_flat_input_warns():
     ("  input 2x3\n", "mse", "no layers after 'input'"),
     ("  input 2x3\n  relu\n", "mse", "no trainable layer"),
     ("  input 2x3\n  dense 4\n", "mse", "add 'flatten'"),
+    # the loss applies softmax/sigmoid itself: nothing may come after them (issue 9, item 4)
+    ("  input 4\n  dense 3 softmax\n  dropout 0.1\n", "cross_entropy", "must be the model's last layer"),
+    ("  input 4\n  dense 3 softmax\n  flatten\n", "cross_entropy", "must be the model's last layer"),
+    ("  input 4\n  dense 3 softmax\n  batchnorm\n", "cross_entropy", "must be the model's last layer"),
+    ("  input 4\n  dense 1 sigmoid\n  dropout 0.2\n", "binary_cross_entropy", "must be the model's last layer"),
+    ("  input 4\n  dense 3\n  softmax\n  dropout 0.2\n", "cross_entropy", "must be the model's last layer"),
 ])
 def test_output_loss_rules(layers, loss, fragment):
     assert any(fragment in m for m in messages(model_text(layers, loss)))
@@ -56,7 +62,8 @@ def test_output_loss_rules(layers, loss, fragment):
 
 @pytest.mark.parametrize("layers,loss", [
     ("  input 4\n  dense 3\n", "cross_entropy"),
-    ("  input 4\n  dense 3 softmax\n  dropout 0.1\n", "cross_entropy"),
+    ("  input 4\n  dense 3\n  dropout 0.1\n", "cross_entropy"),
+    ("  input 4\n  dense 3 softmax\n  dropout 0.1\n", "mse"),
     ("  input 4\n  dense 1\n", "binary_cross_entropy"),
     ("  input 4\n  dense 1\n  sigmoid\n", "binary_cross_entropy"),
     ("  input 2x3\n  relu\n  flatten\n  dense 5\n", "huber"),

@@ -71,8 +71,68 @@ def test_standalone_softmax_layer_is_fused_into_the_loss():
 
 
 def test_cross_entropy_needs_softmax_or_linear_output():
-    with pytest.raises(UsageError, match="cross_entropy needs the last layer's activation to be softmax"):
+    with pytest.raises(UsageError, match="'cross_entropy' needs softmax or linear outputs"):
         Network(F.mlp(4, (6,), 3, out="relu"))
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+@pytest.mark.parametrize("layers,loss", [
+    ([F.input_(4), F.dense(3, "softmax"), F.dropout(0.3)], "cross_entropy"),
+    ([F.input_(4), F.dense(3, "softmax"), F.flatten()], "cross_entropy"),
+    ([F.input_(4), F.dense(1, "sigmoid"), F.dropout(0.3)], "binary_cross_entropy"),
+])
+def test_layers_after_a_fused_output_activation_are_refused(layers, loss):
+    # an unchecked IR goes through the checker's decision too (dsl/output.py), not a second one
+    with pytest.raises(UsageError, match="must be the model's last layer"):
+        Network(F.model(layers, loss=loss))
+
+
+def _check(text):
+    from dlrun.dsl import parse
+
+    return parse("dlrun 1\nmodel m {\n" + text + "\n optimizer adam\n}\n")
+
+
+@pytest.mark.parametrize("body,proba", [
+    (" input 4\n dense 8 relu\n dropout 0.3\n dense 3 softmax\n loss cross_entropy", None),
+    (" input 4\n dense 8 relu\n dense 3\n dropout 0.3\n loss cross_entropy", "softmax"),
+    (" input 4\n dense 8 relu\n dense 3\n softmax\n loss cross_entropy", None),
+])
+def test_probabilities_are_one_softmax_of_the_logits(body, proba):
+    m = _check(body)
+    net = Network(m)
+    assert net.loss.proba_act == proba
+    x = np.random.default_rng(2).standard_normal((6, 4)).astype(np.float32)
+    logits = net.forward(x, False, logits=True).copy()
+    p = net.predict(x).copy()
+    np.testing.assert_allclose(p.sum(1), 1, rtol=1e-6)
+    np.testing.assert_allclose(p, _softmax(logits.astype(np.float64)), rtol=1e-5, atol=1e-7)
+    # the inference chain (the API's predict path) computes the same single softmax
+    chain = net.inference_chain()
+    out = np.empty_like(p)
+    chain.run(x, 1.0, 0.0, out)
+    np.testing.assert_allclose(out, p, rtol=1e-5, atol=1e-7)
+
+
+def test_a_regression_loss_reads_softmax_outputs_through_dropout_once():
+    # mse on softmax probabilities (warned about, allowed): predict returns them, once
+    m = _check(" input 4\n dense 3 softmax\n dropout 0.3\n loss mse")
+    assert m.output.activation == "softmax" and not m.output.fused and m.output.proba is None
+    net = Network(m)
+    x = np.random.default_rng(3).standard_normal((5, 4)).astype(np.float32)
+    p = net.predict(x)
+    np.testing.assert_allclose(p.sum(1), 1, rtol=1e-6)
+
+
+def test_the_network_reads_the_output_the_checker_recorded():
+    m = _check(" input 4\n dense 3 softmax\n loss cross_entropy")
+    assert m.output.fused and m.output.layer == 1 and m.output.task == "classification"
+    net = Network(m)
+    assert net.loss.fused and net._head_dense is net.layers[1]
 
 
 def test_default_init_looks_past_batchnorm_to_the_activation():

@@ -1,0 +1,85 @@
+"""Which activation produces a model's output, and what the loss does with it: decided
+here, once.
+
+The checker records the answer in ``ir.Model.output`` and reports the problems found
+with the file's line and column; the runtime network reads ``Model.output`` and decides
+nothing itself (a model built in Python without the checker goes through
+``decide_output`` too).
+
+    >>> from dlrun.dsl import parse
+    >>> m = parse("dlrun 1\\nmodel m {\\n input 4\\n dense 3 softmax\\n loss cross_entropy\\n"
+    ...           " optimizer adam\\n}\\n")
+    >>> m.output
+    Output(activation='softmax', layer=1, fused=True, proba=None, task='classification')
+
+Rules:
+- the output activation is the activation of the last ``dense`` or activation layer;
+  ``dropout``, ``flatten`` and ``activation linear`` after it change no value at
+  inference and are looked through; a ``batchnorm`` after it makes the output linear;
+- a cross-entropy computes its activation (softmax, sigmoid) itself from the logits, so
+  a layer applying that activation must be the model's last layer: anything after it
+  would make the loss train on probabilities and ``predict`` apply the activation twice;
+- a cross-entropy needs its own activation or a linear output (the logits, to which
+  ``predict`` then applies the activation).
+"""
+from __future__ import annotations
+
+from dlrun.dsl import ir
+from dlrun.dsl import tables as T
+
+#: Layers that change no value at inference: the output activation is looked for before them.
+LOOK_THROUGH = ("dropout", "flatten")
+
+
+def layer_label(layer, index) -> str:
+    """``layer 2 (dense 'h')``: how messages name a layer."""
+    name = f" '{layer.name}'" if layer.name else ""
+    kind = layer.params["activation"].name if layer.kind == "activation" else layer.kind
+    return f"layer {index} ({kind}{name})"
+
+
+def _activation(layer) -> str | None:
+    """The activation ``layer`` applies, or None for a layer that applies none
+    (``activation linear`` counts as none: it is the identity)."""
+    if layer.kind not in ("dense", "activation"):
+        return None
+    name = layer.params["activation"].name
+    return None if layer.kind == "activation" and name == "linear" else name
+
+
+def decide_output(layers, loss_name: str) -> tuple[ir.Output, list]:
+    """``(ir.Output, problems)`` for a model's layers (``layers[0]`` is the input) and the
+    name of its loss. ``problems``: ``(layer index or None for the loss, message)``, in
+    the order they should be reported; the ``Output`` is meaningful only without them."""
+    problems = []
+    src = next((i for i in range(len(layers) - 1, -1, -1) if _activation(layers[i]) is not None), None)
+    act = "linear" if src is None else _activation(layers[src])
+    trailing = [] if src is None else list(layers[src + 1:])
+    identity = all(l.kind in LOOK_THROUGH or l.kind == "activation" for l in trailing)
+    final = act if identity else "linear"
+    fuses = T.LOSS_FUSES.get(loss_name)
+    task = T.LOSS_TASKS.get(loss_name, "regression")
+    if fuses is not None and act == fuses and trailing:
+        first = trailing[0]
+        word = layer_label(first, src + 1)
+        line = layers[src].pos.line
+        at = f" (line {line})" if line > 0 else ""
+        problems.append((src + 1, f"{word} after the {act} output: '{loss_name}' applies {act} itself, "
+                                  f"to the logits, so the layer with {act}{at} must be the model's last "
+                                  f"layer; move '{first.kind}' before it or remove it"))
+    elif fuses is not None and final not in (fuses, "linear"):
+        last = layer_label(layers[src], src)
+        if loss_name == "cross_entropy":
+            problems.append((None, f"'cross_entropy' needs softmax or linear outputs, but {last} uses "
+                                   f"'{final}'"))
+        else:
+            problems.append((None, f"'{loss_name}' needs a {fuses} or linear output, but {last} "
+                                   f"uses '{final}'"))
+    fused = fuses is not None and final == fuses and not trailing
+    return ir.Output(
+        activation=final,
+        layer=src if final != "linear" else None,
+        fused=fused,
+        proba=fuses if fuses is not None and final == "linear" else None,
+        task=task,
+    ), problems
