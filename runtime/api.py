@@ -243,7 +243,8 @@ class Model:
             self.class_names = names
             if not self.preprocessor.fitted:
                 self.preprocessor.fit(train.x)
-        if progress is True:
+        own_progress = progress is True
+        if own_progress:
             from dlrun.runtime.train import ConsoleProgress
 
             progress = ConsoleProgress()
@@ -274,6 +275,8 @@ class Model:
         try:
             self.history = trainer.run()
         except BaseException:
+            if own_progress:
+                progress.close()  # a bar cut short ends where it stood, not redrawn after the error
             if checkpoint is not None:
                 checkpoint.close(quiet=True)  # the last good checkpoint lands before the error
             raise

@@ -168,11 +168,14 @@ def _train_run(args, created) -> int:
         n_test = len(splits.test) if splits.test is not None else 0
         _err(f"{model.name}: {model.network.param_count} parameters, {len(splits.train)} training / "
              f"{n_val} validation / {n_test} test samples")
-    with warnings.catch_warnings(), _stop_signals(checkpoint):
+    with warnings.catch_warnings(), _stop_signals(checkpoint, progress):
         warnings.simplefilter("always")
-        warnings.showwarning = lambda m, *a, **k: _err(f"warning: {m}")
-        history = model.fit(epochs=args.epochs, batch_size=args.batch_size, progress=progress,
-                            checkpoint=checkpoint)
+        warnings.showwarning = lambda m, *a, **k: progress.message(f"warning: {m}")
+        try:
+            history = model.fit(epochs=args.epochs, batch_size=args.batch_size, progress=progress,
+                                checkpoint=checkpoint)
+        finally:
+            progress.close()  # a bar cut short ends here, before the error's message
     if not args.quiet:
         note = " (stopped early)" if history.stopped_early else ""
         best = f"; best epoch {history.best_epoch} by {history.monitor}" if history.best_epoch else ""
@@ -229,14 +232,16 @@ class _stop_signals:
     """SIGINT/SIGTERM during training ask the trainer to checkpoint at the next batch
     boundary and stop (exit 130/143); a second signal stops at once."""
 
-    def __init__(self, checkpoint):
+    def __init__(self, checkpoint, progress):
         self.ck = checkpoint
+        self.progress = progress
 
     def _handler(self, signum, frame):
         if self.ck.stop_signal is not None:
             raise KeyboardInterrupt
         self.ck.stop_signal = signum
-        _err("stopping at the next batch boundary after writing a checkpoint (signal again to stop at once)")
+        self.progress.message("stopping at the next batch boundary after writing a checkpoint "
+                              "(signal again to stop at once)")
 
     def __enter__(self):
         import signal

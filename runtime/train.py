@@ -91,19 +91,64 @@ class History:
                 f"stopped_early={self.stopped_early}, final={self.final})")
 
 
-def format_metrics(metrics, keys=None) -> str:
-    """``loss 0.1234  accuracy 0.9700 ...`` (without ``seconds``)."""
+# shorter spellings for a progress line that must fit a terminal's width
+_SHORT = {"accuracy": "acc", "penalty": "pen"}
+
+
+def format_metrics(metrics, keys=None, *, short=False, sep="  ") -> str:
+    """``loss 0.1234  accuracy 0.9700 ...`` (without ``seconds``); ``short``: ``acc``, ``pen``."""
     parts = []
     for k, v in metrics.items():
         if k == "seconds" or (keys is not None and k not in keys):
             continue
-        parts.append(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}")
-    return "  ".join(parts)
+        name = _SHORT.get(k, k) if short else k
+        parts.append(f"{name} {v:.4f}" if isinstance(v, float) else f"{name} {v}")
+    return sep.join(parts)
+
+
+def fit_epoch_line(head, metrics, width) -> str:
+    """The end-of-epoch line ``head  loss ...  (0.12s)`` in at most ``width - 1`` columns.
+
+    Shortened only as far as needed, in this order: the validation metrics grouped after
+    ``| val`` with short names (``acc``, ``pen``), then without the epoch's seconds, then the
+    training part reduced to its loss; the validation metrics are the last thing cut.
+    """
+    seconds = f"({metrics.get('seconds', 0.0):.2f}s)"
+    train = [k for k in metrics if k != "seconds" and not k.startswith("val_")]
+    val = {k[4:]: v for k, v in metrics.items() if k.startswith("val_")}
+    candidates = [f"{head}  {format_metrics(metrics)}  {seconds}"]  # as the plain line
+    for keep, with_seconds in ((train, True), (train, False), (train[:1], False)):
+        line = f"{head}  {format_metrics(metrics, keep, short=True, sep=' ')}"
+        if val:
+            line += f" | val {format_metrics(val, short=True, sep=' ')}"
+        candidates.append(f"{line} {seconds}" if with_seconds else line)
+    limit = max(1, width - 1)  # the last column would wrap on some terminals
+    for line in candidates:
+        if len(line) <= limit:
+            return line
+    return candidates[-1][:limit]
+
+
+def _columns(stream) -> int:
+    """Columns of the terminal ``stream`` writes to; else of the process's terminal
+    (``COLUMNS`` first); 0 when unknown."""
+    import os
+    import shutil
+
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        return shutil.get_terminal_size((0, 0)).columns
 
 
 class ConsoleProgress:
     """Progress on ``stream`` (default stderr): a tqdm bar per epoch on a terminal, one plain
     line per epoch otherwise; nothing at all when ``quiet``.
+
+    On a terminal the finished epoch's bar is replaced by its metrics on one line that fits
+    the width (``fit_epoch_line``). ``message(text)`` prints above a running bar;
+    ``close()`` ends a bar cut short (an interrupt, an error) where it stood, so nothing
+    redraws it after the message that follows.
 
     The protocol ``Trainer`` calls (any object with these methods can be passed as
     ``progress``): ``start_epoch(epoch, epochs, batches)``, ``batch(done, running_loss)``,
@@ -118,19 +163,18 @@ class ConsoleProgress:
         self.quiet = quiet
         self.tty = bool(getattr(stream, "isatty", lambda: False)())
         self.bar = None
+        self.width = 0
 
     def start_epoch(self, epoch, epochs, batches):
         self.epochs = epochs
         if self.quiet or not self.tty:
             return
-        import shutil
-
         from tqdm import tqdm
 
-        # a terminal that reports no width (some pseudo-terminals) gets a fixed one
-        width = shutil.get_terminal_size((0, 0)).columns
+        # measured once per epoch; a terminal that reports no width gets a fixed one
+        self.width = _columns(self.stream) or 100
         self.bar = tqdm(total=batches, desc=f"epoch {epoch}/{epochs}", file=self.stream, unit="batch",
-                        leave=True, dynamic_ncols=width > 0, ncols=None if width > 0 else 100)
+                        leave=True, ncols=self.width)
         self._pending = 0
 
     def batch(self, done, running_loss):
@@ -142,14 +186,30 @@ class ConsoleProgress:
                 self.bar.set_postfix_str(f"loss {running_loss:.4f}", refresh=False)
 
     def end_epoch(self, epoch, metrics):
-        text = format_metrics(metrics)
+        head = f"epoch {epoch}/{self.epochs}"
         if self.bar is not None:
-            self.bar.set_postfix_str(text, refresh=False)
+            self.bar.leave = False  # cleared: the metrics line below takes its place
             self.bar.close()
             self.bar = None
+            print(fit_epoch_line(head, metrics, self.width), file=self.stream, flush=True)
         elif not self.quiet:
-            print(f"epoch {epoch}/{self.epochs}  {text}  ({metrics.get('seconds', 0.0):.2f}s)",
+            print(f"{head}  {format_metrics(metrics)}  ({metrics.get('seconds', 0.0):.2f}s)",
                   file=self.stream, flush=True)
+
+    def message(self, text):
+        """Print ``text`` on its own line above the running bar (or plainly)."""
+        if self.bar is not None:
+            self.bar.write(text, file=self.stream)
+        else:
+            print(text, file=self.stream, flush=True)
+
+    def close(self):
+        """End a running bar where it stands (its own line); the next output starts below."""
+        if self.bar is not None:
+            bar, self.bar = self.bar, None
+            if self._pending:
+                bar.update(self._pending)
+            bar.close()
 
 
 class Feeder:
