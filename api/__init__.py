@@ -12,6 +12,7 @@ from dlrun.errors import (
     DataError,
     DlrunError,
     DslError,
+    ModelWarning,
     TrainingError,
     UsageError,
     WeightsError,
@@ -29,6 +30,7 @@ __all__ = [
     "WeightsError",
     "UsageError",
     "TrainingError",
+    "ModelWarning",
 ]
 
 _LAZY = {"load": "dlrun.runtime.api", "loads": "dlrun.runtime.api",

@@ -9,6 +9,9 @@ The CLI prints ``str(error)`` without a traceback and exits with ``error.exit_co
     ├── WeightsError      a weights/checkpoint file is missing, damaged or does not fit
     ├── UsageError        bad command-line or API arguments
     └── TrainingError     a run failed (e.g. non-finite loss); exit code 1
+
+    ModelWarning          (a UserWarning) a checker warning about a model file, issued by
+                          ``dlrun.load`` / ``dlrun.loads``
 """
 
 
@@ -48,3 +51,8 @@ class TrainingError(DlrunError):
     """Training could not go on (for example a non-finite loss)."""
 
     exit_code = 1
+
+
+class ModelWarning(UserWarning):
+    """A checker warning about a model (e.g. softmax feeding ``mse``): the model works, but
+    probably not as meant. The message is ``path:line:col: warning: ...``."""

@@ -1012,8 +1012,10 @@ def check_semantics(model_parts: dict, r: Reporter, anchor: Pos, *, shapes: bool
     if loss is not None:
         for m in train.metrics:
             if m in T.CLASSIFICATION_METRICS and loss.name not in T.CLASSIFICATION_LOSSES:
-                r.warning(train.pos, f"metric '{m}' expects class labels, but the loss "
-                          f"'{loss.name}' is a regression loss")
+                # a regression run reports mse, mae and r2: an accuracy would never appear
+                r.error(train.pos, f"metric '{m}' needs class labels, but the loss '{loss.name}' is "
+                        f"a regression loss (a regression run reports mse, mae and r2); remove "
+                        f"'{m}' from 'metrics' or use {' or '.join(T.CLASSIFICATION_LOSSES)}")
     if es is not None:
         base = es.monitor[4:] if es.monitor.startswith("val_") else es.monitor
         if base != "loss" and base not in train.metrics:

@@ -59,8 +59,10 @@ def load(path, weights=None) -> "Model":
     path = os.fspath(path)
     if os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path):
         raise UsageError(f"{path}: not a regular file, expected a .net model file")
-    model_ir = dsl.load_file(path)
-    model = Model(model_ir, base_dir=os.path.dirname(os.path.abspath(path)), path=path)
+    found: list = []
+    model_ir = dsl.load_file(path, warnings=found)
+    model = Model(model_ir, base_dir=os.path.dirname(os.path.abspath(path)), path=path, warnings=found)
+    _issue(found)
     if weights is not None:
         model.load_weights(weights)
     return model
@@ -70,11 +72,24 @@ def loads(text: str, base_dir=".", weights=None) -> "Model":
     """Like ``load`` for the text of a model file; data paths resolve against ``base_dir``."""
     from dlrun import dsl
 
-    model_ir = dsl.parse(text, "<string>")
-    model = Model(model_ir, base_dir=os.path.abspath(os.fspath(base_dir)))
+    found: list = []
+    model_ir = dsl.parse(text, "<string>", warnings=found)
+    model = Model(model_ir, base_dir=os.path.abspath(os.fspath(base_dir)), warnings=found)
+    _issue(found)
     if weights is not None:
         model.load_weights(weights)
     return model
+
+
+def _issue(found):
+    """The checker's warnings as Python warnings (``dlrun.ModelWarning``), one each, pointing
+    at the caller of ``load``/``loads``."""
+    import warnings
+
+    from dlrun.errors import ModelWarning
+
+    for d in found:
+        warnings.warn(d.format().split("\n")[0], ModelWarning, stacklevel=3)
 
 
 class Model:
@@ -82,15 +97,18 @@ class Model:
 
     Usually made by ``dlrun.load`` / ``dlrun.loads``. Attributes: ``ir`` (the checked model),
     ``network`` (the runtime network), ``class_names`` (when the labels had names),
-    ``history`` (of the last ``fit``).
+    ``history`` (of the last ``fit``), ``warnings`` (the checker's warnings about the model
+    file, ``dsl.diagnostics.Diagnostic`` objects; ``load``/``loads`` also issue each as a
+    ``dlrun.ModelWarning``).
     """
 
-    def __init__(self, model_ir, base_dir=".", path=None, *, dtype=None, seed=None, lr=None):
+    def __init__(self, model_ir, base_dir=".", path=None, *, dtype=None, seed=None, lr=None, warnings=()):
         from dlrun.runtime.data import Preprocessor
         from dlrun.runtime.network import Network, rng_for
 
         self.ir = model_ir
         self.path = path
+        self.warnings = list(warnings)
         self.base_dir = os.fspath(base_dir)
         self.network = Network(model_ir, dtype=dtype, seed=seed)
         self._lr = lr

@@ -40,7 +40,8 @@ def run(name, args) -> int:
     raise ValueError(name)
 
 
-def _print_warnings(warnings):
+def print_warnings(warnings):
+    """The checker's warnings on stderr, each once (every command that reads a model file)."""
     for w in warnings:
         print(w.format(), file=sys.stderr)
 
@@ -62,7 +63,7 @@ def _check(args) -> int:
             print(f"{path}: {n} error{'s' if n != 1 else ''}", file=sys.stderr)
             status = 2
             continue
-        _print_warnings(warnings)
+        print_warnings(warnings)
         if args.ir:
             irs[path] = model
         else:
@@ -93,7 +94,7 @@ def _summary(args) -> int:
 
     warnings: list = []
     model = load_file(args.file, warnings=warnings)
-    _print_warnings(warnings)
+    print_warnings(warnings)
     sys.stdout.write(summarize(model))
     return 0
 

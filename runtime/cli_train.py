@@ -87,7 +87,12 @@ def _load_ir(path):
         raise UsageError(f"{path}: is a directory, expected a .net model file")
     if not os.path.isfile(path):  # a device or a pipe could be read forever
         raise UsageError(f"{path}: not a regular file, expected a .net model file")
-    return dsl.load_file(path)
+    from dlrun.runtime.cli_dsl import print_warnings
+
+    warnings: list = []
+    model_ir = dsl.load_file(path, warnings=warnings)
+    print_warnings(warnings)  # once, on stderr, as 'dlrun check' shows them
+    return model_ir
 
 
 def _base_dir(args):

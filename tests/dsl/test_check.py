@@ -29,10 +29,13 @@ def test_softmax_feeding_mse_is_a_warning():
     assert "warning:" in warnings[0].format()
 
 
-def test_accuracy_with_regression_loss_warns():
-    warnings = []
-    parse(model_text("  input 4\n  dense 1\n", loss="mse", extra="  train metrics=[accuracy]\n"), warnings=warnings)
-    assert any("metric 'accuracy'" in w.message for w in warnings)
+def test_accuracy_with_regression_loss_is_an_error():
+    # a regression run never reports accuracy (issue 9, item 5): refused at check time,
+    # and with it the early stopping on val_accuracy that failed after epoch 1
+    for extra in ("  train metrics=[accuracy]\n",
+                  "  train metrics=[accuracy]\n  early_stopping monitor=val_accuracy\n"):
+        found = messages(model_text("  input 4\n  dense 1\n", loss="mse", extra=extra))
+        assert len(found) == 1 and "metric 'accuracy' needs class labels" in found[0], found
 
 
 def test_flatten_on_flat_input_warns():

@@ -133,3 +133,23 @@ def test_classifier_can_report_mse_and_mae_of_probabilities():
     onehot = np.eye(3)[y]
     np.testing.assert_allclose(ev["mse"], np.mean((p - onehot) ** 2), rtol=1e-5)
     np.testing.assert_allclose(ev["mae"], np.mean(np.abs(p - onehot)), rtol=1e-5)
+
+
+_WARNED = ("dlrun 1\nmodel w {\n input 4\n flatten\n dense 3 softmax\n loss cross_entropy\n"
+           " optimizer adam\n}\n")
+
+
+def test_load_and_loads_issue_the_checkers_warnings(tmp_path):
+    # issue 9, item 5: warnings reach API users as Python warnings and stay on the model
+    path = tmp_path / "w.net"
+    path.write_text(_WARNED)
+    for make, where in ((lambda: dlrun.loads(_WARNED), "<string>:4:2"), (lambda: dlrun.load(path), f"{path}:4:2")):
+        with pytest.warns(dlrun.ModelWarning) as record:
+            model = make()
+        assert len(record) == 1
+        message = str(record[0].message)
+        assert message.startswith(f"{where}: warning: 'flatten' does nothing here") and "\n" not in message
+        assert record[0].filename == __file__   # points at the caller
+        assert [w.message for w in model.warnings] == [message.split("warning: ", 1)[1]]
+    clean = dlrun.loads(_WARNED.replace(" flatten\n", ""))
+    assert clean.warnings == []

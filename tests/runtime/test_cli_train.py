@@ -184,3 +184,24 @@ def test_regression_and_binary_predict(models, tmp_path):
     assert pr.stdout.splitlines() == ["label", "0", "1", "1", "0"]
     pr = dlrun("predict", net, "--weights", w, "--input", models / "data" / "xor.csv", "--proba")
     assert pr.stdout.splitlines()[0] == "p(1)"
+
+
+def test_every_command_that_reads_a_model_prints_its_warnings_once(models, tmp_path):
+    # issue 9, item 5: the checker's warnings vanished in train (and eval, predict, gradcheck)
+    text = (models / "iris.net").read_text().replace("  input 4\n", "  input 4\n  flatten\n")
+    text = text.replace("epochs=150", "epochs=2")
+    net = models / "warned.net"
+    net.write_text(text)
+    weights = tmp_path / "w.npz"
+    runs = {
+        "train": dlrun("train", net, "--quiet", "--no-checkpoint", "--out", weights),
+        "check": dlrun("check", net),
+        "summary": dlrun("summary", net),
+    }
+    runs["eval"] = dlrun("eval", net, "--weights", weights)
+    runs["predict"] = dlrun("predict", net, "--weights", weights, "--input", models / "data" / "iris.csv")
+    runs["gradcheck"] = dlrun("gradcheck", net)
+    for name, p in runs.items():
+        assert p.returncode == 0, (name, p.stderr)
+        assert p.stderr.count("warning: 'flatten' does nothing here") == 1, (name, p.stderr)
+        assert "does nothing" not in p.stdout, name
