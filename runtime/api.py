@@ -235,7 +235,9 @@ class Model:
         with ``start_epoch``/``batch``/``end_epoch`` methods (see ``train.ConsoleProgress``).
         ``checkpoint``: a folder to write a checkpoint into after every epoch (or a
         ``dlrun.runtime.checkpoint.Checkpointer``); ``resume=True`` continues from the newest
-        intact checkpoint there, ending with the weights an uninterrupted run would have.
+        intact checkpoint there, ending with the weights an uninterrupted run would have. The
+        folder is locked while ``fit`` runs: another run using it (another process, or another
+        ``fit`` here) is refused with ``UsageError`` naming the run that holds it.
         """
         from dlrun.runtime.optimizers import Optimizer
 
@@ -282,21 +284,22 @@ class Model:
                                            report=lambda m: warnings.warn(m, stacklevel=3))
         elif resume and checkpoint is None:
             raise UsageError("fit(resume=True) needs checkpoint=FOLDER")
-        trainer = Trainer(
-            self.network, self.optimizer, train, self.preprocessor, validation=validation,
-            epochs=t.epochs if epochs is None else epochs,
-            batch_size=t.batch_size if batch_size is None else batch_size,
-            shuffle=t.shuffle, early_stopping=self.ir.early_stopping, progress=progress,
-            checkpoint=checkpoint,
-        )
-        trainer.shuffle_rng = self._shuffle_rng
         try:
+            trainer = Trainer(
+                self.network, self.optimizer, train, self.preprocessor, validation=validation,
+                epochs=t.epochs if epochs is None else epochs,
+                batch_size=t.batch_size if batch_size is None else batch_size,
+                shuffle=t.shuffle, early_stopping=self.ir.early_stopping, progress=progress,
+                checkpoint=checkpoint,
+            )
+            trainer.shuffle_rng = self._shuffle_rng
             self.history = trainer.run()
         except BaseException:
             if own_progress:
                 progress.close()  # a bar cut short ends where it stood, not redrawn after the error
             if checkpoint is not None:
-                checkpoint.close(quiet=True)  # the last good checkpoint lands before the error
+                # the last good checkpoint lands before the error; the folder's lock is released
+                checkpoint.close(quiet=True)
             raise
         if checkpoint is not None:
             checkpoint.close()

@@ -23,9 +23,11 @@ plus the training state, in the same pickle-free ``.npz``:
 
 Files are ``ckpt-EEEEEE-BBBBBB.npz`` (epochs completed, batches done in the next epoch),
 written atomically (temporary file in the folder, fsync, rename, fsync of the folder), the
-newest ``KEEP`` kept. Loading checks the zip, refuses pickles, checks the format version and
-verifies the checksum, so a damaged file is reported as such; ``newest_good`` then falls back
-to the previous one.
+newest ``KEEP`` kept. A run holds the folder's exclusive lock (``runlock``, file
+``.dlrun.lock``) from start to end, so a second run into the same folder is refused and the
+temporary files a killed write left behind can be removed safely. Loading checks the zip,
+refuses pickles, checks the format version and verifies the checksum, so a damaged file is
+reported as such; ``newest_good`` then falls back to the previous one.
 """
 from __future__ import annotations
 
@@ -39,6 +41,8 @@ import numpy as np
 from dlrun.dsl import ir
 from dlrun.errors import DlrunError, UsageError, WeightsError
 from dlrun.runtime import weights as wts
+from dlrun.runtime.fileio import remove_stale_temps
+from dlrun.runtime.runlock import RunLock
 
 FORMAT_VERSION = 1
 KEEP = 2
@@ -140,6 +144,10 @@ def data_fingerprint(*datasets) -> str:
 # -- files ---------------------------------------------------------------------------------
 def checkpoint_name(epochs_done: int, batches_done: int) -> str:
     return f"ckpt-{int(epochs_done):06d}-{int(batches_done):06d}.npz"
+
+
+def is_checkpoint_name(name: str) -> bool:
+    return _NAME.match(name) is not None
 
 
 def list_checkpoints(folder) -> list[str]:
@@ -252,12 +260,12 @@ class Checkpointer:
         self._data_hash = None
         self._pool = None      # one background writer: the next epoch runs during the fsync
         self._pending = None
+        self.lock = None       # the folder's RunLock when this checkpointer took it: close releases it
 
     # -- folder ---------------------------------------------------------------------------
     @staticmethod
     def prepare_folder(folder) -> str:
-        """Create ``folder`` if needed and check it is writable (before any training);
-        remove temporary files left by a write that was killed."""
+        """Create ``folder`` if needed and check it is writable (before any training)."""
         folder = os.path.abspath(os.fspath(folder))
         if os.path.exists(folder) and not os.path.isdir(folder):
             raise UsageError(f"--checkpoint-dir {folder}: exists and is not a directory")
@@ -266,13 +274,18 @@ class Checkpointer:
         except OSError as err:
             raise UsageError(f"--checkpoint-dir {folder}: cannot create it ({err.strerror or err})") from None
         wts.check_writable(os.path.join(folder, checkpoint_name(0, 0)))
-        for name in os.listdir(folder):
-            if name.startswith(".ckpt-") and name.endswith(".tmp"):
-                try:
-                    os.unlink(os.path.join(folder, name))
-                except OSError:
-                    pass
         return folder
+
+    def last_good(self) -> str | None:
+        """The newest checkpoint this run can be resumed from: the last one it wrote, else
+        the one it resumed from."""
+        return self.written[-1] if self.written else self.resume_path
+
+    def resume_hint(self) -> str:
+        last = self.last_good()
+        if last is None:
+            return "no checkpoint was written yet (--resume would start from the beginning)"
+        return f"--resume will continue from the last good checkpoint, {last}"
 
     def _prune(self):
         # keep the newest files of this run; a checkpoint resumed from counts as this run's
@@ -344,7 +357,10 @@ class Checkpointer:
         return path
 
     def _write(self, path, arrays):
-        write_checkpoint(path, arrays)
+        try:
+            write_checkpoint(path, arrays)
+        except WeightsError as err:  # disk full, folder made read-only, ...
+            raise WeightsError(f"{err}; the checkpoint was not written: {self.resume_hint()}") from None
         if path in self.written:
             self.written.remove(path)
         self.written.append(path)
@@ -368,6 +384,9 @@ class Checkpointer:
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
                 self._pool = None
+            if self.lock is not None:
+                self.lock.release()
+                self.lock = None
 
     # -- restore ----------------------------------------------------------------------------
     def check_compatible(self, arrays=None, path=None, trainer=None):
@@ -457,16 +476,45 @@ class Checkpointer:
 
 
 
-def open_checkpointer(folder, model, *, resume=False, batch_size=None, lr=None, epochs=None, class_names=None,
-                      report=None, quiet=False) -> Checkpointer:
+def lock_folder(folder, *, hint="use another checkpoint folder") -> RunLock:
+    """Create ``folder`` if needed (``prepare_folder``), take the run's exclusive lock on it
+    (refused at once while another run holds it; ``hint`` says what to do instead), then
+    remove the temporary files a killed write left there: holding the lock, no live run can
+    own them. The caller releases the lock at the end of the run."""
+    folder = Checkpointer.prepare_folder(folder)
+    lock = RunLock.for_folder(folder, hint=hint).acquire()
+    remove_stale_temps(folder, is_checkpoint_name)
+    return lock
+
+
+def open_checkpointer(folder, model, *, lock=None, **options) -> Checkpointer:
     """The ``Checkpointer`` of a run of ``model`` (a ``dlrun.Model``) into ``folder`` (created
-    if needed). ``resume``: continue from the newest intact checkpoint there (damaged ones are
+    if needed). ``options`` (``resume``, ``batch_size``, ``lr``, ``epochs``, ``class_names``,
+    ``report``, ``quiet``) as for ``_open_checkpointer``. ``lock``: the folder's ``RunLock``
+    when the caller took it (``lock_folder``) and releases it; by default the folder is
+    locked here and released by ``Checkpointer.close``."""
+    if lock is not None:
+        return _open_checkpointer(folder, model, **options)
+    lock = lock_folder(folder)
+    try:
+        ck = _open_checkpointer(folder, model, **options)
+    except BaseException:
+        lock.release()
+        raise
+    ck.lock = lock
+    return ck
+
+
+def _open_checkpointer(folder, model, *, resume=False, batch_size=None, lr=None, epochs=None, class_names=None,
+                       report=None, quiet=False) -> Checkpointer:
+    """The ``Checkpointer`` of a run of ``model`` into ``folder`` (prepared and locked).
+    ``resume``: continue from the newest intact checkpoint there (damaged ones are
     reported through ``report(message)`` and skipped; none at all: start from the beginning).
     ``batch_size``/``lr``: overrides of the file's values, which a resume must match.
     ``epochs``: the run's epochs (default the file's); a checkpoint that already reached them,
     or whose run stopped early, leaves nothing to train, which is reported even when ``quiet``."""
     report = report or (lambda message: None)
-    folder = Checkpointer.prepare_folder(folder)
+    folder = os.path.abspath(os.fspath(folder))  # prepared by lock_folder
     t = model.ir.train
     settings = {
         "batch_size": int(batch_size or t.batch_size),

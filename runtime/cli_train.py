@@ -30,6 +30,8 @@ def add_arguments(name, parser):
         parser.add_argument("--resume", action="store_true",
                             help="continue from the newest intact checkpoint in the checkpoint folder")
         parser.add_argument("--no-checkpoint", action="store_true", help="write no checkpoints")
+        parser.add_argument("--force", action="store_true",
+                            help="let --out replace an existing file that is not a dlrun weights file")
         parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
         parser.add_argument("--quiet", action="store_true", help="no progress output")
     elif name == "eval":
@@ -120,23 +122,27 @@ def _default_weights_path(model_path):
 
 # -- train --------------------------------------------------------------------------------
 def _train(args) -> int:
+    import contextlib
+
     created = []  # folders this run made: a run failing before writing into them removes them
-    try:
-        return _train_run(args, created)
-    except BaseException:
-        for folder in created:
-            _remove_if_empty(folder)
-        raise
+    with contextlib.ExitStack() as locks:  # the run's locks on its weights file and checkpoint folder
+        try:
+            return _train_run(args, created, locks)
+        except BaseException:
+            locks.close()  # removes the lock files, so the folders can be empty
+            for folder in created:
+                _remove_if_empty(folder)
+            raise
 
 
-def _train_run(args, created) -> int:
+def _train_run(args, created, locks) -> int:
     import json
     import time
     import warnings
 
     _positive(args.epochs, "--epochs")
     _positive(args.batch_size, "--batch-size")
-    from dlrun.errors import UsageError
+    from dlrun.errors import UsageError, WeightsError
 
     if args.lr is not None and not (args.lr > 0 and args.lr < float("inf")):
         raise UsageError(f"--lr must be a positive number, got {args.lr}")
@@ -148,23 +154,41 @@ def _train_run(args, created) -> int:
     out = args.out or _default_weights_path(args.model)
 
     from dlrun.runtime.api import Model
-    from dlrun.runtime.weights import check_writable
+    from dlrun.runtime.fileio import refuse_inputs, remove_stale_temps, same_file
+    from dlrun.runtime.runlock import RunLock
+    from dlrun.runtime.weights import check_replaceable, check_writable
 
     out = check_writable(out)  # before hours of training, not after
     if args.no_checkpoint and (args.resume or args.checkpoint_dir):
         raise UsageError("--no-checkpoint cannot be combined with --resume or --checkpoint-dir")
-    ckdir = None
-    if not args.no_checkpoint:
-        from dlrun.runtime.checkpoint import Checkpointer
+    inputs = _train_inputs(args.model, model_ir, base)
+    refuse_inputs(out, "--out", inputs)
+    ckdir = None if args.no_checkpoint else os.path.abspath(args.checkpoint_dir or _default_checkpoint_dir(out))
+    if ckdir is not None:
+        refuse_inputs(ckdir, "--checkpoint-dir", inputs)
+        if same_file(out, ckdir):
+            raise UsageError(f"--out {out}: is also the checkpoint folder (choose another --out or --checkpoint-dir)")
+        from dlrun.runtime.checkpoint import is_checkpoint_name
 
-        ckdir = args.checkpoint_dir or _default_checkpoint_dir(out)
+        if same_file(os.path.dirname(out), ckdir) and is_checkpoint_name(os.path.basename(out)):
+            raise UsageError(f"--out {out}: is a checkpoint's name in the checkpoint folder, whose checkpoints "
+                             f"the run replaces and prunes (choose another --out)")
+    check_replaceable(out, "--out", args.force)
+    # the run owns its weights file: a second run writing it is refused, and the temporary
+    # files a killed final write left next to it can go
+    locks.enter_context(RunLock.for_file(out, hint="choose another --out"))
+    remove_stale_temps(os.path.dirname(out), lambda target: target == os.path.basename(out))
+    ck_lock = None
+    if ckdir is not None:
+        from dlrun.runtime.checkpoint import lock_folder
+
         fresh = not os.path.exists(ckdir)
-        ckdir = Checkpointer.prepare_folder(ckdir)
         if fresh:
             created.append(ckdir)
+        ck_lock = locks.enter_context(lock_folder(ckdir, hint="choose another --checkpoint-dir"))
     model = Model(model_ir, base_dir=base, path=args.model, seed=args.seed, lr=args.lr)
     splits = model.splits()  # load and check the data before training
-    checkpoint = None if ckdir is None else _checkpointer(args, ckdir, model, splits)
+    checkpoint = None if ckdir is None else _checkpointer(args, ckdir, model, splits, ck_lock)
     from dlrun.runtime.train import ConsoleProgress
 
     progress = ConsoleProgress(sys.stderr, args.quiet)
@@ -193,7 +217,12 @@ def _train_run(args, created) -> int:
             final[split] = model.evaluate(split=split)
     if "test" in final and not args.quiet:
         _err(f"test: {_fmt_metrics(final['test'])}")
-    model.save(out)
+    try:
+        model.save(out)
+    except WeightsError as err:  # disk full, folder gone: the checkpoints still hold the run
+        if checkpoint is None:
+            raise
+        raise WeightsError(f"{err}; {checkpoint.resume_hint()} and write the weights") from None
     if not args.quiet:
         _err(f"weights saved to {out}")
     if args.json:
@@ -224,18 +253,44 @@ def _default_checkpoint_dir(weights_path):
     return stem + ".ckpt"
 
 
-def _checkpointer(args, folder, model, splits):
+def _checkpointer(args, folder, model, splits, lock):
     """The checkpointer of this run; with --resume, loaded from the newest intact file."""
     from dlrun.runtime.checkpoint import open_checkpointer
 
     return open_checkpointer(folder, model, resume=args.resume, batch_size=args.batch_size, lr=args.lr,
-                             epochs=args.epochs,
-                             class_names=splits.class_names, report=_err, quiet=args.quiet)
+                             epochs=args.epochs, class_names=splits.class_names, report=_err, quiet=args.quiet,
+                             lock=lock)
+
+
+def _train_inputs(model_path, model_ir, base):
+    """``(role, path)`` of every file a training run reads: the model file and its data."""
+    from dlrun.dsl import ir
+    from dlrun.runtime.data import resolve_path
+
+    found = [("the model file", model_path)]
+    data = model_ir.data
+    for role in ("train", "validation", "test"):
+        src = getattr(data, role, None) if data is not None else None
+        if isinstance(src, ir.Source):
+            what = "training" if role == "train" else role
+            found.append((f"the {what} data", str(resolve_path(src.path, base))))
+            if src.labels:
+                found.append((f"the {what} labels", str(resolve_path(src.labels, base))))
+    return found
+
+
+class _StopNow(KeyboardInterrupt):
+    """Raised by the handler of a second SIGINT/SIGTERM: stop at once."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
 
 
 class _stop_signals:
     """SIGINT/SIGTERM during training ask the trainer to checkpoint at the next batch
-    boundary and stop (exit 130/143); a second signal stops at once."""
+    boundary and stop (exit 130/143); a second signal stops at once, with the same exit
+    code (that of the second signal) and the last good checkpoint named."""
 
     def __init__(self, checkpoint, progress):
         self.ck = checkpoint
@@ -243,7 +298,7 @@ class _stop_signals:
 
     def _handler(self, signum, frame):
         if self.ck.stop_signal is not None:
-            raise KeyboardInterrupt
+            raise _StopNow(signum)
         self.ck.stop_signal = signum
         self.progress.message("stopping at the next batch boundary after writing a checkpoint "
                               "(signal again to stop at once)")
@@ -259,11 +314,18 @@ class _stop_signals:
                 self.old[s] = signal.signal(s, self._handler)
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
         import signal
 
         for s, h in self.old.items():
             signal.signal(s, h)
+        if isinstance(exc, _StopNow):
+            # Model.fit has let the write in flight land (or fail) before this point
+            from dlrun.runtime.checkpoint import Interrupted, _SIGNALS
+
+            name = _SIGNALS.get(exc.signum, (f"signal {exc.signum}",))[0]
+            raise Interrupted(f"stopped at once by a second {name}: {self.ck.resume_hint()}",
+                              exc.signum) from None
         return False
 
 
@@ -307,9 +369,12 @@ def _predict(args) -> int:
         ext = os.path.splitext(args.output)[1].lower()
         if ext not in (".csv", ".npy"):
             raise UsageError(f"--output {args.output}: unknown format {ext or '(none)'}; expected .csv or .npy")
+        from dlrun.runtime.fileio import refuse_inputs
         from dlrun.runtime.weights import check_writable
 
         check_writable(args.output)
+        refuse_inputs(args.output, "--output", [("the model file", args.model), ("the --weights file", args.weights),
+                                                ("the --input file", args.input)])
     model_ir = _load_ir(args.model)
     from dlrun.runtime.api import Model
 

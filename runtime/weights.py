@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import tempfile
 import zipfile
 import zlib
@@ -37,7 +38,7 @@ import numpy as np
 from dlrun._version import __version__
 from dlrun.dsl import ir
 from dlrun.runtime.fileio import replace_atomically
-from dlrun.errors import WeightsError
+from dlrun.errors import UsageError, WeightsError
 
 FORMAT_VERSION = 1
 
@@ -67,6 +68,33 @@ def check_writable(path) -> str:
     except OSError as err:
         raise WeightsError(f"{path}: cannot write in {folder} ({err.strerror or err})") from None
     return path
+
+
+def is_weights_file(path) -> bool:
+    """True when ``path`` is a regular file holding a zip with ``meta.format_version``: a
+    dlrun weights file or checkpoint (only the zip's directory is read)."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
+        with zipfile.ZipFile(path) as z:
+            return "meta.format_version.npy" in z.namelist()
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile):
+        return False
+
+
+def check_replaceable(path, flag: str, force: bool = False) -> None:
+    """Raise ``UsageError`` when ``path`` exists and is not a dlrun weights file, unless
+    ``force``: an output must not silently replace a file of another kind."""
+    if force or not os.path.lexists(path) or is_weights_file(path):
+        return
+    if os.path.islink(path) and not os.path.exists(path):
+        kind = "a dangling symbolic link"
+    elif not os.path.isfile(path):
+        kind = "not a regular file"
+    else:
+        kind = "not a dlrun weights file"
+    raise UsageError(f"{flag} {path}: exists and is {kind}; refusing to replace it "
+                       f"(pass --force to replace it anyway)")
 
 
 def write_npz(path, arrays: dict) -> str:

@@ -1,8 +1,11 @@
 """Checkpoint files: contents, atomic writing, integrity checks, pruning, what --resume
 refuses (a changed model file, other settings, other data) and what it allows (more epochs)."""
+import errno
 import json
 import os
 import shutil
+import signal
+import time
 from pathlib import Path
 
 import numpy as np
@@ -251,3 +254,93 @@ def test_resume_of_a_run_that_stopped_early_says_nothing_is_left(capsys, run_dir
     code, err = cli(capsys, "train", net, "--quiet", "--resume", "--epochs", 50)
     assert code == 0, err
     assert "stopped early (early stopping, at epoch" in err and "no epoch is run" in err
+
+
+@pytest.mark.parametrize("first, second, code, name", [
+    (signal.SIGTERM, signal.SIGTERM, 143, "SIGTERM"),
+    (signal.SIGINT, signal.SIGINT, 130, "SIGINT"),
+    (signal.SIGINT, signal.SIGTERM, 143, "SIGTERM"),
+])
+def test_a_second_signal_stops_at_once_with_its_exit_code_naming_the_last_checkpoint(
+        run_dir, capsys, monkeypatch, first, second, code, name):
+    from dlrun.runtime import cli_train, train
+
+    handled = []
+    real_handler = cli_train._stop_signals._handler
+    real_start = train.ConsoleProgress.start_epoch
+
+    def handler(self, signum, frame):
+        handled.append(signum)
+        return real_handler(self, signum, frame)
+
+    def start_epoch(self, epoch, epochs, batches):
+        self.epoch_now = epoch
+        real_start(self, epoch, epochs, batches)
+
+    def batch(self, done, loss):
+        # in the middle of epoch 2 (epoch 1's checkpoint is written): a signal, and once it
+        # was handled, a second one before the batch boundary is reached
+        if self.epoch_now == 2 and done == 5:
+            os.kill(os.getpid(), first)
+            while not handled:
+                time.sleep(0.001)
+            os.kill(os.getpid(), second)
+            while len(handled) < 2:
+                time.sleep(0.001)
+
+    monkeypatch.setattr(cli_train._stop_signals, "_handler", handler)
+    monkeypatch.setattr(train.ConsoleProgress, "start_epoch", start_epoch)
+    monkeypatch.setattr(train.ConsoleProgress, "batch", batch)
+    code_got, err = cli(capsys, "train", run_dir / "resume.net", "--epochs", 3)
+    assert code_got == code, err
+    last = run_dir / "resume.ckpt" / "ckpt-000001-000000.npz"
+    assert f"stopped at once by a second {name}: --resume will continue from the last good checkpoint, {last}" in err
+    assert "interrupted" not in err.replace(f"stopped at once", "")
+    assert not (run_dir / "resume.weights.npz").exists()
+    monkeypatch.undo()
+    _train(capsys, run_dir, "--resume", epochs=3)
+
+
+def _failing_writes(monkeypatch, fails):
+    """Make every atomic write of a file whose name satisfies ``fails`` fail as on a full disk."""
+    from dlrun.runtime import weights
+
+    real = weights.replace_atomically
+
+    def replace(path, write, **kw):
+        if fails(os.path.basename(path)):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, write, **kw)
+
+    monkeypatch.setattr(weights, "replace_atomically", replace)
+
+
+def test_a_failed_checkpoint_write_names_the_checkpoint_resume_continues_from(run_dir, capsys, monkeypatch):
+    ck = run_dir / "resume.ckpt"
+    _failing_writes(monkeypatch, lambda name: name.startswith("ckpt-") and name != "ckpt-000001-000000.npz")
+    code, err = cli(capsys, "train", run_dir / "resume.net", "--epochs", 4)
+    assert code == 2, err
+    assert "No space left on device" in err and "the checkpoint was not written" in err, err
+    assert f"--resume will continue from the last good checkpoint, {ck / 'ckpt-000001-000000.npz'}" in err, err
+    assert [Path(p).name for p in C.list_checkpoints(ck)] == ["ckpt-000001-000000.npz"]
+    assert not [n for n in os.listdir(ck) if n.endswith(".tmp")]
+    monkeypatch.undo()
+    code, err = cli(capsys, "train", run_dir / "resume.net", "--epochs", 4, "--resume")
+    assert code == 0 and "resuming from" in err and "ckpt-000001-000000.npz" in err, err
+
+
+def test_a_failed_first_checkpoint_write_says_there_is_none_yet(run_dir, capsys, monkeypatch):
+    _failing_writes(monkeypatch, lambda name: name.startswith("ckpt-"))
+    code, err = cli(capsys, "train", run_dir / "resume.net", "--epochs", 2)
+    assert code == 2 and "no checkpoint was written yet" in err, err
+
+
+def test_a_failed_final_weights_write_says_resume_writes_them(run_dir, capsys, monkeypatch):
+    _failing_writes(monkeypatch, lambda name: name == "resume.weights.npz")
+    code, err = cli(capsys, "train", run_dir / "resume.net", "--epochs", 2)
+    assert code == 2, err
+    last = run_dir / "resume.ckpt" / "ckpt-000002-000000.npz"
+    assert f"--resume will continue from the last good checkpoint, {last} and write the weights" in err, err
+    monkeypatch.undo()
+    _train(capsys, run_dir, "--resume", epochs=2)
+    assert (run_dir / "resume.weights.npz").exists()
