@@ -36,7 +36,16 @@ class DslError(DlrunError):
 
 
 class DataError(DlrunError):
-    """A data file is missing, unreadable, malformed or does not fit the model."""
+    """A data file is missing, unreadable, malformed or does not fit the model.
+
+    ``statement``: the data-block statement the problem is about when it is not the file's
+    own (``'label'`` for a label column the file lacks), so ``dlrun check --data`` can point
+    at it; None otherwise.
+    """
+
+    def __init__(self, message, *, statement=None):
+        super().__init__(message)
+        self.statement = statement
 
 
 class WeightsError(DlrunError):

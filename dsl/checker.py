@@ -772,7 +772,8 @@ class Elaborator:
         if bad:
             return None
         data = ir.Data(values.get("train"), values.get("validation"), values.get("test"),
-                       values.get("label"), tuple(preprocess), stmt.pos)
+                       values.get("label"), tuple(preprocess), stmt.pos,
+                       seen["label"].pos if "label" in seen else ir.NOWHERE)
         self.check_data(data, seen)
         return data
 

@@ -160,7 +160,8 @@ class Data:
     """Where the data comes from and how it is prepared.
 
     ``validation``/``test``: a Source, a fraction of the training file (0 < f < 1) held
-    out, or None. ``label``: the label column of a CSV file (name).
+    out, or None. ``label``: the label column of a CSV file (name); ``label_pos`` the
+    position of its ``label`` statement (``dlrun check --data`` points there).
     """
 
     train: Source | None = None
@@ -169,6 +170,7 @@ class Data:
     label: str | None = None
     preprocess: tuple[Preprocess, ...] = ()
     pos: Pos = NOWHERE
+    label_pos: Pos = NOWHERE
 
 
 @dataclass(frozen=True)
@@ -227,7 +229,7 @@ def to_dict(node, *, positions: bool = True):
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
             out = {"node": type(value).__name__}
             for f in dataclasses.fields(value):
-                if f.name == "pos" and not positions:
+                if (f.name == "pos" or f.name.endswith("_pos")) and not positions:
                     continue
                 out[f.name] = conv(getattr(value, f.name))
             return out

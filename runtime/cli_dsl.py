@@ -1,12 +1,17 @@
 """``dlrun check | summary | fmt``: the model-language commands.
 
 This module and everything it imports stay free of numpy, scipy and the kernels, so
-``dlrun check`` starts quickly.
+``dlrun check`` starts quickly (``check --data`` imports numpy to read the data files).
 
     dlrun check FILE... [--ir]    exit 0 and one line per valid file; exit 2 and diagnostics.
                                   --ir prints one JSON document: the model's IR for one file;
                                   for several, an object keyed by each file as given (null for
                                   a file that failed)
+    dlrun check FILE... --data [--data-root DIR]
+                                  also open each model's data files (headers, shapes, labels)
+                                  and check them against the model; problems are reported at
+                                  the data statement's line. Off by default: checking a model
+                                  file needs no data, and stays fast and free of numpy
     dlrun summary FILE            layers, output shapes, parameters, FLOPs per sample
     dlrun fmt FILE [--write]      canonical form on stdout, or rewritten in place (atomically)
 """
@@ -20,6 +25,10 @@ def add_arguments(name, parser):
     if name == "check":
         parser.add_argument("files", nargs="+", metavar="FILE", help="model files (.net)")
         parser.add_argument("--ir", action="store_true", help="print the checked IR as JSON")
+        parser.add_argument("--data", action="store_true",
+                            help="also check the data files against the model (headers, shapes, labels)")
+        parser.add_argument("--data-root", metavar="DIR",
+                            help="with --data: resolve data paths against DIR instead of the model's folder")
     elif name == "summary":
         parser.add_argument("file", metavar="FILE", help="model file (.net)")
     elif name == "fmt":
@@ -50,6 +59,10 @@ def _check(args) -> int:
     from dlrun.dsl import ir, load_file
     from dlrun.errors import DslError
 
+    if args.data_root and not args.data:
+        from dlrun.errors import UsageError
+
+        raise UsageError("dlrun check: --data-root needs --data")
     status = 0
     irs: dict = {}  # --ir: file -> checked model (None when it failed), printed as one JSON document
     for path in args.files:
@@ -64,6 +77,12 @@ def _check(args) -> int:
             status = 2
             continue
         print_warnings(warnings)
+        data_note = ""
+        if args.data:
+            ok, data_note = _check_data(path, model, args)
+            if not ok:
+                status = 2
+                continue
         if args.ir:
             irs[path] = model
         else:
@@ -71,7 +90,8 @@ def _check(args) -> int:
             w = f", {len(warnings)} warning{'s' if len(warnings) != 1 else ''}" if warnings else ""
             print(f"{path}: ok: model {model.name}, {len(model.layers)} layers, "
                   f"{'x'.join(map(str, model.input_shape))} -> {'x'.join(map(str, model.output_shape))}, "
-                  f"{params:,} parameters, loss {model.loss.name}, optimizer {model.optimizer.name}{w}")
+                  f"{params:,} parameters, loss {model.loss.name}, optimizer {model.optimizer.name}{w}"
+                  f"{data_note}")
     if args.ir:
         import json
 
@@ -81,6 +101,39 @@ def _check(args) -> int:
         else:
             print(json.dumps({p: None if m is None else ir.to_dict(m) for p, m in irs.items()}, indent=2))
     return status
+
+
+def _check_data(path, model, args) -> tuple[bool, str]:
+    """``check --data`` of one checked model: (ok, text for the ok line); problems on stderr."""
+    from types import SimpleNamespace
+
+    from dlrun.dsl import read_source
+    from dlrun.dsl.diagnostics import Reporter
+    from dlrun.dsl.parser import check_text
+    from dlrun.errors import DlrunError
+    from dlrun.runtime.cli_train import _base_dir
+    from dlrun.runtime.datacheck import check_data
+
+    if model.data is None or model.data.train is None:
+        return True, "; data: none named"
+    problems, samples = check_data(model, _base_dir(SimpleNamespace(model=path, data_root=args.data_root)))
+    if problems:
+        try:
+            text = check_text(read_source(path), path)[0]
+        except DlrunError:  # the file changed since it was checked: no source line shown
+            text = None
+        reporter = Reporter(text, path)
+        for pos, message in problems:
+            reporter.error(pos, message)
+        for d in reporter.errors:
+            print(d.format(), file=sys.stderr)
+        n = len(problems)
+        print(f"{path}: {n} data error{'s' if n != 1 else ''}", file=sys.stderr)
+        return False, ""
+    data = model.data
+    parts = [f"{role} {samples[role]:,} samples" if role in samples else f"{role} {getattr(data, role):g} of train"
+             for role in ("train", "validation", "test") if getattr(data, role) is not None]
+    return True, f"; data ok ({', '.join(parts)})"
 
 
 def _param_count(model) -> int:

@@ -32,6 +32,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from dlrun.dsl import ir
+from dlrun.dsl.diagnostics import suggest
 from dlrun.errors import DataError, UsageError, WeightsError
 from dlrun.runtime.idx import is_idx_name, read_idx
 
@@ -236,8 +237,11 @@ class _Csv:
             hint = ""
             if all(_is_number(h) for h in self.header):
                 hint = " (the first line must be a header of column names)"
+            elif len(self.header) <= 2000:  # difflib over a very wide header would take seconds
+                hint = suggest(name, self.header, show_known=False)
             raise DataError(
-                f"{self.shown}: no {what} column named '{name}'{hint}; columns: {', '.join(self.header)}"
+                f"{self.shown}: no {what} column named '{name}'{hint}; columns: {', '.join(self.header)}",
+                statement=what,
             )
         return self.index[name]
 
@@ -462,6 +466,24 @@ def _read_source(src: ir.Source, base_dir, label: str | None, role: str, need_y:
 # checks against the model
 
 
+def check_input_layout(shape: Sequence[int], dtype, input_shape: tuple, shown: str) -> None:
+    """The checks of ``_prepare_x`` that need only the inputs' shape and dtype (also used by
+    ``dlrun check --data``, which reads no more than an array's header)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "biuf":
+        raise DataError(f"{shown}: inputs have dtype {dtype}; expected numbers")
+    if len(shape) == 0:
+        raise DataError(f"{shown}: inputs are a single number; expected an array of samples")
+    if int(shape[0]) == 0:
+        raise DataError(f"{shown}: no samples (the input array has 0 rows)")
+    got, want = _features(shape[1:]), _features(input_shape)
+    if got != want:
+        raise DataError(
+            f"{shown}: {got} features per sample (shape {_shape_text(shape[1:]) or 'scalar'}), "
+            f"but the model's input is {_shape_text(input_shape)} ({want} features)"
+        )
+
+
 def _prepare_x(x: np.ndarray, input_shape: tuple, shown: str, where: Callable[[int, int], str]) -> np.ndarray:
     """Check ``x`` against the model's input; returns it shaped ``(n, *input_shape)``.
 
@@ -469,19 +491,8 @@ def _prepare_x(x: np.ndarray, input_shape: tuple, shown: str, where: Callable[[i
     """
     x = np.asarray(x)
     input_shape = tuple(int(d) for d in input_shape)
-    if x.dtype.kind not in "biuf":
-        raise DataError(f"{shown}: inputs have dtype {x.dtype}; expected numbers")
-    if x.ndim == 0:
-        raise DataError(f"{shown}: inputs are a single number; expected an array of samples")
+    check_input_layout(x.shape, x.dtype, input_shape, shown)
     n = int(x.shape[0])
-    if n == 0:
-        raise DataError(f"{shown}: no samples (the input array has 0 rows)")
-    got, want = _features(x.shape[1:]), _features(input_shape)
-    if got != want:
-        raise DataError(
-            f"{shown}: {got} features per sample (shape {_shape_text(x.shape[1:]) or 'scalar'}), "
-            f"but the model's input is {_shape_text(input_shape)} ({want} features)"
-        )
     if x.shape[1:] != input_shape:
         x = x.reshape((n,) + input_shape)
     if x.dtype == np.uint8 or x.dtype == np.float32 or x.dtype == np.float64:
@@ -664,16 +675,21 @@ def _prepare(raw: _Raw, input_shape) -> None:
         raw.prepared = True
 
 
+def check_label_count(n: int, y: np.ndarray, source: str, y_source: str) -> None:
+    """One label per input sample (``n`` of them)."""
+    if y.ndim == 0 or y.shape[0] != n:
+        ny = 1 if y.ndim == 0 else y.shape[0]
+        files = source if y_source == source else f"{source} / {y_source}"
+        raise DataError(f"{files}: {n} samples but {ny} labels")
+
+
 def _dataset(raw: _Raw, *, input_shape, n_outputs, task, class_names) -> Dataset:
     _prepare(raw, input_shape)
     x = raw.x
     y = None
     if raw.y is not None:
         y = np.asarray(raw.y)
-        if y.ndim == 0 or y.shape[0] != x.shape[0]:
-            ny = 1 if y.ndim == 0 else y.shape[0]
-            files = raw.source if raw.y_source == raw.source else f"{raw.source} / {raw.y_source}"
-            raise DataError(f"{files}: {x.shape[0]} samples but {ny} labels")
+        check_label_count(x.shape[0], y, raw.source, raw.y_source)
         y = _encode_y(y, task=task, n_outputs=n_outputs, class_names=class_names,
                       shown=raw.y_source, where=raw.y_where)
     source = raw.source if raw.y_source == raw.source else f"{raw.source} + {raw.y_source}"

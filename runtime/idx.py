@@ -81,7 +81,36 @@ def read_idx(path, shown: str | None = None) -> np.ndarray:
         raise DataError(f"{shown}: cannot read file ({err.strerror or err})") from None
 
 
-def _read_idx_stream(f, shown: str, limit: int, compressed: bool) -> np.ndarray:
+def read_idx_header(path, shown: str | None = None) -> tuple[tuple[int, ...], np.dtype]:
+    """``(shape, dtype)`` from an IDX file's header, without reading its values.
+
+    An uncompressed file's size is checked against the header too; a ``.gz`` file's data
+    is only checked when it is read (``read_idx``). Raises ``DataError`` like ``read_idx``.
+    """
+    shown = str(path) if shown is None else shown
+    compressed = str(path).lower().endswith(".gz")
+    try:
+        size = os.path.getsize(path)
+        with (gzip.open(path, "rb") if compressed else open(path, "rb")) as f:
+            dtype, dims = _read_header(f, shown)
+    except DataError:
+        raise
+    except (EOFError, gzip.BadGzipFile, zlib.error) as err:
+        raise DataError(f"{shown}: damaged or truncated gzip data ({' '.join(str(err).split())})") from None
+    except OSError as err:
+        raise DataError(f"{shown}: cannot read file ({err.strerror or err})") from None
+    header, nbytes = 4 + 4 * len(dims), math.prod(dims) * dtype.itemsize
+    if not compressed and header + nbytes != size:  # the same messages as _read_idx_stream's
+        shape = "x".join(map(str, dims))
+        if header + nbytes > size:
+            raise DataError(f"{shown}: truncated IDX file: the header declares {shape} values ({nbytes} bytes) "
+                            f"but the data ends after {max(0, size - header)} bytes")
+        raise DataError(f"{shown}: IDX file is longer than its header declares ({shape} values); damaged file?")
+    return dims, dtype.newbyteorder("=")
+
+
+def _read_header(f, shown: str):
+    """``(dtype, dims)`` of the stream's IDX header (the stream is left at the values)."""
     head = _read_exact(f, 4)
     if len(head) < 4:
         raise DataError(f"{shown}: not an IDX file (only {len(head)} bytes; expected a 4-byte magic number)")
@@ -94,7 +123,12 @@ def _read_idx_stream(f, shown: str, limit: int, compressed: bool) -> np.ndarray:
     raw = _read_exact(f, 4 * ndim)
     if len(raw) < 4 * ndim:
         raise DataError(f"{shown}: truncated IDX header (expected {ndim} dimension sizes)")
-    dims = struct.unpack(">" + "I" * ndim, raw)
+    return dtype, struct.unpack(">" + "I" * ndim, raw)
+
+
+def _read_idx_stream(f, shown: str, limit: int, compressed: bool) -> np.ndarray:
+    dtype, dims = _read_header(f, shown)
+    ndim = len(dims)
     nbytes = math.prod(dims) * dtype.itemsize  # Python ints: no overflow
     header = 4 + 4 * ndim
     if header + nbytes > limit:
