@@ -611,6 +611,8 @@ def test_csv_label_column_problems(tmp_path):
     write_csv(tmp_path / "t.csv", IRIS_LIKE)
     data_error(lambda: load(tmp_path / "t.csv", label="kind"), "t.csv", "no label column named 'kind'",
                "a, b, c, d, species")
+    data_error(lambda: load(tmp_path / "t.csv", label="specis"), "t.csv",
+               "no label column named 'specis' (did you mean 'species'?)")
     data_error(lambda: load(tmp_path / "t.csv"), "t.csv", "add `label NAME`")
     write_csv(tmp_path / "nh.csv", "1,2,3,4,0\n1,2,3,4,1\n")
     data_error(lambda: load(tmp_path / "nh.csv", label="y"), "nh.csv", "header of column names")
