@@ -97,7 +97,8 @@ class Model:
 
     Usually made by ``dlrun.load`` / ``dlrun.loads``. Attributes: ``ir`` (the checked model),
     ``network`` (the runtime network), ``class_names`` (when the labels had names),
-    ``history`` (of the last ``fit``), ``warnings`` (the checker's warnings about the model
+    ``feature_names`` (the training CSV's feature columns: CSV inputs are matched by these
+    names), ``history`` (of the last ``fit``), ``warnings`` (the checker's warnings about the model
     file, ``dsl.diagnostics.Diagnostic`` objects; ``load``/``loads`` also issue each as a
     ``dlrun.ModelWarning``).
     """
@@ -118,6 +119,7 @@ class Model:
         self.class_names = None
         self.history = None
         self._splits = None
+        self._data_record = None  # data.DataRecord of the data trained on (or of the loaded weights)
         self._shuffle_rng = rng_for(self.network.seed, "shuffle")
         self._local = threading.local()  # per-thread inference networks (see predict)
 
@@ -133,6 +135,10 @@ class Model:
     @property
     def output_shape(self) -> tuple:
         return tuple(self.network.output_shape)
+
+    @property
+    def feature_names(self) -> list | None:
+        return None if self._data_record is None else self._data_record.feature_names
 
     @property
     def task(self) -> str:
@@ -176,13 +182,19 @@ class Model:
 
     # -- data ----------------------------------------------------------------------------
     def splits(self):
-        """The model file's data (loaded, checked and split once, then cached)."""
+        """The model file's data (loaded, checked and split once, then cached).
+
+        The held-out fractions are drawn from the file's ``train seed=`` (a ``seed`` given to
+        the model moves initialisation, shuffling and dropout only); with loaded weights,
+        the split saved in them is used and the data are checked against its fingerprints.
+        """
         if self._splits is None:
             from dlrun.runtime.data import load_splits
 
             self._splits = load_splits(
                 self.ir.data, base_dir=self.base_dir, input_shape=self.input_shape,
-                n_outputs=self.network.output_features, task=self.task, seed=self.network.seed,
+                n_outputs=self.network.output_features, task=self.task, seed=self.ir.train.seed,
+                saved=self._data_record,
             )
         sp = self._splits
         if self.class_names is not None and sp.class_names is not None and sp.class_names != self.class_names:
@@ -209,8 +221,11 @@ class Model:
             from dlrun.runtime.data import load_inputs
 
             label = self.ir.data.label if self.ir.data is not None else None
+            record = self._data_record
             # a path given to the API is relative to the working folder, like open()
-            return load_inputs(os.path.abspath(os.fspath(x)), input_shape=self.input_shape, label=label)
+            return load_inputs(os.path.abspath(os.fspath(x)), input_shape=self.input_shape, label=label,
+                               feature_names=self.feature_names,
+                               against=record.origin if record is not None else "")
         if isinstance(x, np.ndarray) and x.dtype.kind in "uif" and x.ndim >= 2 and x.shape[0] > 0:
             # fast path for well-formed arrays (what a serving loop passes); anything else,
             # including non-finite values, takes the checking path for its error message
@@ -252,6 +267,7 @@ class Model:
             if not self.preprocessor.fitted or self.preprocessor.needs_fit:
                 self.preprocessor = sp.preprocessor
             self.class_names = sp.class_names
+            self._data_record = sp.record
         else:
             train, names = self._dataset(x, y, "x")
             if validation_data is not None:
@@ -261,6 +277,11 @@ class Model:
                     raise UsageError("validation_data must be a pair (x, y)") from None
                 validation, _ = self._dataset(xv, yv, "validation_data", names)
             self.class_names = names
+            if self._data_record is not None:
+                # arrays bring no split and no column names: keep only the names known so far
+                from dlrun.runtime.data import DataRecord
+
+                self._data_record = DataRecord(self.feature_names, origin=self._data_record.origin)
             if not self.preprocessor.fitted:
                 self.preprocessor.fit(train.x)
         own_progress = progress is True
@@ -280,7 +301,7 @@ class Model:
 
             checkpoint = open_checkpointer(checkpoint, self, resume=resume, batch_size=batch_size, lr=self._lr,
                                            epochs=epochs,
-                                           class_names=self.class_names, quiet=True,
+                                           class_names=self.class_names, quiet=True, data=self._data_record,
                                            report=lambda m: warnings.warn(m, stacklevel=3))
         elif resume and checkpoint is None:
             raise UsageError("fit(resume=True) needs checkpoint=FOLDER")
@@ -391,20 +412,31 @@ class Model:
 
     # -- weights -------------------------------------------------------------------------
     def save(self, path) -> str:
-        """Write the weights, batch-norm statistics, preprocessing statistics and class names
+        """Write the weights, batch-norm statistics, preprocessing (steps and statistics), class
+        names, feature names and the validation/test split with a fingerprint of the data
         to ``path`` (.npz, atomically). Returns the absolute path."""
         from dlrun.runtime.weights import save_weights
 
-        return save_weights(path, self.network, self.preprocessor, self.class_names)
+        return save_weights(path, self.network, self.preprocessor, self.class_names, self._data_record)
 
     def load_weights(self, path) -> "Model":
-        """Load a file written by ``save``; ``dlrun.WeightsError`` if it is damaged or
-        belongs to a different architecture (the first differing layer is named)."""
-        from dlrun.runtime.data import Preprocessor
+        """Load a file written by ``save``; ``dlrun.WeightsError`` if it is damaged, belongs to
+        a different architecture (the first differing layer is named) or to other
+        preprocessing (the model file's data block must have the steps, order and scale
+        factors the weights were trained with; the first difference is named)."""
+        from dlrun.errors import WeightsError
+        from dlrun.runtime.data import Preprocessor, preprocess_difference
         from dlrun.runtime.weights import apply_weights, read_weights
 
         loaded = read_weights(path, self.network)
         steps = self.ir.data.preprocess if self.ir.data is not None else ()
+        if loaded.preprocess_spec is not None:
+            diff = preprocess_difference(loaded.preprocess_spec, steps)
+            if diff:
+                where = f"{self.path}: " if self.path else ""
+                raise WeightsError(
+                    f"{where}the data block's preprocessing differs from the one {path} was trained with: "
+                    f"{diff} (weights only fit their own preprocessing: restore it, or train again)")
         pre = Preprocessor.from_state(steps, loaded.preprocess)
         if self.task != "regression" and loaded.class_names is not None:
             if len(loaded.class_names) != (self.network.output_features if self.task == "classification" else 2):
@@ -414,6 +446,8 @@ class Model:
         apply_weights(loaded, self.network)
         self.preprocessor = pre
         self.class_names = loaded.class_names
+        self._data_record = loaded.data
+        self._splits = None  # read again: the weights' split and column names apply
         return self
 
 

@@ -43,6 +43,7 @@ from dlrun.errors import DlrunError, UsageError, WeightsError
 from dlrun.runtime import weights as wts
 from dlrun.runtime.fileio import remove_stale_temps
 from dlrun.runtime.runlock import RunLock
+from dlrun.runtime.data import data_fingerprint  # noqa: F401  (one definition, in data.py)
 
 FORMAT_VERSION = 1
 KEEP = 2
@@ -122,23 +123,6 @@ def _describe_place(where: str, model_ir) -> str:
         line = f", line {node.pos.line}" if node.pos.line else ""
         return f"layer {m.group(1)} ({node.kind}{line})" + (f": {m.group(2)}" if m.group(2) else "")
     return where
-
-
-def data_fingerprint(*datasets) -> str:
-    """sha256 of the inputs and targets of ``datasets`` (None entries skipped)."""
-    h = hashlib.sha256()
-    for ds in datasets:
-        if ds is None:
-            h.update(b"none")
-            continue
-        for a in (ds.x, ds.y):
-            if a is None:
-                h.update(b"none")
-                continue
-            a = np.ascontiguousarray(a)
-            h.update(f"{a.dtype.str}{a.shape}".encode())
-            h.update(memoryview(a).cast("B"))
-    return h.hexdigest()
 
 
 # -- files ---------------------------------------------------------------------------------
@@ -244,12 +228,13 @@ class Checkpointer:
     """
 
     def __init__(self, folder, *, model_ir, settings: dict, class_names=None, resume=None,
-                 resume_path=None, keep=KEEP, every_epoch=False):
+                 resume_path=None, keep=KEEP, every_epoch=False, data=None):
         self.folder = os.path.abspath(os.fspath(folder))
         self.model_ir = model_ir
         self.identity = json.loads(json.dumps(model_identity(model_ir)))  # as read back
         self.settings = dict(settings)
         self.class_names = class_names
+        self.data = data  # the DataRecord saved with the weights (feature names, split)
         self.resume = resume
         self.resume_path = resume_path
         self.keep = int(keep)
@@ -313,7 +298,7 @@ class Checkpointer:
         net, opt = trainer.net, trainer.opt
         if self._data_hash is None:
             self._data_hash = data_fingerprint(trainer.train, trainer.validation)
-        arrays = {k: np.array(v, copy=True) for k, v in wts.weights_arrays(net, trainer.pre, self.class_names).items()}
+        arrays = {k: np.array(v, copy=True) for k, v in wts.weights_arrays(net, trainer.pre, self.class_names, self.data).items()}
         arrays["ckpt.model"] = _text(self.identity)
         arrays["ckpt.settings"] = _text(self.settings)
         arrays["ckpt.data"] = np.array(self._data_hash)
@@ -490,7 +475,7 @@ def lock_folder(folder, *, hint="use another checkpoint folder") -> RunLock:
 def open_checkpointer(folder, model, *, lock=None, **options) -> Checkpointer:
     """The ``Checkpointer`` of a run of ``model`` (a ``dlrun.Model``) into ``folder`` (created
     if needed). ``options`` (``resume``, ``batch_size``, ``lr``, ``epochs``, ``class_names``,
-    ``report``, ``quiet``) as for ``_open_checkpointer``. ``lock``: the folder's ``RunLock``
+    ``report``, ``quiet``, ``data``) as for ``_open_checkpointer``. ``lock``: the folder's ``RunLock``
     when the caller took it (``lock_folder``) and releases it; by default the folder is
     locked here and released by ``Checkpointer.close``."""
     if lock is not None:
@@ -506,13 +491,14 @@ def open_checkpointer(folder, model, *, lock=None, **options) -> Checkpointer:
 
 
 def _open_checkpointer(folder, model, *, resume=False, batch_size=None, lr=None, epochs=None, class_names=None,
-                       report=None, quiet=False) -> Checkpointer:
+                       report=None, quiet=False, data=None) -> Checkpointer:
     """The ``Checkpointer`` of a run of ``model`` into ``folder`` (prepared and locked).
     ``resume``: continue from the newest intact checkpoint there (damaged ones are
     reported through ``report(message)`` and skipped; none at all: start from the beginning).
     ``batch_size``/``lr``: overrides of the file's values, which a resume must match.
     ``epochs``: the run's epochs (default the file's); a checkpoint that already reached them,
-    or whose run stopped early, leaves nothing to train, which is reported even when ``quiet``."""
+    or whose run stopped early, leaves nothing to train, which is reported even when ``quiet``.
+    ``data``: the ``DataRecord`` of the training data, saved in every checkpoint."""
     report = report or (lambda message: None)
     folder = os.path.abspath(os.fspath(folder))  # prepared by lock_folder
     t = model.ir.train
@@ -535,7 +521,7 @@ def _open_checkpointer(folder, model, *, resume=False, batch_size=None, lr=None,
         report(f"note: {folder} holds checkpoints of an earlier run; this run replaces them "
                f"(--resume continues it)")
     ck = Checkpointer(folder, model_ir=model.ir, settings=settings, class_names=class_names,
-                      resume=arrays, resume_path=path)
+                      resume=arrays, resume_path=path, data=data)
     if arrays is not None:
         ck.check_compatible()  # a changed model file is refused before anything else
         if not quiet:

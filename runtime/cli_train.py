@@ -72,6 +72,23 @@ def _err(msg):
     print(msg, file=sys.stderr)
 
 
+class _warnings_on_stderr:
+    """Python warnings raised inside (e.g. CSV columns matched by name in another order)
+    become one ``warning: ...`` line each on stderr."""
+
+    def __enter__(self):
+        import warnings
+
+        self._ctx = warnings.catch_warnings()
+        self._ctx.__enter__()
+        warnings.simplefilter("always")
+        warnings.showwarning = lambda m, *a, **k: _err(f"warning: {m}")
+        return self
+
+    def __exit__(self, *exc):
+        return self._ctx.__exit__(*exc)
+
+
 def _positive(value, flag):
     from dlrun.errors import UsageError
 
@@ -187,7 +204,8 @@ def _train_run(args, created, locks) -> int:
             created.append(ckdir)
         ck_lock = locks.enter_context(lock_folder(ckdir, hint="choose another --checkpoint-dir"))
     model = Model(model_ir, base_dir=base, path=args.model, seed=args.seed, lr=args.lr)
-    splits = model.splits()  # load and check the data before training
+    with _warnings_on_stderr():
+        splits = model.splits()  # load and check the data before training
     checkpoint = None if ckdir is None else _checkpointer(args, ckdir, model, splits, ck_lock)
     from dlrun.runtime.train import ConsoleProgress
 
@@ -259,7 +277,7 @@ def _checkpointer(args, folder, model, splits, lock):
 
     return open_checkpointer(folder, model, resume=args.resume, batch_size=args.batch_size, lr=args.lr,
                              epochs=args.epochs, class_names=splits.class_names, report=_err, quiet=args.quiet,
-                             lock=lock)
+                             lock=lock, data=splits.record)
 
 
 def _train_inputs(model_path, model_ir, base):
@@ -331,6 +349,11 @@ class _stop_signals:
 
 # -- eval ---------------------------------------------------------------------------------
 def _eval(args) -> int:
+    with _warnings_on_stderr():
+        return _eval_run(args)
+
+
+def _eval_run(args) -> int:
     import json
 
     model_ir = _load_ir(args.model)
@@ -360,6 +383,11 @@ def _eval(args) -> int:
 
 # -- predict ------------------------------------------------------------------------------
 def _predict(args) -> int:
+    with _warnings_on_stderr():
+        return _predict_run(args)
+
+
+def _predict_run(args) -> int:
     import numpy as np
 
     from dlrun.errors import UsageError

@@ -24,8 +24,10 @@ converts one batch at a time into the caller's float buffer.
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
@@ -89,6 +91,7 @@ class Splits:
 
     ``class_names``: sorted class names when the labels were strings, else None.
     ``preprocessor``: fitted on ``train`` only.
+    ``record``: what the weights keep of this data (feature names, the split, fingerprints).
     """
 
     train: Dataset
@@ -96,6 +99,56 @@ class Splits:
     test: Dataset | None
     class_names: list[str] | None
     preprocessor: "Preprocessor"
+    record: "DataRecord | None" = None
+
+    @property
+    def feature_names(self) -> list[str] | None:
+        return None if self.record is None else self.record.feature_names
+
+
+# held-out split -> its code in ``DataRecord.rows`` (0 = training)
+SPLIT_CODES = {"validation": 1, "test": 2}
+_ROLE_WORD = {"train": "training"}
+
+
+@dataclass
+class DataRecord:
+    """What a weights file keeps of the data it was trained on (``weights.py`` stores it).
+
+    ``feature_names``: the training CSV's feature columns, in the order the model reads them
+    (None for other formats: their features are matched by position).
+    ``files``: role -> ``(file, sha256)`` of every split read from a file, the sha256 being
+    ``data_fingerprint`` of its inputs and labels as loaded; empty when nothing is known of
+    the split (weights trained on arrays).
+    ``fractions``: role -> fraction held out of the training file; ``split_seed`` the seed
+    they were drawn with; ``rows``: one uint8 per row of the training file, 0 training,
+    ``SPLIT_CODES[role]`` held out (None without fractions).
+    ``origin``: where the record comes from, for messages (``'the weights W.npz'``).
+    """
+
+    feature_names: list[str] | None = None
+    files: dict[str, tuple[str, str]] = field(default_factory=dict)
+    fractions: dict[str, float] = field(default_factory=dict)
+    split_seed: int | None = None
+    rows: np.ndarray | None = None
+    origin: str = "the weights"
+
+
+def data_fingerprint(*datasets) -> str:
+    """sha256 of the inputs and targets of ``datasets`` (None entries skipped)."""
+    h = hashlib.sha256()
+    for ds in datasets:
+        if ds is None:
+            h.update(b"none")
+            continue
+        for a in (ds.x, ds.y):
+            if a is None:
+                h.update(b"none")
+                continue
+            a = np.ascontiguousarray(a)
+            h.update(f"{a.dtype.str}{a.shape}".encode())
+            h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------------------------
@@ -246,6 +299,37 @@ class _Csv:
         return self.index[name]
 
 
+def _name_list(names: Sequence[str], limit: int = 8) -> str:
+    shown = ", ".join(f"'{n}'" for n in names[:limit])
+    return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
+
+
+def _columns_by_name(table: _Csv, names: Sequence[str], label: str | None, against: str) -> list[int]:
+    """The columns of ``table`` holding the features ``names``, in that order.
+
+    Features are matched by header name: a missing or an unknown column (a renamed header
+    is both) is refused, naming them; columns in another order are reordered, with a warning.
+    """
+    missing = [n for n in names if n not in table.index]
+    wanted = set(names)
+    unknown = [h for h in table.header if h != label and h not in wanted]
+    if missing or unknown:
+        parts = []
+        if missing:
+            parts.append(f"no column{'s' if len(missing) > 1 else ''} {_name_list(missing)}")
+        if unknown:
+            parts.append(f"unknown column{'s' if len(unknown) > 1 else ''} {_name_list(unknown)}")
+        raise DataError(
+            f"{table.shown}: {' and '.join(parts)}; the features of {against} are the columns "
+            f"{_name_list(names)} (matched by header name)"
+        )
+    cols = [table.index[n] for n in names]
+    if any(a > b for a, b in zip(cols, cols[1:])):
+        warnings.warn(f"{table.shown}: the feature columns are in another order than in {against}; "
+                      f"matched by header name", stacklevel=2)
+    return cols
+
+
 def _is_number(text: str) -> bool:
     try:
         float(text)
@@ -361,6 +445,7 @@ class _Raw:
     x_where: Callable[[int, int], str]  # location of feature j of sample i
     y_where: Callable[[int], str]  # location of the label of sample i
     prepared: bool = False  # x already checked and shaped by _prepare_x
+    feature_names: list[str] | None = None  # CSV: the header names of x's columns
 
 
 def _array_where(name: str) -> Callable[[int, int], str]:
@@ -395,7 +480,10 @@ def _read_labels_file(p: Path, shown: str, label: str | None):
     return table.text(j), (lambda i: table.where(i, j))
 
 
-def _read_source(src: ir.Source, base_dir, label: str | None, role: str, need_y: bool = True) -> _Raw:
+def _read_source(src: ir.Source, base_dir, label: str | None, role: str, need_y: bool = True,
+                 features: Sequence[str] | None = None, against: str = "") -> _Raw:
+    """One data file's raw arrays; a CSV's features are the columns named ``features`` (all
+    but the label when None), matched by name against those of ``against`` (messages)."""
     p = resolve_path(src.path, base_dir)
     shown = _check_file(p, role)
     fmt = _format_of(p)
@@ -423,9 +511,11 @@ def _read_source(src: ir.Source, base_dir, label: str | None, role: str, need_y:
             y_where = lambda i: table.where(i, j)
         if not cols:
             raise DataError(f"{shown}: no feature columns besides the label column '{label}'")
+        if features is not None:
+            cols = _columns_by_name(table, features, label, against)
         x = _csv_numbers(table, cols)
         x_where = lambda i, k: table.where(i, cols[k])
-        return _Raw(x, y, shown, shown, x_where, y_where)
+        return _Raw(x, y, shown, shown, x_where, y_where, feature_names=[table.header[k] for k in cols])
 
     if fmt == "npz":
         arrays = _load_npz(p, shown)
@@ -797,12 +887,73 @@ def _compact_rows(x: np.ndarray, keep: np.ndarray) -> np.ndarray:
     return x[:n]
 
 
-def _split_off(ds: Dataset, fractions: Mapping[str, float], task: str, seed: int) -> dict[str, Dataset]:
+def _draw_split(ds: Dataset, fractions: Mapping[str, float], task: str, seed: int) -> dict[str, np.ndarray]:
     n = len(ds)
     strata = None
     if ds.y is not None and task in ("classification", "binary"):
         strata = ds.y.reshape(n, -1)[:, 0]
-    pos = _split_positions(n, fractions, strata, seed)
+    return _split_positions(n, fractions, strata, seed)
+
+
+def _split_rows(pos: Mapping[str, np.ndarray], n: int) -> np.ndarray:
+    """``DataRecord.rows`` of the positions ``_split_positions`` returns."""
+    rows = np.zeros(n, dtype=np.uint8)
+    for role, code in SPLIT_CODES.items():
+        if role in pos:
+            rows[pos[role]] = code
+    return rows
+
+
+def _saved_split(saved: DataRecord, fractions: Mapping[str, float]) -> dict[str, np.ndarray]:
+    """The positions of a saved split (``DataRecord.rows``), as ``_split_positions`` returns them."""
+    rows = saved.rows
+    out = {role: np.flatnonzero(rows == SPLIT_CODES[role]) for role in fractions}
+    out["train"] = np.flatnonzero(rows == 0)
+    return out
+
+
+def _fractions_text(fractions: Mapping[str, float]) -> str:
+    return ", ".join(f"{role} {fractions[role]:g}" for role in SPLIT_CODES if role in fractions) or "nothing"
+
+
+def _check_record(saved: DataRecord, files: Mapping[str, tuple[str, str]], fractions: Mapping[str, float],
+                  n_train: int) -> bool:
+    """Compare the data just loaded with the record of the weights; True when the saved
+    split is to be used.
+
+    The rows held out of the training file are only known for the data they were drawn
+    from: other fractions, or a changed training file, are refused (a test split holding
+    training rows would report a wrong result). A changed separate file is warned about.
+    """
+    if not saved.files:
+        return False  # nothing known of the split (old weights, or trained on arrays)
+    if dict(saved.fractions) != dict(fractions):
+        raise DataError(
+            f"{files['train'][0]}: the model file holds out {_fractions_text(fractions)} of the training "
+            f"file, but {saved.origin} were trained holding out {_fractions_text(saved.fractions)}: "
+            f"their validation/test split cannot be rebuilt (restore the data block, or train again)"
+        )
+    use = saved.rows is not None and bool(fractions)
+    for role, (shown, sha) in files.items():
+        if role not in saved.files:
+            continue
+        old_shown, old_sha = saved.files[role]
+        if sha == old_sha:
+            continue
+        what = (f"the {_ROLE_WORD.get(role, role)} data differ from those {saved.origin} were trained on "
+                f"(sha256 {sha[:16]} now, {old_sha[:16]} for {old_shown} then)")
+        if role == "train" and use:
+            raise DataError(f"{shown}: {what}: the validation/test rows held out of it cannot be rebuilt; "
+                            f"evaluate on the data the weights were trained on, or train again")
+        warnings.warn(f"{shown}: {what}", stacklevel=3)
+    if use and saved.rows.shape != (n_train,):
+        raise DataError(f"{files['train'][0]}: {n_train} samples, but the split saved in {saved.origin} "
+                        f"covers {saved.rows.shape[0]}")
+    return use
+
+
+def _split_off(ds: Dataset, pos: Mapping[str, np.ndarray], fractions: Mapping[str, float]) -> dict[str, Dataset]:
+    n = len(ds)
     out = {}
     for role in fractions:
         idx = pos[role]
@@ -824,23 +975,33 @@ def _split_off(ds: Dataset, fractions: Mapping[str, float], task: str, seed: int
 
 
 def load_splits(data: ir.Data | None, *, base_dir, input_shape: tuple, n_outputs: int, task: str,
-                seed: int) -> Splits:
+                seed: int, saved: DataRecord | None = None) -> Splits:
     """Load train/validation/test as the data block says, check them, fit the preprocessing.
 
     Fractions are split off the training file with a permutation from ``seed``, stratified by
-    class for classifiers. Relative paths resolve against ``base_dir``.
+    class for classifiers. Relative paths resolve against ``base_dir``. CSV features are
+    matched by header name against the training file's (or ``saved``'s) columns.
+
+    ``saved``: the record of the weights being evaluated: its feature names are the ones
+    read, its split is used instead of a new one, and the data are checked against its
+    fingerprints (see ``_check_record``).
     """
     if task not in TASKS:
         raise UsageError(f"unknown task {task!r} (expected one of {', '.join(TASKS)})")
     if data is None or data.train is None:
         raise DataError('the model file names no training data (add `data { train "FILE" ... }`)')
     input_shape = tuple(int(d) for d in input_shape)
-    raws = {"train": _read_source(data.train, base_dir, data.label, "train")}
+    features = saved.feature_names if saved is not None else None
+    against = saved.origin if features is not None else ""
+    raws = {"train": _read_source(data.train, base_dir, data.label, "train", features=features, against=against)}
+    if features is None and raws["train"].feature_names is not None:
+        features = raws["train"].feature_names
+        against = f"the training file {raws['train'].source}"
     fractions: dict[str, float] = {}
     for role in ("validation", "test"):
         value = getattr(data, role)
         if isinstance(value, ir.Source):
-            raws[role] = _read_source(value, base_dir, data.label, role)
+            raws[role] = _read_source(value, base_dir, data.label, role, features=features, against=against)
         elif value is not None:
             f = float(value)
             if not 0.0 < f < 1.0:
@@ -858,16 +1019,34 @@ def load_splits(data: ir.Data | None, *, base_dir, input_shape: tuple, n_outputs
         _check_class_count(names, task, n_outputs, raws["train"].y_source)
     sets = {role: _dataset(raw, input_shape=input_shape, n_outputs=n_outputs, task=task, class_names=names)
             for role, raw in raws.items()}
+    feature_names = raws["train"].feature_names
     del raws
+    files = {role: (ds.source, data_fingerprint(ds)) for role, ds in sets.items()}
+    n_train = len(sets["train"])
+    record = DataRecord(feature_names, files, dict(fractions), int(seed) if fractions else None,
+                        origin=f"the weights trained on {files['train'][0]}")
     if fractions:
-        sets.update(_split_off(sets["train"], fractions, task, seed))
+        if saved is not None and _check_record(saved, files, fractions, n_train):
+            pos = _saved_split(saved, fractions)
+            record.split_seed = saved.split_seed
+        else:
+            pos = _draw_split(sets["train"], fractions, task, seed)
+        record.rows = _split_rows(pos, n_train)
+        sets.update(_split_off(sets["train"], pos, fractions))
+    elif saved is not None:
+        _check_record(saved, files, fractions, n_train)
     pre = Preprocessor(data.preprocess).fit(sets["train"].x, source=sets["train"].source)
-    return Splits(sets["train"], sets.get("validation"), sets.get("test"), names, pre)
+    return Splits(sets["train"], sets.get("validation"), sets.get("test"), names, pre, record)
 
 
-def load_inputs(path, *, input_shape, label: str | None = None, base_dir=None) -> np.ndarray:
+def load_inputs(path, *, input_shape, label: str | None = None, base_dir=None,
+                feature_names: Sequence[str] | None = None, against: str = "the training data") -> np.ndarray:
     """Inputs to predict on: ``.npz`` (array ``x`` or the only array), ``.npy``, ``.csv`` (header;
     the ``label`` column dropped if present), or IDX images; checked against ``input_shape``.
+
+    ``feature_names``: the training columns (``DataRecord.feature_names``); a CSV's columns
+    are then matched by name (see ``_columns_by_name``; ``against`` names their origin),
+    otherwise by position.
     """
     p = resolve_path(path, base_dir)
     shown = _check_file(p, "input")
@@ -878,6 +1057,8 @@ def load_inputs(path, *, input_shape, label: str | None = None, base_dir=None) -
         cols = [k for k, name in enumerate(table.header) if name != label]
         if not cols:
             raise DataError(f"{shown}: no feature columns")
+        if feature_names is not None:
+            cols = _columns_by_name(table, feature_names, label, against)
         x = _csv_numbers(table, cols)
         return _prepare_x(x, input_shape, shown, lambda i, k: table.where(i, cols[k]))
     if fmt == "npz":
@@ -1087,6 +1268,10 @@ class Preprocessor:
         return self.apply(x, out)
 
     # -- saving -------------------------------------------------------------------------------
+    def spec(self) -> list[dict]:
+        """The steps as saved with the weights: ``[{"kind": "scale", "factor": 0.0625}, {"kind": "standardize"}]``."""
+        return [{"kind": k, "factor": f} if k == "scale" else {"kind": k} for k, f in zip(self.kinds, self.factors)]
+
     def state(self) -> dict[str, np.ndarray]:
         """The fitted statistics as named float64 arrays (keys ``step{i}.{kind}.{stat}``)."""
         if not self.fitted:
@@ -1131,3 +1316,34 @@ class Preprocessor:
         pre.n_features = features
         pre.fitted = True
         return pre
+
+
+def _step_text(step: Mapping) -> str:
+    return f"scale {step['factor']!r}" if step.get("kind") == "scale" else str(step.get("kind"))
+
+
+def preprocess_difference(saved: Sequence[Mapping], steps: Sequence) -> str | None:
+    """How the data block's preprocessing ``steps`` differ from ``saved`` (the ``spec()`` the
+    weights were trained with), or None when they are the same steps in the same order with
+    the same factors.
+
+    >>> preprocess_difference([{"kind": "scale", "factor": 0.0625}], [ir.Preprocess("scale", {"factor": 1 / 255})])
+    'step 1 is scale 0.00392156862745098 in the model file, scale 0.0625 in the weights'
+    """
+    now = Preprocessor(steps).spec()
+    saved = [dict(s) for s in saved]
+
+    def line(i):
+        pos = getattr(steps[i], "pos", None)
+        return f" (line {pos.line})" if pos is not None and pos.line else ""
+
+    for i, (old, new) in enumerate(zip(saved, now)):
+        if old != new:
+            return f"step {i + 1} is {_step_text(new)}{line(i)} in the model file, {_step_text(old)} in the weights"
+    if len(now) > len(saved):
+        i = len(saved)
+        return f"the model file adds step {i + 1}, {_step_text(now[i])}{line(i)}, which the weights were not trained with"
+    if len(saved) > len(now):
+        i = len(now)
+        return f"the weights were trained with a step {i + 1}, {_step_text(saved[i])}, which the model file lacks"
+    return None

@@ -12,6 +12,15 @@ Contents (array names in the archive):
     state.{i}.{kind}.{name}   batch-norm running statistics
     preprocess.{key}          fitted preprocessing statistics (``Preprocessor.state()``)
     class_names               unicode array, when the labels had names
+    data.preprocess           str, JSON of the preprocessing steps (``Preprocessor.spec()``)
+    data.feature_names        unicode array: the training CSV's feature columns, in order
+    data.split                str, JSON {"files": {role: [file, sha256]}, "fractions": {role: f},
+                              "seed": int or null}: the data trained on (``data.DataRecord``)
+    data.split_rows           uint8 per training-file row: 0 training, 1 validation, 2 test
+
+The ``data.*`` arrays are optional: files written before them load as before (CSV features
+matched by position, the split drawn again from the seed, preprocessing checked only by the
+statistics' names).
 
 Loading checks, in order: the file exists and is an intact zip of plain arrays (no pickled
 objects: ``allow_pickle=False``, and an object array is refused), the format version, the
@@ -37,6 +46,7 @@ import numpy as np
 
 from dlrun._version import __version__
 from dlrun.dsl import ir
+from dlrun.runtime.data import SPLIT_CODES, DataRecord
 from dlrun.runtime.fileio import replace_atomically
 from dlrun.errors import UsageError, WeightsError
 
@@ -199,7 +209,7 @@ def _text(value) -> np.ndarray:
     return np.array(str(value))
 
 
-def weights_arrays(net, preprocessor=None, class_names=None) -> dict:
+def weights_arrays(net, preprocessor=None, class_names=None, data: DataRecord | None = None) -> dict:
     """The archive contents for ``net`` (see the module docstring)."""
     arch = architecture(net.model)
     arrays = {
@@ -219,23 +229,97 @@ def weights_arrays(net, preprocessor=None, class_names=None) -> dict:
             arrays[f"preprocess.{k}"] = v
     if class_names is not None:
         arrays["class_names"] = np.array([str(c) for c in class_names], dtype=np.str_)
+    if preprocessor is not None:
+        arrays["data.preprocess"] = _text(json.dumps(preprocessor.spec()))
+    if data is not None:
+        arrays.update(data_arrays(data))
     return arrays
 
 
-def save_weights(path, net, preprocessor=None, class_names=None) -> str:
-    """Write the weights of ``net`` (with preprocessing state and class names) atomically."""
-    return write_npz(path, weights_arrays(net, preprocessor, class_names))
+def data_arrays(data: DataRecord) -> dict:
+    """The ``data.*`` arrays of a ``DataRecord`` (preprocessing aside)."""
+    arrays = {}
+    if data.feature_names is not None:
+        arrays["data.feature_names"] = np.array([str(c) for c in data.feature_names], dtype=np.str_)
+    if data.files:
+        arrays["data.split"] = _text(json.dumps({
+            "files": {role: list(v) for role, v in data.files.items()},
+            "fractions": dict(data.fractions),
+            "seed": data.split_seed,
+        }, sort_keys=True))
+    if data.rows is not None:
+        arrays["data.split_rows"] = np.asarray(data.rows, dtype=np.uint8)
+    return arrays
+
+
+def read_data_record(arrays, path) -> DataRecord | None:
+    """The ``DataRecord`` of a weights file's ``data.*`` arrays (None when it has none)."""
+    names = arrays.get("data.feature_names")
+    split = arrays.get("data.split")
+    rows = arrays.get("data.split_rows")
+    if names is None and split is None:
+        return None
+    record = DataRecord(origin=f"the weights {path}")
+    if names is not None:
+        if names.dtype.kind != "U" or names.ndim != 1 or len(set(names.tolist())) != names.shape[0]:
+            raise WeightsError(f"{path}: damaged data.feature_names (expected distinct strings)")
+        record.feature_names = [str(s) for s in names]
+    if split is not None:
+        try:
+            if split.dtype.kind != "U" or split.ndim != 0:
+                raise ValueError
+            d = json.loads(str(split))
+            files = {str(r): (str(v[0]), str(v[1])) for r, v in d["files"].items()}
+            fractions = {str(r): float(f) for r, f in d["fractions"].items()}
+            seed = None if d["seed"] is None else int(d["seed"])
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+            raise WeightsError(f"{path}: damaged data.split") from None
+        if "train" not in files or not set(fractions) <= set(SPLIT_CODES):
+            raise WeightsError(f"{path}: damaged data.split")
+        record.files, record.fractions, record.split_seed = files, fractions, seed
+        if fractions:
+            if rows is None or rows.dtype != np.uint8 or rows.ndim != 1:
+                raise WeightsError(f"{path}: damaged data.split_rows (expected one uint8 per training row)")
+            codes = {0} | {SPLIT_CODES[r] for r in fractions}
+            if not np.isin(rows, list(codes)).all():
+                raise WeightsError(f"{path}: damaged data.split_rows (codes other than {sorted(codes)})")
+            record.rows = rows
+    return record
+
+
+def read_preprocess_spec(arrays, path) -> list[dict] | None:
+    """The preprocessing steps the weights were trained with (None in older files)."""
+    a = arrays.get("data.preprocess")
+    if a is None:
+        return None
+    try:
+        if a.dtype.kind != "U" or a.ndim != 0:
+            raise ValueError
+        spec = json.loads(str(a))
+        if not isinstance(spec, list) or not all(isinstance(s, dict) and "kind" in s for s in spec):
+            raise ValueError
+    except ValueError:
+        raise WeightsError(f"{path}: damaged data.preprocess") from None
+    return spec
+
+
+def save_weights(path, net, preprocessor=None, class_names=None, data: DataRecord | None = None) -> str:
+    """Write the weights of ``net`` (with preprocessing, class names and the data record) atomically."""
+    return write_npz(path, weights_arrays(net, preprocessor, class_names, data))
 
 
 class LoadedWeights:
     """A checked weights file: ``preprocess`` (dict for ``Preprocessor.from_state``),
-    ``class_names`` (list or None), ``meta`` (dict of str)."""
+    ``class_names`` (list or None), ``meta`` (dict of str), ``preprocess_spec`` (the
+    steps, None in older files), ``data`` (``DataRecord`` or None)."""
 
-    def __init__(self, arrays, preprocess, class_names, meta):
+    def __init__(self, arrays, preprocess, class_names, meta, preprocess_spec=None, data=None):
         self.arrays = arrays
         self.preprocess = preprocess
         self.class_names = class_names
         self.meta = meta
+        self.preprocess_spec = preprocess_spec
+        self.data = data
 
 
 def read_weights(path, net) -> LoadedWeights:
@@ -300,7 +384,8 @@ def check_weights(arrays, path, net) -> LoadedWeights:
         if names.dtype.kind != "U" or names.ndim != 1:
             raise WeightsError(f"{path}: damaged class_names (expected a 1-d array of strings)")
         names = [str(s) for s in names]
-    return LoadedWeights(arrays, preprocess, names, meta)
+    return LoadedWeights(arrays, preprocess, names, meta, read_preprocess_spec(arrays, path),
+                         read_data_record(arrays, path))
 
 
 def apply_weights(loaded: LoadedWeights, net) -> None:
