@@ -46,7 +46,7 @@ import numpy as np
 
 from dlrun._version import __version__
 from dlrun.dsl import ir
-from dlrun.runtime.data import SPLIT_CODES, DataRecord
+from dlrun.runtime.data import PREPROCESS_KINDS, SPLIT_CODES, DataRecord
 from dlrun.runtime.fileio import replace_atomically
 from dlrun.errors import UsageError, WeightsError
 
@@ -287,6 +287,15 @@ def read_data_record(arrays, path) -> DataRecord | None:
     return record
 
 
+def _valid_step(step) -> bool:
+    """A step as ``Preprocessor.spec()`` writes it."""
+    if not isinstance(step, dict) or step.get("kind") not in PREPROCESS_KINDS:
+        return False
+    if step["kind"] != "scale":
+        return set(step) == {"kind"}
+    return set(step) == {"kind", "factor"} and type(step["factor"]) in (int, float)
+
+
 def read_preprocess_spec(arrays, path) -> list[dict] | None:
     """The preprocessing steps the weights were trained with (None in older files)."""
     a = arrays.get("data.preprocess")
@@ -296,7 +305,7 @@ def read_preprocess_spec(arrays, path) -> list[dict] | None:
         if a.dtype.kind != "U" or a.ndim != 0:
             raise ValueError
         spec = json.loads(str(a))
-        if not isinstance(spec, list) or not all(isinstance(s, dict) and "kind" in s for s in spec):
+        if not isinstance(spec, list) or not all(_valid_step(s) for s in spec):
             raise ValueError
     except ValueError:
         raise WeightsError(f"{path}: damaged data.preprocess") from None

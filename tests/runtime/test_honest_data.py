@@ -264,3 +264,19 @@ def test_scale_after_standardize_is_refused_and_old_files_still_load(tmp_path):
     path.write_text(text)
     old = _strip(w, tmp_path / "old.npz", "data.preprocess")
     assert dlrun.load(path, weights=old).evaluate() == model.evaluate()
+
+
+@pytest.mark.parametrize("value", ['[{"kind": "scale"}]', '[{"kind": "sqrt"}]', '{"kind": "scale"}',
+                                   '[{"kind": "standardize", "factor": 2}]', '[{"kind": "scale", "factor": "2"}]',
+                                   'not json'])
+def test_damaged_preprocessing_steps_in_the_weights_are_refused(tmp_path, value):
+    path = _iris(tmp_path, epochs=1)
+    model = dlrun.load(path)
+    model.fit()
+    w = model.save(tmp_path / "w.npz")
+    with np.load(w) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["data.preprocess"] = np.array(value)
+    np.savez(w, **arrays)
+    with pytest.raises(WeightsError, match="damaged data.preprocess"):
+        dlrun.load(path, weights=w)
