@@ -111,12 +111,13 @@ def _check_data(path, model, args) -> tuple[bool, str]:
     from dlrun.dsl.diagnostics import Reporter
     from dlrun.dsl.parser import check_text
     from dlrun.errors import DlrunError
-    from dlrun.runtime.cli_train import _base_dir
+    from dlrun.runtime.cli_train import _base_dir, _warnings_on_stderr
     from dlrun.runtime.datacheck import check_data
 
     if model.data is None or model.data.train is None:
         return True, "; data: none named"
-    problems, samples = check_data(model, _base_dir(SimpleNamespace(model=path, data_root=args.data_root)))
+    with _warnings_on_stderr():  # e.g. a test CSV's columns in another order (matched by name)
+        problems, samples = check_data(model, _base_dir(SimpleNamespace(model=path, data_root=args.data_root)))
     if problems:
         try:
             text = check_text(read_source(path), path)[0]

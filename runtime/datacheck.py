@@ -44,6 +44,7 @@ class _Probe:
     source: str  # file of the inputs (messages)
     y_source: str  # file of the labels (messages)
     y_where: Callable[[int], str]
+    feature_names: list[str] | None = None  # a CSV's feature columns
 
 
 def check_data(model: ir.Model, base_dir) -> tuple[list[tuple[ir.Pos, str]], dict[str, int]]:
@@ -60,12 +61,15 @@ def check_data(model: ir.Model, base_dir) -> tuple[list[tuple[ir.Pos, str]], dic
     task = D.task_for_loss(model.loss.name)
     problems: list[tuple[ir.Pos, str]] = []
     probes: list[_Probe] = []
+    features = against = None  # CSV features are matched by name against the training file's
     for role in ("train", "validation", "test"):
         src = getattr(data, role)
         if not isinstance(src, ir.Source):
             continue
         try:
-            probe = _probe(src, role, data, base_dir)
+            probe = _probe(src, role, data, base_dir, features, against)
+            if role == "train" and probe.feature_names is not None:
+                features, against = probe.feature_names, f"the training file {probe.source}"
             D.check_input_layout(probe.shape, probe.dtype, input_shape, probe.source)
             if probe.y is not None:
                 D.check_label_count(probe.shape[0], probe.y, probe.source, probe.y_source)
@@ -101,7 +105,7 @@ def _statement_pos(err: DataError, src: ir.Source, data: ir.Data) -> ir.Pos:
     return src.pos
 
 
-def _probe(src: ir.Source, role: str, data: ir.Data, base_dir) -> _Probe:
+def _probe(src: ir.Source, role: str, data: ir.Data, base_dir, features=None, against=None) -> _Probe:
     p = D.resolve_path(src.path, base_dir)
     shown = D._check_file(p, role)
     fmt = D._format_of(p)
@@ -111,8 +115,9 @@ def _probe(src: ir.Source, role: str, data: ir.Data, base_dir) -> _Probe:
         if y is not None:
             return _Probe(role, src.pos, header[0], header[1], y, shown, y_source, y_where)
     # as training reads it: the whole file, with the readers' own messages
-    raw = D._read_source(src, base_dir, data.label, role)
-    return _Probe(role, src.pos, raw.x.shape, raw.x.dtype, raw.y, raw.source, raw.y_source, raw.y_where)
+    raw = D._read_source(src, base_dir, data.label, role, features=features, against=against or "")
+    return _Probe(role, src.pos, raw.x.shape, raw.x.dtype, raw.y, raw.source, raw.y_source, raw.y_where,
+                  raw.feature_names)
 
 
 def _input_header(p, fmt: str, src: ir.Source, shown: str):

@@ -182,3 +182,17 @@ def test_check_data_imports_numpy_only_when_asked(tmp_path, iris):
             "print('numpy' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code, str(iris)], capture_output=True, text=True, timeout=120)
     assert r.stdout.strip().endswith("False"), r.stdout + r.stderr
+
+
+def test_test_csv_columns_are_matched_by_name_against_the_training_file(capsys, iris, tmp_path):
+    lines = (tmp_path / "iris.csv").read_text().splitlines()
+    order = [4, 2, 0, 3, 1]
+    text = "\n".join(",".join(line.split(",")[i] for i in order) for line in lines[:31]) + "\n"
+    (tmp_path / "test.csv").write_text(text)
+    iris.write_text(IRIS.replace("validation 0.2", 'test "test.csv"'))
+    code, out, err = check(capsys, iris)
+    assert code == 0 and err.startswith("warning: ") and "matched by header name" in err
+    (tmp_path / "test.csv").write_text(text.replace("sepal_width", "sw", 1))
+    code, out, err = check(capsys, iris)
+    assert code == 2
+    assert "iris.net:6:5: error: " in err and "test.csv: no column 'sepal_width' and unknown column 'sw'" in err
