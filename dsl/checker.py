@@ -913,6 +913,20 @@ class _LazyWord:
         self.r, self.pos = r, pos
 
 
+def _softmax_of_one(layer, shape, where, r: Reporter) -> bool:
+    """False (and an error) for a softmax over a single feature: it is the constant 1, with a
+    zero gradient, wherever it stands."""
+    act = layer.params["activation"]
+    if act.name != "softmax" or tuple(shape) != (1,):
+        return True
+    what = "'dense 1 softmax'" if layer.kind == "dense" else "'softmax' over 1 feature"
+    r.error(act.pos if act.pos.line > 0 else where,
+            f"{what} always outputs 1 (a softmax over one unit), so nothing before it can learn "
+            "(its gradient is 0); for a yes/no output use 'dense 1 sigmoid' with "
+            "'binary_cross_entropy', or give the softmax at least 2 units")
+    return False
+
+
 def infer_shapes(layers, r: Reporter) -> list | None:
     """Layers with ``shape`` set; reports shape errors. None if a shape could not be inferred."""
     if not layers:
@@ -938,6 +952,7 @@ def infer_shapes(layers, r: Reporter) -> list | None:
                         f"{_layer_label(layers[i - 1], i - 1)}; add 'flatten' before it")
                 ok = False
             shape = (layer.params["units"],)
+            ok = _softmax_of_one(layer, shape, where, r) and ok
         elif layer.kind == "flatten":
             if len(shape) == 1:
                 r.warning(where, f"'flatten' does nothing here: its input is already flat ({shape[0]} features)")
@@ -951,6 +966,8 @@ def infer_shapes(layers, r: Reporter) -> list | None:
                 r.error(where, f"'{act}' needs a flat input but receives shape "
                         f"{'x'.join(map(str, shape))}; add 'flatten' before it")
                 ok = False
+            else:
+                ok = _softmax_of_one(layer, shape, where, r) and ok
         elif layer.kind in ("batchnorm", "dropout"):
             pass
         else:
@@ -1018,6 +1035,13 @@ def check_semantics(model_parts: dict, r: Reporter, anchor: Pos, *, shapes: bool
                         f"a regression loss (a regression run reports mse, mae and r2); remove "
                         f"'{m}' from 'metrics' or use {' or '.join(T.CLASSIFICATION_LOSSES)}")
     if es is not None:
+        best = "max" if es.monitor in T.MAXIMIZED_MONITORS else "min"
+        if es.mode != best:
+            worse = "largest" if es.mode == "max" else "smallest"
+            r.error(es.pos, f"early_stopping mode={es.mode} keeps the epoch with the {worse} "
+                    f"'{es.monitor}', the worst one: '{es.monitor}' is better when "
+                    f"{'larger' if best == 'max' else 'smaller'}; use mode={best} or leave mode "
+                    "out (auto picks it)")
         base = es.monitor[4:] if es.monitor.startswith("val_") else es.monitor
         if base != "loss" and base not in train.metrics:
             r.error(es.pos, f"early_stopping monitors '{es.monitor}', but '{base}' is not among "
@@ -1025,6 +1049,11 @@ def check_semantics(model_parts: dict, r: Reporter, anchor: Pos, *, shapes: bool
         if es.monitor.startswith("val_") and data is not None and data.validation is None:
             r.error(es.pos, f"early_stopping monitors '{es.monitor}', but the data block has no "
                     "'validation' set (e.g. 'validation 0.15')")
+    norms = [l for l in layers if l.kind == "batchnorm"]
+    if norms and train.batch_size == 1:
+        r.error(train.pos, f"batch=1 with 'batchnorm' (line {norms[0].pos.line}): batch norm "
+                "normalises every feature over the batch, and over one sample its output is "
+                "beta and every gradient through it 0; use batch >= 2")
     return typed, output
 
 

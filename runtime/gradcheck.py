@@ -31,6 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dlrun.errors import UsageError
+
 TOLERANCE = 1e-6
 
 
@@ -123,6 +125,13 @@ def check_network(model_ir, batch: int = 4, seed: int = 0, max_entries: int = 24
     from dlrun.runtime.network import Network, rng_for
 
     net = Network(model_ir, dtype=np.float64, seed=seed)
+    norms = [l for l in net.compute if l.kind == "batchnorm"]
+    if norms and int(batch) < 2:
+        # over one sample batch norm outputs beta whatever its input: every gradient before
+        # it is exactly 0, and a check of zeros against zeros would report "ok"
+        raise UsageError(f"gradcheck with a batch of {int(batch)} sample through {norms[0].describe()}: "
+                         "batch norm over one sample makes every gradient before it 0, so nothing "
+                         "would be checked; use a batch of >= 2 samples (--batch-size 2)")
     for layer in net.compute:
         if layer.kind == "dropout":
             layer.enabled = False

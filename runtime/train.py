@@ -10,6 +10,12 @@ One step, with every array preallocated::
     net.backward(grad)               # every layer, into the flat gradient buffer
     optimizer.step()                 # clip, penalties and update fused per segment
 
+Batches: an epoch walks the (shuffled) rows in batches of ``batch_size``, the last one
+shorter. In a model with batch norm a last batch of a single row is folded into the one
+before it (``batch_plan``): batch statistics of one sample are meaningless (variance 0, no
+gradient through the layer), and folding keeps every row trained on, deterministically.
+Batch size 1 with batch norm is refused.
+
 Reported metrics per epoch: ``loss`` (the mean data loss over the epoch's batches, as
 trained, i.e. in training mode) and ``accuracy`` for classifiers or ``mse``/``mae``/``r2``
 for regression; ``val_*`` the same on the validation split in inference mode; ``penalty``
@@ -348,6 +354,18 @@ class EarlyStopping:
         return self.wait >= self.patience
 
 
+def batch_plan(n: int, batch_size: int, fold_single: bool) -> tuple[int, int]:
+    """``(batches, capacity)`` of an epoch over ``n`` rows: batch ``b`` is rows
+    ``[b*batch_size, min((b+1)*batch_size, n))`` of the epoch's order, the last batch ending
+    at ``n``. With ``fold_single`` (a model with batch norm) a last batch of a single row is
+    folded into the one before it (which then has ``batch_size + 1`` rows), so that every row
+    is trained on and no batch-norm batch has one sample."""
+    batches = math.ceil(n / batch_size)
+    if fold_single and batches > 1 and n % batch_size == 1:
+        return batches - 1, batch_size + 1
+    return batches, batch_size
+
+
 class Trainer:
     """Runs epochs of ``net`` on a training dataset; see the module docstring."""
 
@@ -366,6 +384,16 @@ class Trainer:
         self.pre = preprocessor
         self.epochs = int(epochs)
         self.batch_size = min(int(batch_size), len(train))
+        norms = [l for l in net.compute if l.kind == "batchnorm"]
+        if norms and self.batch_size == 1:
+            why = ("the training set has 1 sample" if len(train) == 1 else "batch size 1")
+            raise UsageError(
+                f"{why} with {norms[0].describe()}: batch norm normalises every feature over the "
+                "batch, and over one sample its output is beta and every gradient through it 0; "
+                "use a batch size >= 2")
+        # a last batch of one row would pull batch norm's running variance toward 0 (and
+        # give it no gradient): that row joins the batch before it (see ``batch_plan``)
+        self.fold_single = bool(norms)
         self.shuffle = shuffle
         self.seed = net.seed if seed is None else int(seed)
         self.progress = progress
@@ -418,10 +446,10 @@ class Trainer:
         net, opt = self.net, self.opt
         bs = self.batch_size
         n = len(self.train)
-        feed = Feeder(self.train, self.pre, net.dtype, net.loss.target_dtype(net.dtype), bs)
-        acc = Accumulator(net.task, net.output_features, bs, net.model.train.metrics)
-        grad_buf = np.empty((bs, net.output_features), net.dtype)
-        batches = math.ceil(n / bs)
+        batches, cap = batch_plan(n, bs, self.fold_single)
+        feed = Feeder(self.train, self.pre, net.dtype, net.loss.target_dtype(net.dtype), cap)
+        acc = Accumulator(net.task, net.output_features, cap, net.model.train.metrics)
+        grad_buf = np.empty((cap, net.output_features), net.dtype)
         history = self.history = History(monitor=self.monitor)
         self.best_value, self.best_snap = None, None
         started = time.perf_counter()
@@ -447,7 +475,8 @@ class Trainer:
             if self.progress:
                 self.progress.start_epoch(epoch, self.epochs, batches)
             for b in range(start, batches):
-                idx = order[b * bs:(b + 1) * bs]
+                stop = n if b == batches - 1 else (b + 1) * bs
+                idx = order[b * bs:stop]
                 m = idx.shape[0]
                 x, y = feed.take(idx)
                 out = forward(x, True, True)
@@ -469,7 +498,7 @@ class Trainer:
                         f"epoch {epoch}, batch {b + 1}/{batches}: the gradient norm is "
                         f"{opt.last_grad_norm}; lower the learning rate (lr={opt.lr:g}) or check the data")
                 if self.progress:
-                    self.progress.batch(b + 1, total / min((b + 1) * bs, n))
+                    self.progress.batch(b + 1, total / stop)
                 if ck is not None and ck.stop_signal is not None and b + 1 < batches:
                     self._interrupt(epoch, b + 1, batches, rng_state, total, acc)
             check_parameters(net, epoch, batches, batches, opt)

@@ -227,3 +227,12 @@ def test_gradcheck_directions_cover_entries_that_are_not_sampled(monkeypatch):
     failed = {(r.layer.split(" (")[0], r.name) for r in results if not r.ok}
     assert failed == {("layer 2", "w")}
     assert all(r.checked == 1 and r.directions == 3 for r in results if r.name == "w")
+
+
+def test_gradcheck_refuses_a_batch_of_one_through_batchnorm():
+    # issue 9, item 6: every gradient before a one-sample batch norm is 0, which "passed"
+    m = F.model([F.input_(4), F.dense(5, "relu"), F.batchnorm(), F.dense(3, "softmax")])
+    with pytest.raises(UsageError, match="batch of 1 sample through layer 2 \\(batchnorm\\)"):
+        check_network(m, batch=1)
+    assert all(r.ok for r in check_network(m, batch=2))
+    assert all(r.ok for r in check_network(F.mlp(4, (5,), 3), batch=1))   # no batch norm: fine

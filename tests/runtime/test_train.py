@@ -72,6 +72,50 @@ def test_short_last_batch_is_trained_on():
     np.testing.assert_allclose(model.network.store.flat, net.store.flat, rtol=1e-5, atol=1e-7)
 
 
+def _bn_model(**kw):
+    layers = [F.input_(4), F.dense(5, "relu"), F.batchnorm(momentum=0.0), F.dense(3, "softmax")]
+    return Model(F.model(layers, epochs=1, shuffle=False, optimizer="sgd", lr=0.1, **kw))
+
+
+def test_a_last_batch_of_one_row_joins_the_batch_before_it_with_batchnorm():
+    # issue 9, item 6: a last batch of one row through batch norm set the running variance
+    # to 0 (momentum 0 keeps the last batch's statistics) and had no gradient
+    from dlrun.runtime.train import batch_plan
+
+    assert batch_plan(21, 10, True) == (2, 11)
+    assert batch_plan(21, 10, False) == (3, 10)    # without batch norm: unchanged
+    assert batch_plan(22, 10, True) == (3, 10)
+    assert batch_plan(1, 10, True) == (1, 10)
+    x, y = blobs(n=21)
+    model = _bn_model(batch_size=10)
+    model.fit(x, y)
+    assert model.history.epochs_run == 1
+    running_var = model.network.layers[2].state["running_var"]
+    assert running_var.max() > 1e-2, running_var   # a one-row batch made every entry 0
+    # replay: two steps, on rows 0..9 and 10..20
+    ref = _bn_model(batch_size=10)
+    net = ref.network
+    for a, b in ((0, 10), (10, 21)):
+        out = net.forward(x[a:b], True, True)
+        g = np.empty_like(out)
+        net.loss(out, y[a:b], g)
+        net.backward(g)
+        net.store.flat -= np.float32(0.1) * net.store.grad
+    np.testing.assert_allclose(model.network.store.flat, net.store.flat, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(running_var, net.layers[2].state["running_var"], rtol=1e-5)
+
+
+def test_batch_size_one_with_batchnorm_is_refused():
+    from dlrun.errors import UsageError
+
+    x, y = blobs(n=20)
+    with pytest.raises(UsageError, match="batch size 1 with layer 2 \\(batchnorm\\).*use a batch size >= 2"):
+        _bn_model(batch_size=16).fit(x, y, batch_size=1)
+    with pytest.raises(UsageError, match="the training set has 1 sample with layer 2"):
+        _bn_model(batch_size=16).fit(x[:1], y[:1])
+    _bn_model(batch_size=16).fit(x, y, batch_size=2)
+
+
 def test_validation_and_early_stopping_restore_best():
     x, y = blobs(n=300, spread=2.5, seed=3)
     es = ir.EarlyStopping(monitor="val_loss", mode="min", patience=2, min_delta=0.0, restore_best=True)
