@@ -77,12 +77,12 @@ def read_source(path) -> str:
     import os
 
     from dlrun.dsl.diagnostics import Diagnostic
-    from dlrun.dsl.parser import decode_source
+    from dlrun.dsl.parser import MAX_SOURCE_BYTES, decode_source
 
     path = os.fspath(path)
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            data = f.read(MAX_SOURCE_BYTES + 1)  # more is refused: no need to read it
     except FileNotFoundError:
         raise DslError([Diagnostic("error", "no such model file", path)]) from None
     except IsADirectoryError:

@@ -131,6 +131,9 @@ class Elaborator:
             if isinstance(expr.value, float) and not math.isfinite(expr.value):
                 self.r.error(expr.pos, f"number {expr.text} is too large for {what}")
                 raise _Bad
+            if expr.value == 0 and any(c in "123456789" for c in expr.text.split("e")[0].split("E")[0]):
+                self.r.error(expr.pos, f"number {expr.text} is too small for {what}: it would be 0")
+                raise _Bad
             return expr.value
         if isinstance(expr, Str):
             return expr.value
@@ -166,6 +169,9 @@ class Elaborator:
                 result = left / right
             if isinstance(result, float) and not math.isfinite(result):
                 self.r.error(expr.pos, f"'{_expr_text(expr)}' is too large in {what}")
+                raise _Bad
+            if result == 0 and expr.op in "*/" and left != 0 and right != 0:
+                self.r.error(expr.pos, f"'{_expr_text(expr)}' is too small in {what}: it would be 0")
                 raise _Bad
             if isinstance(result, int) and abs(result) > 2**63:
                 self.r.error(expr.pos, f"'{_expr_text(expr)}' is too large in {what}")

@@ -14,6 +14,10 @@ from typing import NamedTuple
 from dlrun.dsl.ir import NOWHERE, Pos
 
 
+SHOWN_LINE_CHARS = 160  # a longer source line is shown cut around the column
+MAX_SHOWN_ERRORS = 100  # a file with more errors reports how many more, not each one
+
+
 class Diagnostic(NamedTuple):
     """One problem found in a model file.
 
@@ -48,6 +52,14 @@ class Diagnostic(NamedTuple):
             else:
                 width = max(1, len(src) - col + 1)
             width = max(1, min(width, max(1, len(src) - col + 1)))
+            if len(src) > SHOWN_LINE_CHARS:
+                # a long line is shown as a window around the column, marked with '...'
+                start = max(0, min(col - 1 - SHOWN_LINE_CHARS // 4, len(src) - SHOWN_LINE_CHARS))
+                end = start + SHOWN_LINE_CHARS
+                before = "..." if start > 0 else ""
+                src = before + src[start:end] + ("..." if end < len(src) else "")
+                col = col - start + len(before)
+                width = max(1, min(width, end - start - (col - 1 - len(before))))
             # keep tabs so the caret lines up however the terminal expands them
             pad = "".join("\t" if ch == "\t" else " " for ch in src[: col - 1])
             text += f"\n    {src}\n    {pad}^{'~' * (width - 1)}"
@@ -85,7 +97,14 @@ class Reporter:
 
     @property
     def errors(self) -> list[Diagnostic]:
-        return sort_diagnostics(d for d in self.diagnostics if d.severity == "error")
+        """The errors in source order; past ``MAX_SHOWN_ERRORS``, one line says how many more."""
+        errors = sort_diagnostics(d for d in self.diagnostics if d.severity == "error")
+        if len(errors) > MAX_SHOWN_ERRORS:
+            more = len(errors) - MAX_SHOWN_ERRORS
+            errors[MAX_SHOWN_ERRORS:] = [errors[MAX_SHOWN_ERRORS]._replace(
+                message=f"{more:,} more errors from here on are not shown "
+                        f"(the first {MAX_SHOWN_ERRORS} are)")]
+        return errors
 
     @property
     def warnings(self) -> list[Diagnostic]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 
 from dlrun.dsl import ir, tables as T
+from dlrun.dsl.parser import STRING_OR_COMMENT
 from dlrun.dsl.transform import (BinOp, Call, ListLit, Let, Num, Ref, ShapeLit, Statement,
                                  Str, Unary)
 
@@ -89,7 +90,7 @@ def statement_head(stmt: Statement) -> str:
 
 
 # ------------------------------------------------------------------------ source printer
-_SCAN = re.compile(r'"(?:[^"\\\n]|\\.)*"|#[^\n]*')
+_SCAN = re.compile(STRING_OR_COMMENT)
 
 
 class _SourcePrinter:

@@ -20,6 +20,21 @@ from dlrun.dsl.ir import Pos
 GRAMMAR_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "net.lark")
 MAX_SYNTAX_ERRORS = 20
 
+# Limits of the reader (docs/language.md, "Limits"). Real model files are a few kilobytes;
+# the limits keep a hostile file's cost (memory, time, message length) small and linear.
+# A model file (or text given to parse()): 128 KiB, 150 times the largest example. Lark's
+# parse tree costs up to about 1.5 KB per byte of text (a node, its positions and tokens for
+# each 2-byte line 'x'), so the cap also bounds a hostile file's memory: about 150 MiB.
+MAX_SOURCE_BYTES = 128 << 10
+MAX_LINE_CHARS = 10_000  # one line: bounds what any single token or expression can cost
+MAX_STRING_CHARS = 4096  # between the quotes of a string (paths are at most 4096 on Linux)
+MAX_NAME_CHARS = 256
+MAX_NUMBER_CHARS = 100  # a number or shape literal as written (Python's int() stops at 4300 digits)
+MAX_EXPR_DEPTH = 100  # operators, signs, lists and calls nested in one value
+MAX_BLOCK_DEPTH = 32  # blocks nested in blocks
+# Recovering from a syntax error parses the text again: at most this many characters in all.
+MAX_PARSE_WORK = 2 * MAX_SOURCE_BYTES
+
 _PARSER = None
 
 
@@ -92,8 +107,11 @@ def _cache_file() -> str | None:
 def decode_source(data: bytes, path: str) -> tuple[str | None, list[Diagnostic]]:
     """Bytes -> text with LF line ends, or one diagnostic saying why it is not a model file.
 
-    A UTF-8 BOM is dropped; CRLF and lone CR become LF (columns do not move).
+    A UTF-8 BOM is dropped; CRLF and lone CR become LF (columns do not move). ``data`` may
+    be the first ``MAX_SOURCE_BYTES + 1`` bytes of a longer file: it is refused as too large.
     """
+    if len(data) > MAX_SOURCE_BYTES:
+        return None, [too_large(data[:MAX_SOURCE_BYTES].decode("utf-8", "replace"), path, "bytes")]
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     elif data.startswith((b"\xff\xfe", b"\xfe\xff")):
@@ -116,9 +134,14 @@ def decode_source(data: bytes, path: str) -> tuple[str | None, list[Diagnostic]]
 
 def check_text(text: str, path: str) -> tuple[str | None, list[Diagnostic]]:
     """Normalise line ends and reject empty or binary text with one clear diagnostic."""
+    if len(text) > MAX_SOURCE_BYTES:
+        return None, [too_large(text[:MAX_SOURCE_BYTES], path, "characters")]
     if text.startswith("\ufeff"):
         text = text[1:]
     text = text.replace("\r\n", "\n").replace("\r", "\n")
+    long_line = _long_line(text, path)
+    if long_line is not None:
+        return None, [long_line]
     bad = re.search(r"[\x00-\x08\x0b\x0e-\x1f\x7f]", text)
     if bad:
         line = text.count("\n", 0, bad.start()) + 1
@@ -134,6 +157,39 @@ def check_text(text: str, path: str) -> tuple[str | None, list[Diagnostic]]:
             "error", "empty model file: expected the version line 'dlrun 1' and a "
             "'model NAME { ... }' block", path)]
     return text, []
+
+
+def too_large(head: str, path: str, unit: str) -> Diagnostic:
+    """The text goes on past ``MAX_SOURCE_BYTES``; ``head`` is the part up to the limit.
+
+    Pointed at the line and column where the limit is passed (the line may be cut there).
+    """
+    start = head.rfind("\n") + 1
+    line = head.count("\n", 0, start) + 1
+    col = len(head) - start + 1
+    return Diagnostic(
+        "error", f"the model file is larger than the limit of {MAX_SOURCE_BYTES:,} {unit} "
+        f"({MAX_SOURCE_BYTES >> 10} KiB) and goes on past here; model files are a few kilobytes "
+        "(is this the right file?)", path, line, col, line, col + 1, _printable(head[start:]))
+
+
+def _long_line(text: str, path: str) -> Diagnostic | None:
+    """A diagnostic for the first line longer than ``MAX_LINE_CHARS``, or None."""
+    if len(text) <= MAX_LINE_CHARS:
+        return None
+    start, line = 0, 1
+    while True:
+        end = text.find("\n", start)
+        stop = len(text) if end < 0 else end
+        if stop - start > MAX_LINE_CHARS:
+            col = MAX_LINE_CHARS + 1
+            return Diagnostic(
+                "error", f"line of {stop - start:,} characters; at most {MAX_LINE_CHARS:,} are "
+                "accepted (one statement per line)", path, line, col, line, col + 1,
+                _printable(text[start:stop]))
+        if end < 0:
+            return None
+        start, line = end + 1, line + 1
 
 
 def _printable(line: str) -> str:
@@ -152,7 +208,9 @@ def parse_tree(text: str, path: str):
     reporter = Reporter(text, path)
     work = text
     last = (0, 0)
-    for _ in range(MAX_SYNTAX_ERRORS):
+    # each recovery parses the whole text again: a long text gets fewer of them
+    attempts = max(1, min(MAX_SYNTAX_ERRORS, MAX_PARSE_WORK // max(len(text), 1)))
+    for _ in range(attempts):
         try:
             tree = parser.parse(work)
         except lark.exceptions.UnexpectedInput as err:
@@ -167,8 +225,59 @@ def parse_tree(text: str, path: str):
             continue
         if reporter.diagnostics:
             break
+        check_limits(tree, reporter)
+        if reporter.diagnostics:
+            break
         return tree, []
     return None, reporter.errors
+
+
+_VALUE_RULES = frozenset({"add", "sub", "mul", "div", "neg", "plus", "call", "list"})
+_TOKEN_LIMITS = {
+    "STRING": (MAX_STRING_CHARS, "string"), "NAME": (MAX_NAME_CHARS, "name"),
+    "CALLNAME": (MAX_NAME_CHARS, "name"), "NUMBER": (MAX_NUMBER_CHARS, "number"),
+    "SHAPE": (MAX_NUMBER_CHARS, "shape"),
+}
+
+
+def check_limits(tree, reporter: Reporter) -> None:
+    """Report tokens over their length limit and values or blocks nested too deeply.
+
+    Walks the parse tree with an explicit stack (the later passes recurse, so depth is
+    checked here first). A subtree that is too deep is reported once, at its start.
+    """
+    Token = import_lark().Token
+    stack = [(tree, 0, 0)]
+    while stack:
+        node, depth, blocks = stack.pop()
+        if node.data in _VALUE_RULES:
+            depth += 1
+            if depth > MAX_EXPR_DEPTH:
+                reporter.error(_meta_start(node.meta), f"this value nests more than {MAX_EXPR_DEPTH} "
+                               "levels deep (operators, signs, lists and calls); write it shorter "
+                               "or in steps with 'let'")
+                continue
+        elif node.data == "block":
+            blocks += 1
+            if blocks > MAX_BLOCK_DEPTH:
+                reporter.error(_meta_start(node.meta), f"blocks nest more than {MAX_BLOCK_DEPTH} "
+                               "levels deep here")
+                continue
+        for child in node.children:
+            if isinstance(child, Token):
+                limit = _TOKEN_LIMITS.get(child.type)
+                if limit is None:
+                    continue
+                size = len(child) - 2 if child.type == "STRING" else len(child)
+                if size > limit[0]:
+                    reporter.error(_token_pos(child), f"{limit[1]} of {size:,} characters is too long; at most "
+                                   f"{limit[0]:,} are accepted")
+            elif child is not None:
+                stack.append((child, depth, blocks))
+
+
+def _meta_start(meta) -> Pos:
+    return Pos(meta.line, meta.column, meta.line, meta.column + 1)
 
 
 def _recoverable(text: str, line: int) -> bool:
@@ -185,7 +294,9 @@ def _recoverable(text: str, line: int) -> bool:
     return depth > 0
 
 
-_STRING_OR_COMMENT = re.compile(r'"(?:[^"\\\n]|\\.)*"?|#.*')
+# a string (also one left open) or a comment; runs between escapes, as in net.lark's STRING
+STRING_OR_COMMENT = r'"[^"\\\n]*(?:\\.[^"\\\n]*)*"?|#[^\n]*'
+_STRING_OR_COMMENT = re.compile(STRING_OR_COMMENT)
 
 
 def _code(line: str) -> str:
@@ -203,7 +314,7 @@ _TOKEN_WORDS = {
 }
 _VALUE_START = {"NUMBER", "NAME", "CALLNAME", "STRING", "SHAPE", "LPAR", "LSQB", "MINUS", "PLUS"}
 _OPERATORS = {"PLUS", "MINUS", "STAR", "SLASH"}
-_LEXEME = re.compile(r'"(?:[^"\\\n]|\\.)*"|[A-Za-z_][A-Za-z0-9_]*|[0-9][0-9.]*(?:[eE][+-]?[0-9]+)?(?:x[0-9]+)*|\S')
+_LEXEME = re.compile(r'"[^"\\\n]*(?:\\.[^"\\\n]*)*"|[A-Za-z_][A-Za-z0-9_]*|[0-9][0-9.]*(?:[eE][+-]?[0-9]+)?(?:x[0-9]+)*|\S')
 
 
 def _found(token) -> str:
