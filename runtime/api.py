@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import threading
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -81,6 +82,61 @@ def loads(text: str, base_dir=".", weights=None) -> "Model":
     return model
 
 
+class _Guard:
+    """Who may use a ``Model`` at the same time: ``fit`` and ``load_weights`` change the
+    parameters and run alone; ``predict``, ``evaluate`` and ``save`` read them and may run
+    together (each thread on buffers of its own). A call that would overlap the other
+    kind, from another thread, raises ``UsageError`` instead of interleaving silently (two
+    fits mixed their steps; a prediction during a fit read half-updated weights). A call
+    from the fitting thread itself (a progress callback between batches) is allowed."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._readers = 0
+        self._writer = None   # thread id of the running fit / load_weights
+        self._writing = ""
+
+    @contextmanager
+    def reading(self, what):
+        me = threading.get_ident()
+        with self._lock:
+            if self._writer is not None and self._writer != me:
+                raise UsageError(f"{what} called while {self._writing} runs on this model in another "
+                                 f"thread: the weights change under it; wait for {self._writing} to "
+                                 "finish (join its thread)")
+            inside = self._writer == me
+            if not inside:
+                self._readers += 1
+        try:
+            yield
+        finally:
+            if not inside:
+                with self._lock:
+                    self._readers -= 1
+
+    @contextmanager
+    def writing(self, what):
+        me = threading.get_ident()
+        with self._lock:
+            if self._writer == me:
+                raise UsageError(f"{what} called from inside {self._writing} on the same model "
+                                 "(a progress callback?)")
+            if self._writer is not None:
+                raise UsageError(f"{what} called while {self._writing} runs on this model in another "
+                                 "thread: their updates would interleave; call them one after the "
+                                 "other (join the first thread), or use one model per thread")
+            if self._readers:
+                raise UsageError(f"{what} called while predict(), evaluate() or save() run on this "
+                                 "model in another thread: they would read weights that change under "
+                                 "them; wait for them to finish")
+            self._writer, self._writing = me, what
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._writer, self._writing = None, ""
+
+
 def _issue(found):
     """The checker's warnings as Python warnings (``dlrun.ModelWarning``), one each, pointing
     at the caller of ``load``/``loads``."""
@@ -122,6 +178,7 @@ class Model:
         self._data_record = None  # data.DataRecord of the data trained on (or of the loaded weights)
         self._shuffle_rng = rng_for(self.network.seed, "shuffle")
         self._local = threading.local()  # per-thread inference networks (see predict)
+        self._guard = _Guard()            # fit runs alone (see _Guard)
 
     # -- description ---------------------------------------------------------------------
     @property
@@ -253,7 +310,15 @@ class Model:
         intact checkpoint there, ending with the weights an uninterrupted run would have. The
         folder is locked while ``fit`` runs: another run using it (another process, or another
         ``fit`` here) is refused with ``UsageError`` naming the run that holds it.
+
+        One ``fit`` at a time per model: calling ``fit`` (or ``predict``/``evaluate``/
+        ``save``/``load_weights``) from another thread while one runs raises ``UsageError``.
         """
+        with self._guard.writing("fit()"):
+            return self._fit(x, y, validation_data=validation_data, epochs=epochs, batch_size=batch_size,
+                             progress=progress, checkpoint=checkpoint, resume=resume)
+
+    def _fit(self, x, y, *, validation_data, epochs, batch_size, progress, checkpoint, resume) -> History:
         from dlrun.runtime.optimizers import Optimizer
 
         if (x is None) != (y is None):
@@ -337,7 +402,12 @@ class Model:
         ``{"loss", "mse", "mae", "r2"}`` for regression.
 
         Without arrays, evaluates the model file's ``split`` ('test', 'validation' or 'train').
+        Safe to call from several threads at once (each runs its own copy of the buffers).
         """
+        with self._guard.reading("evaluate()"):
+            return self._evaluate(x, y, split, batch_size)
+
+    def _evaluate(self, x, y, split, batch_size) -> dict:
         if (x is None) != (y is None):
             raise UsageError("evaluate() takes both x and y, or neither (to use the model file's data)")
         if x is None:
@@ -352,7 +422,8 @@ class Model:
         else:
             ds, _ = self._dataset(x, y, "x")
         self._require_fitted()
-        return _evaluate(self.network, ds, self.preprocessor, batch_size)
+        # the calling thread's copy of the buffers: the network's own are fit()'s
+        return _evaluate(self._inference_network(), ds, self.preprocessor, batch_size)
 
     def predict(self, x, batch_size=256) -> np.ndarray:
         """Class probabilities (n, classes) -- for binary models P(class 1) (n, 1) -- or
@@ -361,6 +432,10 @@ class Model:
 
         Safe to call from several threads at once: each thread runs its own copy of the
         network's buffers over the shared parameters (the kernels release the GIL)."""
+        with self._guard.reading("predict()"):
+            return self._predict(x, batch_size)
+
+    def _predict(self, x, batch_size) -> np.ndarray:
         self._require_fitted()
         xs = self._inputs(x)
         net = self._inference_network()
@@ -417,13 +492,18 @@ class Model:
         to ``path`` (.npz, atomically). Returns the absolute path."""
         from dlrun.runtime.weights import save_weights
 
-        return save_weights(path, self.network, self.preprocessor, self.class_names, self._data_record)
+        with self._guard.reading("save()"):
+            return save_weights(path, self.network, self.preprocessor, self.class_names, self._data_record)
 
     def load_weights(self, path) -> "Model":
         """Load a file written by ``save``; ``dlrun.WeightsError`` if it is damaged, belongs to
         a different architecture (the first differing layer is named) or to other
         preprocessing (the model file's data block must have the steps, order and scale
         factors the weights were trained with; the first difference is named)."""
+        with self._guard.writing("load_weights()"):
+            return self._load_weights(path)
+
+    def _load_weights(self, path) -> "Model":
         from dlrun.errors import WeightsError
         from dlrun.runtime.data import Preprocessor, preprocess_difference
         from dlrun.runtime.weights import apply_weights, read_weights

@@ -1,5 +1,6 @@
-"""``model.predict`` from many threads at once: the same results as single-threaded, and
-threads make progress side by side (the kernels release the GIL)."""
+"""``model.predict`` and ``evaluate`` from many threads at once: the same results as
+single-threaded, and threads make progress side by side (the kernels release the GIL);
+``fit`` runs alone: overlapping calls from other threads are refused."""
 import sys
 import threading
 
@@ -129,3 +130,95 @@ def test_predict_lets_other_threads_progress(trained):
     xs = [_data(4096, 7 + i)[0] for i in range(2)]
     switches = _interleaving(lambda i: model.predict(xs[i], batch_size=512))
     assert switches >= 3, f"predict: the threads ran one after the other ({switches} switches)"
+
+
+class _Paused:
+    """A progress object whose first epoch waits until ``go`` is set (``started`` tells the
+    test the fit is under way); ``inside`` is called from the fitting thread each epoch."""
+
+    def __init__(self, inside=None):
+        self.started, self.go = threading.Event(), threading.Event()
+        self.inside = inside
+
+    def start_epoch(self, epoch, epochs, batches):
+        if epoch == 1:
+            self.started.set()
+            assert self.go.wait(120)
+
+    def batch(self, done, running_loss):
+        pass
+
+    def end_epoch(self, epoch, metrics):
+        if self.inside is not None:
+            self.inside()
+
+
+def test_calls_overlapping_a_fit_from_another_thread_are_refused(trained, tmp_path):
+    # issue 9, item 7: two fits on one model interleaved their steps silently
+    _, path = trained
+    x, y = _data(200, 1)
+    model = dlrun.loads(NET)
+    progress = _Paused()
+    errors = []
+
+    def fit():
+        try:
+            model.fit(x, y, progress=progress)
+        except BaseException as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    t = threading.Thread(target=fit)
+    t.start()
+    try:
+        assert progress.started.wait(120)
+        calls = {"fit()": lambda: model.fit(x, y), "predict()": lambda: model.predict(x),
+                 "evaluate()": lambda: model.evaluate(x, y), "save()": lambda: model.save(tmp_path / "s.npz"),
+                 "load_weights()": lambda: model.load_weights(path)}
+        for name, call in calls.items():
+            with pytest.raises(dlrun.UsageError, match=f"{name.replace('(', '[(]').replace(')', '[)]')} "
+                                                      "called while fit[(][)] runs on this model in another thread"):
+                call()
+    finally:
+        progress.go.set()
+        t.join(300)
+    assert not errors, errors
+    # the refused calls changed nothing: the weights are those of one fit alone
+    ref = dlrun.loads(NET)
+    ref.fit(x, y)
+    assert model.network.store.flat.tobytes() == ref.network.store.flat.tobytes()
+    assert not (tmp_path / "s.npz").exists()
+    model.fit(x, y, epochs=1)   # and the model is usable again once the fit is over
+    model.predict(x)
+
+
+def test_a_fit_overlapping_predictions_in_another_thread_is_refused():
+    model = dlrun.loads(NET)
+    x, y = _data(100, 2)
+    with model._guard.reading("predict()"):   # a prediction in progress in this thread
+        errors = []
+        t = threading.Thread(target=lambda: errors.append(pytest.raises(dlrun.UsageError, model.fit, x, y)))
+        t.start()
+        t.join(300)
+    assert "fit() called while predict(), evaluate() or save() run" in str(errors[0].value)
+    model.fit(x, y, epochs=1)
+
+
+def test_the_fitting_thread_may_predict_and_evaluate_between_epochs():
+    x, y = _data(200, 3)
+    model = dlrun.loads(NET)
+    seen = []
+    progress = _Paused(lambda: seen.append((model.evaluate(x, y)["loss"], model.predict(x[:5]).shape)))
+    progress.go.set()
+    model.fit(x, y, progress=progress)
+    assert len(seen) == 3 and all(shape == (5, 5) for _, shape in seen)
+
+
+def test_concurrent_evaluate_equals_single_threaded(trained):
+    # evaluate ran on the network's own buffers: two at once wrote into each other's
+    model, _ = trained
+    data = [_data(500 + 50 * i, 200 + i) for i in range(6)]
+    expected = [model.evaluate(x, y, batch_size=64) for x, y in data]
+    got = {}
+    _run_threads(lambda i: got.__setitem__(i, [model.evaluate(*data[i % 6], batch_size=64) for _ in range(3)]), 8)
+    for i, results in got.items():
+        assert all(r == expected[i % 6] for r in results), i
