@@ -352,9 +352,7 @@ class Elaborator:
             else:
                 key, expr = arg.key, arg.value
                 if key not in by_name:
-                    self.r.error(arg.key_pos, f"unknown parameter '{key}' for {owner}"
-                                 + suggest(key, [p.name for p in params]) if params else
-                                 f"{owner} takes no parameters, got '{key}='")
+                    self.r.error(arg.key_pos, _unknown_parameter(owner, params, arg, args))
                     bad = True
                     continue
             if key in first:
@@ -469,7 +467,7 @@ class Elaborator:
 
     def let(self, item: Let):
         name = item.name
-        if name in ("true", "false"):
+        if name in ("true", "false") or name in T.RESERVED_WORDS:
             self.r.error(item.name_pos, f"'{name}' is a reserved word and cannot be a constant")
             return
         if name in self.env:
@@ -604,6 +602,9 @@ class Elaborator:
         if stmt.alias is None:
             return None
         name = stmt.alias
+        if name in T.RESERVED_WORDS:
+            self.r.error(stmt.alias_pos, f"'{name}' is a reserved word and cannot name a layer")
+            return name
         if name in self.layer_names:
             self.duplicate_names.add(name)
             self.r.error(stmt.alias_pos, f"layer name '{name}' is already used on line "
@@ -1069,6 +1070,8 @@ def check_semantics(model_parts: dict, r: Reporter, anchor: Pos, *, shapes: bool
 def check_program(program: Program, r: Reporter, path: str | None) -> ir.Model | None:
     """Syntax tree -> checked Model (None if any error was reported into ``r``)."""
     el = Elaborator(program, r, path)
+    if program.name in T.RESERVED_WORDS:
+        r.error(program.name_pos, f"'{program.name}' is a reserved word and cannot name the model")
     layers, settings = el.run()
     parts = {"layers": layers}
     for key, (_stmt, value) in settings.items():
@@ -1109,6 +1112,29 @@ def check_program(program: Program, r: Reporter, path: str | None) -> ir.Model |
         pos=program.pos,
         output=output,
     )
+
+
+def _unknown_parameter(owner: str, params, arg: Arg, args) -> str:
+    """The message for ``key=value`` that ``owner`` does not take, with the likeliest fix."""
+    key, value = arg.key, _expr_text(arg.value)
+    if not params:
+        return f"{owner} takes no parameters, got '{key}='"
+    names = [p.name for p in params]
+    alias = T.PARAM_ALIASES.get(key)
+    # an activation's parameter written after it: 'dense 8 leaky_relu alpha=0.1'
+    for other in args:
+        act = other.value
+        if other is arg or not isinstance(act, Ref) or other.key not in (None, "activation"):
+            continue
+        act_names = [p.name for p in T.ACTIVATIONS.get(act.name, ())]
+        spelled = key if key in act_names else alias if alias in act_names else None
+        if spelled is not None:
+            return (f"unknown parameter '{key}' for {owner}: it belongs to the activation; "
+                    f"write '{act.name}({spelled}={value})'")
+    if alias in names:
+        return (f"unknown parameter '{key}' for {owner} (did you mean '{alias}'? dlrun spells it "
+                f"{alias}={value}; known: {', '.join(names)})")
+    return f"unknown parameter '{key}' for {owner}" + suggest(key, names)
 
 
 def _validate_params(owner: str, table, params, r: Reporter, pos: Pos):

@@ -449,6 +449,10 @@ def describe_error(err, text: str) -> tuple[Pos, str]:
     after = f" after '{prev}'" if prev else ""
     found = _found(token)
 
+    if prev == "/" and token.type in ("SLASH", "STAR"):
+        start = Pos(pos.line, pos.col - 1, pos.line, pos.col + 1)
+        return start, (f"'/{token.value}' does not start a comment: comments start with '#' "
+                       "and run to the end of the line")
     if "DLRUN" in expected:
         return pos, ("the file must start with the format version line 'dlrun 1' "
                      f"(found {found})")

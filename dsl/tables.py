@@ -73,6 +73,26 @@ MAX_INT = 2**31 - 1
 MAX_LAYERS = 100_000
 #: The format version this dlrun reads and writes (``dlrun 1``).
 FORMAT_VERSION = 1
+#: Words of the grammar (``dlrun 1``, ``model NAME``, ``let NAME``, ``as NAME``): never names.
+RESERVED_WORDS = ("dlrun", "model", "let", "as")
+
+#: Other frameworks' spellings of a parameter -> dlrun's, for "did you mean" hints only
+#: (the file must use dlrun's name). A hint is given only where the target parameter exists.
+PARAM_ALIASES = {
+    "learning_rate": "lr", "learningrate": "lr",
+    "epsilon": "eps",
+    "beta_1": "beta1", "beta_2": "beta2",
+    "alpha": "rho",  # PyTorch's RMSprop
+    "negative_slope": "alpha",  # PyTorch's LeakyReLU
+    "clipnorm": "clip_norm", "max_norm": "clip_norm", "max_grad_norm": "clip_norm",
+    "out_features": "units", "output_dim": "units", "num_units": "units", "hidden_size": "units",
+    "p": "rate", "dropout": "rate", "dropout_rate": "rate", "drop_rate": "rate", "drop_prob": "rate",
+    "kernel_initializer": "init", "initializer": "init", "weight_init": "init",
+    "use_bias": "bias",
+    "batch_size": "batch", "num_epochs": "epochs", "n_epochs": "epochs", "max_epochs": "epochs",
+    "random_state": "seed", "random_seed": "seed",
+    "restore_best_weights": "restore_best",
+}
 
 # ---------------------------------------------------------------------------- activations
 #: name -> its parameters. Order is the documented order.

@@ -198,3 +198,40 @@ def test_check_validates_settings_of_python_ir():
     with pytest.raises(DslError, match="l2"):
         check(dataclasses.replace(m, regularize=ir.Regularize(l2=-1.0)))
     assert check(dataclasses.replace(m, early_stopping=ir.EarlyStopping(monitor="loss"))) == []
+
+
+def test_param_aliases_point_at_real_parameters():
+    """Each other-framework spelling hints at a parameter dlrun has, and is not one itself."""
+    groups = [tables.LAYERS, tables.ACTIVATIONS, tables.OPTIMIZERS, tables.LOSSES]
+    names = {p.name for group in groups for params in group.values() for p in params}
+    names |= {p.name for p in tables.TRAIN + tables.EARLY_STOPPING + tables.REGULARIZE}
+    for spelling, ours in tables.PARAM_ALIASES.items():
+        assert ours in names, (spelling, ours)
+
+
+def one_error(lines, optimizer="optimizer adam"):
+    body = "".join(f"  {line}\n" for line in lines)
+    text = f"dlrun 1\nmodel m {{\n  input 4\n{body}  dense 3 softmax\n  loss cross_entropy\n  {optimizer}\n}}\n"
+    got = messages(text)
+    assert len(got) == 1, got
+    return got[0]
+
+
+@pytest.mark.parametrize("line, optimizer, fragment", [
+    ("", "optimizer adam learning_rate=0.01", "did you mean 'lr'? dlrun spells it lr=0.01"),
+    ("", "optimizer sgd lr=0.1 clipnorm=1", "did you mean 'clip_norm'? dlrun spells it clip_norm=1"),
+    ("train batch_size=16", "optimizer adam", "did you mean 'batch'? dlrun spells it batch=16"),
+    ("dense 8 leaky_relu negative_slope=0.2", "optimizer adam", "write 'leaky_relu(alpha=0.2)'"),
+    ("dense 8 activation=elu alpha=0.5", "optimizer adam", "write 'elu(alpha=0.5)'"),
+])
+def test_other_frameworks_spellings_get_a_hint(line, optimizer, fragment):
+    assert fragment in one_error([line] if line else [], optimizer)
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("let let = 3", "'let' is a reserved word and cannot be a constant"),
+    ("dense 8 relu as as", "'as' is a reserved word and cannot name a layer"),
+    ("dense 8 relu as dlrun", "'dlrun' is a reserved word and cannot name a layer"),
+])
+def test_reserved_words_are_not_names(text, fragment):
+    assert fragment in one_error([text])
