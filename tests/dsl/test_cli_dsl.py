@@ -168,3 +168,15 @@ def test_check_ir_of_several_files_is_one_json_document(good, tmp_path):
     assert data[str(good)]["name"] == "tiny" and data[str(other)]["name"] == "other"
     assert data[str(BAD / "unknown_activation.net")] is None
     assert "unknown activation 'rleu'" in r.stderr
+
+
+@pytest.mark.parametrize("command", ["check", "fmt", "summary", "train"])
+def test_number_past_the_int_string_limit_is_a_diagnostic(tmp_path, command):
+    # 5,000 digits raised Python's int-to-string ValueError: a traceback and exit 1
+    path = tmp_path / "big.net"
+    path.write_text("dlrun 1\nmodel m {\n  input 4\n  dense " + "9" * 5000 + " relu\n"
+                    "  dense 3 softmax\n  loss cross_entropy\n  optimizer adam\n}\n")
+    out = dlrun(command, path)
+    assert out.returncode == 2, out.stderr[-500:]
+    assert f"{path}:4:9: error: number of 5,000 characters is too long" in out.stderr
+    assert "Traceback" not in out.stderr
