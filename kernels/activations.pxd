@@ -218,7 +218,9 @@ cdef inline bint act_needs_input(int act) noexcept nogil:
 
 # f(v) per activation, inlined into the loops below (v already includes the bias)
 cdef inline floating _relu(floating v) noexcept nogil:
-    return v if v > 0 else 0
+    # written "0 if v <= 0" rather than "v if v > 0": NaN fails both comparisons, and this
+    # form passes it on (relu(NaN) = NaN, as in PyTorch) instead of turning it into 0
+    return 0 if v <= 0 else v
 
 cdef inline floating _leaky_relu(floating v, floating alpha) noexcept nogil:
     return v if v > 0 else alpha * v
@@ -354,14 +356,18 @@ cdef inline void act_backward_span(int act, floating* dx, const floating* dy,
             dx[j] = dy[j]
     # loads into temporaries first: a load inside one arm of a conditional blocks GCC's
     # if-conversion, and the loop then runs scalar with unpredictable branches
+    # A NaN output (from a NaN input) gives a NaN gradient: f'(NaN) is NaN, and a gradient
+    # of dy or 0 there would hide it. (relu: y is never < 0, so y <= 0 means y == 0.)
     elif act == ACT_RELU:
         for j in range(m):
             g = dy[j]
-            dx[j] = g if y[j] > 0 else 0
+            u = y[j]
+            dx[j] = g if u > 0 else (0 if u <= 0 else u)
     elif act == ACT_LEAKY_RELU:
         for j in range(m):
             g = dy[j]
-            dx[j] = g if y[j] > 0 else alpha * g
+            u = y[j]
+            dx[j] = g if u > 0 else (alpha * g if u <= 0 else u)
     elif act == ACT_ELU:
         # x <= 0: y = alpha (e^x - 1), so f'(x) = alpha e^x = y + alpha
         for j in range(m):

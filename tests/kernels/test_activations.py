@@ -233,3 +233,68 @@ def test_forward_with_bias(dtype, name, shape):
     np.testing.assert_allclose(y, reference(name, x + bias, alpha), **tol(dtype))
     activation_forward(name, x, x, alpha, bias=bias)      # in place
     np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ACTIVATIONS)
+@pytest.mark.parametrize("bias", [False, True])
+def test_nan_propagates_forward_and_backward(dtype, name, bias):
+    # A NaN input gives a NaN output and a NaN gradient, never a quiet 0 (relu was
+    # "v if v > 0 else 0", which sends NaN to 0, so a float32 model fed 1e39 predicted 0).
+    # Width 40 runs both the vector body and the tail of each loop.
+    alpha = ALPHA.get(name, 0.0)
+    x = _inputs((3, 40), dtype, seed=5)
+    nan_at = [(0, 0), (1, 17), (2, 39)]
+    for i, j in nan_at:
+        x[i, j] = np.nan
+    b = np.random.default_rng(2).uniform(-1, 1, 40).astype(dtype) if bias else None
+    y = np.empty_like(x)
+    activation_forward(name, x, y, alpha, bias=b)
+    for i, j in nan_at:
+        if name == "softmax":
+            assert np.isnan(y[i]).all(), f"softmax row {i} with a NaN gave {y[i]}"
+        else:
+            assert np.isnan(y[i, j]), f"{name}(NaN) gave {y[i, j]}"
+    finite = np.isfinite(x)
+    if name != "softmax":
+        xin = x + b if bias else x
+        with np.errstate(invalid="ignore"):
+            ref = reference(name, xin, alpha)
+        np.testing.assert_allclose(y[finite], ref[finite], **tol(dtype))
+    dx = np.empty_like(x)
+    xin = (x + b).astype(dtype) if bias else x
+    activation_backward(name, y, np.ones_like(x), dx, alpha, x=xin)
+    if name == "linear":
+        return  # f' = 1 whatever x is: dx = dy
+    for i, j in nan_at:
+        assert np.isnan(dx[i, j]), f"{name}'(NaN) gave {dx[i, j]}"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["relu", "leaky_relu"])
+def test_relu_family_at_zero_and_below(dtype, name):
+    # the NaN-keeping forms still send -0.0 and negatives where they belong
+    alpha = ALPHA.get(name, 0.0)
+    x = np.array([[-0.0, 0.0, -2.0, 3.0, -np.inf, np.inf]], dtype)
+    y = np.empty_like(x)
+    activation_forward(name, x, y, alpha)
+    want = [0.0, 0.0, -2.0 * alpha, 3.0, -np.inf if alpha else 0.0, np.inf]
+    np.testing.assert_array_equal(y[0], np.array(want, dtype))
+    dx = np.empty_like(x)
+    activation_backward(name, y, np.full_like(x, 2.0), dx, alpha)
+    np.testing.assert_array_equal(dx[0], np.array([2 * alpha, 2 * alpha, 2 * alpha, 2, 2 * alpha, 2], dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gelu_is_the_tanh_form(dtype):
+    # gelu is the tanh approximation x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), PyTorch's
+    # gelu(approximate='tanh'), as docs/language.md says; the exact x Phi(x) differs by up to ~5e-4
+    from math import erf, sqrt
+    x = np.linspace(-6, 6, 2401).astype(dtype)
+    y = np.empty_like(x)
+    activation_forward("gelu", x, y)
+    xd = x.astype(np.float64)
+    tanh_form = 0.5 * xd * (1 + np.tanh(sqrt(2 / np.pi) * (xd + 0.044715 * xd ** 3)))
+    exact = np.array([v * 0.5 * (1 + erf(v / sqrt(2))) for v in xd])
+    np.testing.assert_allclose(y, tanh_form, **tol(dtype))
+    assert 4e-4 < np.abs(tanh_form - exact).max() < 5e-4
