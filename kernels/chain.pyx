@@ -1,4 +1,4 @@
-# distutils: extra_compile_args = -fno-trapping-math
+# distutils: extra_compile_args = -fno-trapping-math -ffp-contract=off
 """Raw inputs to model rows, and inference of a whole chain of row-wise ops in one call.
 
     take_affine(x, idx, a, b, out)      out[i, :] := x[idx[i], :] * a + b   (idx None: x[i])
@@ -9,10 +9,9 @@
     chain.run(x, a, b, out)             out := ops(x * a + b)
 
 ``x`` is uint8, float32 or float64 (n, in_features); ``a`` and ``b`` are the preprocessing's
-per-feature (or scalar) scale and shift, float64. The conversion rounds as NumPy's
-``multiply(x, a, out=out)`` followed by ``add(out, b, out=out)`` does (both in float64, each
-result rounded to the output dtype), so it gives bit for bit what the step-by-step path gives;
-``a == 1, b == 0`` is a plain conversion.
+per-feature (or scalar) scale and shift, float64. The conversion computes ``x * a + b`` in
+float64 (a product, then a sum, each rounded to float64) and rounds once to the output dtype,
+bit for bit what ``Preprocessor.apply`` gives; ``a == 1, b == 0`` is a plain conversion.
 
 A ``Chain`` runs the whole network with the GIL released and no Python between the layers:
 GEMV for a single row, GEMM otherwise, bias + activation fused after each product, batch norm
@@ -62,9 +61,18 @@ cdef extern from *:
     DL_SPARSE_GEMV(float, f32)
     DL_SPARSE_GEMV(double, f64)
 
-    /* one row of the input conversion, out := (D)((double)x * a) then (D)((double)out + b)
-       (NumPy's multiply then add into out), multi-versioned: the uint8 -> float conversion
-       runs 16 lanes wide on AVX-512 */
+    /* one row of the input conversion, out := (D)((double)x * a + b), both steps in double
+       and the only rounding to D the last (Preprocessor.apply does the same in NumPy: a
+       float64 multiply, a float64 add, then the cast). Rounding x * a to a float32 output
+       before adding b would lose the cancellation standardize relies on: a constant 1e20
+       gave 2e12, not 0. The file is compiled with -ffp-contract=off so that no clone fuses
+       the two steps into an FMA (one rounding, not NumPy's two). Multi-versioned: the
+       uint8 -> float conversion runs 16 lanes wide on AVX-512. */
+    #define DL_AFFINE_LOOP(D, AJ, BJ)                                                       \
+        for (Py_ssize_t j = 0; j < d; j++) {                                               \
+            double t = (double)x[j] * (AJ);                                                \
+            out[j] = (D)(t + (BJ));                                                        \
+        }
     #define DL_AFFINE_ROW(S, D, SUFFIX)                                                     \
     DL_CHAIN_CLONES static void dl_affine_row_##SUFFIX(                                    \
             const S* x, Py_ssize_t d, const double* a, int a_vec, const double* b,         \
@@ -73,19 +81,21 @@ cdef extern from *:
             for (Py_ssize_t j = 0; j < d; j++) out[j] = (D)x[j];                           \
             return;                                                                        \
         }                                                                                  \
-        if (a_vec) {                                                                       \
-            for (Py_ssize_t j = 0; j < d; j++) out[j] = (D)((double)x[j] * a[j]);          \
-        } else {                                                                           \
-            double a0 = a[0];                                                              \
-            for (Py_ssize_t j = 0; j < d; j++) out[j] = (D)((double)x[j] * a0);            \
-        }                                                                                  \
-        if (has_b) {                                                                       \
-            if (b_vec) {                                                                   \
-                for (Py_ssize_t j = 0; j < d; j++) out[j] = (D)((double)out[j] + b[j]);    \
+        double a0 = a[0], b0 = has_b ? b[0] : 0.0;                                         \
+        if (!has_b) {                                                                      \
+            if (a_vec) {                                                                   \
+                for (Py_ssize_t j = 0; j < d; j++) out[j] = (D)((double)x[j] * a[j]);      \
             } else {                                                                       \
-                double b0 = b[0];                                                          \
-                for (Py_ssize_t j = 0; j < d; j++) out[j] = (D)((double)out[j] + b0);      \
+                for (Py_ssize_t j = 0; j < d; j++) out[j] = (D)((double)x[j] * a0);        \
             }                                                                              \
+        } else if (a_vec && b_vec) {                                                       \
+            DL_AFFINE_LOOP(D, a[j], b[j])                                                  \
+        } else if (a_vec) {                                                                \
+            DL_AFFINE_LOOP(D, a[j], b0)                                                    \
+        } else if (b_vec) {                                                                \
+            DL_AFFINE_LOOP(D, a0, b[j])                                                    \
+        } else {                                                                           \
+            DL_AFFINE_LOOP(D, a0, b0)                                                      \
         }                                                                                  \
     }
     DL_AFFINE_ROW(uint8_t, float, u8_f32)
@@ -149,8 +159,8 @@ ctypedef fused src_t:
 cdef int affine_rows(const src_t* x, Py_ssize_t rows, Py_ssize_t d, const int64_t* idx,
                      Py_ssize_t n, const double* a, bint a_vec, const double* b, bint b_vec,
                      bint has_b, bint identity, floating* out) noexcept nogil:
-    """out[i] := x[idx[i]] * a + b (rounded per step as NumPy does); -1 - i when idx[i] is out of
-    range, else 0."""
+    """out[i] := x[idx[i]] * a + b (in float64, then rounded to the output); -1 - i when idx[i]
+    is out of range, else 0."""
     cdef Py_ssize_t i, r, ahead
     cdef const src_t* row
     cdef floating* orow
@@ -365,7 +375,7 @@ cdef int _affine(cnp.ndarray X, const int64_t* idx, Py_ssize_t n, cnp.ndarray A,
 def take_affine(x, idx, a, b, out):
     """out[i, :] := x[idx[i], :] * a + b (x[i] when idx is None)   x (rows, d) uint8, float32 or
     float64; idx (n,) int64 in [0, rows); a, b float64 scalars or (d,); out (n, d) float32 or
-    float64. Rounds as NumPy's multiply then add into ``out``."""
+    float64. Computed in float64 and rounded once to ``out``'s dtype (as Preprocessor.apply)."""
     fn = "take_affine"
     cdef cnp.ndarray X = _raw_array(x, fn, "x")
     cdef cnp.ndarray OUT = check_float_array(out, fn, "out", 2, True)

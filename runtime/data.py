@@ -1238,6 +1238,8 @@ class Preprocessor:
     def apply(self, x_batch: np.ndarray, out: np.ndarray) -> np.ndarray:
         """``out := x_batch * a + b``, flattened per sample; ``out`` float32/float64 ``(b, features)``.
 
+        Computed in float64 (a product, then a sum) and rounded once to ``out``'s dtype.
+
         ``x_batch`` may be uint8 (converted on the fly, no float copy of it is made).
         """
         if not self.fitted:
@@ -1255,9 +1257,22 @@ class Preprocessor:
         if self._a.ndim == 0 and self._a == 1.0 and self._b.ndim == 0 and self._b == 0.0:
             np.copyto(out, x2, casting="same_kind")
             return out
-        np.multiply(x2, self._a, out=out, casting="same_kind")
-        if self._b.ndim or self._b != 0.0:
-            np.add(out, self._b, out=out, casting="same_kind")
+        has_b = self._b.ndim or self._b != 0.0
+        if out.dtype == np.float64 or not has_b:
+            np.multiply(x2, self._a, out=out, dtype=np.float64, casting="same_kind")
+            if has_b:
+                np.add(out, self._b, out=out)
+            return out
+        # x * a + b in float64, rounded once to out's dtype: rounding x * a first loses the
+        # cancellation standardize relies on (a constant 1e20 became 2e12, not 0).
+        # kernels/chain.pyx's take_affine computes the same, bit for bit.
+        step = max(1, _CHUNK_BYTES // max(1, x2.shape[1] * 8))
+        tmp = np.empty((min(step, b), x2.shape[1]), np.float64)
+        for s in range(0, b, step):
+            t = tmp[: min(step, b - s)]
+            np.multiply(x2[s : s + step], self._a, out=t, dtype=np.float64)
+            np.add(t, self._b, out=t)
+            np.copyto(out[s : s + step], t, casting="same_kind")
         return out
 
     def transform(self, x: np.ndarray, dtype=np.float32) -> np.ndarray:

@@ -18,12 +18,8 @@ def _raw(rng, shape, src):
 
 
 def affine_ref(x, a, b, dtype):
-    """What Preprocessor.apply does: multiply then add, each into the output dtype."""
-    out = np.empty(x.shape, dtype)
-    np.multiply(x, np.asarray(a, np.float64), out=out, casting="same_kind")
-    if np.ndim(b) or b != 0.0:
-        np.add(out, np.asarray(b, np.float64), out=out, casting="same_kind")
-    return out
+    """x * a + b in float64 (a product, then a sum), rounded once to the output dtype."""
+    return (x.astype(np.float64) * np.asarray(a, np.float64) + np.asarray(b, np.float64)).astype(dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -183,3 +179,83 @@ def test_chain_bad_calls():
         chain.run(np.ones((3, 2), np.float32).T, 1.0, 0.0, out)
     with pytest.raises(TypeError, match="dtype must be float32 or float64"):
         C.Chain(np.int32, 3)
+
+
+def _hostile(src):
+    """Columns that punish any rounding between x * a and + b: huge constants, 1e8 +- 10,
+    tiny values, zeros, both signs, values near float32's limit."""
+    rng = np.random.default_rng(7)
+    if src == np.uint8:
+        return rng.integers(0, 256, (64, 5)).astype(np.uint8)
+    cols = [np.full(64, 1e20), 1e8 + rng.uniform(-10, 10, 64), rng.uniform(-1e-30, 1e-30, 64),
+            np.zeros(64), rng.choice([-3e38, 3e38, -1.0, 1.0], 64), rng.standard_normal(64) * 1e6 - 5e7]
+    return np.ascontiguousarray(np.stack(cols, axis=1).astype(src))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("src", SOURCES)
+@pytest.mark.parametrize("steps", [("standardize",), ("minmax",), ("scale", "standardize"), ("standardize", "scale")])
+def test_take_affine_and_preprocessor_apply_agree_bit_for_bit(dtype, src, steps):
+    # the two paths that turn raw batches into model inputs (training's gather, predict's
+    # chain, and Preprocessor.apply for everything else) give the same bits on hostile data
+    from dlrun.dsl import ir
+    from dlrun.runtime.data import Preprocessor
+
+    x = _hostile(src)
+    pre = Preprocessor([ir.Preprocess(k, {"factor": 0.37} if k == "scale" else {}) for k in steps])
+    with np.errstate(over="ignore", invalid="ignore"):
+        pre.fit(x)
+    a, b = pre.affine
+    ref = np.empty(x.shape, dtype)
+    with np.errstate(over="ignore"):
+        pre.apply(x, ref)
+    out = np.empty(x.shape, dtype)
+    C.take_affine(x, None, a, b, out)
+    np.testing.assert_array_equal(out, ref)
+    with np.errstate(over="ignore"):
+        np.testing.assert_array_equal(ref, affine_ref(x, a, b, dtype))
+    idx = np.arange(63, -1, -3, dtype=np.int64)
+    out2 = np.empty((idx.shape[0], x.shape[1]), dtype)
+    C.take_affine(x, idx, a, b, out2)
+    np.testing.assert_array_equal(out2, ref[idx])
+    chain = C.Chain(dtype, x.shape[1])
+    out3 = np.empty(x.shape, dtype)
+    chain.run(x, a, b, out3)
+    np.testing.assert_array_equal(out3, ref)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_standardize_keeps_its_precision_in_float32(dtype):
+    # x * a rounded to float32 before + b made a constant 1e20 come out as 2.0e12, and put
+    # 1e8 +- 10 off by up to half a standard deviation
+    from dlrun.dsl import ir
+    from dlrun.runtime.data import Preprocessor
+
+    x = np.empty((5, 2))
+    x[:, 0] = 1e20
+    x[:, 1] = 1e8 + np.array([-20.0, -10.0, 0.0, 10.0, 20.0])
+    pre = Preprocessor([ir.Preprocess("standardize", {})]).fit(x)
+    want = np.stack([np.zeros(5), np.array([-2, -1, 0, 1, 2]) / np.sqrt(2)], axis=1)
+    a, b = pre.affine
+    for out in (pre.transform(x, dtype), C.take_affine(x, None, a, b, np.empty((5, 2), dtype))):
+        np.testing.assert_array_equal(out[:, 0], 0)
+        np.testing.assert_allclose(out[:, 1], want[:, 1], rtol=1e-6 if dtype == np.float32 else 1e-9)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_chain_passes_nan_on(dtype):
+    # relu(NaN) is NaN in the inference chain too (dense + relu, then a standalone relu)
+    rng = np.random.default_rng(3)
+    chain = C.Chain(dtype, 4)
+    chain.add_dense(np.eye(4, dtype=dtype), np.zeros(4, dtype), "relu")
+    chain.add_activation("relu")
+    x = rng.uniform(-1, 1, (3, 4)).astype(dtype)
+    x[1, 2] = np.nan
+    out = np.empty((3, 4), dtype)
+    chain.run(x, 1.0, 0.0, out)
+    # x W with a NaN in row 1 is NaN across that row (NaN * 0 is NaN), and stays NaN
+    assert np.isnan(out[1]).all()
+    assert np.isfinite(out[[0, 2]]).all()
+    one = np.empty((1, 4), dtype)
+    chain.run(x[1:2].copy(), 1.0, 0.0, one)       # the single-row (GEMV) path
+    assert np.isnan(one).all()
