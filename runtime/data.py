@@ -667,7 +667,8 @@ def _encode_y(y: np.ndarray, *, task: str, n_outputs: int, class_names: list[str
                 i = int(np.argmin(onehot))
                 raise DataError(
                     f"{shown}: {where(i)}: a label row of {n_outputs} values must be one-hot "
-                    f"(one 1, the rest 0); got {y[i].tolist()}"
+                    f"(one 1, the rest 0); got {y[i].tolist()} (cross_entropy takes class labels, "
+                    f"not probabilities)"
                 )
             return np.argmax(yf, axis=1).astype(np.int64)
         if y.ndim != 1:

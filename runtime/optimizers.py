@@ -9,7 +9,9 @@ Penalties: ``l1``/``l2`` of a segment are fused into the gradient by the kernel
 (``g' = g + l1*sign(p) + l2*p``). ``weight_decay`` (adam, adamw) is decoupled
 (``p -= lr*weight_decay*p``) and, like the penalties, applies to weights only.
 Gradient clipping (``clip_norm``) scales the whole gradient buffer when its global L2
-norm exceeds the limit, before the update.
+norm exceeds the limit, before the update. That buffer holds the data loss's gradient only:
+the penalties and the decay are added inside the update, after clipping, so they are never
+clipped (PyTorch's ``clip_grad_norm_`` on ``.grad``, then an optimizer's ``weight_decay``).
 """
 from __future__ import annotations
 

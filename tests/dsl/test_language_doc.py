@@ -52,3 +52,29 @@ def test_check_output_quoted_in_the_docs_is_what_check_prints(capsys, monkeypatc
     for line in quoted:
         assert cli.main(["check", line.split(":")[0]]) == 0
         assert capsys.readouterr().out.startswith(line), line
+
+
+def _section(doc, title):
+    start = doc.index(f"\n## {title}\n")
+    end = doc.find("\n## ", start + 1)
+    return doc[start : end if end >= 0 else None]
+
+
+def test_maths_is_described_as_computed():
+    # the statements of docs/language.md that the runtime's maths must match (each pinned by
+    # a runtime test: tests/kernels/test_activations.py::test_gelu_is_the_tanh_form,
+    # tests/runtime/test_train.py::test_clip_norm_clips_the_data_gradient_and_the_penalty_is_added_after,
+    # ::test_weight_decay_applies_to_weights_only_and_segments_merge,
+    # tests/runtime/test_data.py::test_cross_entropy_refuses_probability_targets)
+    doc = DOC.read_text(encoding="utf-8")
+    gelu = next(line for line in doc.splitlines() if line.startswith("| `gelu` |"))
+    assert "tanh(√(2/π)·(x + 0.044715·x³))" in gelu, gelu
+    assert "relu(NaN)` is NaN" in _section(doc, "Activations")
+    loss = _section(doc, "Loss")
+    assert "probabilities as targets" not in loss
+    assert "soft targets, are refused" in loss
+    optimizer = _section(doc, "Optimizer")
+    assert "clips the gradient of the data\n  loss" in optimizer
+    assert "are applied afterwards" in optimizer and "not clipped" in optimizer
+    assert "weight matrices of `dense` layers only" in optimizer
+    assert "after `clip_norm` has clipped the data gradient" in _section(doc, "Regularization")

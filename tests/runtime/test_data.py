@@ -112,6 +112,17 @@ def test_npz_one_hot_labels(tmp_path):
     assert load(tmp_path / "d.npz").train.y.tolist() == [2, 0, 1]
 
 
+def test_cross_entropy_refuses_probability_targets(tmp_path):
+    # docs/language.md: cross_entropy takes class labels (indices, one-hot rows, names); soft
+    # rows are refused naming the row; binary_cross_entropy takes probabilities in [0, 1]
+    np.savez(tmp_path / "d.npz", x=np.zeros((3, 4)), y=[[0, 0, 1], [0.2, 0.3, 0.5], [1, 0, 0]])
+    data_error(lambda: load(tmp_path / "d.npz"), "d.npz", "sample 1", "must be one-hot",
+               "[0.2, 0.3, 0.5]", "class labels, not probabilities")
+    np.savez(tmp_path / "b.npz", x=np.zeros((3, 4)), y=[0.0, 0.25, 1.0])
+    s = load(tmp_path / "b.npz", n_outputs=1, task="binary")
+    assert s.train.y.ravel().tolist() == [0.0, 0.25, 1.0]
+
+
 def test_digits_npz_stays_uint8():
     s = load(src("data/digits.npz"), base_dir=MODELS, input_shape=(64,), n_outputs=10)
     assert s.train.x.dtype == np.uint8 and s.train.x.shape == (1797, 64)

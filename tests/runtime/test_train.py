@@ -226,3 +226,28 @@ def test_weight_decay_applies_to_weights_only_and_segments_merge():
     # without decay or penalties the whole network is one update call
     plain = F.model([F.input_(4), F.dense(8, "relu"), F.batchnorm(), F.dense(3, "softmax")])
     assert len(Optimizer(plain.optimizer, Network(plain).store)._segments) == 1
+
+
+@pytest.mark.parametrize("penalty", ["l2", "l1"])
+def test_clip_norm_clips_the_data_gradient_and_the_penalty_is_added_after(penalty):
+    # One weight and one bias, one sample, sgd: the documented order, worked by hand.
+    # x = 2, t = 0, w = 1, b = 0.5: p = 2.5, mse = (p - t)^2, dL/dp = 2 (p - t) = 5,
+    # data gradient (dw, db) = (10, 5), norm sqrt(125) = 11.18 > clip_norm 1, so it is
+    # scaled by 1 / (norm + 1e-6) to (0.894427, 0.447214); then the penalty's gradient on w
+    # (l2 * w = 0.5, or l1 * sign(w) = 0.5) is added, unclipped, as torch.optim's
+    # weight_decay is after clip_grad_norm_: w = 1 - 0.1 (0.894427 + 0.5), b = 0.5 - 0.1 * 0.447214.
+    # (Clipping the gradient of loss + penalty instead would give w = 0.909714, b = 0.457007.)
+    from dlrun import dsl
+
+    text = ("dlrun 1\nmodel one {\n  input 1\n  dense 1\n  loss mse\n"
+            f"  regularize {penalty}=0.5\n  optimizer sgd lr=0.1 clip_norm=1\n}}\n")
+    model = Model(dsl.parse(text, "<one>"), dtype=np.float64)
+    params = {name: p for _, name, p in model.network.named_params()}
+    params["w"][...] = 1.0
+    params["b"][...] = 0.5
+    model.fit(np.array([[2.0]]), np.array([[0.0]]), epochs=1, batch_size=1)
+    norm = np.sqrt(10.0 ** 2 + 5.0 ** 2)
+    scale = 1.0 / (norm + 1e-6)
+    np.testing.assert_allclose(params["w"].ravel(), [1.0 - 0.1 * (10.0 * scale + 0.5)], rtol=1e-12)
+    np.testing.assert_allclose(params["b"].ravel(), [0.5 - 0.1 * 5.0 * scale], rtol=1e-12)
+    np.testing.assert_allclose([params["w"].item(), params["b"].item()], [0.860557, 0.455279], atol=1e-6)
