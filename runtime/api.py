@@ -251,7 +251,7 @@ class Model:
             self._splits = load_splits(
                 self.ir.data, base_dir=self.base_dir, input_shape=self.input_shape,
                 n_outputs=self.network.output_features, task=self.task, seed=self.ir.train.seed,
-                saved=self._data_record,
+                saved=self._data_record, dtype=self.network.dtype,
             )
         sp = self._splits
         if self.class_names is not None and sp.class_names is not None and sp.class_names != self.class_names:
@@ -272,6 +272,13 @@ class Model:
                           task=self.task, class_names=names, source=source)
         return ds, names
 
+    def _check_range(self, x, source="x"):
+        """``x`` (checked arrays) against the model's dtype after preprocessing (data.check_model_range)."""
+        from dlrun.runtime.data import check_model_range
+
+        check_model_range(x, self.preprocessor, self.network.dtype, source, lambda i, j: f"x[{i}], feature {j}")
+        return x
+
     def _inputs(self, x, source="x"):
         """Check inputs for prediction: (n, *input_shape) or (n, features)."""
         if isinstance(x, (str, os.PathLike)):
@@ -282,16 +289,17 @@ class Model:
             # a path given to the API is relative to the working folder, like open()
             return load_inputs(os.path.abspath(os.fspath(x)), input_shape=self.input_shape, label=label,
                                feature_names=self.feature_names,
-                               against=record.origin if record is not None else "")
+                               against=record.origin if record is not None else "",
+                               pre=self.preprocessor, dtype=self.network.dtype)
         if isinstance(x, np.ndarray) and x.dtype.kind in "uif" and x.ndim >= 2 and x.shape[0] > 0:
             # fast path for well-formed arrays (what a serving loop passes); anything else,
             # including non-finite values, takes the checking path for its error message
             shape = x.shape[1:]
             if (shape == self.input_shape or (x.ndim == 2 and shape[0] == self.network.input_features)) \
                     and (x.dtype.kind != "f" or np.isfinite(x).all()):
-                return x
+                return self._check_range(x, source)
         ds, _ = self._dataset(x, None, source)
-        return ds.x
+        return self._check_range(ds.x, source)
 
     # -- training ------------------------------------------------------------------------
     def fit(self, x=None, y=None, *, validation_data=None, epochs=None, batch_size=None, progress=None,
@@ -349,6 +357,9 @@ class Model:
                 self._data_record = DataRecord(self.feature_names, origin=self._data_record.origin)
             if not self.preprocessor.fitted:
                 self.preprocessor.fit(train.x)
+            self._check_range(train.x)
+            if validation is not None:
+                self._check_range(validation.x, "validation_data")
         own_progress = progress is True
         if own_progress:
             from dlrun.runtime.train import ConsoleProgress
@@ -422,6 +433,8 @@ class Model:
         else:
             ds, _ = self._dataset(x, y, "x")
         self._require_fitted()
+        if x is not None:
+            self._check_range(ds.x)
         # the calling thread's copy of the buffers: the network's own are fit()'s
         return _evaluate(self._inference_network(), ds, self.preprocessor, batch_size)
 

@@ -610,6 +610,42 @@ def _first_nonfinite(x2: np.ndarray):
     return None
 
 
+def check_model_range(x: np.ndarray, pre: "Preprocessor", dtype, shown: str,
+                      where: Callable[[int, int], str], rows: np.ndarray | None = None) -> None:
+    """Refuse an input whose value as the model receives it, ``x * a + b`` (the fitted
+    preprocessing, in float64), overflows the model's ``dtype``: 1e39 is finite in float64,
+    so the finite check passes it, but it becomes inf in a float32 model. ``where(row,
+    feature)`` names the place in the file; ``rows`` maps the rows of ``x`` to the file's
+    (the positions of a split)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f" or not pre.fitted or x.size == 0:
+        return
+    n = int(x.shape[0])
+    x2 = x.reshape(n, -1)
+    a, b = pre.affine
+    limit = float(np.finfo(dtype).max)
+    if x2.dtype == np.uint8 and float(np.max(np.abs(a) * 255.0 + np.abs(b))) <= limit:
+        return
+    identity = a.ndim == 0 and a == 1.0 and b.ndim == 0 and b == 0.0
+    if identity and x2.dtype.kind == "f" and x2.dtype.itemsize <= dtype.itemsize:
+        return  # finite values (the finite check ran) of a float no wider than dtype fit
+    step = max(1, _CHUNK_BYTES // max(1, x2.shape[1] * 8))
+    with np.errstate(over="ignore", invalid="ignore"):
+        for s in range(0, n, step):
+            v = np.multiply(x2[s : s + step], a, dtype=np.float64)
+            v += b
+            bad = ~(np.abs(v) <= limit)
+            if bad.any():
+                r, c = (int(k) for k in np.argwhere(bad)[0])
+                i = s + r
+                after = "" if identity else f" ({v[r, c]:.4g} after preprocessing)"
+                raise DataError(
+                    f"{shown}: {where(int(rows[i]) if rows is not None else i, c)}: value "
+                    f"{float(x2[i, c]):.6g}{after} overflows the model's {dtype.name} (largest "
+                    f"magnitude {limit:.4g}); rescale the data or use a float64 model"
+                )
+
+
 def _is_text(y) -> bool:
     return y is not None and y.dtype.kind in "US"
 
@@ -976,7 +1012,7 @@ def _split_off(ds: Dataset, pos: Mapping[str, np.ndarray], fractions: Mapping[st
 
 
 def load_splits(data: ir.Data | None, *, base_dir, input_shape: tuple, n_outputs: int, task: str,
-                seed: int, saved: DataRecord | None = None) -> Splits:
+                seed: int, saved: DataRecord | None = None, dtype=None) -> Splits:
     """Load train/validation/test as the data block says, check them, fit the preprocessing.
 
     Fractions are split off the training file with a permutation from ``seed``, stratified by
@@ -985,7 +1021,8 @@ def load_splits(data: ir.Data | None, *, base_dir, input_shape: tuple, n_outputs
 
     ``saved``: the record of the weights being evaluated: its feature names are the ones
     read, its split is used instead of a new one, and the data are checked against its
-    fingerprints (see ``_check_record``).
+    fingerprints (see ``_check_record``). ``dtype``: the model's; every split is checked
+    against its range after preprocessing (``check_model_range``).
     """
     if task not in TASKS:
         raise UsageError(f"unknown task {task!r} (expected one of {', '.join(TASKS)})")
@@ -1021,6 +1058,7 @@ def load_splits(data: ir.Data | None, *, base_dir, input_shape: tuple, n_outputs
     sets = {role: _dataset(raw, input_shape=input_shape, n_outputs=n_outputs, task=task, class_names=names)
             for role, raw in raws.items()}
     feature_names = raws["train"].feature_names
+    wheres = {role: (raw.source, raw.x_where) for role, raw in raws.items()}
     del raws
     files = {role: (ds.source, data_fingerprint(ds)) for role, ds in sets.items()}
     n_train = len(sets["train"])
@@ -1037,18 +1075,31 @@ def load_splits(data: ir.Data | None, *, base_dir, input_shape: tuple, n_outputs
     elif saved is not None:
         _check_record(saved, files, fractions, n_train)
     pre = Preprocessor(data.preprocess).fit(sets["train"].x, source=sets["train"].source)
+    if dtype is not None:
+        for role, ds in sets.items():
+            shown, where = wheres.get(role, wheres["train"])
+            check_model_range(ds.x, pre, dtype, shown, where, pos.get(role) if fractions else None)
     return Splits(sets["train"], sets.get("validation"), sets.get("test"), names, pre, record)
 
 
 def load_inputs(path, *, input_shape, label: str | None = None, base_dir=None,
-                feature_names: Sequence[str] | None = None, against: str = "the training data") -> np.ndarray:
+                feature_names: Sequence[str] | None = None, against: str = "the training data",
+                pre: "Preprocessor | None" = None, dtype=None) -> np.ndarray:
     """Inputs to predict on: ``.npz`` (array ``x`` or the only array), ``.npy``, ``.csv`` (header;
     the ``label`` column dropped if present), or IDX images; checked against ``input_shape``.
 
     ``feature_names``: the training columns (``DataRecord.feature_names``); a CSV's columns
     are then matched by name (see ``_columns_by_name``; ``against`` names their origin),
-    otherwise by position.
+    otherwise by position. ``pre`` and ``dtype``: the fitted preprocessing and the model's
+    dtype; the inputs are checked against its range after preprocessing (``check_model_range``).
     """
+
+    def checked(x, where):
+        x = _prepare_x(x, input_shape, shown, where)
+        if pre is not None and dtype is not None:
+            check_model_range(x, pre, dtype, shown, where)
+        return x
+
     p = resolve_path(path, base_dir)
     shown = _check_file(p, "input")
     fmt = _format_of(p)
@@ -1061,7 +1112,7 @@ def load_inputs(path, *, input_shape, label: str | None = None, base_dir=None,
         if feature_names is not None:
             cols = _columns_by_name(table, feature_names, label, against)
         x = _csv_numbers(table, cols)
-        return _prepare_x(x, input_shape, shown, lambda i, k: table.where(i, cols[k]))
+        return checked(x, lambda i, k: table.where(i, cols[k]))
     if fmt == "npz":
         arrays = _load_npz(p, shown)
         key = "x" if "x" in arrays else (next(iter(arrays)) if len(arrays) == 1 else None)
@@ -1070,10 +1121,10 @@ def load_inputs(path, *, input_shape, label: str | None = None, base_dir=None,
                 f"{shown}: no array 'x' and more than one array ({', '.join(arrays)}); "
                 f"expected the inputs as 'x'"
             )
-        return _prepare_x(arrays[key], input_shape, shown, _array_where(key))
+        return checked(arrays[key], _array_where(key))
     if fmt == "npy":
-        return _prepare_x(_load_npy(p, shown), input_shape, shown, _array_where("x"))
-    return _prepare_x(read_idx(p, shown), input_shape, shown, lambda i, j: f"image {i}, value {j}")
+        return checked(_load_npy(p, shown), _array_where("x"))
+    return checked(read_idx(p, shown), lambda i, j: f"image {i}, value {j}")
 
 
 # --------------------------------------------------------------------------------------------

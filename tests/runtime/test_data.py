@@ -736,3 +736,55 @@ def test_wide_csv_header_is_checked_in_linear_time(tmp_path):
     assert x.shape == (2, n)
     dup = write_csv(tmp_path / "dup.csv", ",".join(names + ["f5"]) + "\n" + row + ",1\n")
     data_error(lambda: D.load_inputs(dup, input_shape=(n + 1,)), "'f5' appears twice", "columns 6 and 100001")
+
+
+# ---------------------------------------------------------------------------------------------
+# values that overflow the model's dtype (1e39 is finite in float64, inf in float32)
+
+
+def _load_typed(train, dtype, **kw):
+    data = ir.Data(train=src(train), label="y", validation=kw.pop("validation", None),
+                   test=kw.pop("test", None), preprocess=tuple(kw.pop("preprocess", ())))
+    return D.load_splits(data, base_dir=None, input_shape=(2,), n_outputs=2, task="classification",
+                         seed=kw.pop("seed", 0), dtype=dtype)
+
+
+def test_value_overflowing_float32_is_refused_naming_file_line_column(tmp_path):
+    rows = [f"{i},{i + 1},{i % 2}" for i in range(10)]
+    rows[6] = "6,1e39,0"
+    write_csv(tmp_path / "t.csv", "a,b,y\n" + "\n".join(rows) + "\n")
+    data_error(lambda: _load_typed(tmp_path / "t.csv", np.float32), "t.csv", "line 8, column 2 'b'",
+               "value 1e+39", "overflows the model's float32", "3.403e+38")
+    assert len(_load_typed(tmp_path / "t.csv", np.float64).train) == 10   # fits in float64
+    # a held-out fraction names the row of the file, whichever split it lands in
+    for seed in range(4):
+        data_error(lambda: _load_typed(tmp_path / "t.csv", np.float32, test=0.3, seed=seed),
+                   "t.csv", "line 8, column 2 'b'", "overflows")
+
+
+def test_range_is_checked_after_preprocessing(tmp_path):
+    # large raw values that standardize maps into range are accepted; a scale that pushes
+    # in-range values beyond float32 is refused with the value it would have reached
+    rows = [f"{i}e38,{i},{i % 2}" for i in range(1, 9)]
+    write_csv(tmp_path / "big.csv", "a,b,y\n" + "\n".join(rows).replace("8e38", "8e39") + "\n")
+    s = _load_typed(tmp_path / "big.csv", np.float32, preprocess=[ir.Preprocess("standardize")])
+    assert np.isfinite(s.preprocessor.transform(s.train.x, np.float32)).all()
+    write_csv(tmp_path / "s.csv", "a,b,y\n1,2,0\n3e37,4,1\n")
+    data_error(lambda: _load_typed(tmp_path / "s.csv", np.float32,
+                                   preprocess=[ir.Preprocess("scale", {"factor": 100.0})]),
+               "s.csv", "line 3, column 1 'a'", "value 3e+37 (3e+39 after preprocessing)", "float32")
+
+
+def test_predict_inputs_overflowing_the_model_are_refused(tmp_path):
+    import dlrun
+
+    model = dlrun.loads("dlrun 1\nmodel m {\n  input 2\n  dense 2 softmax\n  loss cross_entropy\n"
+                        "  optimizer sgd\n}\n")
+    x = np.array([[0.0, 1.0], [1e39, 0.0]])
+    model.fit(x[:1].repeat(4, axis=0), np.array([0, 1, 0, 1]), epochs=1)
+    data_error(lambda: model.predict(x), "x[1], feature 0", "value 1e+39", "overflows the model's float32")
+    data_error(lambda: model.evaluate(x, np.array([0, 1])), "x[1], feature 0", "overflows")
+    data_error(lambda: model.fit(x, np.array([0, 1]), epochs=1), "x[1], feature 0", "overflows")
+    write_csv(tmp_path / "p.csv", "a,b\n1,2\n3,-2e39\n")
+    data_error(lambda: model.predict(str(tmp_path / "p.csv")), "p.csv", "line 3, column 2 'b'", "-2e+39")
+    assert np.isfinite(model.predict(x[:1])).all()
