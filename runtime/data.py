@@ -642,7 +642,8 @@ def check_model_range(x: np.ndarray, pre: "Preprocessor", dtype, shown: str,
                 raise DataError(
                     f"{shown}: {where(int(rows[i]) if rows is not None else i, c)}: value "
                     f"{float(x2[i, c]):.6g}{after} overflows the model's {dtype.name} (largest "
-                    f"magnitude {limit:.4g}); rescale the data or use a float64 model"
+                    f"magnitude {limit:.4g}); rescale the data (`scale`, `standardize`) or train in float64 "
+                    f"(`train dtype=float64`)"
                 )
 
 
