@@ -16,6 +16,7 @@ import unicodedata
 
 from dlrun.dsl.diagnostics import Diagnostic, Reporter
 from dlrun.dsl.ir import Pos
+from dlrun.dsl.tables import RESERVED_WORDS
 
 GRAMMAR_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "net.lark")
 MAX_SYNTAX_ERRORS = 20
@@ -324,7 +325,9 @@ def _found(token) -> str:
     if kind == "_NL":
         return "the end of the line"
     if kind in ("NAME", "CALLNAME"):
-        return f"the name '{token.value}'"
+        # a reserved word lexes as a name where the grammar expects no keyword
+        what = "keyword" if token.value in RESERVED_WORDS else "name"
+        return f"the {what} '{token.value}'"
     if kind == "NUMBER":
         return f"the number {token.value}"
     if kind == "SHAPE":
