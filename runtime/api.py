@@ -148,6 +148,24 @@ def _issue(found):
         warnings.warn(d.format().split("\n")[0], ModelWarning, stacklevel=3)
 
 
+def model_inputs(model_path, model_ir, base_dir):
+    """``(role, path)`` of every file a model reads: its model file (None for a model made
+    from a string) and the files of its data block, resolved as training resolves them."""
+    from dlrun.dsl import ir
+    from dlrun.runtime.data import resolve_path
+
+    found = [("the model file", model_path)]
+    data = model_ir.data
+    for role in ("train", "validation", "test"):
+        src = getattr(data, role, None) if data is not None else None
+        if isinstance(src, ir.Source):
+            what = "training" if role == "train" else role
+            found.append((f"the {what} data", str(resolve_path(src.path, base_dir))))
+            if src.labels:
+                found.append((f"the {what} labels", str(resolve_path(src.labels, base_dir))))
+    return found
+
+
 class Model:
     """A built network with its training settings, data and preprocessing.
 
@@ -499,12 +517,19 @@ class Model:
         return idx.astype(np.int64)
 
     # -- weights -------------------------------------------------------------------------
-    def save(self, path) -> str:
+    def save(self, path, *, force=False) -> str:
         """Write the weights, batch-norm statistics, preprocessing (steps and statistics), class
         names, feature names and the validation/test split with a fingerprint of the data
-        to ``path`` (.npz, atomically). Returns the absolute path."""
-        from dlrun.runtime.weights import save_weights
+        to ``path`` (.npz, atomically). Returns the absolute path.
 
+        As ``dlrun train --out``: ``dlrun.UsageError`` when ``path`` is the model file or one
+        of its data files, or an existing file that is not a dlrun weights file (unless
+        ``force=True``; an input of the model is refused even then)."""
+        from dlrun.runtime.fileio import refuse_inputs
+        from dlrun.runtime.weights import check_replaceable, save_weights
+
+        refuse_inputs(os.fspath(path), "save()", model_inputs(self.path, self.ir, self.base_dir), "path")
+        check_replaceable(os.fspath(path), "save()", force, force_hint="pass force=True")
         with self._guard.reading("save()"):
             return save_weights(path, self.network, self.preprocessor, self.class_names, self._data_record)
 

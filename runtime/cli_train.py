@@ -170,7 +170,7 @@ def _train_run(args, created, locks) -> int:
     base = _base_dir(args)
     out = args.out or _default_weights_path(args.model)
 
-    from dlrun.runtime.api import Model
+    from dlrun.runtime.api import Model, model_inputs
     from dlrun.runtime.fileio import refuse_inputs, remove_stale_temps, same_file
     from dlrun.runtime.runlock import RunLock
     from dlrun.runtime.weights import check_replaceable, check_writable
@@ -178,7 +178,7 @@ def _train_run(args, created, locks) -> int:
     out = check_writable(out)  # before hours of training, not after
     if args.no_checkpoint and (args.resume or args.checkpoint_dir):
         raise UsageError("--no-checkpoint cannot be combined with --resume or --checkpoint-dir")
-    inputs = _train_inputs(args.model, model_ir, base)
+    inputs = model_inputs(args.model, model_ir, base)
     refuse_inputs(out, "--out", inputs)
     ckdir = None if args.no_checkpoint else os.path.abspath(args.checkpoint_dir or _default_checkpoint_dir(out))
     if ckdir is not None:
@@ -236,7 +236,7 @@ def _train_run(args, created, locks) -> int:
     if "test" in final and not args.quiet:
         _err(f"test: {_fmt_metrics(final['test'])}")
     try:
-        model.save(out)
+        model.save(out, force=args.force)
     except WeightsError as err:  # disk full, folder gone: the checkpoints still hold the run
         if checkpoint is None:
             raise
@@ -278,23 +278,6 @@ def _checkpointer(args, folder, model, splits, lock):
     return open_checkpointer(folder, model, resume=args.resume, batch_size=args.batch_size, lr=args.lr,
                              epochs=args.epochs, class_names=splits.class_names, report=_err, quiet=args.quiet,
                              lock=lock, data=splits.record)
-
-
-def _train_inputs(model_path, model_ir, base):
-    """``(role, path)`` of every file a training run reads: the model file and its data."""
-    from dlrun.dsl import ir
-    from dlrun.runtime.data import resolve_path
-
-    found = [("the model file", model_path)]
-    data = model_ir.data
-    for role in ("train", "validation", "test"):
-        src = getattr(data, role, None) if data is not None else None
-        if isinstance(src, ir.Source):
-            what = "training" if role == "train" else role
-            found.append((f"the {what} data", str(resolve_path(src.path, base))))
-            if src.labels:
-                found.append((f"the {what} labels", str(resolve_path(src.labels, base))))
-    return found
 
 
 class _StopNow(KeyboardInterrupt):

@@ -81,7 +81,7 @@ def same_file(a, b) -> bool:
         return False
 
 
-def refuse_inputs(output, flag: str, inputs) -> None:
+def refuse_inputs(output, flag: str, inputs, choose: str | None = None) -> None:
     """Raise ``UsageError`` when the output path ``output`` (given as ``flag``) is one of
     ``inputs``, ``(role, path)`` pairs such as ``("the model file", "x.net")``: writing it
     would destroy what the run reads."""
@@ -89,7 +89,7 @@ def refuse_inputs(output, flag: str, inputs) -> None:
         if path is not None and same_file(output, path):
             shown = f"{output}" if os.path.abspath(output) == os.path.abspath(path) else f"{output} (= {path})"
             raise UsageError(f"{flag} {shown}: is {role} of this run; writing it would destroy it "
-                             f"(choose another {flag})")
+                             f"(choose another {choose or flag})")
 
 
 def replace_atomically(path: str, write, *, binary: bool = True, mode: int | None = None) -> None:

@@ -92,9 +92,10 @@ def is_weights_file(path) -> bool:
         return False
 
 
-def check_replaceable(path, flag: str, force: bool = False) -> None:
+def check_replaceable(path, flag: str, force: bool = False, force_hint: str = "pass --force") -> None:
     """Raise ``UsageError`` when ``path`` exists and is not a dlrun weights file, unless
-    ``force``: an output must not silently replace a file of another kind."""
+    ``force``: an output must not silently replace a file of another kind. ``force_hint``
+    says how the caller's user asks for it anyway."""
     if force or not os.path.lexists(path) or is_weights_file(path):
         return
     if os.path.islink(path) and not os.path.exists(path):
@@ -104,7 +105,7 @@ def check_replaceable(path, flag: str, force: bool = False) -> None:
     else:
         kind = "not a dlrun weights file"
     raise UsageError(f"{flag} {path}: exists and is {kind}; refusing to replace it "
-                       f"(pass --force to replace it anyway)")
+                       f"({force_hint} to replace it anyway)")
 
 
 def write_npz(path, arrays: dict) -> str:

@@ -153,3 +153,26 @@ def test_load_and_loads_issue_the_checkers_warnings(tmp_path):
         assert [w.message for w in model.warnings] == [message.split("warning: ", 1)[1]]
     clean = dlrun.loads(_WARNED.replace(" flatten\n", ""))
     assert clean.warnings == []
+
+
+def test_save_never_overwrites_the_models_inputs_or_a_foreign_file(tmp_path):
+    # As `dlrun train --out`: Model.save replaced the training CSV with a zip, exit 0.
+    shutil.copytree(MODELS, tmp_path / "m")
+    m = dlrun.load(tmp_path / "m" / "xor.net")
+    m.fit(epochs=1, progress=False)
+    data = tmp_path / "m" / "data" / "xor.csv"
+    before = data.read_bytes()
+    for target, force in [(data, False), (data, True), (tmp_path / "m" / "xor.net", True)]:
+        with pytest.raises(UsageError, match="of this run; writing it would destroy it"):
+            m.save(target, force=force)
+    assert data.read_bytes() == before
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    with pytest.raises(UsageError, match="not a dlrun weights file.*force=True"):
+        m.save(notes)
+    assert notes.read_text() == "mine"
+    w = tmp_path / "w.npz"
+    m.save(w)
+    m.save(w)  # a weights file is replaced without asking
+    m.save(notes, force=True)
+    assert notes.read_bytes()[:2] == b"PK"
