@@ -1069,6 +1069,10 @@ def load_splits(data: ir.Data | None, *, base_dir, input_shape: tuple, n_outputs
         if saved is not None and _check_record(saved, files, fractions, n_train):
             pos = _saved_split(saved, fractions)
             record.split_seed = saved.split_seed
+            if saved.split_seed is not None and int(seed) != saved.split_seed:
+                warnings.warn(f"the validation/test split is the one saved with {saved.origin} (drawn with "
+                              f"seed {saved.split_seed}); the model file's seed {int(seed)} does not "
+                              f"re-draw it", stacklevel=3)
         else:
             pos = _draw_split(sets["train"], fractions, task, seed)
         record.rows = _split_rows(pos, n_train)
