@@ -79,14 +79,14 @@ def read_source(path) -> str:
     from dlrun.dsl.diagnostics import Diagnostic
     from dlrun.dsl.parser import MAX_SOURCE_BYTES, decode_source
 
+    from dlrun.fileopen import NotReadable, open_regular
+
     path = os.fspath(path)
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             data = f.read(MAX_SOURCE_BYTES + 1)  # more is refused: no need to read it
-    except FileNotFoundError:
-        raise DslError([Diagnostic("error", "no such model file", path)]) from None
-    except IsADirectoryError:
-        raise DslError([Diagnostic("error", "is a directory, not a model file", path)]) from None
+    except NotReadable as err:
+        raise DslError([Diagnostic("error", err.reason("model file"), path)]) from None
     except OSError as err:
         raise DslError([Diagnostic("error", f"cannot read model file: {err.strerror or err}", path)]) from None
     text, diags = decode_source(data, path)

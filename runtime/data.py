@@ -24,6 +24,7 @@ converts one batch at a time into the caller's float buffer.
 from __future__ import annotations
 
 import csv
+import io
 import hashlib
 import os
 import warnings
@@ -36,6 +37,7 @@ import numpy as np
 from dlrun.dsl import ir
 from dlrun.dsl.diagnostics import suggest
 from dlrun.errors import DataError, UsageError, WeightsError
+from dlrun.fileopen import NotReadable, check_regular, open_regular
 from dlrun.runtime.idx import is_idx_name, read_idx
 
 TASKS = ("classification", "binary", "regression")
@@ -175,18 +177,12 @@ def _check_file(p: Path, role: str | None = None) -> str:
     """Fail with a DataError unless ``p`` is a readable, non-empty file; returns its display name."""
     shown = str(p)
     what = f" ({role} data)" if role else ""
-    if not p.exists():
-        raise DataError(f"{shown}: data file not found{what}")
-    if p.is_dir():
-        raise DataError(f"{shown}: is a directory, expected a data file{what}")
     try:
-        size = p.stat().st_size
-        with open(p, "rb"):
-            pass
-    except PermissionError:
-        raise DataError(f"{shown}: cannot read data file{what}: permission denied") from None
-    except OSError as err:
-        raise DataError(f"{shown}: cannot read data file{what}: {err.strerror or err}") from None
+        size = check_regular(p)
+    except NotReadable as err:
+        if err.kind == "missing":
+            raise DataError(f"{shown}: data file not found{what}") from None
+        raise DataError(f"{shown}: {err.reason('data file')}{what}") from None
     if size == 0:
         raise DataError(f"{shown}: data file is empty{what}")
     return shown
@@ -219,11 +215,12 @@ def _one_line(err) -> str:
 def _numpy_load(p: Path, shown: str, kind: str):
     """``np.load`` without pickle; every failure to parse the bytes becomes a DataError."""
     try:
-        loaded = np.load(p, allow_pickle=False)
-        if isinstance(loaded, np.lib.npyio.NpzFile):
-            with loaded as z:
-                return {k: z[k] for k in z.files}  # members are read (and CRC-checked) here
-        return loaded
+        with open_regular(p) as f:
+            loaded = np.load(f, allow_pickle=False)
+            if isinstance(loaded, np.lib.npyio.NpzFile):
+                with loaded as z:
+                    return {k: z[k] for k in z.files}  # members are read (and CRC-checked) here
+            return loaded
     except ValueError as err:
         if "allow_pickle" in str(err) and not _starts_like(p, (b"PK", b"\x93NUMPY", b"\x80")):
             # np.load tries pickle for any file that is neither a zip nor an .npy
@@ -236,6 +233,8 @@ def _numpy_load(p: Path, shown: str, kind: str):
         raise DataError(f"{shown}: cannot read as {kind}: {_one_line(err)}") from None
     except MemoryError:
         raise DataError(f"{shown}: not enough memory to load this file (damaged header?)") from None
+    except NotReadable as err:
+        raise DataError(f"{shown}: {err.reason('data file')}") from None
     except PermissionError:
         raise DataError(f"{shown}: cannot read: permission denied") from None
     except Exception as err:  # noqa: BLE001
@@ -248,9 +247,9 @@ def _numpy_load(p: Path, shown: str, kind: str):
 def _starts_like(p: Path, magics) -> bool:
     """Whether the file starts with one of ``magics`` (zip, .npy, or a pickle's PROTO opcode)."""
     try:
-        with open(p, "rb") as f:
+        with open_regular(p) as f:
             head = f.read(8)
-    except OSError:
+    except (OSError, NotReadable):
         return True
     return head.startswith(tuple(magics))
 
@@ -346,7 +345,7 @@ def _read_csv(p: Path, shown: str) -> _Csv:
     lines: list[int] = []
     reader = None
     try:
-        with open(p, newline="", encoding="utf-8-sig") as f:
+        with io.TextIOWrapper(open_regular(p), encoding="utf-8-sig", newline="") as f:
             reader = csv.reader(f)
             for row in reader:
                 joined = "".join(row)
@@ -370,6 +369,8 @@ def _read_csv(p: Path, shown: str) -> _Csv:
     except csv.Error as err:
         line = reader.line_num if reader is not None else 1
         raise DataError(f"{shown}: line {line}: malformed CSV ({err})") from None
+    except NotReadable as err:
+        raise DataError(f"{shown}: {err.reason('data file')}") from None
     except OSError as err:
         raise DataError(f"{shown}: cannot read: {err.strerror or err}") from None
     if header is None:

@@ -12,6 +12,7 @@ copies of the data.
 """
 from __future__ import annotations
 
+import contextlib
 import gzip
 import math
 import os
@@ -22,6 +23,7 @@ import zlib
 import numpy as np
 
 from dlrun.errors import DataError
+from dlrun.fileopen import NotReadable, open_regular
 
 # type code -> numpy dtype of the stored values (big-endian)
 _TYPES = {
@@ -47,6 +49,21 @@ def is_idx_name(name: str) -> bool:
     return bool(_NAME.search(name))
 
 
+@contextlib.contextmanager
+def _open(path, compressed: bool, shown: str):
+    """The file (a regular one only: see ``dlrun.fileopen``), decompressed when ``.gz``."""
+    try:
+        f = open_regular(path)
+    except NotReadable as err:
+        raise DataError(f"{shown}: {err.reason('data file')}") from None
+    with f:
+        if compressed:
+            with gzip.GzipFile(fileobj=f, mode="rb") as g:
+                yield g
+        else:
+            yield f
+
+
 def _read_exact(f, n: int) -> bytes:
     out = bytearray()
     while len(out) < n:
@@ -66,10 +83,10 @@ def read_idx(path, shown: str | None = None) -> np.ndarray:
     shown = str(path) if shown is None else shown
     compressed = str(path).lower().endswith(".gz")
     try:
-        size = os.path.getsize(path)
+        size = os.stat(path).st_size
         # the most bytes the data can hold: the file itself, or deflate's ~1032:1 ratio
         limit = size * 1040 + 1024 if compressed else size
-        with (gzip.open(path, "rb") if compressed else open(path, "rb")) as f:
+        with _open(path, compressed, shown) as f:
             return _read_idx_stream(f, shown, limit, compressed)
     except DataError:
         raise
@@ -90,8 +107,8 @@ def read_idx_header(path, shown: str | None = None) -> tuple[tuple[int, ...], np
     shown = str(path) if shown is None else shown
     compressed = str(path).lower().endswith(".gz")
     try:
-        size = os.path.getsize(path)
-        with (gzip.open(path, "rb") if compressed else open(path, "rb")) as f:
+        size = os.stat(path).st_size
+        with _open(path, compressed, shown) as f:
             dtype, dims = _read_header(f, shown)
     except DataError:
         raise

@@ -49,6 +49,7 @@ from dlrun.dsl import ir
 from dlrun.runtime.data import PREPROCESS_KINDS, SPLIT_CODES, DataRecord
 from dlrun.runtime.fileio import replace_atomically
 from dlrun.errors import UsageError, WeightsError
+from dlrun.fileopen import NotReadable, open_regular
 
 FORMAT_VERSION = 1
 
@@ -127,13 +128,18 @@ def write_file(path, write) -> str:
 def read_npz(path, what="weights file") -> dict:
     """Every array of an ``.npz``, refusing pickled data; damage becomes ``WeightsError``."""
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise WeightsError(f"{path}: no such {what}")
-    if os.path.isdir(path):
-        raise WeightsError(f"{path}: is a directory, expected a {what} (.npz)")
     try:
-        with open(path, "rb") as f:
-            magic = f.read(4)
+        f = open_regular(path)
+    except NotReadable as err:
+        raise WeightsError(f"{path}: {err.reason(what)}") from None
+    with f:
+        return _read_npz(f, path, what)
+
+
+def _read_npz(f, path, what) -> dict:
+    try:
+        magic = f.read(4)
+        f.seek(0)
     except OSError as err:
         raise WeightsError(f"{path}: cannot read ({err.strerror or err})") from None
     if magic[:1] == b"\x80":
@@ -142,7 +148,7 @@ def read_npz(path, what="weights file") -> dict:
         what_it_is = "empty" if not magic else "not an .npz archive"
         raise WeightsError(f"{path}: not a {what} ({what_it_is})")
     try:
-        z = np.load(path, allow_pickle=False)
+        z = np.load(f, allow_pickle=False)
         with z:
             return {k: z[k] for k in z.files}
     except PermissionError as err:

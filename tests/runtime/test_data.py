@@ -1,5 +1,4 @@
 """Data loading: every format, path resolution, splits, preprocessing, and every bad-data case."""
-import builtins
 import gzip
 import os
 import struct
@@ -425,14 +424,14 @@ def test_missing_file_and_directory(tmp_path):
 
 def test_unreadable_file(tmp_path, monkeypatch):
     p = write_csv(tmp_path / "t.csv", IRIS_LIKE)
-    real_open = builtins.open
+    real_open = os.open  # every reader opens through dlrun.fileopen.open_regular
 
     def deny(file, *args, **kw):
         if str(file) == str(p):
             raise PermissionError(13, "Permission denied", str(file))
         return real_open(file, *args, **kw)
 
-    monkeypatch.setattr(builtins, "open", deny)
+    monkeypatch.setattr(os, "open", deny)
     data_error(lambda: load(p, label="species"), "t.csv", "permission denied")
 
 

@@ -1,0 +1,135 @@
+"""Inputs that are not regular files (issue 10, item 5): a FIFO, a symlink to one, or a
+device as a data file, ``predict --input``, ``--weights``, a checkpoint being resumed, or the
+model file. Each is one clear message, exit 2, and never blocks (an alarm guards every call:
+opening a FIFO for reading waits for a writer forever)."""
+import os
+import shutil
+import signal
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dlrun.runtime.cli import main
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+
+NET = """dlrun 1
+model f {{
+  data {{
+    train "{train}"{labels}{label}
+  }}
+  input 3
+  dense 3 softmax
+  loss cross_entropy
+  optimizer adam lr=0.01
+  train epochs=1 batch=4 seed=0
+}}
+"""
+LABEL = "\n    label y"
+CSV = "a,b,c,y\n" + "".join(f"{i % 5},{i % 3},{i % 7},{i % 3}\n" for i in range(12))
+
+
+@contextmanager
+def _deadline(seconds=20):
+    def fail(*_):
+        raise TimeoutError("blocked reading a non-regular file")
+
+    old = signal.signal(signal.SIGALRM, fail)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def _run(args, capsys):
+    with _deadline():
+        code = main([str(a) for a in args])
+    return code, capsys.readouterr().err
+
+
+def _fifo(path):
+    os.mkfifo(path)
+    return path
+
+
+@pytest.mark.parametrize("name", ["d.csv", "d.npz", "d.npy", "train-images-idx3-ubyte.gz"])
+@pytest.mark.parametrize("how", ["fifo", "symlink to a fifo"])
+def test_fifo_as_training_data(tmp_path, capsys, name, how):
+    if how == "fifo":
+        _fifo(tmp_path / name)
+    else:
+        _fifo(tmp_path / "pipe")
+        (tmp_path / name).symlink_to(tmp_path / "pipe")
+    labels = "" if name.endswith((".csv", ".npz")) else ' labels="l.npy"'
+    np.save(tmp_path / "l.npy", np.arange(12) % 3)
+    (tmp_path / "m.net").write_text(NET.format(train=name, labels=labels, label=LABEL if name.endswith(".csv") else ""))
+    code, err = _run(["train", tmp_path / "m.net", "--out", tmp_path / "w.npz"], capsys)
+    assert code == 2, err
+    assert name in err and "named pipe (FIFO), not a regular file" in err, err
+    assert "Traceback" not in err and not (tmp_path / "w.npz").exists()
+
+
+def test_fifo_as_labels_file(tmp_path, capsys):
+    np.save(tmp_path / "x.npy", np.zeros((12, 3), np.float32))
+    _fifo(tmp_path / "l.npy")
+    (tmp_path / "m.net").write_text(NET.format(train="x.npy", labels=' labels="l.npy"', label=""))
+    code, err = _run(["train", tmp_path / "m.net", "--out", tmp_path / "w.npz"], capsys)
+    assert code == 2 and "l.npy" in err and "not a regular file" in err, err
+
+
+def test_dev_zero_is_not_a_regular_file(tmp_path, capsys):
+    if not os.path.exists("/dev/zero"):
+        pytest.skip("no /dev/zero")
+    (tmp_path / "d.csv").symlink_to("/dev/zero")
+    (tmp_path / "m.net").write_text(NET.format(train="d.csv", labels="", label=LABEL))
+    code, err = _run(["train", tmp_path / "m.net", "--out", tmp_path / "w.npz"], capsys)
+    assert code == 2 and "character device, not a regular file" in err and "empty" not in err, err
+
+
+def test_fifo_as_model_file(tmp_path, capsys):
+    _fifo(tmp_path / "m.net")
+    for command in (["check"], ["train"], ["summary"], ["fmt"]):
+        code, err = _run([*command, tmp_path / "m.net"], capsys)
+        assert code == 2 and "m.net" in err and "not a regular file" in err, (command, err)
+
+
+@pytest.fixture
+def trained(tmp_path, capsys):
+    (tmp_path / "d.csv").write_text(CSV)
+    (tmp_path / "m.net").write_text(NET.format(train="d.csv", labels="", label=LABEL))
+    code, err = _run(["train", tmp_path / "m.net", "--quiet", "--out", tmp_path / "w.npz",
+                      "--checkpoint-dir", tmp_path / "ck"], capsys)
+    assert code == 0, err
+    return tmp_path
+
+
+def test_fifo_as_weights_and_predict_input(trained, capsys):
+    d = trained
+    _fifo(d / "pipe.npz")
+    for command in ("eval", "predict"):
+        args = [command, d / "m.net", "--weights", d / "pipe.npz"]
+        if command == "predict":
+            args += ["--input", d / "d.csv"]
+        code, err = _run(args, capsys)
+        assert code == 2 and "pipe.npz" in err and "not a regular file" in err, (command, err)
+    _fifo(d / "in.csv")
+    code, err = _run(["predict", d / "m.net", "--weights", d / "w.npz", "--input", d / "in.csv",
+                      "--output", d / "p.csv"], capsys)
+    assert code == 2 and "in.csv" in err and "not a regular file" in err, err
+    assert not (d / "p.csv").exists()
+
+
+def test_fifo_checkpoint_in_the_resumed_folder(trained, capsys):
+    d = trained
+    ck = d / "ck"
+    good = sorted(p.name for p in ck.glob("ckpt-*.npz"))[-1]
+    _fifo(ck / "ckpt-000099-000000.npz")  # looks newest
+    code, err = _run(["train", d / "m.net", "--resume", "--epochs", "2", "--checkpoint-dir", ck,
+                      "--out", d / "w2.npz"], capsys)
+    assert code == 0, err
+    assert "ckpt-000099-000000.npz" in err and "not a regular file" in err, err
+    assert f"resuming from {ck / good}" in err, err
