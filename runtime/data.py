@@ -259,6 +259,8 @@ def _load_npz(p: Path, shown: str) -> dict[str, np.ndarray]:
     arrays = _numpy_load(p, shown, ".npz")
     if not isinstance(arrays, dict):
         raise DataError(f"{shown}: not an .npz archive (a single .npy array?)")
+    if not arrays:
+        raise DataError(f"{shown}: contains no arrays (an empty .npz archive)")
     return arrays
 
 
@@ -282,7 +284,7 @@ class _Csv:
         return np.char.strip(np.array(self.columns[col], dtype=str))
 
     def where(self, row: int, col: int) -> str:
-        return f"line {int(self.lines[row])}, column {col + 1} '{self.header[col]}'"
+        return f"line {int(self.lines[row])}, column {col + 1} {quote(self.header[col])}"
 
     def column(self, name: str, what: str) -> int:
         if name not in self.index:
@@ -292,10 +294,16 @@ class _Csv:
             elif len(self.header) <= 2000:  # difflib over a very wide header would take seconds
                 hint = suggest(name, self.header, show_known=False)
             raise DataError(
-                f"{self.shown}: no {what} column named '{name}'{hint}; columns: {', '.join(self.header)}",
+                f"{self.shown}: no {what} column named '{name}'{hint}; columns: {_names_text(self.header)}",
                 statement=what,
             )
         return self.index[name]
+
+
+def _names_text(names: Sequence[str], limit: int = 20) -> str:
+    """``a, b, c`` for a message: at most ``limit`` names, each quoted short (see ``quote``)."""
+    text = ", ".join(n if len(n) <= 200 else quote(n) for n in names[:limit])
+    return text + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
 
 
 def _name_list(names: Sequence[str], limit: int = 8) -> str:
@@ -391,14 +399,44 @@ def _read_csv(p: Path, shown: str) -> _Csv:
     return _Csv(header, columns, np.asarray(lines, dtype=np.int64), shown, first)
 
 
+def _csv_float(cell: str) -> float:
+    """A CSV number: what ``float()`` reads (surrounding whitespace, exponents, ``nan`` and
+    ``inf``, which the finite check then refuses), except Python's own spellings: digit
+    group underscores (``1_000``) and non-ASCII digits are ValueError."""
+    if "_" in cell or not cell.isascii():
+        raise ValueError(cell)
+    return float(cell)
+
+
+def _all_plain(cells: Sequence[str]) -> bool:
+    """No cell holds an underscore or a non-ASCII character (one pass in C)."""
+    joined = "".join(cells)
+    return "_" not in joined and joined.isascii()
+
+
+def _floats(cells: Sequence[str]) -> np.ndarray:
+    """``cells`` as float64 by the ``_csv_float`` rule; ValueError at a non-number."""
+    if not _all_plain(cells):
+        raise ValueError("not a CSV number")
+    return np.fromiter(map(float, cells), dtype=np.float64, count=len(cells))
+
+
 def _first_unconvertible(cells: Iterable[str]) -> int:
-    """Index of the first cell that ``float()`` rejects, or -1."""
+    """Index of the first cell that ``_csv_float`` rejects, or -1."""
     for i, cell in enumerate(cells):
         try:
-            float(cell)
+            _csv_float(cell)
         except ValueError:
             return i
     return -1
+
+
+def quote(value: str, limit: int = 200) -> str:
+    """``'value'`` for a message, cut to ``limit`` characters (a 50 MB cell is not echoed)."""
+    value = str(value)
+    if len(value) <= limit:
+        return f"'{value}'"
+    return f"'{value[:limit]}...' ({len(value)} characters)"
 
 
 def _csv_numbers(table: _Csv, cols: Sequence[int]) -> np.ndarray:
@@ -408,8 +446,7 @@ def _csv_numbers(table: _Csv, cols: Sequence[int]) -> np.ndarray:
     first = None  # (row, k) of the first bad cell in row-major order
     for k, j in enumerate(cols):
         try:
-            # float() takes what numpy takes: surrounding whitespace, exponents, nan, inf
-            out[:, k] = np.fromiter(map(float, table.columns[j]), dtype=np.float64, count=n)
+            out[:, k] = _floats(table.columns[j])
         except ValueError:
             i = _first_unconvertible(table.columns[j])
             if first is None or (i, k) < first:
@@ -418,14 +455,14 @@ def _csv_numbers(table: _Csv, cols: Sequence[int]) -> np.ndarray:
         return out
     i, k = first
     value = table.columns[cols[k]][i].strip()
-    got = "an empty cell" if value == "" else f"'{value}'"
+    got = "an empty cell" if value == "" else quote(value)
     raise DataError(f"{table.shown}: {table.where(i, cols[k])}: expected a number, got {got}")
 
 
 def _str_to_float(values: np.ndarray) -> np.ndarray | None:
     """A str array as float64 (same shape), or None when a cell is not a number."""
     try:
-        flat = np.fromiter(map(float, values.ravel().tolist()), dtype=np.float64, count=values.size)
+        flat = _floats(values.ravel().tolist())
     except ValueError:
         return None
     return flat.reshape(values.shape)
@@ -465,7 +502,7 @@ def _read_labels_file(p: Path, shown: str, label: str | None):
         key = "y" if "y" in arrays else (next(iter(arrays)) if len(arrays) == 1 else None)
         if key is None:
             raise DataError(
-                f"{shown}: no array 'y' in this labels file (arrays: {', '.join(arrays) or 'none'})"
+                f"{shown}: no array 'y' in this labels file (arrays: {_names_text(list(arrays)) or 'none'})"
             )
         return arrays[key], (lambda i, k=key: f"array '{k}', sample {i}")
     table = _read_csv(p, shown)
@@ -474,7 +511,7 @@ def _read_labels_file(p: Path, shown: str, label: str | None):
     elif label is None:
         raise DataError(
             f"{shown}: a labels file with {len(table.header)} columns; name the label column with "
-            f"`label NAME` in the data block (columns: {', '.join(table.header)})"
+            f"`label NAME` in the data block (columns: {_names_text(table.header)})"
         )
     else:
         j = table.column(label, "label")
@@ -502,7 +539,7 @@ def _read_source(src: ir.Source, base_dir, label: str | None, role: str, need_y:
             if need_y:
                 raise DataError(
                     f"{shown}: which column holds the labels? add `label NAME` to the data block "
-                    f"(columns: {', '.join(table.header)})"
+                    f"(columns: {_names_text(table.header)})"
                 )
             cols = list(range(len(table.header)))
         else:
@@ -522,7 +559,7 @@ def _read_source(src: ir.Source, base_dir, label: str | None, role: str, need_y:
         arrays = _load_npz(p, shown)
         if src.x_key not in arrays:
             raise DataError(
-                f"{shown}: no array '{src.x_key}' (arrays in the file: {', '.join(arrays) or 'none'}); "
+                f"{shown}: no array '{src.x_key}' (arrays in the file: {_names_text(list(arrays)) or 'none'}); "
                 f"name the inputs with `x=NAME`"
             )
         x = arrays[src.x_key]
@@ -533,7 +570,7 @@ def _read_source(src: ir.Source, base_dir, label: str | None, role: str, need_y:
                 y_where = lambda i: f"array '{src.y_key}', sample {i}"
             elif need_y:
                 raise DataError(
-                    f"{shown}: no label array '{src.y_key}' (arrays in the file: {', '.join(arrays)}); "
+                    f"{shown}: no label array '{src.y_key}' (arrays in the file: {_names_text(list(arrays))}); "
                     f"name it with `y=NAME` or give labels=\"FILE\""
                 )
     elif fmt == "npy":
@@ -671,7 +708,7 @@ def _encode_y(y: np.ndarray, *, task: str, n_outputs: int, class_names: list[str
                 k = _first_unconvertible(flat.tolist())
                 i = k // max(1, flat.shape[0] // n)
                 value = flat[k]
-                got = "an empty cell" if value == "" else f"'{value}'"
+                got = "an empty cell" if value == "" else quote(value)
                 expected = "a number" if task == "regression" else "a number or class name"
                 raise DataError(f"{shown}: {where(i)}: expected {expected}, got {got}")
             y = numbers.reshape(y.shape)
@@ -685,7 +722,7 @@ def _encode_y(y: np.ndarray, *, task: str, n_outputs: int, class_names: list[str
                 k = index.get(name)
                 if k is None:
                     raise DataError(
-                        f"{shown}: {where(i)}: unknown class '{name}' (classes: {', '.join(class_names)})"
+                        f"{shown}: {where(i)}: unknown class {quote(name)} (classes: {', '.join(class_names)})"
                     )
                 codes[i] = k
             if task == "binary":
@@ -1124,7 +1161,7 @@ def load_inputs(path, *, input_shape, label: str | None = None, base_dir=None,
         key = "x" if "x" in arrays else (next(iter(arrays)) if len(arrays) == 1 else None)
         if key is None:
             raise DataError(
-                f"{shown}: no array 'x' and more than one array ({', '.join(arrays)}); "
+                f"{shown}: no array 'x' and more than one array ({_names_text(list(arrays))}); "
                 f"expected the inputs as 'x'"
             )
         return checked(arrays[key], _array_where(key))

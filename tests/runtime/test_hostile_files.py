@@ -133,3 +133,40 @@ def test_fifo_checkpoint_in_the_resumed_folder(trained, capsys):
     assert code == 0, err
     assert "ckpt-000099-000000.npz" in err and "not a regular file" in err, err
     assert f"resuming from {ck / good}" in err, err
+
+
+# -- issue 10, item 10 (data parts): wording of data errors -----------------------------------
+def test_empty_npz_says_it_contains_no_arrays(tmp_path, capsys):
+    np.savez(tmp_path / "e.npz")
+    (tmp_path / "d.csv").write_text(CSV)
+    (tmp_path / "m.net").write_text(NET.format(train="d.csv", labels="", label=LABEL))
+    assert _run(["train", tmp_path / "m.net", "--quiet", "--out", tmp_path / "w.npz"], capsys)[0] == 0
+    code, err = _run(["predict", tmp_path / "m.net", "--weights", tmp_path / "w.npz", "--input", tmp_path / "e.npz"],
+                     capsys)
+    assert code == 2 and "e.npz: contains no arrays" in err and "more than one" not in err, err
+    (tmp_path / "m.net").write_text(NET.format(train="e.npz", labels="", label=""))
+    code, err = _run(["train", tmp_path / "m.net", "--out", tmp_path / "w2.npz"], capsys)
+    assert code == 2 and "e.npz: contains no arrays" in err, err
+
+
+def test_a_huge_bad_csv_cell_is_quoted_short(tmp_path, capsys):
+    cell = "x" * 100_000
+    (tmp_path / "d.csv").write_text(CSV.replace("\n2,2,2,2\n", f"\n2,{cell},2,2\n", 1))
+    (tmp_path / "m.net").write_text(NET.format(train="d.csv", labels="", label=LABEL))
+    code, err = _run(["train", tmp_path / "m.net", "--out", tmp_path / "w.npz"], capsys)
+    assert code == 2 and "line 4, column 2 'b'" in err and "(100000 characters)" in err, err[:500]
+    assert len(err) < 1000, len(err)
+    # a header of 200,000 columns (a 1.4 MB line) without the label column: not listed in full
+    (tmp_path / "d.csv").write_text(",".join(f"c{i}" for i in range(200_000)) + "\n" + ",".join(["1"] * 200_000) + "\n")
+    code, err = _run(["train", tmp_path / "m.net", "--out", tmp_path / "w.npz"], capsys)
+    assert code == 2 and "no label column named 'y'" in err and "(199980 more)" in err, err[:500]
+    assert len(err) < 1000, len(err)
+
+
+@pytest.mark.parametrize("cell", ["1_000", "1_0.5", "١٢", "１２"])
+def test_python_only_number_spellings_are_refused(tmp_path, capsys, cell):
+    # float() reads all of these; a CSV number has no digit-group underscores and ASCII digits
+    (tmp_path / "d.csv").write_text(CSV.replace("\n2,2,2,2\n", f"\n2,{cell},2,2\n", 1), encoding="utf-8")
+    (tmp_path / "m.net").write_text(NET.format(train="d.csv", labels="", label=LABEL))
+    code, err = _run(["train", tmp_path / "m.net", "--out", tmp_path / "w.npz"], capsys)
+    assert code == 2 and f"expected a number, got '{cell}'" in err, err
