@@ -23,14 +23,15 @@ import sys
 import numpy as np
 
 EXAMPLES = int(os.environ.get("DLRUN_KERNEL_FUZZ_EXAMPLES", "150"))
-MODULES = ["blas", "activations", "dense", "batchnorm", "dropout", "losses", "optim", "chain"]
+MODULES = ["blas", "activations", "dense", "batchnorm", "dropout", "losses", "optim", "chain", "conv"]
 ACTS = ["linear", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "softplus", "gelu", "swish", "softmax"]
 
 # argument kinds: ("f", dims) float array; ("f?", dims) float array or None; ("i", dims) int labels;
 # ("u8", dims) mask; ("t", dims) labels (n,) or probabilities (n, k); ("s", values) scalar;
 # ("name", values); ("b",) flag; ("int", values); ("grads",) list of arrays; ("cols", dims) ascending
 # int64 column indices; ("idx", dims) int64 row indices; ("ab", dims) float64 scalar or vector;
-# ("dtype",) a dtype; ("dim", name) the value of a dimension. Dims: n, d, k, o in [0, 5]; nd = n*d, dk = d*k.
+# ("dtype",) a dtype; ("dim", name) the value of a dimension; ("shape", dims) a tuple of dimensions. Dims: n, d, k, o in
+# [0, 5]; nd = n*d, dk = d*k, dko = d*k*o, one = 1.
 F = {
     "blas": {
         "gemm": [("a", "f", ("n", "d")), ("b", "f", ("d", "k")), ("c", "f", ("n", "k")), ("trans_a", "b"),
@@ -99,6 +100,22 @@ F = {
                            ("eps", "s"), ("l1", "s"), ("l2", "s")],
         "clip_grad_norm": [("grads", "grads"), ("max_norm", "s")],
     },
+    "conv": {
+        "conv2d_output_shape": [("x_shape", "shape", ("n", "d", "k", "o")), ("w_shape", "shape", ("k", "d", "o", "o")),
+                                ("stride", "int"), ("padding", "int"), ("dilation", "int")],
+        "conv2d_workspace_size": [("x_shape", "shape", ("n", "d", "k", "o")),
+                                  ("w_shape", "shape", ("k", "d", "o", "o")), ("stride", "int"), ("padding", "int"),
+                                  ("dilation", "int"), ("groups", "int")],
+        "conv2d_forward": [("x", "f", ("n", "d", "k", "o")), ("w", "f", ("k", "d", "one", "one")), ("b", "f?", ("k",)),
+                           ("y", "f", ("n", "k", "k", "o")), ("col", "f", ("dko",)), ("stride", "int"),
+                           ("padding", "int"), ("dilation", "int"), ("groups", "int"), ("activation", "name"),
+                           ("alpha", "s")],
+        "conv2d_backward": [("x", "f", ("n", "d", "k", "o")), ("w", "f", ("k", "d", "one", "one")),
+                            ("dz", "f", ("n", "k", "k", "o")), ("dx", "f?", ("n", "d", "k", "o")),
+                            ("dw", "f", ("k", "d", "one", "one")), ("db", "f?", ("k",)), ("col", "f", ("dko",)),
+                            ("stride", "int"), ("padding", "int"), ("dilation", "int"), ("groups", "int"),
+                            ("accumulate", "b")],
+    },
     "chain": {
         "take_affine": [("x", "f", ("n", "d")), ("idx", "idx", ("k",)), ("a", "ab", ("d",)), ("b", "ab", ("d",)),
                         ("out", "f", ("k", "d"))],
@@ -128,7 +145,8 @@ GOOD_SCALARS = [0.0, 0.1, 0.5, 0.9, 1.0, 1e-5]
 GOOD_BY_NAME = {"eps": [1e-8, 1e-5, 1e-3], "delta": [0.5, 1.0, 2.0], "rate": [0.0, 0.2, 0.5, 0.9],
                 "beta1": [0.0, 0.5, 0.9], "beta2": [0.0, 0.9, 0.999], "rho": [0.0, 0.9, 0.99],
                 "max_norm": [0.5, 1.0, 1e3, math.inf], "step": [1, 2, 100, 2**40],
-                "max_fraction": [0.5, 0.9, 1.0], "k": [1, 2, 3]}
+                "max_fraction": [0.5, 0.9, 1.0], "k": [1, 2, 3], "stride": [1, 1, 2], "padding": [0, 0, 1],
+                "dilation": [1, 1, 2], "groups": [1, 1, 2]}
 BAD_SCALARS = [-1.0, 2.0, 1e-300, 1e300, math.nan, math.inf, -math.inf, 2**64, -2**70, True, None, "0.5", 3,
                np.float32(0.5), np.float64(-0.0), [0.5], 1 + 2j]
 GOOD_INTS = [0, 1, 2, 7, 2**32, 2**63 - 1]
@@ -235,6 +253,7 @@ def build_call(draw, st, spec):
     if draw(st.booleans()):  # mostly non-empty shapes, so the maths runs
         dims = {k: max(1, v) for k, v in dims.items()}
     dims["nd"], dims["dk"] = dims["n"] * dims["d"], dims["d"] * dims["k"]
+    dims["one"], dims["dko"] = 1, dims["d"] * dims["k"] * dims["o"]
     ftype = draw(st.sampled_from([np.float32, np.float64]))
     args, arrs, made = [], [], []
     # a third of the calls are valid, a third have one thing wrong, a third many
@@ -302,6 +321,9 @@ def build_call(draw, st, spec):
             made.append(a)
             arrs.append(a)
             args.append(a.arr)
+        elif kind == "shape":
+            args.append(draw(st.sampled_from([(1, 2), None, (-1, 2, 3, 4), (2**62, 2**62, 2**62, 2**62), "abcd"]))
+                        if perturb else tuple(dims[d] for d in entry[2]))
         elif kind == "dim":
             args.append(draw(st.sampled_from(BAD_INTS)) if perturb else dims[entry[2]])
         elif kind == "dtype":

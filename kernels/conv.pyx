@@ -1,0 +1,252 @@
+# distutils: extra_compile_args = -fno-trapping-math
+"""2-D convolution kernels, NCHW, im2col + GEMM: Y := f(conv(X, W) + b) and its backward pass.
+
+x (N, C, H, W), w (F, C/groups, kh, kw), b (F,) or None, y (N, F, oh, ow) with
+oh = (H + pt + pb - dh*(kh-1) - 1) // sh + 1 (likewise ow). Per (sample, group) the input is
+unrolled into the caller's workspace ``col`` (conv2d_workspace_size elements) and multiplied by
+the group's weights through blas.pxd; the bias and the activation are applied in the same pass
+over each freshly computed output block. No allocation per call; the GIL is released for the work.
+Arrays are C-contiguous float32 or float64, one dtype per call.
+"""
+cimport numpy as cnp
+from cython cimport floating
+
+from _common cimport (check_float_array, check_same_dtype, check_shape, check_no_overlap,
+                      check_blas_dim, check_finite_float, check_flag)
+from blas cimport gemm_rm
+from activations cimport act_code, act_forward_span, ACT_LINEAR, ACT_SOFTMAX
+from conv cimport ConvGeom, im2col, col2im_add, parse_pair, parse_padding, out_size
+
+cnp.import_array()
+
+
+cdef void _forward(const ConvGeom* g, int act, const floating* x, const floating* w,
+                   const floating* b, floating* y, floating* col, floating alpha) noexcept nogil:
+    cdef Py_ssize_t cg = g.c // g.groups, fg = g.f // g.groups
+    cdef Py_ssize_t k = cg * g.kh * g.kw, p = g.oh * g.ow
+    cdef Py_ssize_t s, gi, ch, j
+    cdef floating* yb
+    cdef floating bv
+    for s in range(g.n):
+        for gi in range(g.groups):
+            im2col(x + (s * g.c + gi * cg) * g.h * g.w, g, cg, col)
+            yb = y + (s * g.f + gi * fg) * p
+            gemm_rm(False, False, <int>fg, <int>p, <int>k, <floating>1, w + gi * fg * k, col,
+                    <floating>0, yb)
+            # bias + activation while the block is still in cache
+            for ch in range(fg):
+                if b != NULL:
+                    bv = b[gi * fg + ch]
+                    for j in range(p):
+                        yb[ch * p + j] += bv
+                if act != ACT_LINEAR:
+                    act_forward_span(act, yb + ch * p, yb + ch * p, <floating*>NULL, p, alpha)
+
+
+cdef void _backward(const ConvGeom* g, const floating* x, const floating* w, const floating* dz,
+                    floating* dx, floating* dw, floating* db, floating* col,
+                    bint accumulate) noexcept nogil:
+    cdef Py_ssize_t cg = g.c // g.groups, fg = g.f // g.groups
+    cdef Py_ssize_t k = cg * g.kh * g.kw, p = g.oh * g.ow
+    cdef Py_ssize_t s, gi, ch, j
+    cdef const floating* zb
+    cdef floating acc
+    if not accumulate:
+        for j in range(g.f * k):
+            dw[j] = 0
+        if db != NULL:
+            for j in range(g.f):
+                db[j] = 0
+    if dx != NULL:
+        for j in range(g.n * g.c * g.h * g.w):
+            dx[j] = 0
+    for s in range(g.n):
+        for gi in range(g.groups):
+            zb = dz + (s * g.f + gi * fg) * p
+            if db != NULL:
+                for ch in range(fg):
+                    acc = 0
+                    for j in range(p):
+                        acc = acc + zb[ch * p + j]
+                    db[gi * fg + ch] += acc
+            im2col(x + (s * g.c + gi * cg) * g.h * g.w, g, cg, col)
+            # dW_g (fg, k) += dZ_g (fg, p) col^T (p, k)
+            gemm_rm(False, True, <int>fg, <int>k, <int>p, <floating>1, zb, col, <floating>1,
+                    dw + gi * fg * k)
+            if dx != NULL:
+                # dcol (k, p) = W_g^T (k, fg) dZ_g (fg, p), scattered back into dx
+                gemm_rm(True, False, <int>k, <int>p, <int>fg, <floating>1, w + gi * fg * k, zb,
+                        <floating>0, col)
+                col2im_add(col, g, cg, dx + (s * g.c + gi * cg) * g.h * g.w)
+
+
+cdef ConvGeom _geom(str fn, cnp.ndarray X, cnp.ndarray W, object stride, object padding,
+                    object dilation, object groups) except *:
+    cdef ConvGeom g
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+        raise TypeError(f"{fn}: argument 'groups' must be an int >= 1, got {groups!r}") \
+            if not isinstance(groups, int) or isinstance(groups, bool) else \
+            ValueError(f"{fn}: argument 'groups' must be an int >= 1, got {groups!r}")
+    g.sh, g.sw = parse_pair(stride, fn, "stride", 1)
+    g.dh, g.dw = parse_pair(dilation, fn, "dilation", 1)
+    g.pt, g.pb, g.pl, g.pr = parse_padding(padding, fn)
+    g.n, g.c, g.h, g.w = X.shape[0], X.shape[1], X.shape[2], X.shape[3]
+    g.f, g.kh, g.kw = W.shape[0], W.shape[2], W.shape[3]
+    if groups > max(g.c, 1):
+        raise ValueError(f"{fn}: argument 'groups' = {groups} exceeds the {g.c} input channels")
+    g.groups = groups
+    if g.c % g.groups or g.f % g.groups:
+        raise ValueError(f"{fn}: argument 'groups' = {groups} must divide the input channels "
+                         f"({g.c}) and the filters ({g.f})")
+    if W.shape[1] != g.c // g.groups:
+        raise ValueError(f"{fn}: argument 'w' has shape {(<object>W).shape}; expected "
+                         f"({g.f}, {g.c // g.groups}, kh, kw): input channels / groups")
+    if g.kh < 1 or g.kw < 1 or g.f < 1:
+        raise ValueError(f"{fn}: argument 'w' has shape {(<object>W).shape}; filters and kernel "
+                         f"extents must be >= 1")
+    g.oh = out_size(g.h, g.pt + g.pb, g.kh, g.sh, g.dh, fn, "vertical")
+    g.ow = out_size(g.w, g.pl + g.pr, g.kw, g.sw, g.dw, fn, "horizontal")
+    check_blas_dim(g.oh * g.ow, fn, "output pixels")
+    check_blas_dim(g.c // g.groups * g.kh * g.kw, fn, "patch size")
+    return g
+
+
+cdef tuple _dims(object shape, str fn, str name):
+    """A 4-tuple of ints in [0, 2**31) (an array shape)."""
+    if not isinstance(shape, tuple) or len(shape) != 4:
+        raise TypeError(f"{fn}: argument '{name}' must be a tuple of 4 ints, got {shape!r}")
+    for v in shape:
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**31:
+            raise ValueError(f"{fn}: argument '{name}' must hold 4 ints in [0, 2**31), got {shape!r}")
+    return shape
+
+
+def conv2d_output_shape(x_shape, w_shape, stride=1, padding=0, dilation=1):
+    """(N, F, oh, ow) for an input of x_shape (N, C, H, W) and weights w_shape (F, Cg, kh, kw)."""
+    fn = "conv2d_output_shape"
+    n, c, h, w = _dims(x_shape, fn, "x_shape")
+    f, cg, kh, kw = _dims(w_shape, fn, "w_shape")
+    if kh < 1 or kw < 1:
+        raise ValueError(f"{fn}: argument 'w_shape' = {w_shape!r}: kernel extents must be >= 1")
+    sh, sw = parse_pair(stride, fn, "stride", 1)
+    dh, dw = parse_pair(dilation, fn, "dilation", 1)
+    pt, pb, pl, pr = parse_padding(padding, fn)
+    return (n, f, out_size(h, pt + pb, kh, sh, dh, fn, "vertical"),
+            out_size(w, pl + pr, kw, sw, dw, fn, "horizontal"))
+
+
+def conv2d_workspace_size(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1):
+    """Elements of the ``col`` workspace conv2d_forward/backward need: (C/groups)*kh*kw*oh*ow."""
+    fn = "conv2d_workspace_size"
+    n, f, oh, ow = conv2d_output_shape(x_shape, w_shape, stride, padding, dilation)
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+        raise ValueError(f"{fn}: argument 'groups' must be an int >= 1, got {groups!r}")
+    return x_shape[1] // groups * w_shape[2] * w_shape[3] * oh * ow
+
+
+cdef _check_col(str fn, object col, cnp.ndarray X, const ConvGeom* g, list others):
+    cdef cnp.ndarray C = check_float_array(col, fn, "col", -1, True)
+    check_same_dtype(C, X, fn, "col", "x")
+    cdef Py_ssize_t need = g.c // g.groups * g.kh * g.kw * g.oh * g.ow
+    if cnp.PyArray_SIZE(C) < need:
+        raise ValueError(f"{fn}: argument 'col' has {cnp.PyArray_SIZE(C)} elements; the "
+                         f"workspace needs {need} (conv2d_workspace_size)")
+    for name, arr in others:
+        if arr is not None:
+            check_no_overlap(C, <cnp.ndarray>arr, fn, "col", name, False)
+    return C
+
+
+def conv2d_forward(x, w, b, y, col, stride=1, padding=0, dilation=1, groups=1,
+                   activation="linear", alpha=0.0):
+    """y := f(conv2d(x, w) + b); see the module docstring for shapes. padding: int,
+    (vertical, horizontal) or (top, bottom, left, right). Any activation but softmax.
+    col: workspace of at least conv2d_workspace_size(...) elements, any shape."""
+    fn = "conv2d_forward"
+    cdef double al = check_finite_float(alpha, fn, "alpha")
+    cdef int act = act_code(activation, fn, al)
+    if act == ACT_SOFTMAX:
+        raise ValueError(f"{fn}: activation 'softmax' is not fused into a convolution; apply it "
+                         f"with activation_forward on the output")
+    cdef cnp.ndarray X = check_float_array(x, fn, "x", 4, False)
+    cdef cnp.ndarray W = check_float_array(w, fn, "w", 4, False)
+    cdef cnp.ndarray Y = check_float_array(y, fn, "y", 4, True)
+    cdef cnp.ndarray B = None
+    check_same_dtype(W, X, fn, "w", "x")
+    check_same_dtype(Y, X, fn, "y", "x")
+    cdef ConvGeom g = _geom(fn, X, W, stride, padding, dilation, groups)
+    check_shape(Y, (g.n, g.f, g.oh, g.ow), fn, "y", "(N, filters, out height, out width)")
+    if b is not None:
+        B = check_float_array(b, fn, "b", 1, False)
+        check_same_dtype(B, X, fn, "b", "x")
+        check_shape(B, (g.f,), fn, "b", "(filters,)")
+        check_no_overlap(Y, B, fn, "y", "b", False)
+    check_no_overlap(Y, X, fn, "y", "x", False)
+    check_no_overlap(Y, W, fn, "y", "w", False)
+    cdef cnp.ndarray C = _check_col(fn, col, X, &g, [("x", X), ("w", W), ("b", B), ("y", Y)])
+    cdef void* bp = cnp.PyArray_DATA(B) if B is not None else NULL
+    cdef void* xp = cnp.PyArray_DATA(X)
+    cdef void* wp = cnp.PyArray_DATA(W)
+    cdef void* yp = cnp.PyArray_DATA(Y)
+    cdef void* cp = cnp.PyArray_DATA(C)
+    if g.n == 0:
+        return y
+    if cnp.PyArray_TYPE(X) == cnp.NPY_FLOAT32:
+        with nogil:
+            _forward(&g, act, <float*>xp, <float*>wp, <float*>bp, <float*>yp, <float*>cp, <float>al)
+    else:
+        with nogil:
+            _forward(&g, act, <double*>xp, <double*>wp, <double*>bp, <double*>yp, <double*>cp, al)
+    return y
+
+
+def conv2d_backward(x, w, dz, dx, dw, db, col, stride=1, padding=0, dilation=1, groups=1,
+                    accumulate=False):
+    """Gradients of y = conv2d(x, w) + b given dz = dL/dy (before the activation: apply
+    activation_backward first). dx (shape of x) or None is overwritten; dw (shape of w) and
+    db (F,) or None are overwritten, or added to when ``accumulate``."""
+    fn = "conv2d_backward"
+    cdef bint acc = check_flag(accumulate, fn, "accumulate")
+    cdef cnp.ndarray X = check_float_array(x, fn, "x", 4, False)
+    cdef cnp.ndarray W = check_float_array(w, fn, "w", 4, False)
+    cdef cnp.ndarray DZ = check_float_array(dz, fn, "dz", 4, False)
+    cdef cnp.ndarray DW = check_float_array(dw, fn, "dw", 4, True)
+    cdef cnp.ndarray DX = None, DB = None
+    check_same_dtype(W, X, fn, "w", "x")
+    check_same_dtype(DZ, X, fn, "dz", "x")
+    check_same_dtype(DW, X, fn, "dw", "x")
+    cdef ConvGeom g = _geom(fn, X, W, stride, padding, dilation, groups)
+    check_shape(DZ, (g.n, g.f, g.oh, g.ow), fn, "dz", "(N, filters, out height, out width)")
+    check_shape(DW, (<object>W).shape, fn, "dw", "(the shape of w)")
+    outs = [("dw", DW)]
+    if dx is not None:
+        DX = check_float_array(dx, fn, "dx", 4, True)
+        check_same_dtype(DX, X, fn, "dx", "x")
+        check_shape(DX, (<object>X).shape, fn, "dx", "(the shape of x)")
+        outs.append(("dx", DX))
+    if db is not None:
+        DB = check_float_array(db, fn, "db", 1, True)
+        check_same_dtype(DB, X, fn, "db", "x")
+        check_shape(DB, (g.f,), fn, "db", "(filters,)")
+        outs.append(("db", DB))
+    ins = [("x", X), ("w", W), ("dz", DZ)]
+    for i, (oname, o) in enumerate(outs):
+        for iname, a in ins + outs[:i]:
+            check_no_overlap(<cnp.ndarray>o, <cnp.ndarray>a, fn, oname, iname, False)
+    cdef cnp.ndarray C = _check_col(fn, col, X, &g, ins + outs)
+    cdef void* xp = cnp.PyArray_DATA(X)
+    cdef void* wp = cnp.PyArray_DATA(W)
+    cdef void* zp = cnp.PyArray_DATA(DZ)
+    cdef void* dxp = cnp.PyArray_DATA(DX) if DX is not None else NULL
+    cdef void* dwp = cnp.PyArray_DATA(DW)
+    cdef void* dbp = cnp.PyArray_DATA(DB) if DB is not None else NULL
+    cdef void* cp = cnp.PyArray_DATA(C)
+    if cnp.PyArray_TYPE(X) == cnp.NPY_FLOAT32:
+        with nogil:
+            _backward(&g, <float*>xp, <float*>wp, <float*>zp, <float*>dxp, <float*>dwp,
+                      <float*>dbp, <float*>cp, acc)
+    else:
+        with nogil:
+            _backward(&g, <double*>xp, <double*>wp, <double*>zp, <double*>dxp, <double*>dwp,
+                      <double*>dbp, <double*>cp, acc)
+    return dx, dw, db
