@@ -50,6 +50,7 @@ from dlrun.runtime.data import PREPROCESS_KINDS, SPLIT_CODES, DataRecord
 from dlrun.runtime.fileio import replace_atomically
 from dlrun.errors import UsageError, WeightsError
 from dlrun.fileopen import NotReadable, open_regular
+from dlrun.runtime import npzio
 
 FORMAT_VERSION = 1
 
@@ -147,18 +148,7 @@ def _read_npz(f, path, what) -> dict:
     if magic not in (b"PK\x03\x04", b"PK\x05\x06"):
         what_it_is = "empty" if not magic else "not an .npz archive"
         raise WeightsError(f"{path}: not a {what} ({what_it_is})")
-    try:
-        z = np.load(f, allow_pickle=False)
-        with z:
-            return {k: z[k] for k in z.files}
-    except PermissionError as err:
-        raise WeightsError(f"{path}: cannot read ({err.strerror})") from None
-    except ValueError as err:
-        if "pickle" in str(err).lower() or "object arrays" in str(err).lower():
-            raise WeightsError(f"{path}: holds pickled Python objects; refused (dlrun never unpickles)") from None
-        raise WeightsError(f"{path}: damaged or not a {what} ({err})") from None
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, KeyError) as err:
-        raise WeightsError(f"{path}: damaged or not a {what} ({type(err).__name__}: {err})") from None
+    return npzio.read_npz(f, path, WeightsError, what)
 
 
 # -- architecture ------------------------------------------------------------------------

@@ -142,3 +142,44 @@ def test_checkpoint_of_another_model_is_refused(trained, tmp_path, capsys):
     _, err = capsys.readouterr()
     assert code == 2 and "the model file changed" in err, err
     assert not (tmp_path / "w.npz").exists()
+
+
+def _huge_shape(src: Path, dst: Path) -> Path:
+    """``src`` with the .npy header of 'param.1.dense.w' (20x48) rewritten to declare
+    2000000x48000000 float32 (about 350 TiB), written as a zip with correct CRCs: only the
+    header's declared shape is wrong."""
+    import zipfile
+
+    with zipfile.ZipFile(src) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    old = b"'shape': (20, 48), }"
+    new = b"'shape': (2000000, 48000000), }"
+    data = members["param.1.dense.w.npy"]
+    j = data.index(old)
+    pad = len(new) - len(old)
+    assert data[j + len(old): j + len(old) + pad] == b" " * pad
+    members["param.1.dense.w.npy"] = data[:j] + new + data[j + len(old) + pad:]
+    with zipfile.ZipFile(dst, "w") as z:
+        for n, b in members.items():
+            z.writestr(n, b)
+    return dst
+
+
+def test_a_checkpoint_declaring_a_huge_shape_falls_back(trained, tmp_path, capsys):
+    """Issue 10, item 9: reported as damaged before any allocation; resume falls back to the
+    intact previous checkpoint; as --weights, exit 2."""
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    good = C.list_checkpoints(trained / "resume.ckpt")[0]
+    shutil.copy(good, ck / Path(good).name)
+    _huge_shape(Path(good), ck / "ckpt-000009-000000.npz")
+    # 349 TiB: np.load's allocation fails ("out of memory", exit 1) on any machine
+    code = main(["train", str(trained / "resume.net"), "--resume", "--epochs", "2", "--checkpoint-dir", str(ck),
+                 "--out", str(tmp_path / "w.npz")])
+    _, err = capsys.readouterr()
+    assert code == 0, err
+    assert "ckpt-000009-000000.npz: damaged" in err and "trying the previous checkpoint" in err, err
+    assert f"resuming from {ck / Path(good).name}" in err, err
+    code = main(["eval", str(trained / "resume.net"), "--weights", str(ck / "ckpt-000009-000000.npz")])
+    _, err = capsys.readouterr()
+    assert code == 2 and "damaged" in err and "Unable to allocate" not in err, err
