@@ -38,6 +38,7 @@ from dlrun.dsl import ir
 from dlrun.dsl.diagnostics import suggest
 from dlrun.errors import DataError, UsageError, WeightsError
 from dlrun.fileopen import NotReadable, check_regular, open_regular
+from dlrun.runtime import npzio
 from dlrun.runtime.idx import is_idx_name, read_idx
 
 TASKS = ("classification", "binary", "regression")
@@ -254,8 +255,26 @@ def _starts_like(p: Path, magics) -> bool:
     return head.startswith(tuple(magics))
 
 
-def _load_npz(p: Path, shown: str) -> dict[str, np.ndarray]:
-    """Every array of an ``.npz`` file, loaded without pickle."""
+def _load_npz(p: Path, shown: str, pick=None) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` file, without pickle, through ``npzio`` (headers checked
+    before anything is decompressed). ``pick(names)``: the names to read of those in the
+    archive (default all); the others are never decompressed. Returns ``{name: array or
+    None}``: every name in the archive, None for those not read."""
+    if _starts_like(p, (b"PK",)):
+        listing: list[str] = []
+
+        def chosen(names):
+            listing.extend(names)
+            return set(names) if pick is None else set(pick(names))
+
+        try:
+            with open_regular(p) as f:
+                read = npzio.read_npz(f, shown, DataError, ".npz file", chosen)
+        except NotReadable as err:
+            raise DataError(f"{shown}: {err.reason('data file')}") from None
+        if not listing:
+            raise DataError(f"{shown}: contains no arrays (an empty .npz archive)")
+        return {name: read.get(name) for name in listing}
     arrays = _numpy_load(p, shown, ".npz")
     if not isinstance(arrays, dict):
         raise DataError(f"{shown}: not an .npz archive (a single .npy array?)")
@@ -498,7 +517,7 @@ def _read_labels_file(p: Path, shown: str, label: str | None):
     if fmt == "idx":
         return read_idx(p, shown), (lambda i: f"sample {i}")
     if fmt == "npz":
-        arrays = _load_npz(p, shown)
+        arrays = _load_npz(p, shown, lambda names: ["y"] if "y" in names else names[:1] if len(names) == 1 else [])
         key = "y" if "y" in arrays else (next(iter(arrays)) if len(arrays) == 1 else None)
         if key is None:
             raise DataError(
@@ -556,7 +575,7 @@ def _read_source(src: ir.Source, base_dir, label: str | None, role: str, need_y:
         return _Raw(x, y, shown, shown, x_where, y_where, feature_names=[table.header[k] for k in cols])
 
     if fmt == "npz":
-        arrays = _load_npz(p, shown)
+        arrays = _load_npz(p, shown, lambda names: [src.x_key] + ([src.y_key] if src.labels is None else []))
         if src.x_key not in arrays:
             raise DataError(
                 f"{shown}: no array '{src.x_key}' (arrays in the file: {_names_text(list(arrays)) or 'none'}); "
@@ -1157,7 +1176,7 @@ def load_inputs(path, *, input_shape, label: str | None = None, base_dir=None,
         x = _csv_numbers(table, cols)
         return checked(x, lambda i, k: table.where(i, cols[k]))
     if fmt == "npz":
-        arrays = _load_npz(p, shown)
+        arrays = _load_npz(p, shown, lambda names: ["x"] if "x" in names else names[:1] if len(names) == 1 else [])
         key = "x" if "x" in arrays else (next(iter(arrays)) if len(arrays) == 1 else None)
         if key is None:
             raise DataError(

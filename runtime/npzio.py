@@ -33,7 +33,8 @@ def read_npz(f, shown: str, error, what: str = ".npz file", names=None) -> dict:
     """The arrays of the ``.npz`` open as binary file ``f`` (name ``shown`` in messages).
 
     ``error``: the exception class raised for every problem (``DataError``, ``WeightsError``);
-    ``names``: the array names to read (None: all).
+    ``names``: the array names to read (None: all), or a function from the names in the
+    archive to those to read.
     """
     try:
         size = os.fstat(f.fileno()).st_size
@@ -45,9 +46,10 @@ def read_npz(f, shown: str, error, what: str = ".npz file", names=None) -> dict:
         raise error(f"{shown}: damaged or not a {what} ({type(err).__name__}: {_one_line(err)})") from None
     out = {}
     with zf:
-        for info in zf.infolist():
-            if not info.filename.endswith(".npy"):
-                continue
+        infos = [i for i in zf.infolist() if i.filename.endswith(".npy")]
+        if callable(names):
+            names = names([i.filename[: -len(".npy")] for i in infos])
+        for info in infos:
             key = info.filename[: -len(".npy")]
             if names is not None and key not in names:
                 continue

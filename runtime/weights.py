@@ -40,7 +40,6 @@ import os
 import stat
 import tempfile
 import zipfile
-import zlib
 
 import numpy as np
 

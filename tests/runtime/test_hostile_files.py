@@ -170,3 +170,41 @@ def test_python_only_number_spellings_are_refused(tmp_path, capsys, cell):
     (tmp_path / "m.net").write_text(NET.format(train="d.csv", labels="", label=LABEL))
     code, err = _run(["train", tmp_path / "m.net", "--out", tmp_path / "w.npz"], capsys)
     assert code == 2 and f"expected a number, got '{cell}'" in err, err
+
+
+# -- issue 10, item 6: archives are not decompressed before their headers are checked ---------
+def _npz_with_unused_member(path, x, y, unused_bytes):
+    """An .npz holding x, y and a member 'unused' of ``unused_bytes`` zeros, deflated (a
+    few hundred KB on disk), written in pieces."""
+    import zipfile
+
+    np.savez(path, x=x, y=y)
+    header = {"descr": "|u1", "fortran_order": False, "shape": (unused_bytes,)}
+    with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED) as z:
+        with z.open("unused.npy", "w", force_zip64=True) as m:
+            np.lib.format.write_array_header_1_0(m, header)
+            piece = bytes(1 << 20)
+            for _ in range(unused_bytes >> 20):
+                m.write(piece)
+    return path
+
+
+def test_an_unused_npz_member_is_never_decompressed(tmp_path, capsys):
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(0, 1, (12, 3)).astype(np.float32), np.arange(12) % 3
+    _npz_with_unused_member(tmp_path / "d.npz", x, y, 256 << 20)
+    assert (tmp_path / "d.npz").stat().st_size < 2 << 20
+    (tmp_path / "m.net").write_text(NET.format(train="d.npz", labels="", label=""))
+    tracemalloc.start()
+    try:
+        code, err = _run(["train", tmp_path / "m.net", "--quiet", "--out", tmp_path / "w.npz"], capsys)
+        assert code == 0, err
+        code, err = _run(["predict", tmp_path / "m.net", "--weights", tmp_path / "w.npz", "--input", tmp_path / "d.npz",
+                          "--output", tmp_path / "p.csv"], capsys)
+        assert code == 0, err
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 << 20, f"peak {peak / 2**20:.0f} MiB: the unused member was decompressed"
