@@ -23,7 +23,7 @@ import sys
 import numpy as np
 
 EXAMPLES = int(os.environ.get("DLRUN_KERNEL_FUZZ_EXAMPLES", "150"))
-MODULES = ["blas", "activations", "dense", "batchnorm", "dropout", "losses", "optim", "chain", "conv"]
+MODULES = ["blas", "activations", "dense", "batchnorm", "dropout", "losses", "optim", "chain", "conv", "pool"]
 ACTS = ["linear", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "softplus", "gelu", "swish", "softmax"]
 
 # argument kinds: ("f", dims) float array; ("f?", dims) float array or None; ("i", dims) int labels;
@@ -116,6 +116,25 @@ F = {
                             ("stride", "int"), ("padding", "int"), ("dilation", "int"), ("groups", "int"),
                             ("accumulate", "b")],
     },
+    "pool": {
+        "pool2d_output_shape": [("x_shape", "shape", ("n", "d", "k", "o")), ("kernel", "int"), ("stride", "int"),
+                                ("padding", "int")],
+        "maxpool2d_forward": [("x", "f", ("n", "d", "k", "o")), ("y", "f", ("n", "d", "k", "o")),
+                              ("argmax", "idx", ("n", "d", "k", "o")), ("kernel", "int"), ("stride", "int"),
+                              ("padding", "int")],
+        "maxpool2d_backward": [("dy", "f", ("n", "d", "k", "o")), ("argmax", "idx", ("n", "d", "k", "o")),
+                               ("dx", "f", ("n", "d", "k", "o"))],
+        "avgpool2d_forward": [("x", "f", ("n", "d", "k", "o")), ("y", "f", ("n", "d", "k", "o")), ("kernel", "int"),
+                              ("stride", "int"), ("padding", "int"), ("count_include_pad", "b")],
+        "avgpool2d_backward": [("dy", "f", ("n", "d", "k", "o")), ("dx", "f", ("n", "d", "k", "o")),
+                               ("kernel", "int"), ("stride", "int"), ("padding", "int"), ("count_include_pad", "b")],
+        "global_avgpool_forward": [("x", "f", ("n", "d", "k", "o")), ("y", "f", ("n", "d"))],
+        "global_avgpool_backward": [("dy", "f", ("n", "d")), ("dx", "f", ("n", "d", "k", "o"))],
+        "global_maxpool_forward": [("x", "f", ("n", "d", "k", "o")), ("y", "f", ("n", "d")),
+                                   ("argmax", "idx", ("n", "d"))],
+        "global_maxpool_backward": [("dy", "f", ("n", "d")), ("argmax", "idx", ("n", "d")),
+                                    ("dx", "f", ("n", "d", "k", "o"))],
+    },
     "chain": {
         "take_affine": [("x", "f", ("n", "d")), ("idx", "idx", ("k",)), ("a", "ab", ("d",)), ("b", "ab", ("d",)),
                         ("out", "f", ("k", "d"))],
@@ -146,7 +165,7 @@ GOOD_BY_NAME = {"eps": [1e-8, 1e-5, 1e-3], "delta": [0.5, 1.0, 2.0], "rate": [0.
                 "beta1": [0.0, 0.5, 0.9], "beta2": [0.0, 0.9, 0.999], "rho": [0.0, 0.9, 0.99],
                 "max_norm": [0.5, 1.0, 1e3, math.inf], "step": [1, 2, 100, 2**40],
                 "max_fraction": [0.5, 0.9, 1.0], "k": [1, 2, 3], "stride": [1, 1, 2], "padding": [0, 0, 1],
-                "dilation": [1, 1, 2], "groups": [1, 1, 2]}
+                "dilation": [1, 1, 2], "groups": [1, 1, 2], "kernel": [1, 1, 2]}
 BAD_SCALARS = [-1.0, 2.0, 1e-300, 1e300, math.nan, math.inf, -math.inf, 2**64, -2**70, True, None, "0.5", 3,
                np.float32(0.5), np.float64(-0.0), [0.5], 1 + 2j]
 GOOD_INTS = [0, 1, 2, 7, 2**32, 2**63 - 1]

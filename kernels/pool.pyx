@@ -1,0 +1,313 @@
+# distutils: extra_compile_args = -fno-trapping-math
+"""2-D pooling kernels, NCHW: max, average and global max/average, forward and backward.
+
+x (N, C, H, W) -> y (N, C, oh, ow), oh = (H + pt + pb - kh) // sh + 1 (likewise ow); stride
+defaults to the kernel size. Each padding must be smaller than the kernel extent, so every window
+holds at least one input pixel. Max pooling ignores the padding and saves, per output pixel, the
+index (int64, in the (H, W) plane, i*W + j) of the maximum it took (the first one on ties; NaN
+wins) for the backward pass. Average pooling divides by the number of INPUT pixels in the window
+(count_include_pad=False, the default: padding is not data), or by kh*kw when count_include_pad.
+Arrays are C-contiguous, float32 or float64, one dtype per call; outputs supplied by the caller.
+"""
+cimport numpy as cnp
+from cython cimport floating
+from libc.stdint cimport int64_t
+
+from _common cimport (check_float_array, check_same_dtype, check_shape, check_no_overlap,
+                      check_flag)
+from conv cimport ConvGeom, parse_pair, parse_padding, out_size
+
+cnp.import_array()
+
+
+cdef ConvGeom _geom(str fn, cnp.ndarray X, object kernel, object stride, object padding) except *:
+    cdef ConvGeom g
+    g.kh, g.kw = parse_pair(kernel, fn, "kernel", 1)
+    g.sh, g.sw = parse_pair(kernel if stride is None else stride, fn, "stride", 1)
+    g.pt, g.pb, g.pl, g.pr = parse_padding(padding, fn)
+    if max(g.pt, g.pb) >= g.kh or max(g.pl, g.pr) >= g.kw:
+        raise ValueError(f"{fn}: argument 'padding' = {padding!r} must be smaller than the kernel "
+                         f"({g.kh}, {g.kw}) on every side")
+    g.dh = g.dw = 1
+    g.groups = 1
+    g.n, g.c, g.h, g.w = X.shape[0], X.shape[1], X.shape[2], X.shape[3]
+    g.f = g.c
+    g.oh = out_size(g.h, g.pt + g.pb, g.kh, g.sh, 1, fn, "vertical")
+    g.ow = out_size(g.w, g.pl + g.pr, g.kw, g.sw, 1, fn, "horizontal")
+    return g
+
+
+def pool2d_output_shape(x_shape, kernel, stride=None, padding=0):
+    """(N, C, oh, ow) of a max/avg pooling of an input of shape x_shape (N, C, H, W)."""
+    fn = "pool2d_output_shape"
+    if not isinstance(x_shape, tuple) or len(x_shape) != 4 or not all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**31 for v in x_shape):
+        raise ValueError(f"{fn}: argument 'x_shape' must be a tuple of 4 ints in [0, 2**31), "
+                         f"got {x_shape!r}")
+    kh, kw = parse_pair(kernel, fn, "kernel", 1)
+    sh, sw = parse_pair(kernel if stride is None else stride, fn, "stride", 1)
+    pt, pb, pl, pr = parse_padding(padding, fn)
+    if max(pt, pb) >= kh or max(pl, pr) >= kw:
+        raise ValueError(f"{fn}: argument 'padding' = {padding!r} must be smaller than the kernel "
+                         f"({kh}, {kw}) on every side")
+    return (x_shape[0], x_shape[1], out_size(x_shape[2], pt + pb, kh, sh, 1, fn, "vertical"),
+            out_size(x_shape[3], pl + pr, kw, sw, 1, fn, "horizontal"))
+
+
+cdef void _max_fwd(const ConvGeom* g, const floating* x, floating* y, int64_t* am) noexcept nogil:
+    cdef Py_ssize_t pl, i, j, a, e, y0, x0, y1, x1, best
+    cdef const floating* src
+    cdef floating v, m
+    cdef Py_ssize_t o = 0
+    for pl in range(g.n * g.c):
+        src = x + pl * g.h * g.w
+        for i in range(g.oh):
+            y0 = i * g.sh - g.pt
+            y1 = min(y0 + g.kh, g.h)
+            y0 = max(y0, 0)
+            for j in range(g.ow):
+                x0 = j * g.sw - g.pl
+                x1 = min(x0 + g.kw, g.w)
+                x0 = max(x0, 0)
+                best = y0 * g.w + x0
+                m = src[best]
+                for a in range(y0, y1):
+                    for e in range(x0, x1):
+                        v = src[a * g.w + e]
+                        if v > m or (v != v and m == m):
+                            m = v
+                            best = a * g.w + e
+                y[o] = m
+                am[o] = best
+                o += 1
+
+
+cdef Py_ssize_t _max_bwd(Py_ssize_t planes, Py_ssize_t p_out, Py_ssize_t p_in,
+                         const floating* dy, const int64_t* am, floating* dx) noexcept nogil:
+    """dx := scatter of dy at the saved indices; returns the first bad index's position or -1."""
+    cdef Py_ssize_t pl, k
+    cdef int64_t idx
+    for k in range(planes * p_in):
+        dx[k] = 0
+    for pl in range(planes):
+        for k in range(p_out):
+            idx = am[pl * p_out + k]
+            if idx < 0 or idx >= p_in:
+                return pl * p_out + k
+            dx[pl * p_in + idx] += dy[pl * p_out + k]
+    return -1
+
+
+cdef void _avg(const ConvGeom* g, const floating* x, floating* y, bint include_pad,
+               bint backward) noexcept nogil:
+    """forward: y := window means of x; backward (x is dy, y is dx): dx := the adjoint."""
+    cdef Py_ssize_t pl, i, j, a, e, y0, x0, y1, x1
+    cdef Py_ssize_t p_in = g.h * g.w, p_out = g.oh * g.ow
+    cdef floating s, inv
+    if backward:
+        for a in range(g.n * g.c * p_in):
+            y[a] = 0
+    for pl in range(g.n * g.c):
+        for i in range(g.oh):
+            y0 = i * g.sh - g.pt
+            y1 = min(y0 + g.kh, g.h)
+            y0 = max(y0, 0)
+            for j in range(g.ow):
+                x0 = j * g.sw - g.pl
+                x1 = min(x0 + g.kw, g.w)
+                x0 = max(x0, 0)
+                inv = <floating>1 / <floating>(g.kh * g.kw if include_pad else (y1 - y0) * (x1 - x0))
+                if backward:
+                    s = x[pl * p_out + i * g.ow + j] * inv
+                    for a in range(y0, y1):
+                        for e in range(x0, x1):
+                            y[pl * p_in + a * g.w + e] += s
+                else:
+                    s = 0
+                    for a in range(y0, y1):
+                        for e in range(x0, x1):
+                            s = s + x[pl * p_in + a * g.w + e]
+                    y[pl * p_out + i * g.ow + j] = s * inv
+
+
+cdef cnp.ndarray _index_array(object a, str fn, str name, tuple shape, bint writable):
+    if not isinstance(a, cnp.ndarray):
+        raise TypeError(f"{fn}: argument '{name}' must be a numpy.ndarray of int64, got "
+                        f"{type(a).__name__}")
+    cdef cnp.ndarray A = <cnp.ndarray>a
+    if cnp.PyArray_TYPE(A) != cnp.NPY_INT64 or not cnp.PyArray_ISNOTSWAPPED(A):
+        raise TypeError(f"{fn}: argument '{name}' has dtype {A.dtype}; expected int64")
+    if not cnp.PyArray_IS_C_CONTIGUOUS(A) or not cnp.PyArray_ISALIGNED(A):
+        raise ValueError(f"{fn}: argument '{name}' must be C-contiguous and aligned")
+    if writable and not cnp.PyArray_ISWRITEABLE(A):
+        raise ValueError(f"{fn}: output argument '{name}' is read-only; expected a writeable array")
+    check_shape(A, shape, fn, name, "(the shape of the pooled output)")
+    return A
+
+
+def maxpool2d_forward(x, y, argmax, kernel, stride=None, padding=0):
+    """y := window maxima of x (N, C, H, W); argmax (int64, shape of y) := their plane indices."""
+    fn = "maxpool2d_forward"
+    cdef cnp.ndarray X = check_float_array(x, fn, "x", 4, False)
+    cdef cnp.ndarray Y = check_float_array(y, fn, "y", 4, True)
+    check_same_dtype(Y, X, fn, "y", "x")
+    cdef ConvGeom g = _geom(fn, X, kernel, stride, padding)
+    check_shape(Y, (g.n, g.c, g.oh, g.ow), fn, "y", "(N, C, out height, out width)")
+    cdef cnp.ndarray A = _index_array(argmax, fn, "argmax", (g.n, g.c, g.oh, g.ow), True)
+    check_no_overlap(Y, X, fn, "y", "x", False)
+    check_no_overlap(A, X, fn, "argmax", "x", False)
+    check_no_overlap(A, Y, fn, "argmax", "y", False)
+    cdef void* xp = cnp.PyArray_DATA(X)
+    cdef void* yp = cnp.PyArray_DATA(Y)
+    cdef int64_t* ap = <int64_t*>cnp.PyArray_DATA(A)
+    if g.h * g.w == 0:
+        return y
+    if cnp.PyArray_TYPE(X) == cnp.NPY_FLOAT32:
+        with nogil:
+            _max_fwd(&g, <float*>xp, <float*>yp, ap)
+    else:
+        with nogil:
+            _max_fwd(&g, <double*>xp, <double*>yp, ap)
+    return y
+
+
+cdef _max_backward(str fn, object dy, object argmax, object dx, bint global_):
+    cdef cnp.ndarray DY = check_float_array(dy, fn, "dy", 2 if global_ else 4, False)
+    cdef cnp.ndarray DX = check_float_array(dx, fn, "dx", 4, True)
+    check_same_dtype(DX, DY, fn, "dx", "dy")
+    cdef cnp.ndarray A = _index_array(argmax, fn, "argmax", (<object>DY).shape, False)
+    if DX.shape[0] != DY.shape[0] or DX.shape[1] != DY.shape[1]:
+        raise ValueError(f"{fn}: argument 'dx' has shape {(<object>DX).shape}; expected "
+                         f"(N, C, H, W) with N, C those of dy {(<object>DY).shape}")
+    check_no_overlap(DX, DY, fn, "dx", "dy", False)
+    check_no_overlap(DX, A, fn, "dx", "argmax", False)
+    cdef Py_ssize_t planes = DX.shape[0] * DX.shape[1], p_in = DX.shape[2] * DX.shape[3]
+    cdef Py_ssize_t p_out = 1 if global_ else DY.shape[2] * DY.shape[3]
+    cdef void* yp = cnp.PyArray_DATA(DY)
+    cdef void* xp = cnp.PyArray_DATA(DX)
+    cdef int64_t* ap = <int64_t*>cnp.PyArray_DATA(A)
+    cdef Py_ssize_t bad
+    if cnp.PyArray_TYPE(DY) == cnp.NPY_FLOAT32:
+        with nogil:
+            bad = _max_bwd(planes, p_out, p_in, <float*>yp, ap, <float*>xp)
+    else:
+        with nogil:
+            bad = _max_bwd(planes, p_out, p_in, <double*>yp, ap, <double*>xp)
+    if bad >= 0:
+        raise ValueError(f"{fn}: argument 'argmax' holds {ap[bad]} at flat position {bad}; expected "
+                         f"an index in [0, {p_in}) (H*W of dx); dx is left partly written")
+    return dx
+
+
+def maxpool2d_backward(dy, argmax, dx):
+    """dx (N, C, H, W) := dy (N, C, oh, ow) routed to the maxima saved by maxpool2d_forward."""
+    return _max_backward("maxpool2d_backward", dy, argmax, dx, False)
+
+
+def avgpool2d_forward(x, y, kernel, stride=None, padding=0, count_include_pad=False):
+    """y := window means of x (see the module docstring for count_include_pad)."""
+    fn = "avgpool2d_forward"
+    cdef bint inc = check_flag(count_include_pad, fn, "count_include_pad")
+    cdef cnp.ndarray X = check_float_array(x, fn, "x", 4, False)
+    cdef cnp.ndarray Y = check_float_array(y, fn, "y", 4, True)
+    check_same_dtype(Y, X, fn, "y", "x")
+    cdef ConvGeom g = _geom(fn, X, kernel, stride, padding)
+    check_shape(Y, (g.n, g.c, g.oh, g.ow), fn, "y", "(N, C, out height, out width)")
+    check_no_overlap(Y, X, fn, "y", "x", False)
+    _run_avg(&g, X, Y, inc, False)
+    return y
+
+
+def avgpool2d_backward(dy, dx, kernel, stride=None, padding=0, count_include_pad=False):
+    """dx (N, C, H, W) := the gradient of avgpool2d_forward given dy (N, C, oh, ow)."""
+    fn = "avgpool2d_backward"
+    cdef bint inc = check_flag(count_include_pad, fn, "count_include_pad")
+    cdef cnp.ndarray DY = check_float_array(dy, fn, "dy", 4, False)
+    cdef cnp.ndarray DX = check_float_array(dx, fn, "dx", 4, True)
+    check_same_dtype(DX, DY, fn, "dx", "dy")
+    cdef ConvGeom g = _geom(fn, DX, kernel, stride, padding)
+    check_shape(DY, (g.n, g.c, g.oh, g.ow), fn, "dy", "(the pooled shape of dx)")
+    check_no_overlap(DX, DY, fn, "dx", "dy", False)
+    _run_avg(&g, DY, DX, inc, True)
+    return dx
+
+
+cdef _run_avg(const ConvGeom* g, cnp.ndarray src, cnp.ndarray dst, bint inc, bint backward):
+    cdef void* sp = cnp.PyArray_DATA(src)
+    cdef void* dp = cnp.PyArray_DATA(dst)
+    if g.h * g.w == 0:
+        return
+    if cnp.PyArray_TYPE(src) == cnp.NPY_FLOAT32:
+        with nogil:
+            _avg(g, <float*>sp, <float*>dp, inc, backward)
+    else:
+        with nogil:
+            _avg(g, <double*>sp, <double*>dp, inc, backward)
+
+
+cdef ConvGeom _global_geom(str fn, cnp.ndarray X) except *:
+    cdef ConvGeom g
+    g.n, g.c, g.h, g.w = X.shape[0], X.shape[1], X.shape[2], X.shape[3]
+    if g.h * g.w == 0:
+        raise ValueError(f"{fn}: argument 'x' has shape {(<object>X).shape}; a global pool needs "
+                         f"H, W >= 1")
+    g.kh, g.kw, g.sh, g.sw, g.dh, g.dw = g.h, g.w, 1, 1, 1, 1
+    g.pt = g.pb = g.pl = g.pr = 0
+    g.oh = g.ow = 1
+    g.f, g.groups = g.c, 1
+    return g
+
+
+def global_avgpool_forward(x, y):
+    """y (N, C) := the mean of each (H, W) plane of x (N, C, H, W)."""
+    fn = "global_avgpool_forward"
+    cdef cnp.ndarray X = check_float_array(x, fn, "x", 4, False)
+    cdef cnp.ndarray Y = check_float_array(y, fn, "y", 2, True)
+    check_same_dtype(Y, X, fn, "y", "x")
+    cdef ConvGeom g = _global_geom(fn, X)
+    check_shape(Y, (g.n, g.c), fn, "y", "(N, C)")
+    check_no_overlap(Y, X, fn, "y", "x", False)
+    _run_avg(&g, X, Y, False, False)
+    return y
+
+
+def global_avgpool_backward(dy, dx):
+    """dx (N, C, H, W) := dy (N, C) / (H*W) spread over each plane."""
+    fn = "global_avgpool_backward"
+    cdef cnp.ndarray DY = check_float_array(dy, fn, "dy", 2, False)
+    cdef cnp.ndarray DX = check_float_array(dx, fn, "dx", 4, True)
+    check_same_dtype(DX, DY, fn, "dx", "dy")
+    cdef ConvGeom g = _global_geom(fn, DX)
+    check_shape(DY, (g.n, g.c), fn, "dy", "(N, C) of dx")
+    check_no_overlap(DX, DY, fn, "dx", "dy", False)
+    _run_avg(&g, DY, DX, False, True)
+    return dx
+
+
+def global_maxpool_forward(x, y, argmax):
+    """y (N, C) := the maximum of each (H, W) plane of x; argmax (N, C) int64 := its index."""
+    fn = "global_maxpool_forward"
+    cdef cnp.ndarray X = check_float_array(x, fn, "x", 4, False)
+    cdef cnp.ndarray Y = check_float_array(y, fn, "y", 2, True)
+    check_same_dtype(Y, X, fn, "y", "x")
+    cdef ConvGeom g = _global_geom(fn, X)
+    check_shape(Y, (g.n, g.c), fn, "y", "(N, C)")
+    cdef cnp.ndarray A = _index_array(argmax, fn, "argmax", (g.n, g.c), True)
+    check_no_overlap(Y, X, fn, "y", "x", False)
+    check_no_overlap(A, X, fn, "argmax", "x", False)
+    check_no_overlap(A, Y, fn, "argmax", "y", False)
+    cdef void* xp = cnp.PyArray_DATA(X)
+    cdef void* yp = cnp.PyArray_DATA(Y)
+    cdef int64_t* ap = <int64_t*>cnp.PyArray_DATA(A)
+    if cnp.PyArray_TYPE(X) == cnp.NPY_FLOAT32:
+        with nogil:
+            _max_fwd(&g, <float*>xp, <float*>yp, ap)
+    else:
+        with nogil:
+            _max_fwd(&g, <double*>xp, <double*>yp, ap)
+    return y
+
+
+def global_maxpool_backward(dy, argmax, dx):
+    """dx (N, C, H, W) := dy (N, C) at the maxima saved by global_maxpool_forward, 0 elsewhere."""
+    return _max_backward("global_maxpool_backward", dy, argmax, dx, True)
