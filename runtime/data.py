@@ -255,11 +255,12 @@ def _starts_like(p: Path, magics) -> bool:
     return head.startswith(tuple(magics))
 
 
-def _load_npz(p: Path, shown: str, pick=None) -> dict[str, np.ndarray]:
+def _load_npz(p: Path, shown: str, pick=None, check=None) -> dict[str, np.ndarray]:
     """The arrays of an ``.npz`` file, without pickle, through ``npzio`` (headers checked
     before anything is decompressed). ``pick(names)``: the names to read of those in the
     archive (default all); the others are never decompressed. Returns ``{name: array or
-    None}``: every name in the archive, None for those not read."""
+    None}``: every name in the archive, None for those not read. ``check(name, shape,
+    dtype)``: see ``npzio.read_npz``."""
     if _starts_like(p, (b"PK",)):
         listing: list[str] = []
 
@@ -269,7 +270,7 @@ def _load_npz(p: Path, shown: str, pick=None) -> dict[str, np.ndarray]:
 
         try:
             with open_regular(p) as f:
-                read = npzio.read_npz(f, shown, DataError, ".npz file", chosen)
+                read = npzio.read_npz(f, shown, DataError, ".npz file", chosen, check)
         except NotReadable as err:
             raise DataError(f"{shown}: {err.reason('data file')}") from None
         if not listing:
@@ -505,6 +506,20 @@ class _Raw:
     feature_names: list[str] | None = None  # CSV: the header names of x's columns
 
 
+def _header_check(input_shape, shown: str, names=None):
+    """A check of an inputs array's declared ``(shape, dtype)`` against the model's input,
+    run on the file's header before the array is read (None without ``input_shape``)."""
+    if input_shape is None:
+        return None
+
+    def check(*args):
+        name, shape, dtype = args if len(args) == 3 else (None, *args)
+        if names is None or name in names:
+            check_input_layout(shape, dtype, tuple(int(d) for d in input_shape), shown)
+
+    return check
+
+
 def _array_where(name: str) -> Callable[[int, int], str]:
     return lambda i, j: f"array '{name}', sample {i}, feature {j}"
 
@@ -538,7 +553,7 @@ def _read_labels_file(p: Path, shown: str, label: str | None):
 
 
 def _read_source(src: ir.Source, base_dir, label: str | None, role: str, need_y: bool = True,
-                 features: Sequence[str] | None = None, against: str = "") -> _Raw:
+                 features: Sequence[str] | None = None, against: str = "", input_shape=None) -> _Raw:
     """One data file's raw arrays; a CSV's features are the columns named ``features`` (all
     but the label when None), matched by name against those of ``against`` (messages)."""
     p = resolve_path(src.path, base_dir)
@@ -575,7 +590,8 @@ def _read_source(src: ir.Source, base_dir, label: str | None, role: str, need_y:
         return _Raw(x, y, shown, shown, x_where, y_where, feature_names=[table.header[k] for k in cols])
 
     if fmt == "npz":
-        arrays = _load_npz(p, shown, lambda names: [src.x_key] + ([src.y_key] if src.labels is None else []))
+        arrays = _load_npz(p, shown, lambda names: [src.x_key] + ([src.y_key] if src.labels is None else []),
+                           _header_check(input_shape, shown, {src.x_key}))
         if src.x_key not in arrays:
             raise DataError(
                 f"{shown}: no array '{src.x_key}' (arrays in the file: {_names_text(list(arrays)) or 'none'}); "
@@ -596,7 +612,7 @@ def _read_source(src: ir.Source, base_dir, label: str | None, role: str, need_y:
         x = _load_npy(p, shown)
         x_where = _array_where("x")
     else:  # idx
-        x = read_idx(p, shown)
+        x = read_idx(p, shown, check=_header_check(input_shape, shown))
         x_where = lambda i, j: f"image {i}, value {j}"
 
     if src.labels is not None:
@@ -1089,7 +1105,8 @@ def load_splits(data: ir.Data | None, *, base_dir, input_shape: tuple, n_outputs
     input_shape = tuple(int(d) for d in input_shape)
     features = saved.feature_names if saved is not None else None
     against = saved.origin if features is not None else ""
-    raws = {"train": _read_source(data.train, base_dir, data.label, "train", features=features, against=against)}
+    raws = {"train": _read_source(data.train, base_dir, data.label, "train", features=features, against=against,
+                                  input_shape=input_shape)}
     if features is None and raws["train"].feature_names is not None:
         features = raws["train"].feature_names
         against = f"the training file {raws['train'].source}"
@@ -1097,7 +1114,8 @@ def load_splits(data: ir.Data | None, *, base_dir, input_shape: tuple, n_outputs
     for role in ("validation", "test"):
         value = getattr(data, role)
         if isinstance(value, ir.Source):
-            raws[role] = _read_source(value, base_dir, data.label, role, features=features, against=against)
+            raws[role] = _read_source(value, base_dir, data.label, role, features=features, against=against,
+                                      input_shape=input_shape)
         elif value is not None:
             f = float(value)
             if not 0.0 < f < 1.0:
@@ -1176,7 +1194,8 @@ def load_inputs(path, *, input_shape, label: str | None = None, base_dir=None,
         x = _csv_numbers(table, cols)
         return checked(x, lambda i, k: table.where(i, cols[k]))
     if fmt == "npz":
-        arrays = _load_npz(p, shown, lambda names: ["x"] if "x" in names else names[:1] if len(names) == 1 else [])
+        arrays = _load_npz(p, shown, lambda names: ["x"] if "x" in names else names[:1] if len(names) == 1 else [],
+                           _header_check(input_shape, shown))
         key = "x" if "x" in arrays else (next(iter(arrays)) if len(arrays) == 1 else None)
         if key is None:
             raise DataError(
@@ -1186,7 +1205,7 @@ def load_inputs(path, *, input_shape, label: str | None = None, base_dir=None,
         return checked(arrays[key], _array_where(key))
     if fmt == "npy":
         return checked(_load_npy(p, shown), _array_where("x"))
-    return checked(read_idx(p, shown), lambda i, j: f"image {i}, value {j}")
+    return checked(read_idx(p, shown, check=_header_check(input_shape, shown)), lambda i, j: f"image {i}, value {j}")
 
 
 # --------------------------------------------------------------------------------------------

@@ -74,11 +74,13 @@ def _read_exact(f, n: int) -> bytes:
     return bytes(out)
 
 
-def read_idx(path, shown: str | None = None) -> np.ndarray:
+def read_idx(path, shown: str | None = None, check=None) -> np.ndarray:
     """The array stored in the IDX file ``path``, shape as in its header, native byte order.
 
     uint8 data stays uint8. ``shown`` is the name used in error messages (default: ``path``).
     Raises ``DataError`` for a bad header, a truncated or over-long file, or broken gzip data.
+    ``check(shape, dtype)`` is called with the header's declared shape before any value is
+    read or decompressed (it raises to refuse, e.g. a shape that does not fit the model).
     """
     shown = str(path) if shown is None else shown
     compressed = str(path).lower().endswith(".gz")
@@ -87,7 +89,7 @@ def read_idx(path, shown: str | None = None) -> np.ndarray:
         # the most bytes the data can hold: the file itself, or deflate's ~1032:1 ratio
         limit = size * 1040 + 1024 if compressed else size
         with _open(path, compressed, shown) as f:
-            return _read_idx_stream(f, shown, limit, compressed)
+            return _read_idx_stream(f, shown, limit, compressed, check)
     except DataError:
         raise
     except (EOFError, gzip.BadGzipFile, zlib.error) as err:
@@ -143,8 +145,10 @@ def _read_header(f, shown: str):
     return dtype, struct.unpack(">" + "I" * ndim, raw)
 
 
-def _read_idx_stream(f, shown: str, limit: int, compressed: bool) -> np.ndarray:
+def _read_idx_stream(f, shown: str, limit: int, compressed: bool, check=None) -> np.ndarray:
     dtype, dims = _read_header(f, shown)
+    if check is not None:
+        check(tuple(dims), dtype.newbyteorder("="))
     ndim = len(dims)
     nbytes = math.prod(dims) * dtype.itemsize  # Python ints: no overflow
     header = 4 + 4 * ndim

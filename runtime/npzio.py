@@ -29,12 +29,13 @@ _MAX_RATIO = 1040
 _PIECE = 1 << 20
 
 
-def read_npz(f, shown: str, error, what: str = ".npz file", names=None) -> dict:
+def read_npz(f, shown: str, error, what: str = ".npz file", names=None, check=None) -> dict:
     """The arrays of the ``.npz`` open as binary file ``f`` (name ``shown`` in messages).
 
     ``error``: the exception class raised for every problem (``DataError``, ``WeightsError``);
     ``names``: the array names to read (None: all), or a function from the names in the
-    archive to those to read.
+    archive to those to read. ``check(name, shape, dtype)``: called with each header before
+    its array is allocated (it raises to refuse, e.g. a shape that does not fit the model).
     """
     try:
         size = os.fstat(f.fileno()).st_size
@@ -53,7 +54,7 @@ def read_npz(f, shown: str, error, what: str = ".npz file", names=None) -> dict:
             key = info.filename[: -len(".npy")]
             if names is not None and key not in names:
                 continue
-            out[key] = _member(zf, info, size, shown, error, what)
+            out[key] = _member(zf, info, size, shown, error, what, check)
     return out
 
 
@@ -65,7 +66,7 @@ def _damaged(shown, what, key, detail, error):
     return error(f"{shown}: damaged {what}: array '{key}' {detail}")
 
 
-def _member(zf, info, size, shown, error, what):
+def _member(zf, info, size, shown, error, what, check=None):
     key = info.filename[: -len(".npy")]
     declared = info.file_size
     if info.compress_type == zipfile.ZIP_STORED:
@@ -90,6 +91,8 @@ def _member(zf, info, size, shown, error, what):
                 shape_text = "x".join(map(str, shape)) or "scalar"
                 raise _damaged(shown, what, key, f"has a header declaring shape {shape_text} ({nbytes} bytes) "
                                f"in a {declared}-byte entry", error)
+            if check is not None:
+                check(key, tuple(shape), dtype)
             arr = np.empty(shape[::-1] if fortran else shape, dtype=dtype)
             view = memoryview(arr.reshape(-1).view(np.uint8)) if nbytes else memoryview(b"")
             pos = 0

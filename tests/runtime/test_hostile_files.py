@@ -208,3 +208,39 @@ def test_an_unused_npz_member_is_never_decompressed(tmp_path, capsys):
     finally:
         tracemalloc.stop()
     assert peak < 64 << 20, f"peak {peak / 2**20:.0f} MiB: the unused member was decompressed"
+
+
+def test_declared_shapes_are_checked_against_the_model_before_decompressing(tmp_path, capsys):
+    """An IDX .gz declaring 1x5x1e9 values, and an .npz whose x declares 256 MB of 1-feature
+    rows, against an input of 3 features: refused from the header, nothing decompressed."""
+    import gzip
+    import struct
+    import tracemalloc
+
+    header = struct.pack(">BBBB", 0, 0, 8, 3) + struct.pack(">III", 1, 5, 1_000_000_000)
+    with gzip.open(tmp_path / "train-images-idx3-ubyte.gz", "wb") as g:
+        g.write(header)
+        piece = bytes(1 << 20)
+        for _ in range(256):
+            g.write(piece)
+    np.save(tmp_path / "l.npy", np.zeros(1, np.int64))
+    (tmp_path / "i.net").write_text(NET.format(train="train-images-idx3-ubyte.gz", labels=' labels="l.npy"', label=""))
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "d.npz", "w", compression=zipfile.ZIP_DEFLATED) as z:
+        with z.open("x.npy", "w", force_zip64=True) as m:
+            np.lib.format.write_array_header_1_0(m, {"descr": "|u1", "fortran_order": False, "shape": (256 << 20, 1)})
+            for _ in range(256):
+                m.write(piece)
+        z.writestr("y.npy", b"")
+    (tmp_path / "z.net").write_text(NET.format(train="d.npz", labels="", label=""))
+    tracemalloc.start()
+    try:
+        code, err = _run(["train", tmp_path / "i.net", "--out", tmp_path / "w.npz"], capsys)
+        assert code == 2 and "5000000000 features per sample" in err and "3 features" in err, err
+        code, err = _run(["train", tmp_path / "z.net", "--out", tmp_path / "w.npz"], capsys)
+        assert code == 2 and "1 features per sample" in err and "3 features" in err, err
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 << 20, f"peak {peak / 2**20:.0f} MiB"
