@@ -176,7 +176,7 @@ def resolve_path(path, base_dir=None) -> Path:
 
 def _check_file(p: Path, role: str | None = None) -> str:
     """Fail with a DataError unless ``p`` is a readable, non-empty file; returns its display name."""
-    shown = str(p)
+    shown = os.path.normpath(str(p))  # shown without 'a/../' or './' (the file opened is p itself)
     what = f" ({role} data)" if role else ""
     try:
         size = check_regular(p)
@@ -311,6 +311,8 @@ class _Csv:
             hint = ""
             if all(_is_number(h) for h in self.header):
                 hint = " (the first line must be a header of column names)"
+            elif _delimiter_hint(self.header):
+                hint = _delimiter_hint(self.header)
             elif len(self.header) <= 2000:  # difflib over a very wide header would take seconds
                 hint = suggest(name, self.header, show_known=False)
             raise DataError(
@@ -324,6 +326,15 @@ def _names_text(names: Sequence[str], limit: int = 20) -> str:
     """``a, b, c`` for a message: at most ``limit`` names, each quoted short (see ``quote``)."""
     text = ", ".join(n if len(n) <= 200 else quote(n) for n in names[:limit])
     return text + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
+
+
+def _delimiter_hint(header: Sequence[str]) -> str:
+    """A hint when a one-column header looks separated by another character than ','."""
+    if len(header) == 1:
+        for sep, name in ((";", "';'"), ("\t", "tab"), ("|", "'|'")):
+            if sep in header[0]:
+                return f" (the file seems to be {name}-separated; dlrun reads comma-separated CSV)"
+    return ""
 
 
 def _name_list(names: Sequence[str], limit: int = 8) -> str:
@@ -542,6 +553,10 @@ def _read_labels_file(p: Path, shown: str, label: str | None):
     table = _read_csv(p, shown)
     if len(table.header) == 1:
         j = 0
+        if _is_number(table.header[0]):
+            warnings.warn(f"{shown}: line 1 ({quote(table.header[0])}) was taken as the header of this "
+                          f"labels file, not as a label; add a header line (a column name) if it is a label",
+                          stacklevel=2)
     elif label is None:
         raise DataError(
             f"{shown}: a labels file with {len(table.header)} columns; name the label column with "
@@ -860,6 +875,26 @@ def _check_no_empty_label(text: np.ndarray, shown: str, where: Callable[[int], s
         raise DataError(f"{shown}: {where(i)}: empty label (expected a class name)")
 
 
+def _check_held_out_classes(raws: Mapping[str, _Raw], names: list[str], task: str, n_outputs: int) -> None:
+    """When the classes are too many for the model, blame the file and line where a class
+    the training file lacks appears (not the training file)."""
+    want = 2 if task == "binary" else n_outputs
+    train = raws["train"]
+    if len(names) <= want or train.y is None or not _is_text(train.y):
+        return
+    known = set(_as_text(train.y).ravel().tolist())
+    for role, raw in raws.items():
+        if role == "train" or raw.y is None or not _is_text(raw.y):
+            continue
+        text = _as_text(raw.y).reshape(raw.y.shape[0], -1)[:, 0].tolist()
+        for i, name in enumerate(text):
+            if name not in known:
+                raise DataError(
+                    f"{raw.y_source}: {raw.y_where(i)}: class {quote(name)} is not among the "
+                    f"{len(known)} classes of the training file {train.y_source} "
+                    f"({_names_text(sorted(known))})")
+
+
 def _check_class_count(names: list[str], task: str, n_outputs: int, shown: str) -> None:
     want = 2 if task == "binary" else n_outputs
     if len(names) != want:
@@ -1130,6 +1165,7 @@ def load_splits(data: ir.Data | None, *, base_dir, input_shape: tuple, n_outputs
         _prepare(raw, input_shape)
     names = _class_names(raws.values(), task)
     if names is not None:
+        _check_held_out_classes(raws, names, task, n_outputs)
         _check_class_count(names, task, n_outputs, raws["train"].y_source)
     sets = {role: _dataset(raw, input_shape=input_shape, n_outputs=n_outputs, task=task, class_names=names)
             for role, raw in raws.items()}

@@ -244,3 +244,44 @@ def test_declared_shapes_are_checked_against_the_model_before_decompressing(tmp_
     finally:
         tracemalloc.stop()
     assert peak < 64 << 20, f"peak {peak / 2**20:.0f} MiB"
+
+
+# -- issue 9, "Also": data messages name the right file and line -------------------------------
+def _iris_like(rows, classes):
+    return "a,b,c,y\n" + "".join(f"{i % 5},{i % 3},{i % 7},{classes[i % len(classes)]}\n" for i in range(rows))
+
+
+def test_a_class_only_in_the_test_file_is_blamed_on_the_test_file(tmp_path, capsys):
+    (tmp_path / "train.csv").write_text(_iris_like(12, "pqr"))
+    (tmp_path / "test.csv").write_text(_iris_like(6, "pqr").replace("\n2,2,2,r\n", "\n2,2,2,s\n"))
+    (tmp_path / "m.net").write_text(NET.format(train="train.csv", labels="", label=LABEL + '\n    test "test.csv"'))
+    code, err = _run(["train", tmp_path / "m.net", "--out", tmp_path / "w.npz"], capsys)
+    assert code == 2, err
+    assert "test.csv: line 4, column 4 'y': class 's' is not among the 3 classes of the training file" in err, err
+
+
+def test_paths_are_shown_normalised(tmp_path, capsys):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "m.net").write_text(NET.format(train="./sub/../nothere.csv", labels="", label=LABEL))
+    code, err = _run(["train", tmp_path / "m.net", "--out", tmp_path / "w.npz"], capsys)
+    assert code == 2 and f"{tmp_path / 'nothere.csv'}: data file not found" in err, err
+    assert "/./" not in err and "/../" not in err, err
+
+
+def test_semicolon_separated_file_gets_a_delimiter_hint(tmp_path, capsys):
+    (tmp_path / "d.csv").write_text(CSV.replace(",", ";"))
+    (tmp_path / "m.net").write_text(NET.format(train="d.csv", labels="", label=LABEL))
+    code, err = _run(["train", tmp_path / "m.net", "--out", tmp_path / "w.npz"], capsys)
+    assert code == 2 and "seems to be ';'-separated" in err, err
+
+
+def test_labels_csv_first_row_taken_as_header_is_said(tmp_path):
+    from dlrun.dsl import ir
+    from dlrun.runtime import data as D
+
+    np.save(tmp_path / "x.npy", np.zeros((11, 3), np.float32))
+    (tmp_path / "l.csv").write_text("".join(f"{i % 3}\n" for i in range(12)))
+    src = ir.Source(path="x.npy", labels="l.csv")
+    with pytest.warns(UserWarning, match=r"line 1 \('0'\) was taken as the header"):
+        D.load_splits(ir.Data(train=src), base_dir=tmp_path, input_shape=(3,), n_outputs=3,
+                      task="classification", seed=0)
