@@ -10,6 +10,7 @@ The heavy parts (kernels, scipy) are imported only when a model is built, so tha
 from dlrun._version import __version__
 from dlrun.errors import (
     DataError,
+    DataWarning,
     DlrunError,
     DslError,
     ModelWarning,
@@ -31,6 +32,7 @@ __all__ = [
     "UsageError",
     "TrainingError",
     "ModelWarning",
+    "DataWarning",
 ]
 
 _LAZY = {"load": "dlrun.runtime.api", "loads": "dlrun.runtime.api",

@@ -12,6 +12,9 @@ The CLI prints ``str(error)`` without a traceback and exits with ``error.exit_co
 
     ModelWarning          (a UserWarning) a checker warning about a model file, issued by
                           ``dlrun.load`` / ``dlrun.loads``
+    DataWarning           (a UserWarning) data that is used, but not as written: columns
+                          matched by name in another order, a header taken from a labels
+                          file, a saved split that the file's seed does not re-draw
 """
 
 
@@ -65,3 +68,8 @@ class TrainingError(DlrunError):
 class ModelWarning(UserWarning):
     """A checker warning about a model (e.g. softmax feeding ``mse``): the model works, but
     probably not as meant. The message is ``path:line:col: warning: ...``."""
+
+
+class DataWarning(UserWarning):
+    """Data read as the model needs it but not as written (e.g. CSV columns in another
+    order, matched by name). The message starts with the file it is about."""

@@ -36,7 +36,7 @@ import numpy as np
 
 from dlrun.dsl import ir
 from dlrun.dsl.diagnostics import suggest
-from dlrun.errors import DataError, UsageError, WeightsError
+from dlrun.errors import DataError, DataWarning, UsageError, WeightsError
 from dlrun.fileopen import NotReadable, check_regular, open_regular
 from dlrun.runtime import npzio
 from dlrun.runtime.idx import is_idx_name, read_idx
@@ -364,7 +364,7 @@ def _columns_by_name(table: _Csv, names: Sequence[str], label: str | None, again
     cols = [table.index[n] for n in names]
     if any(a > b for a, b in zip(cols, cols[1:])):
         warnings.warn(f"{table.shown}: the feature columns are in another order than in {against}; "
-                      f"matched by header name", stacklevel=2)
+                      f"matched by header name", DataWarning, stacklevel=2)
     return cols
 
 
@@ -556,7 +556,7 @@ def _read_labels_file(p: Path, shown: str, label: str | None):
         if _is_number(table.header[0]):
             warnings.warn(f"{shown}: line 1 ({quote(table.header[0])}) was taken as the header of this "
                           f"labels file, not as a label; add a header line (a column name) if it is a label",
-                          stacklevel=2)
+                          DataWarning, stacklevel=2)
     elif label is None:
         raise DataError(
             f"{shown}: a labels file with {len(table.header)} columns; name the label column with "
@@ -1091,7 +1091,7 @@ def _check_record(saved: DataRecord, files: Mapping[str, tuple[str, str]], fract
         if role == "train" and use:
             raise DataError(f"{shown}: {what}: the validation/test rows held out of it cannot be rebuilt; "
                             f"evaluate on the data the weights were trained on, or train again")
-        warnings.warn(f"{shown}: {what}", stacklevel=3)
+        warnings.warn(f"{shown}: {what}", DataWarning, stacklevel=3)
     if use and saved.rows.shape != (n_train,):
         raise DataError(f"{files['train'][0]}: {n_train} samples, but the split saved in {saved.origin} "
                         f"covers {saved.rows.shape[0]}")
@@ -1183,7 +1183,7 @@ def load_splits(data: ir.Data | None, *, base_dir, input_shape: tuple, n_outputs
             if saved.split_seed is not None and int(seed) != saved.split_seed:
                 warnings.warn(f"the validation/test split is the one saved with {saved.origin} (drawn with "
                               f"seed {saved.split_seed}); the model file's seed {int(seed)} does not "
-                              f"re-draw it", stacklevel=3)
+                              f"re-draw it", DataWarning, stacklevel=3)
         else:
             pos = _draw_split(sets["train"], fractions, task, seed)
         record.rows = _split_rows(pos, n_train)

@@ -75,7 +75,7 @@ def _load(train, test, **kw):
 def test_test_file_columns_in_another_order_are_matched_by_name(tmp_path):
     train = _csv(tmp_path / "train.csv", ["a", "b", "c", "y"], [[1, 2, 3, 0], [4, 5, 6, 1]])
     test = _csv(tmp_path / "test.csv", ["c", "y", "a", "b"], [[30, 1, 10, 20]])
-    with pytest.warns(UserWarning, match="another order than in the training file .*train.csv; matched by header name"):
+    with pytest.warns(dlrun.DataWarning, match="another order than in the training file .*train.csv; matched by header name"):
         sp = _load(train, test)
     assert sp.test.x.tolist() == [[10.0, 20.0, 30.0]]
     assert sp.feature_names == ["a", "b", "c"]
@@ -106,7 +106,7 @@ def test_predict_inputs_are_matched_by_the_saved_names(tmp_path):
     csv = tmp_path / "data" / "iris.csv"
     expected = loaded.predict(str(csv))
     perm = _permuted_csv(csv, tmp_path / "perm.csv", [3, 4, 1, 0, 2])
-    with pytest.warns(UserWarning, match="another order than in the weights .*w.npz"):
+    with pytest.warns(dlrun.DataWarning, match="another order than in the weights .*w.npz"):
         np.testing.assert_array_equal(loaded.predict(str(perm)), expected)
     renamed = _permuted_csv(csv, tmp_path / "renamed.csv", [0, 1, 2, 3, 4], rename={"petal_width": "pw"})
     with pytest.raises(DataError, match="no column 'petal_width' and unknown column 'pw'"):
@@ -179,7 +179,7 @@ def test_eval_uses_the_saved_split_even_when_the_file_seed_changed(tmp_path):
     metrics = model.evaluate()
     path.write_text(path.read_text().replace("seed=3", "seed=4"))
     again = dlrun.load(path, weights=w)
-    with pytest.warns(UserWarning, match="split is the one saved with the weights .*seed 3.*seed 4 does not re-draw"):
+    with pytest.warns(dlrun.DataWarning, match="split is the one saved with the weights .*seed 3.*seed 4 does not re-draw"):
         np.testing.assert_array_equal(again.splits().test.x, test_x)
     assert again.evaluate() == metrics
     assert not np.array_equal(dlrun.load(path).splits().test.x, test_x)  # a new run draws another split
@@ -214,7 +214,7 @@ def test_changed_separate_test_file_is_warned_about(tmp_path):
     record = _load(train, test).record
     record.origin = "the weights w.npz"
     _csv(test, ["a", "b", "c", "y"], [[1, 2, 4, 1]])
-    with pytest.warns(UserWarning, match="test.csv: the test data differ from those the weights w.npz were trained on"):
+    with pytest.warns(dlrun.DataWarning, match="test.csv: the test data differ from those the weights w.npz were trained on"):
         _load(train, test, saved=record)
 
 

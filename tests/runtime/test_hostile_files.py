@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import dlrun
 from dlrun.runtime.cli import main
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
@@ -282,6 +283,6 @@ def test_labels_csv_first_row_taken_as_header_is_said(tmp_path):
     np.save(tmp_path / "x.npy", np.zeros((11, 3), np.float32))
     (tmp_path / "l.csv").write_text("".join(f"{i % 3}\n" for i in range(12)))
     src = ir.Source(path="x.npy", labels="l.csv")
-    with pytest.warns(UserWarning, match=r"line 1 \('0'\) was taken as the header"):
+    with pytest.warns(dlrun.DataWarning, match=r"line 1 \('0'\) was taken as the header"):
         D.load_splits(ir.Data(train=src), base_dir=tmp_path, input_shape=(3,), n_outputs=3,
                       task="classification", seed=0)
