@@ -20,7 +20,6 @@ between files. Values are not scanned (NaN, overflow): training still checks the
 """
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass
 from typing import Callable
 
@@ -29,7 +28,9 @@ import numpy as np
 from dlrun.dsl import ir
 from dlrun.errors import DataError
 from dlrun.runtime import data as D
+from dlrun.fileopen import open_regular
 from dlrun.runtime.idx import read_idx_header
+from dlrun.runtime.npzio import read_npz_header
 
 
 @dataclass
@@ -124,19 +125,12 @@ def _input_header(p, fmt: str, src: ir.Source, shown: str):
     """``(shape, dtype)`` of the inputs from the file's header, or None (then read it whole)."""
     if fmt == "idx":
         return read_idx_header(p, shown)  # its errors are read_idx's
+    if fmt == "npz":  # the one safe reader: headers checked, nothing else decompressed
+        with open_regular(p) as f:
+            return read_npz_header(f, shown, DataError, src.x_key)  # None: the full reader says why
     try:
-        if fmt == "npy":
-            arr = np.load(p, mmap_mode="r", allow_pickle=False)  # maps the file, reads the header
-            return tuple(arr.shape), arr.dtype
-        with zipfile.ZipFile(p) as z, z.open(src.x_key + ".npy") as f:
-            version = np.lib.format.read_magic(f)
-            if version == (1, 0):
-                shape, _, dtype = np.lib.format.read_array_header_1_0(f)
-            elif version == (2, 0):
-                shape, _, dtype = np.lib.format.read_array_header_2_0(f)
-            else:
-                return None
-            return tuple(shape), dtype
+        arr = np.load(p, mmap_mode="r", allow_pickle=False)  # .npy: maps the file, reads the header
+        return tuple(arr.shape), arr.dtype
     except Exception:  # noqa: BLE001 - any failure: the full reader says what is wrong
         return None
 
@@ -151,10 +145,7 @@ def _labels(p, fmt: str, src: ir.Source, role: str, data: ir.Data, base_dir):
         y, y_where = D._read_labels_file(lp, y_source, data.label)
         return y, y_source, y_where
     if fmt == "npz":
-        try:
-            with np.load(p, allow_pickle=False) as z:
-                if src.y_key in z.files:
-                    return z[src.y_key], shown, (lambda i: f"array '{src.y_key}', sample {i}")
-        except Exception:  # noqa: BLE001 - the full reader reports it
-            pass
+        y = D._load_npz(p, shown, pick=lambda names: {src.y_key} & set(names)).get(src.y_key)
+        if y is not None:
+            return y, shown, (lambda i: f"array '{src.y_key}', sample {i}")
     return None, shown, (lambda i: f"sample {i}")

@@ -58,6 +58,25 @@ def read_npz(f, shown: str, error, what: str = ".npz file", names=None, check=No
     return out
 
 
+class _Header(Exception):
+    """Carries a header out of ``read_npz`` before its array is allocated."""
+
+
+def read_npz_header(f, shown: str, error, name: str, what: str = ".npz file"):
+    """``(shape, dtype)`` of array ``name`` of the ``.npz`` open as ``f``, from its checked
+    ``.npy`` header (nothing past the header is decompressed); None when there is no such
+    array."""
+
+    def stop(key, shape, dtype):
+        raise _Header(shape, dtype)
+
+    try:
+        read_npz(f, shown, error, what, names={name}, check=stop)
+    except _Header as got:
+        return got.args
+    return None
+
+
 def _one_line(err) -> str:
     return " ".join(str(err).split())[:300]
 
