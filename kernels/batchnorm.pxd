@@ -141,3 +141,23 @@ cdef int bn_forward_eval(const floating* x, Py_ssize_t n, Py_ssize_t d,
 cdef int bn_backward(const floating* dy, const floating* xhat, Py_ssize_t n, Py_ssize_t d,
                      const floating* gamma, const floating* inv_std, floating* dx,
                      floating* dgamma, floating* dbeta, bint accumulate) noexcept nogil
+
+
+# Per-channel batch norm of NCHW arrays x (n, c, h, w): statistics over (n, h, w) for each
+# channel. Each channel's n planes of h*w contiguous values are walked twice per direction
+# (sums, then the elementwise pass); no scratch, statistics in float64.
+cdef void bn2d_forward_train(const floating* x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t hw,
+                             const floating* gamma, const floating* beta,
+                             floating* running_mean, floating* running_var,
+                             double momentum, double eps, floating* y, floating* xhat,
+                             floating* inv_std) noexcept nogil
+
+cdef void bn2d_forward_eval(const floating* x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t hw,
+                            const floating* gamma, const floating* beta,
+                            const floating* running_mean, const floating* running_var,
+                            double eps, floating* y) noexcept nogil
+
+cdef void bn2d_backward(const floating* dy, const floating* xhat, Py_ssize_t n, Py_ssize_t c,
+                        Py_ssize_t hw, const floating* gamma, const floating* inv_std,
+                        floating* dx, floating* dgamma, floating* dbeta,
+                        bint accumulate) noexcept nogil

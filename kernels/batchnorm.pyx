@@ -285,3 +285,265 @@ def batchnorm_backward(dy, xhat, gamma, inv_std, dx, dgamma, dbeta, accumulate=F
     if rc:
         raise MemoryError(f"{fn}: cannot allocate the per-column scratch for d = {d}")
     return dx
+
+
+# ---- per-channel batch norm of NCHW arrays x (n, c, h, w) -----------------------------------
+# Statistics of channel ch run over its n planes x[i, ch] of hw = h*w contiguous values; each
+# channel is finished (sums, then the elementwise pass) before the next, so no (c,) scratch is
+# needed and nothing is allocated. Sums are accumulated in float64 for both dtypes, shifted by
+# the channel's first value as in bn_forward_train; the running statistics follow the same
+# convention (momentum weighs the old value; unbiased variance over m = n*h*w values).
+
+cdef void bn2d_forward_train(const floating* x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t hw,
+                             const floating* gamma, const floating* beta,
+                             floating* running_mean, floating* running_var,
+                             double momentum, double eps, floating* y, floating* xhat,
+                             floating* inv_std) noexcept nogil:
+    """m := n hw; mean, var (biased) per channel; xhat := (x - mean) inv_std; y := gamma xhat
+    + beta; running := momentum running + (1 - momentum) batch (var unbiased when m > 1)."""
+    cdef Py_ssize_t i, ch, k, off, m = n * hw
+    cdef double s1, s2, a, mean, var, m1
+    cdef floating K, mu, istd, g, b, v
+    cdef const floating* r
+    cdef floating* h
+    cdef floating* o
+    for ch in range(c):
+        K = x[ch * hw]
+        s1 = 0
+        s2 = 0
+        for i in range(n):
+            r = x + (i * c + ch) * hw
+            for k in range(hw):
+                a = <double>r[k] - <double>K
+                s1 += a
+                s2 += a * a
+        m1 = s1 / m
+        mean = <double>K + m1
+        var = s2 / m - m1 * m1
+        if var < 0:      # rounding
+            var = 0
+        istd = <floating>(1.0 / sqrt(var + eps))
+        inv_std[ch] = istd
+        running_mean[ch] = <floating>(momentum * running_mean[ch] + (1 - momentum) * mean)
+        if m > 1:
+            var = var * m / (m - 1)
+        running_var[ch] = <floating>(momentum * running_var[ch] + (1 - momentum) * var)
+        mu = <floating>mean
+        g = gamma[ch]
+        b = beta[ch]
+        for i in range(n):
+            off = (i * c + ch) * hw
+            r = x + off
+            h = xhat + off
+            o = y + off
+            for k in range(hw):
+                v = (r[k] - mu) * istd
+                h[k] = v
+                o[k] = v * g + b
+
+
+cdef void bn2d_forward_eval(const floating* x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t hw,
+                            const floating* gamma, const floating* beta,
+                            const floating* running_mean, const floating* running_var,
+                            double eps, floating* y) noexcept nogil:
+    """y := x scale + shift per channel, scale = gamma / sqrt(running_var + eps), shift = beta -
+    running_mean scale (computed in float64); y may be x."""
+    cdef Py_ssize_t i, ch, k, off
+    cdef double sc
+    cdef floating scale, shift
+    cdef const floating* r
+    cdef floating* o
+    for ch in range(c):
+        sc = <double>gamma[ch] / sqrt(<double>running_var[ch] + eps)
+        scale = <floating>sc
+        shift = <floating>(<double>beta[ch] - <double>running_mean[ch] * sc)
+        for i in range(n):
+            off = (i * c + ch) * hw
+            r = x + off
+            o = y + off
+            for k in range(hw):
+                o[k] = r[k] * scale + shift
+
+
+cdef void bn2d_backward(const floating* dy, const floating* xhat, Py_ssize_t n, Py_ssize_t c,
+                        Py_ssize_t hw, const floating* gamma, const floating* inv_std,
+                        floating* dx, floating* dgamma, floating* dbeta,
+                        bint accumulate) noexcept nogil:
+    """sb := sum dy, sg := sum dy xhat over (n, h, w) per channel; dgamma (+)= sg; dbeta (+)= sb;
+    dx := gamma inv_std (dy - sb/m - xhat sg/m) (skipped when dx is NULL); dx may be dy or
+    xhat."""
+    cdef Py_ssize_t i, ch, k, off, m = n * hw
+    cdef double sb, sg
+    cdef floating ca, mb, mg, gk, hk
+    cdef const floating* gr
+    cdef const floating* hr
+    cdef floating* o
+    for ch in range(c):
+        sb = 0
+        sg = 0
+        for i in range(n):
+            off = (i * c + ch) * hw
+            gr = dy + off
+            hr = xhat + off
+            for k in range(hw):
+                sb += <double>gr[k]
+                sg += <double>gr[k] * <double>hr[k]
+        if accumulate:
+            dgamma[ch] = <floating>(dgamma[ch] + sg)
+            dbeta[ch] = <floating>(dbeta[ch] + sb)
+        else:
+            dgamma[ch] = <floating>sg
+            dbeta[ch] = <floating>sb
+        if dx == NULL or m == 0:
+            continue
+        ca = <floating>(<double>gamma[ch] * <double>inv_std[ch])
+        mb = <floating>(sb / m)
+        mg = <floating>(sg / m)
+        for i in range(n):
+            off = (i * c + ch) * hw
+            gr = dy + off
+            hr = xhat + off
+            o = dx + off
+            for k in range(hw):
+                gk = gr[k]
+                hk = hr[k]
+                o[k] = ca * (gk - mb - hk * mg)
+
+
+cdef _channel_vector(obj, str fn, str name, cnp.ndarray ref, str refname, Py_ssize_t c,
+                     bint writable):
+    cdef cnp.ndarray a = check_float_array(obj, fn, name, 1, writable)
+    check_same_dtype(a, ref, fn, name, refname)
+    check_shape(a, (c,), fn, name, f"(one value per channel of {refname})")
+    return a
+
+
+cdef _nchw_like(obj, str fn, str name, cnp.ndarray ref, str refname, bint writable):
+    cdef cnp.ndarray a = check_float_array(obj, fn, name, 4, writable)
+    check_same_dtype(a, ref, fn, name, refname)
+    check_shape(a, (<object>ref).shape, fn, name, f"(the shape of {refname})")
+    return a
+
+
+def batchnorm2d_forward_train(x, gamma, beta, running_mean, running_var, momentum, eps, y, xhat,
+                              inv_std):
+    """Per channel over (n, h, w): mu, var := batch mean / biased variance; xhat := (x - mu) /
+    sqrt(var + eps); y := gamma * xhat + beta; inv_std := 1 / sqrt(var + eps); running :=
+    momentum * running + (1 - momentum) * batch (unbiased var)   x, y, xhat (n, c, h, w);
+    gamma, beta, running_*, inv_std (c,). y and xhat must not overlap x or each other."""
+    fn = "batchnorm2d_forward_train"
+    cdef cnp.ndarray X = check_float_array(x, fn, "x", 4, False)
+    cdef Py_ssize_t n = X.shape[0], c = X.shape[1], hw = X.shape[2] * X.shape[3]
+    if n * hw < 1:
+        raise ValueError(f"{fn}: argument 'x' has shape {(<object>X).shape}; batch statistics "
+                         f"need at least one value per channel (n, h and w >= 1)")
+    cdef cnp.ndarray G = _channel_vector(gamma, fn, "gamma", X, "x", c, False)
+    cdef cnp.ndarray Bt = _channel_vector(beta, fn, "beta", X, "x", c, False)
+    cdef cnp.ndarray RM = _channel_vector(running_mean, fn, "running_mean", X, "x", c, True)
+    cdef cnp.ndarray RV = _channel_vector(running_var, fn, "running_var", X, "x", c, True)
+    cdef cnp.ndarray IS = _channel_vector(inv_std, fn, "inv_std", X, "x", c, True)
+    cdef double mom = check_finite_float(momentum, fn, "momentum")
+    if not 0 <= mom <= 1:
+        raise ValueError(f"{fn}: argument 'momentum' must be in [0, 1], got {mom}")
+    cdef double e = _check_eps(eps, fn)
+    cdef cnp.ndarray Y = _nchw_like(y, fn, "y", X, "x", True)
+    cdef cnp.ndarray XH = _nchw_like(xhat, fn, "xhat", X, "x", True)
+    outs = (("y", Y), ("xhat", XH), ("running_mean", RM), ("running_var", RV),
+            ("inv_std", IS))
+    ins = (("x", X), ("gamma", G), ("beta", Bt))
+    for k, (oname, out) in enumerate(outs):
+        for iname, inp in ins:
+            check_no_overlap(out, inp, fn, oname, iname, False)
+        for oname2, out2 in outs[k + 1:]:
+            check_no_overlap(out, out2, fn, oname, oname2, False)
+    if cnp.PyArray_TYPE(X) == cnp.NPY_FLOAT32:
+        with nogil:
+            bn2d_forward_train(<float*>cnp.PyArray_DATA(X), n, c, hw,
+                               <float*>cnp.PyArray_DATA(G), <float*>cnp.PyArray_DATA(Bt),
+                               <float*>cnp.PyArray_DATA(RM), <float*>cnp.PyArray_DATA(RV),
+                               mom, e, <float*>cnp.PyArray_DATA(Y),
+                               <float*>cnp.PyArray_DATA(XH), <float*>cnp.PyArray_DATA(IS))
+    else:
+        with nogil:
+            bn2d_forward_train(<double*>cnp.PyArray_DATA(X), n, c, hw,
+                               <double*>cnp.PyArray_DATA(G), <double*>cnp.PyArray_DATA(Bt),
+                               <double*>cnp.PyArray_DATA(RM), <double*>cnp.PyArray_DATA(RV),
+                               mom, e, <double*>cnp.PyArray_DATA(Y),
+                               <double*>cnp.PyArray_DATA(XH), <double*>cnp.PyArray_DATA(IS))
+    return y
+
+
+def batchnorm2d_forward_eval(x, gamma, beta, running_mean, running_var, eps, y):
+    """y := gamma * (x - running_mean) / sqrt(running_var + eps) + beta per channel   x, y
+    (n, c, h, w); the others (c,). y may be x (in place)."""
+    fn = "batchnorm2d_forward_eval"
+    cdef cnp.ndarray X = check_float_array(x, fn, "x", 4, False)
+    cdef Py_ssize_t n = X.shape[0], c = X.shape[1], hw = X.shape[2] * X.shape[3]
+    cdef cnp.ndarray G = _channel_vector(gamma, fn, "gamma", X, "x", c, False)
+    cdef cnp.ndarray Bt = _channel_vector(beta, fn, "beta", X, "x", c, False)
+    cdef cnp.ndarray RM = _channel_vector(running_mean, fn, "running_mean", X, "x", c, False)
+    cdef cnp.ndarray RV = _channel_vector(running_var, fn, "running_var", X, "x", c, False)
+    cdef double e = _check_eps(eps, fn)
+    cdef cnp.ndarray Y = _nchw_like(y, fn, "y", X, "x", True)
+    check_no_overlap(Y, X, fn, "y", "x", True)
+    for iname, inp in (("gamma", G), ("beta", Bt), ("running_mean", RM), ("running_var", RV)):
+        check_no_overlap(Y, inp, fn, "y", iname, False)
+    if bool((<object>RV < 0).any()):
+        raise ValueError(f"{fn}: argument 'running_var' has negative entries (min "
+                         f"{(<object>RV).min()}); a variance must be >= 0")
+    if cnp.PyArray_TYPE(X) == cnp.NPY_FLOAT32:
+        with nogil:
+            bn2d_forward_eval(<float*>cnp.PyArray_DATA(X), n, c, hw,
+                              <float*>cnp.PyArray_DATA(G), <float*>cnp.PyArray_DATA(Bt),
+                              <float*>cnp.PyArray_DATA(RM), <float*>cnp.PyArray_DATA(RV),
+                              e, <float*>cnp.PyArray_DATA(Y))
+    else:
+        with nogil:
+            bn2d_forward_eval(<double*>cnp.PyArray_DATA(X), n, c, hw,
+                              <double*>cnp.PyArray_DATA(G), <double*>cnp.PyArray_DATA(Bt),
+                              <double*>cnp.PyArray_DATA(RM), <double*>cnp.PyArray_DATA(RV),
+                              e, <double*>cnp.PyArray_DATA(Y))
+    return y
+
+
+def batchnorm2d_backward(dy, xhat, gamma, inv_std, dx, dgamma, dbeta, accumulate=False):
+    """Per channel, sums over (n, h, w), m = n*h*w: dgamma (+)= sum dy * xhat; dbeta (+)= sum
+    dy; dx := gamma * inv_std / m * (m dy - sum dy - xhat * sum(dy * xhat))
+    dy, xhat, dx (n, c, h, w); gamma, inv_std, dgamma, dbeta (c,). dx may be dy or xhat (in
+    place) or None (skipped)."""
+    fn = "batchnorm2d_backward"
+    cdef cnp.ndarray DY = check_float_array(dy, fn, "dy", 4, False)
+    cdef Py_ssize_t n = DY.shape[0], c = DY.shape[1], hw = DY.shape[2] * DY.shape[3]
+    cdef cnp.ndarray XH = _nchw_like(xhat, fn, "xhat", DY, "dy", False)
+    cdef cnp.ndarray G = _channel_vector(gamma, fn, "gamma", DY, "dy", c, False)
+    cdef cnp.ndarray IS = _channel_vector(inv_std, fn, "inv_std", DY, "dy", c, False)
+    cdef cnp.ndarray DG = _channel_vector(dgamma, fn, "dgamma", DY, "dy", c, True)
+    cdef cnp.ndarray DB = _channel_vector(dbeta, fn, "dbeta", DY, "dy", c, True)
+    cdef cnp.ndarray DX = None
+    outs = [("dgamma", DG), ("dbeta", DB)]
+    if dx is not None:
+        DX = _nchw_like(dx, fn, "dx", DY, "dy", True)
+        check_no_overlap(DX, DY, fn, "dx", "dy", True)
+        check_no_overlap(DX, XH, fn, "dx", "xhat", True)
+        outs.append(("dx", DX))
+    for k, (oname, out) in enumerate(outs):
+        for iname, inp in (("dy", DY), ("xhat", XH), ("gamma", G), ("inv_std", IS)):
+            if not (oname == "dx" and iname in ("dy", "xhat")):
+                check_no_overlap(out, inp, fn, oname, iname, False)
+        for oname2, out2 in outs[k + 1:]:
+            check_no_overlap(out, out2, fn, oname, oname2, False)
+    cdef bint acc = check_flag(accumulate, fn, "accumulate")
+    cdef void* dxp = cnp.PyArray_DATA(DX) if DX is not None else NULL
+    if cnp.PyArray_TYPE(DY) == cnp.NPY_FLOAT32:
+        with nogil:
+            bn2d_backward(<float*>cnp.PyArray_DATA(DY), <float*>cnp.PyArray_DATA(XH), n, c, hw,
+                          <float*>cnp.PyArray_DATA(G), <float*>cnp.PyArray_DATA(IS),
+                          <float*>dxp, <float*>cnp.PyArray_DATA(DG),
+                          <float*>cnp.PyArray_DATA(DB), acc)
+    else:
+        with nogil:
+            bn2d_backward(<double*>cnp.PyArray_DATA(DY), <double*>cnp.PyArray_DATA(XH), n, c,
+                          hw, <double*>cnp.PyArray_DATA(G), <double*>cnp.PyArray_DATA(IS),
+                          <double*>dxp, <double*>cnp.PyArray_DATA(DG),
+                          <double*>cnp.PyArray_DATA(DB), acc)
+    return dx
