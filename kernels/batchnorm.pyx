@@ -137,6 +137,18 @@ cdef _vector(obj, str fn, str name, cnp.ndarray ref, Py_ssize_t d, bint writable
     return a
 
 
+cdef _check_backward_overlaps(str fn, list outs, cnp.ndarray DY, cnp.ndarray XH, cnp.ndarray G,
+                              cnp.ndarray IS):
+    """Backward's outputs ``outs`` ((name, array): dgamma, dbeta, dx) must not overlap its
+    inputs or each other; only dx may be written over dy or xhat (checked by the caller)."""
+    for k, (oname, out) in enumerate(outs):
+        for iname, inp in (("dy", DY), ("xhat", XH), ("gamma", G), ("inv_std", IS)):
+            if not (oname == "dx" and iname in ("dy", "xhat")):
+                check_no_overlap(out, inp, fn, oname, iname, False)
+        for oname2, out2 in outs[k + 1:]:
+            check_no_overlap(out, out2, fn, oname, oname2, False)
+
+
 cdef double _check_eps(eps, str fn) except? -1.0:
     cdef double e = check_finite_float(eps, fn, "eps")
     if not e > 0:
@@ -261,12 +273,7 @@ def batchnorm_backward(dy, xhat, gamma, inv_std, dx, dgamma, dbeta, accumulate=F
         check_no_overlap(DX, DY, fn, "dx", "dy", True)
         check_no_overlap(DX, XH, fn, "dx", "xhat", True)
         outs.append(("dx", DX))
-    for k, (oname, out) in enumerate(outs):
-        for iname, inp in (("dy", DY), ("xhat", XH), ("gamma", G), ("inv_std", IS)):
-            if not (oname == "dx" and iname in ("dy", "xhat")):
-                check_no_overlap(out, inp, fn, oname, iname, False)
-        for oname2, out2 in outs[k + 1:]:
-            check_no_overlap(out, out2, fn, oname, oname2, False)
+    _check_backward_overlaps(fn, outs, DY, XH, G, IS)
     cdef bint acc = check_flag(accumulate, fn, "accumulate")
     cdef void* dxp = cnp.PyArray_DATA(DX) if DX is not None else NULL
     cdef int rc
@@ -526,12 +533,7 @@ def batchnorm2d_backward(dy, xhat, gamma, inv_std, dx, dgamma, dbeta, accumulate
         check_no_overlap(DX, DY, fn, "dx", "dy", True)
         check_no_overlap(DX, XH, fn, "dx", "xhat", True)
         outs.append(("dx", DX))
-    for k, (oname, out) in enumerate(outs):
-        for iname, inp in (("dy", DY), ("xhat", XH), ("gamma", G), ("inv_std", IS)):
-            if not (oname == "dx" and iname in ("dy", "xhat")):
-                check_no_overlap(out, inp, fn, oname, iname, False)
-        for oname2, out2 in outs[k + 1:]:
-            check_no_overlap(out, out2, fn, oname, oname2, False)
+    _check_backward_overlaps(fn, outs, DY, XH, G, IS)
     cdef bint acc = check_flag(accumulate, fn, "accumulate")
     cdef void* dxp = cnp.PyArray_DATA(DX) if DX is not None else NULL
     if cnp.PyArray_TYPE(DY) == cnp.NPY_FLOAT32:
