@@ -1,7 +1,7 @@
 """Build script: maps the source folders onto the ``dlrun`` package and compiles the kernels.
 
 Layout (source folder -> installed package):
-    api/      -> dlrun            (public API, errors, version, ``python -m dlrun``)
+    dlrun/    -> dlrun            (public API, errors, version, ``python -m dlrun``)
     dsl/      -> dlrun.dsl        (grammar, IR, checker)
     kernels/  -> dlrun.kernels    (Cython kernels: one extension per ``.pyx``)
     runtime/  -> dlrun.runtime    (layers, training, data, checkpoints, CLI)
@@ -52,7 +52,7 @@ def kernel_extensions():
 
 
 # source folder -> installed package; sub-packages (folders with __init__.py) follow
-ROOTS = {"dlrun": "api", "dlrun.dsl": "dsl", "dlrun.kernels": "kernels", "dlrun.runtime": "runtime"}
+ROOTS = {"dlrun": "dlrun", "dlrun.dsl": "dsl", "dlrun.kernels": "kernels", "dlrun.runtime": "runtime"}
 
 
 def package_layout():
