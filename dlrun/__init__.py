@@ -7,19 +7,7 @@
 The heavy parts (kernels, scipy) are imported only when a model is built, so that
 ``dlrun check`` and ``import dlrun.dsl`` stay fast.
 """
-import os as _os
-
-# In a source checkout this folder sits beside dsl/, kernels/ and runtime/ (setup.py maps
-# them into the package when it installs). When the checkout itself is on sys.path (Python
-# started in it), the package is this folder: let its sub-packages resolve to the siblings,
-# as an editable install does. The kernels then come from an in-place build.
-_root = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
-if not _os.path.isdir(_os.path.join(_os.path.dirname(__file__), "dsl")) \
-        and _os.path.isfile(_os.path.join(_root, "dsl", "net.lark")):
-    __path__.append(_root)  # noqa: F821 (the package's own __path__)
-del _root
-
-from dlrun._version import __version__  # noqa: E402
+from dlrun._version import __version__
 from dlrun.errors import (
     DataError,
     DataWarning,

@@ -16,63 +16,10 @@ import re
 
 from dlrun.dsl import ir, tables as T
 from dlrun.dsl.parser import STRING_OR_COMMENT
-from dlrun.dsl.transform import (BinOp, Call, ListLit, Let, Num, Ref, ShapeLit, Statement,
-                                 Str, Unary)
+from dlrun.dsl.printing import arg_text, expr_text, non_default, quote, value_text
+from dlrun.dsl.transform import Let, Statement
 
 INDENT = "  "
-
-# ------------------------------------------------------------------------ expressions
-_PREC = {"+": 1, "-": 1, "*": 2, "/": 2}
-
-
-def quote(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _prec(expr) -> int:
-    if isinstance(expr, BinOp):
-        return _PREC[expr.op]
-    if isinstance(expr, Unary):
-        return 3
-    return 4
-
-
-def expr_text(expr) -> str:
-    if isinstance(expr, Num):
-        return expr.text
-    if isinstance(expr, Str):
-        return quote(expr.value)
-    if isinstance(expr, ShapeLit):
-        return "x".join(str(d) for d in expr.dims)
-    if isinstance(expr, Ref):
-        return expr.name
-    if isinstance(expr, Call):
-        return f"{expr.name}({', '.join(arg_text(a) for a in expr.args)})"
-    if isinstance(expr, ListLit):
-        return "[" + ", ".join(expr_text(i) for i in expr.items) + "]"
-    if isinstance(expr, Unary):
-        inner = expr_text(expr.operand)
-        if _prec(expr.operand) < 3:
-            inner = f"({inner})"
-        return f"{expr.op}{inner}"
-    if isinstance(expr, BinOp):
-        p = _PREC[expr.op]
-        left = expr_text(expr.left)
-        if _prec(expr.left) < p:
-            left = f"({left})"
-        right = expr_text(expr.right)
-        # the tree is kept exactly: an equal-precedence right operand keeps its parentheses
-        if _prec(expr.right) <= p:
-            right = f"({right})"
-        # '*' and '/' bind tighter and are written tight: 'width*2', '1/16', 'a + b*c'
-        return f"{left}{expr.op}{right}" if p == 2 else f"{left} {expr.op} {right}"
-    raise TypeError(f"not an expression: {expr!r}")
-
-
-def arg_text(arg) -> str:
-    value = expr_text(arg.value)
-    return f"{arg.key}={value}" if arg.key is not None else value
-
 
 def statement_head(stmt: Statement) -> str:
     parts = [stmt.keyword]
@@ -179,61 +126,52 @@ def format_source(text: str, path: str = "<string>") -> str:
 
 
 # ------------------------------------------------------------------------ IR printer
-def value_text(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, ir.Activation):
-        return activation_text(value)
-    if isinstance(value, (tuple, list)):
-        return "[" + ", ".join(value_text(v) for v in value) + "]"
-    if isinstance(value, str):
-        return value
-    raise TypeError(f"cannot print {value!r}")
+def layer_text(layer: ir.Layer, inputs: str = "") -> str:
+    """A layer's canonical line: its spec's text, then ``inputs`` (``from=NAME`` or the names
+    an ``add``/``concat`` joins, as ``format_model`` works them out), then ``as NAME``."""
+    from dlrun.dsl.layers import spec
 
-
-def _non_default(table, params, skip=()) -> list[str]:
-    out = []
-    for p in table:
-        if p.name in skip or p.name not in params:
-            continue
-        value = params[p.name]
-        if not p.required and value == p.default and type(value) is type(p.default):
-            continue
-        if value is None:
-            continue
-        out.append(f"{p.name}={value_text(value)}")
-    return out
-
-
-def activation_text(act: ir.Activation) -> str:
-    args = _non_default(T.ACTIVATIONS[act.name], act.params)
-    return f"{act.name}({', '.join(args)})" if args else act.name
-
-
-def layer_text(layer: ir.Layer) -> str:
-    p = layer.params
-    if layer.kind == "input":
-        shape = tuple(p["shape"])
-        head = "input " + ("x".join(map(str, shape)) if len(shape) > 1 else str(shape[0]))
-    elif layer.kind == "activation":
-        head = activation_text(p["activation"])
-    elif layer.kind == "dense":
-        parts = ["dense", str(p["units"])]
-        if p["activation"].name != "linear" or p["activation"].params:
-            parts.append(activation_text(p["activation"]))
-        parts += _non_default(T.LAYERS["dense"], p, skip=("units", "activation"))
-        head = " ".join(parts)
-    elif layer.kind == "dropout":
-        head = f"dropout {value_text(p['rate'])}"
-    else:
-        head = " ".join([layer.kind] + _non_default(T.LAYERS[layer.kind], p))
+    head = spec(layer.kind).text(layer) + inputs
     if layer.name:
         head += f" as {layer.name}"
     return head
+
+
+def _graph_texts(layers) -> list:
+    """Per layer, what ``layer_text`` appends for its inputs (``' from=NAME'``, ``' a b'``
+    for a join, ``''`` for the layer before it), with names given to the layers referred
+    to that have none (``dense_3``, made unique)."""
+    from dlrun.dsl.layers import MANY, spec
+
+    referred = set()
+    for i, layer in enumerate(layers):
+        ins = ir.layer_inputs(layers, i)
+        if spec(layer.kind).inputs == MANY or ins != (i - 1,):
+            referred.update(ins)
+    taken = {l.name for l in layers if l.name}
+    names = {}
+    for i in sorted(referred):
+        name = layers[i].name
+        if not name:
+            base = name = f"{layers[i].kind}_{i}"
+            k = 1
+            while name in taken:
+                name, k = f"{base}_{k}", k + 1
+            taken.add(name)
+        names[i] = name
+    out = []
+    for i, layer in enumerate(layers):
+        ins = ir.layer_inputs(layers, i)
+        if spec(layer.kind).inputs == MANY:
+            text = " " + " ".join(names[j] for j in ins)
+        elif ins and ins != (i - 1,):
+            text = f" from={names[ins[0]]}"
+        else:
+            text = ""
+        out.append(text)
+    # a layer referred to without a name of its own is printed with the one given here
+    return [t + (f" as {names[i]}" if i in names and not layers[i].name else "")
+            for i, t in enumerate(out)]
 
 
 def _source_text(kw: str, src) -> str:
@@ -266,20 +204,20 @@ def format_model(model: ir.Model) -> str:
             else:
                 lines.append(INDENT * 2 + pre.kind)
         lines.append(INDENT + "}")
-    for layer in model.layers:
-        lines.append(INDENT + layer_text(layer))
+    for layer, inputs in zip(model.layers, _graph_texts(model.layers)):
+        lines.append(INDENT + layer_text(layer, inputs))
     loss = model.loss
-    lines.append(INDENT + " ".join(["loss", loss.name] + _non_default(T.LOSSES[loss.name], loss.params)))
+    lines.append(INDENT + " ".join(["loss", loss.name] + non_default(T.LOSSES[loss.name], loss.params)))
     reg = model.regularize
-    reg_args = _non_default(T.REGULARIZE, {"l1": reg.l1, "l2": reg.l2})
+    reg_args = non_default(T.REGULARIZE, {"l1": reg.l1, "l2": reg.l2})
     if reg_args:
         lines.append(INDENT + " ".join(["regularize"] + reg_args))
     opt = model.optimizer
-    lines.append(INDENT + " ".join(["optimizer", opt.name] + _non_default(T.OPTIMIZERS[opt.name], opt.params)))
+    lines.append(INDENT + " ".join(["optimizer", opt.name] + non_default(T.OPTIMIZERS[opt.name], opt.params)))
     tr = model.train
     tr_params = {"epochs": tr.epochs, "batch": tr.batch_size, "seed": tr.seed, "shuffle": tr.shuffle,
                  "dtype": tr.dtype, "metrics": tuple(tr.metrics)}
-    tr_args = _non_default(T.TRAIN, tr_params)
+    tr_args = non_default(T.TRAIN, tr_params)
     if tr_args:
         lines.append(INDENT + " ".join(["train"] + tr_args))
     es = model.early_stopping

@@ -10,7 +10,10 @@ Conventions the runtime relies on (after ``check``):
   being ``input``.
 - Every ``params`` mapping holds *every* parameter of its table entry (defaults filled
   in), keyed by the parameter's DSL name, with Python values of the declared type.
-- ``Layer.shape`` is the inferred output shape per sample (a tuple of ints).
+- ``Layer.shape`` is the inferred output shape per sample (a tuple of ints, any rank).
+- Layers form a graph: ``Layer.inputs`` are the indices in ``Model.layers`` of the layers
+  whose outputs it takes, ``()`` meaning the layer just before it. ``Model.layers`` is in
+  topological order (every layer after its inputs) and the last layer is the output.
 """
 from __future__ import annotations
 
@@ -52,7 +55,7 @@ class Activation:
 class Layer:
     """One layer by its DSL keyword.
 
-    kind      params after checking
+    kind      params after checking (the parameters of every kind: dsl/layers/)
     input     shape: tuple[int, ...]                  (features, or e.g. (28, 28), (1, 28, 28))
     dense     units: int, activation: Activation, init: str | None
               ('he_normal' | 'he_uniform' | 'xavier_normal' | 'xavier_uniform';
@@ -62,6 +65,7 @@ class Layer:
     batchnorm momentum: float, eps: float            running := momentum*running + (1-momentum)*batch
     dropout   rate: float                             in [0, 1)
     flatten   (none)
+    add, concat (none): they join the outputs of ``inputs``
     """
 
     kind: str
@@ -69,6 +73,15 @@ class Layer:
     name: str | None = None
     shape: tuple[int, ...] | None = None
     pos: Pos = NOWHERE
+    inputs: tuple = ()
+
+
+def layer_inputs(layers, index: int) -> tuple[int, ...]:
+    """The indices of the layers feeding ``layers[index]`` (none for ``input``)."""
+    layer = layers[index]
+    if layer.inputs:
+        return tuple(layer.inputs)
+    return () if layer.kind == "input" else (index - 1,)
 
 
 @dataclass(frozen=True)
@@ -251,10 +264,10 @@ def architecture_dict(model: Model):
 
     The runtime hashes this to tag weights files; training settings are not part of it.
     """
-    return {
-        "layers": [
-            {"kind": l.kind, "params": to_dict(dict(l.params), positions=False), "shape": list(l.shape or ())}
-            for l in model.layers
-        ],
-        "dtype": model.train.dtype,
-    }
+    layers = []
+    for i, l in enumerate(model.layers):
+        entry = {"kind": l.kind, "params": to_dict(dict(l.params), positions=False), "shape": list(l.shape or ())}
+        if l.inputs and tuple(l.inputs) != (i - 1,):
+            entry["inputs"] = list(l.inputs)   # a straight line of layers stays as it always was
+        layers.append(entry)
+    return {"layers": layers, "dtype": model.train.dtype}

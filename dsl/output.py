@@ -27,10 +27,6 @@ from __future__ import annotations
 from dlrun.dsl import ir
 from dlrun.dsl import tables as T
 
-#: Layers that change no value at inference: the output activation is looked for before them.
-LOOK_THROUGH = ("dropout", "flatten")
-
-
 def layer_label(layer, index) -> str:
     """``layer 2 (dense 'h')``: how messages name a layer."""
     name = f" '{layer.name}'" if layer.name else ""
@@ -38,35 +34,45 @@ def layer_label(layer, index) -> str:
     return f"layer {index} ({kind}{name})"
 
 
-def _activation(layer) -> str | None:
-    """The activation ``layer`` applies, or None for a layer that applies none
-    (``activation linear`` counts as none: it is the identity)."""
-    if layer.kind not in ("dense", "activation"):
-        return None
-    name = layer.params["activation"].name
-    return None if layer.kind == "activation" and name == "linear" else name
-
-
 def decide_output(layers, loss_name: str) -> tuple[ir.Output, list]:
-    """``(ir.Output, problems)`` for a model's layers (``layers[0]`` is the input) and the
-    name of its loss. ``problems``: ``(layer index or None for the loss, message)``, in
-    the order they should be reported; the ``Output`` is meaningful only without them."""
+    """``(ir.Output, problems)`` for a model's layers (``layers[0]`` is the input, the last
+    the output) and the name of its loss. ``problems``: ``(layer index or None for the loss,
+    message)``, in the order they should be reported; the ``Output`` is meaningful only
+    without them.
+
+    The output activation is found walking back from the last layer through single-input
+    layers; a layer joining several (``add``, ``concat``) ends the walk: its output is linear."""
+    from dlrun.dsl.layers import spec
+
     problems = []
-    src = next((i for i in range(len(layers) - 1, -1, -1) if _activation(layers[i]) is not None), None)
-    act = "linear" if src is None else _activation(layers[src])
-    trailing = [] if src is None else list(layers[src + 1:])
-    identity = all(l.kind in LOOK_THROUGH or l.kind == "activation" for l in trailing)
+    src = None
+    path = []       # the layers after src up to the output, last first
+    i = len(layers) - 1
+    while i >= 0:
+        s = spec(layers[i].kind)
+        if s.activation(layers[i]) is not None:
+            src = i
+            break
+        path.append(i)
+        ins = ir.layer_inputs(layers, i)
+        if len(ins) != 1:
+            break
+        i = ins[0]
+    act = "linear" if src is None else spec(layers[src].kind).activation(layers[src])
+    trailing = [] if src is None else [layers[k] for k in reversed(path)]
+    identity = all(spec(l.kind).inert(l) for l in trailing)
     final = act if identity else "linear"
     fuses = T.LOSS_FUSES.get(loss_name)
     task = T.LOSS_TASKS.get(loss_name, "regression")
     if fuses is not None and act == fuses and trailing:
         first = trailing[0]
-        word = layer_label(first, src + 1)
+        k = path[-1]
+        word = layer_label(first, k)
         line = layers[src].pos.line
         at = f" (line {line})" if line > 0 else ""
-        problems.append((src + 1, f"{word} after the {act} output: '{loss_name}' applies {act} itself, "
-                                  f"to the logits, so the layer with {act}{at} must be the model's last "
-                                  f"layer; move '{first.kind}' before it or remove it"))
+        problems.append((k, f"{word} after the {act} output: '{loss_name}' applies {act} itself, "
+                            f"to the logits, so the layer with {act}{at} must be the model's last "
+                            f"layer; move '{first.kind}' before it or remove it"))
     elif fuses is not None and final not in (fuses, "linear"):
         last = layer_label(layers[src], src)
         if loss_name == "cross_entropy":

@@ -1,54 +1,31 @@
 """``dlrun summary``: layers, output shapes, parameter counts and FLOPs per sample.
 
-Counting rules (forward pass, one sample):
-    dense      params in*units (+ units bias);  FLOPs 2*in*units (a multiply-add is 2)
-               + units for the bias + units * cost(activation)
-    batchnorm  params 2*d trainable (gamma, beta) + 2*d running statistics (not trained);
-               FLOPs 2*d (scale and shift)
-    activation FLOPs d * cost(activation) (tables.ACTIVATION_FLOPS: relu 1, sigmoid 4, ...)
-    dropout    FLOPs d (training only; counted)     input, flatten: 0
+Each layer's spec (``dsl/layers/``) counts its own cost (forward pass, one sample; a
+multiply-add is 2 FLOPs): dense ``in*units (+ units)`` parameters and ``2*in*units + units
++ units*cost(activation)`` FLOPs; batchnorm ``2*d`` trainable + ``2*d`` running statistics
+and ``2*d`` FLOPs; an activation ``d*cost`` (``tables.ACTIVATION_FLOPS``: relu 1, sigmoid
+4, ...); dropout ``d`` (training only; counted); add ``d`` per extra input; input,
+flatten, concat 0.
 """
 from __future__ import annotations
 
-from dlrun.dsl import ir, tables as T
-
-
-def _prod(shape) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
+from dlrun.dsl import ir
+from dlrun.dsl.layers import spec
 
 
 def layer_costs(model: ir.Model) -> list[dict]:
-    """Per layer: name, kind, shape, params (trainable), buffers (non-trainable), flops."""
+    """Per layer: name, kind, shape, params (trainable), buffers (non-trainable), flops,
+    inputs (indices of the layers feeding it)."""
     rows = []
-    prev = None
-    for i, layer in enumerate(model.layers):
+    layers = model.layers
+    for i, layer in enumerate(layers):
+        s = spec(layer.kind)
+        ins = ir.layer_inputs(layers, i)
         shape = tuple(layer.shape)
-        d = _prod(shape)
-        params = buffers = flops = 0
-        kind = layer.kind
-        if kind == "dense":
-            fan_in = _prod(prev)
-            units = layer.params["units"]
-            bias = bool(layer.params.get("bias", True))
-            params = fan_in * units + (units if bias else 0)
-            act = layer.params["activation"].name
-            flops = 2 * fan_in * units + (units if bias else 0) + units * T.ACTIVATION_FLOPS[act]
-            kind = f"dense {act}" if act != "linear" else "dense"
-        elif kind == "batchnorm":
-            params, buffers, flops = 2 * d, 2 * d, 2 * d
-        elif kind == "activation":
-            act = layer.params["activation"].name
-            flops = d * T.ACTIVATION_FLOPS[act]
-            kind = act
-        elif kind == "dropout":
-            flops = d
-            kind = f"dropout {layer.params['rate']:g}"
-        rows.append({"index": i, "name": layer.name or f"{layer.kind}_{i}", "kind": kind,
-                     "shape": shape, "params": params, "buffers": buffers, "flops": flops})
-        prev = shape
+        params, buffers, flops = s.cost(layer, [tuple(layers[j].shape) for j in ins], shape)
+        rows.append({"index": i, "name": layer.name or f"{layer.kind}_{i}", "kind": s.label(layer),
+                     "shape": shape, "params": params, "buffers": buffers, "flops": flops,
+                     "inputs": ins})
     return rows
 
 
@@ -71,10 +48,16 @@ def summarize(model: ir.Model) -> str:
     rows = layer_costs(model)
     itemsize = 4 if model.train.dtype == "float32" else 8
     header = ("#", "layer", "type", "output shape", "params", "FLOPs/sample")
+    graph = any(layer.inputs for layer in model.layers)
+    if graph:   # a graph of layers: which layers each one takes
+        header += ("inputs",)
     table = [header]
     for r in rows:
-        table.append((str(r["index"]), r["name"], r["kind"], "x".join(map(str, r["shape"])),
-                      f"{r['params']:,}", f"{r['flops']:,}"))
+        row = (str(r["index"]), r["name"], r["kind"], "x".join(map(str, r["shape"])),
+               f"{r['params']:,}", f"{r['flops']:,}")
+        if graph:
+            row += (", ".join(rows[j]["name"] for j in r["inputs"]),)
+        table.append(row)
     widths = [max(len(row[c]) for row in table) for c in range(len(header))]
     right = {0, 4, 5}
 

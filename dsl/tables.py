@@ -120,35 +120,7 @@ INITS = ("he_normal", "he_uniform", "xavier_normal", "xavier_uniform")
 INIT_ALIASES = {"he": "he_normal", "xavier": "xavier_uniform"}
 
 # ---------------------------------------------------------------------------- layers
-#: layer keyword -> parameters, in positional order where ``POSITIONAL`` allows.
-LAYERS: dict[str, tuple[Param, ...]] = {
-    "input": (
-        Param("shape", "shape", doc="features per sample: 64, or a shape 28x28 / 1x28x28"),
-    ),
-    "dense": (
-        Param("units", "int", lo=1, hi=MAX_INT, doc="number of output features"),
-        Param("activation", "activation", "linear", doc="activation applied to the output"),
-        Param("init", "name", None, choices=INITS + tuple(INIT_ALIASES), nullable=True,
-              doc="weight initialiser; default he_normal for the relu family, xavier_uniform otherwise"),
-        Param("bias", "bool", True, doc="add a bias vector"),
-        Param("l1", "float", None, lo=0.0, nullable=True, doc="L1 penalty on this layer's weights (overrides regularize)"),
-        Param("l2", "float", None, lo=0.0, nullable=True, doc="L2 penalty on this layer's weights (overrides regularize)"),
-    ),
-    "activation": (
-        Param("activation", "activation", doc="the activation (written as the keyword itself: 'relu', 'leaky_relu(0.2)')"),
-    ),
-    "batchnorm": (
-        Param("momentum", "float", 0.9, lo=0.0, hi=1.0, hi_open=True,
-              doc="running := momentum*running + (1-momentum)*batch"),
-        Param("eps", "float", 1e-5, lo=0.0, lo_open=True, doc="added to the variance"),
-    ),
-    "dropout": (
-        Param("rate", "float", lo=0.0, hi=1.0, hi_open=True, doc="fraction of inputs set to zero in training"),
-    ),
-    "flatten": (),
-}
-#: How many leading positional values each layer keyword takes (in table order).
-POSITIONAL = {"input": 1, "dense": 2, "dropout": 1, "batchnorm": 0, "flatten": 0}
+# Layer kinds and their parameters are described one spec per kind in dsl/layers/.
 
 # ---------------------------------------------------------------------------- losses
 LOSSES: dict[str, tuple[Param, ...]] = {
@@ -276,31 +248,32 @@ PREPROCESS = ("scale", "standardize", "minmax")
 #: Statements of the model body other than layers, and what they take.
 SETTINGS = ("loss", "optimizer", "regularize", "train", "early_stopping")
 #: Statements that structure the file.
-STRUCTURE = ("dlrun", "model", "data", "let", "repeat", "as")
+STRUCTURE = ("dlrun", "model", "data", "let", "repeat", "as", "residual")
 #: Upper limit of one ``repeat`` count (far above any real network; stops typos like 1e9).
 MAX_REPEAT = 10_000
 
 
-def layer_keywords() -> tuple[str, ...]:
-    """Keywords that make a layer: the layer names plus every activation name."""
-    return tuple(k for k in LAYERS if k != "activation") + tuple(ACTIVATIONS)
-
-
 def model_keywords() -> tuple[str, ...]:
-    return ("data", "let", "repeat") + layer_keywords() + SETTINGS
+    from dlrun.dsl.layers import layer_keywords
+
+    return ("data", "let", "repeat", "residual") + layer_keywords() + SETTINGS
 
 
 def all_names() -> dict[str, tuple[str, ...]]:
     """Every name the reference must document, by group (used by the docs test)."""
-    params = set()
-    for table in (LAYERS, LOSSES, OPTIMIZERS, ACTIVATIONS, DATA):
+    from dlrun.dsl.layers import SPECS
+
+    params = {"from"}
+    for spec in SPECS.values():
+        params.update(p.name for p in spec.params)
+    for table in (LOSSES, OPTIMIZERS, ACTIVATIONS, DATA):
         for plist in table.values():
             params.update(p.name for p in plist)
     for plist in (TRAIN, EARLY_STOPPING, REGULARIZE, SOURCE):
         params.update(p.name for p in plist)
     return {
         "structure": STRUCTURE,
-        "layers": tuple(LAYERS),
+        "layers": tuple(SPECS),
         "activations": tuple(ACTIVATIONS),
         "losses": tuple(LOSSES),
         "optimizers": tuple(OPTIMIZERS),

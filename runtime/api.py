@@ -221,36 +221,32 @@ class Model:
         return self.network.task
 
     def summary(self) -> str:
-        """A table of layers, output shapes and parameter counts.
+        """The table ``dlrun summary`` prints (``dsl/summary.py``): layers, output shapes,
+        parameter counts and FLOPs per sample, in the network's dtype.
 
         >>> import dlrun
-        >>> m = dlrun.loads("dlrun 1\\nmodel s {\\n input 4\\n dense 3 relu\\n dense 2 softmax\\n"
-        ...                 " loss cross_entropy\\n optimizer adam\\n}\\n")
+        >>> m = dlrun.loads("dlrun 1\\nmodel s {\\n input 4\\n dense 3 relu as hidden\\n"
+        ...                 " dense 2 softmax\\n loss cross_entropy\\n optimizer adam\\n}\\n")
         >>> print(m.summary())  # doctest: +NORMALIZE_WHITESPACE
-        model s (float32)
-          #  layer       output   params
-          0  input       (4,)          0
-          1  dense relu  (3,)         15
-          2  dense softmax (2,)          8
-        total parameters: 23
+        model s: input 4 -> output 2, loss cross_entropy, optimizer adam, dtype float32
+        #  layer    type           output shape  params  FLOPs/sample
+        -------------------------------------------------------------
+        0  input_0  input          4                  0             0
+        1  hidden   dense relu     3                 15            30
+        2  dense_2  dense softmax  2                  8            24
+        -------------------------------------------------------------
+        total parameters: 23 trainable
+        parameter memory: 92 B (float32)
+        FLOPs per sample (forward): 54 (54)
         """
-        rows = []
-        for layer in self.network.layers:
-            label = layer.kind
-            if layer.kind in ("dense", "activation"):
-                label += f" {layer.act}"
-            if layer.node.name:
-                label += f" '{layer.node.name}'"
-            count = sum(int(a.size) for a in layer.params.values())
-            rows.append((str(layer.index), label, str(layer.out_shape), str(count)))
-        w1 = max(len(r[1]) for r in rows + [("", "layer", "", "")])
-        w2 = max(len(r[2]) for r in rows + [("", "", "output", "")])
-        lines = [f"model {self.name} ({self.network.dtype.name})",
-                 f"  #  {'layer':<{w1}}  {'output':<{w2}}  params"]
-        for i, label, shape, count in rows:
-            lines.append(f"{i:>3}  {label:<{w1}}  {shape:<{w2}}  {count:>6}")
-        lines.append(f"total parameters: {self.network.param_count}")
-        return "\n".join(lines)
+        from dataclasses import replace
+
+        from dlrun.dsl.summary import summarize
+
+        model = self.ir
+        if model.train.dtype != self.network.dtype.name:
+            model = replace(model, train=replace(model.train, dtype=self.network.dtype.name))
+        return summarize(model).rstrip("\n")
 
     def __repr__(self):
         return f"<dlrun.Model {self.name!r} input={self.input_shape} output={self.output_shape}>"

@@ -307,8 +307,9 @@ class Checkpointer:
             arrays[f"ckpt.optim.{k}"] = v
         arrays["ckpt.rng.shuffle"] = _text(epoch_rng_state)
         for layer in net.compute:
-            if layer.kind == "dropout":
-                arrays[f"ckpt.dropout.{layer.key}"] = np.array([layer.seed, layer.counter], np.uint64)
+            state = layer.random_state()
+            if state is not None:
+                arrays[f"ckpt.dropout.{layer.key}"] = state
         arrays["ckpt.epoch.total"] = np.array(float(total), np.float64)
         if acc is not None:
             arrays["ckpt.epoch.count"] = np.array(acc.count, np.int64)
@@ -423,11 +424,11 @@ class Checkpointer:
         wts.apply_weights(loaded, net)
         opt.load_state_dict(optim)
         for layer in net.compute:
-            if layer.kind == "dropout":
+            if layer.random_state() is not None:
                 a = arrays.get(f"ckpt.dropout.{layer.key}")
                 if a is None or a.shape != (2,):
                     raise WeightsError(f"{path}: damaged checkpoint (no generator state for {layer.describe()})")
-                layer.seed, layer.counter = int(a[0]), int(a[1])
+                layer.set_random_state(a)
         trainer.shuffle_rng.bit_generator.state = _json(arrays, "ckpt.rng.shuffle", path)
         hist = _json(arrays, "ckpt.history", path)
         h = trainer.history

@@ -125,7 +125,7 @@ def check_network(model_ir, batch: int = 4, seed: int = 0, max_entries: int = 24
     from dlrun.runtime.network import Network, rng_for
 
     net = Network(model_ir, dtype=np.float64, seed=seed)
-    norms = [l for l in net.compute if l.kind == "batchnorm"]
+    norms = [l for l in net.compute if l.spec.batch_statistics]
     if norms and int(batch) < 2:
         # over one sample batch norm outputs beta whatever its input: every gradient before
         # it is exactly 0, and a check of zeros against zeros would report "ok"
@@ -133,8 +133,7 @@ def check_network(model_ir, batch: int = 4, seed: int = 0, max_entries: int = 24
                          "batch norm over one sample makes every gradient before it 0, so nothing "
                          "would be checked; use a batch of >= 2 samples (--batch-size 2)")
     for layer in net.compute:
-        if layer.kind == "dropout":
-            layer.enabled = False
+        layer.set_randomness(False)
     rng = rng_for(seed, "gradcheck")
     x = rng.standard_normal((batch, net.input_features))
     y = _targets(net, batch, rng)

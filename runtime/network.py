@@ -6,7 +6,8 @@
     net.backward(grad)                        # fills net.store.grad
     probs = net.predict(x)                    # inference: dropout off, BN running stats
 
-``x`` is always a C-contiguous ``(n, features)`` array in the network's dtype.
+``x`` is always a C-contiguous ``(n, features)`` array in the network's dtype (a
+per-sample shape of any rank, C-major: ``(n, C*H*W)`` holds ``(n, C, H, W)``).
 Randomness comes from ``seed`` (the file's ``train seed=`` by default) through one
 ``numpy.random.Generator(PCG64)`` stream per purpose, so initialisation, shuffling and
 dropout do not disturb each other.
@@ -17,6 +18,7 @@ import copy
 
 import numpy as np
 
+from dlrun.dsl import ir
 from dlrun.errors import UsageError
 from dlrun.kernels import activations as kact
 from dlrun.kernels.chain import Chain
@@ -48,7 +50,10 @@ def model_output(model):
 
 
 class Network:
-    """Layers in order (``self.layers[0]`` is the input), parameters in ``self.store``."""
+    """Layers in topological order (``self.layers[0]`` is the input, the last the output),
+    parameters in ``self.store``. ``layer.inputs`` are the indices of the layers feeding a
+    layer: a straight line of layers (every layer taking the one before it) runs as a
+    chain, any other graph with the outputs of every layer kept for the layers using them."""
 
     def __init__(self, model, dtype=None, seed=None):
         self.model = model
@@ -59,39 +64,45 @@ class Network:
         self.input_shape = tuple(model.input_shape)
         self.input_features = int(np.prod(self.input_shape, dtype=np.int64))
 
-        # layers, with shapes inferred here and checked against the checker's
+        # layers, with shapes inferred by their specs and checked against the checker's
         self.layers = []
-        shape = self.input_shape
-        for i, node in enumerate(model.layers):
-            layer = make_layer(node, shape, i)
+        nodes = model.layers
+        for i, node in enumerate(nodes):
+            ins = ir.layer_inputs(nodes, i)
+            if any(not 0 <= j < i for j in ins):
+                raise UsageError(f"layer {i} ({node.kind}): inputs {ins} are not layers before it "
+                                 "(the IR's layers must be in topological order)")
+            shapes = [self.layers[j].out_shape for j in ins] or [self.input_shape]
+            layer = make_layer(node, shapes if len(ins) > 1 else shapes[0], i)
+            layer.inputs = ins
             if node.shape is not None and tuple(node.shape) != layer.out_shape:
                 raise UsageError(
                     f"{layer.describe()}: runtime output shape {layer.out_shape} differs from the "
                     f"checked shape {tuple(node.shape)}"
                 )
             self.layers.append(layer)
-            shape = layer.out_shape
-        self.output_shape = shape
-        self.output_features = int(np.prod(shape, dtype=np.int64))
-        compute = [l for l in self.layers if l.kind != "input"]
+        if self.layers[0].spec.inputs != 0 or any(l.spec.inputs == 0 for l in self.layers[1:]):
+            raise UsageError("the first layer, and only the first, must be 'input'")
+        self.output_shape = self.layers[-1].out_shape
+        self.output_features = int(np.prod(self.output_shape, dtype=np.int64))
+        compute = self.layers[1:]
+        self.consumers = [[] for _ in self.layers]
+        for layer in compute:
+            for j in layer.inputs:
+                self.consumers[j].append(layer.index)
+        self.is_chain = all(layer.inputs == (layer.index - 1,) for layer in compute)
 
-        # a dense with a linear activation takes its default init from the activation
-        # layer that follows it (dense -> batchnorm -> dropout -> activation relu)
-        for i, layer in enumerate(compute):
-            if layer.kind == "dense" and layer.act == "linear":
-                for nxt in compute[i + 1:]:
-                    if nxt.kind == "activation":
-                        layer.init_activation = nxt.act
-                        break
-                    if nxt.kind not in ("batchnorm", "dropout", "flatten"):
-                        break
+        # a layer whose default init follows the activation after it (dense linear, then
+        # batchnorm / dropout / an activation layer) sees the layers that follow it alone
+        for layer in compute:
+            layer.see_followers(self._followers(layer))
 
         # the loss head, and which layers training runs (up to the logits): read from the
         # IR, where the checker decided them
         output = model_output(model)
         self.loss = LossHead(model.loss, output)
         self.task = self.loss.task
-        self._head_dense = None   # dense whose activation the fused loss replaces
+        self._head_dense = None   # layer whose own activation the fused loss replaces
         self._tail = None         # standalone activation layer the fused loss replaces
         body = list(compute)
         if self.loss.fused:
@@ -99,18 +110,22 @@ class Network:
             if final_layer is not compute[-1]:
                 raise UsageError(f"{final_layer.describe()}: the fused {output.activation} is not the "
                                  "last layer (the IR's output does not match its layers)")
-            if final_layer.kind == "dense":
+            if final_layer.activation_inside:
                 self._head_dense = final_layer
             else:
                 self._tail = body.pop()
         self.body = body
         self.compute = compute
 
-        # backward stops at the first layer with parameters; it needs no input gradient
-        first = next((i for i, l in enumerate(body) if l.param_specs()), None)
-        self._backward_layers = [] if first is None else list(reversed(body[first:]))
-        if first is not None:
-            body[first].need_dx = False
+        # backward runs through the layers with parameters at or below them; a layer needs
+        # an input gradient only when some layer below it has parameters
+        below = [False] * len(self.layers)
+        for layer in compute:
+            below[layer.index] = bool(layer.param_specs()) or any(below[j] for j in layer.inputs)
+        for layer in compute:
+            layer.need_dx = any(below[j] for j in layer.inputs)
+        self._backward_layers = [l for l in reversed(body) if below[l.index]]
+        self._wants_grad = below
 
         # parameters: one flat buffer; weights carry the global or per-layer penalties
         reg = model.regularize
@@ -119,6 +134,18 @@ class Network:
         self.init_parameters()
         self._proba_buf = None
         self._chain = None
+
+    def _followers(self, layer) -> list:
+        """The layers after ``layer`` that take its output alone, in order, as far as each
+        is the only user of the one before."""
+        out = []
+        while len(self.consumers[layer.index]) == 1:
+            nxt = self.layers[self.consumers[layer.index][0]]
+            if len(nxt.inputs) != 1:
+                break
+            out.append(nxt)
+            layer = nxt
+        return out
 
     # -- set-up --------------------------------------------------------------------------
     def init_parameters(self, seed=None):
@@ -130,9 +157,7 @@ class Network:
         self.store.grad[...] = 0
         for layer in self.compute:
             layer.build(self.dtype, init_rng, self.store.alloc_for(layer.key))
-            if layer.kind == "dropout":
-                layer.seed = int(drop_rng.integers(0, 2**63 - 1))
-                layer.counter = 0
+            layer.seed_from(drop_rng)
         self._chain = None   # build() made new running-statistic arrays
 
     def param_layers(self):
@@ -143,20 +168,60 @@ class Network:
         """Run the network on ``x`` (n, features); ``logits=True`` stops before a fused
         output activation (what the loss head consumes)."""
         head = self._head_dense
-        for layer in self.body:
-            if layer is head:
-                x = layer.forward(x, training, logits=logits)
-            else:
-                x = layer.forward(x, training)
+        if self.is_chain:
+            for layer in self.body:
+                if layer is head:
+                    x = layer.forward(x, training, logits=logits)
+                else:
+                    x = layer.forward(x, training)
+        else:
+            for layer, x in self.walk(x, training, logits):
+                pass
         if self._tail is not None and not logits:
             x = self._tail.forward(x, training)
         return x
 
+    def walk(self, x, training: bool = False, logits: bool = False):
+        """Yield ``(layer, output)`` for every layer of the body in order (a graph keeps
+        each output until the layers using it have run)."""
+        outs = [None] * len(self.layers)
+        outs[0] = x
+        head = self._head_dense
+        for layer in self.body:
+            ins = layer.inputs
+            if layer.joins:
+                y = layer.forward([outs[j] for j in ins], training)
+            elif layer is head:
+                y = layer.forward(outs[ins[0]], training, logits=logits)
+            else:
+                y = layer.forward(outs[ins[0]], training)
+            outs[layer.index] = y
+            yield layer, y
+
     def backward(self, grad):
         """Backpropagate ``grad`` (dLoss/d(logits)) through every layer; fills ``store.grad``.
-        ``grad`` is overwritten."""
+        ``grad`` is overwritten. In a graph, the gradients flowing into a layer whose output
+        feeds several layers are summed."""
+        if self.is_chain:
+            for layer in self._backward_layers:
+                grad = layer.backward(grad)
+            return
+        wants = self._wants_grad
+        pending = {self.body[-1].index: grad}
         for layer in self._backward_layers:
-            grad = layer.backward(grad)
+            g = pending.pop(layer.index, None)
+            if g is None:   # its output reaches no loss (a warned-about unused branch)
+                continue
+            dx = layer.backward(g)
+            parts = dx if layer.joins else ((dx,) if dx is not None else ())
+            for j, d in zip(layer.inputs, parts):
+                if not wants[j]:
+                    continue
+                have = pending.get(j)
+                if have is None:
+                    pending[j] = d
+                else:
+                    np.add(have, d, out=have)
 
     def predict(self, x):
         """Inference outputs for ``x`` (n, features): class probabilities for classification
@@ -180,18 +245,12 @@ class Network:
         ``chain.run(x, a, b, out)`` converts raw rows (``x * a + b``) and runs every layer
         with the GIL released. None when a layer has no chain form."""
         if self._chain is None:
+            if not self.is_chain:
+                return None
             chain = Chain(self.dtype, self.input_features)
             layers = list(self.body) + ([self._tail] if self._tail is not None else [])
             for layer in layers:
-                if layer.kind == "dense":
-                    chain.add_dense(layer.params["w"], layer.params.get("b"), layer.act, layer.alpha)
-                elif layer.kind == "batchnorm":
-                    p, st = layer.params, layer.state
-                    chain.add_batchnorm(p["gamma"], p["beta"], st["running_mean"], st["running_var"],
-                                        layer.eps)
-                elif layer.kind == "activation":
-                    chain.add_activation(layer.act, layer.alpha)
-                elif layer.kind not in ("dropout", "flatten", "input"):
+                if not layer.add_to_chain(chain):
                     return None
             if self.loss.proba_act is not None:
                 chain.add_activation(self.loss.proba_act)

@@ -43,7 +43,8 @@ def read_npz(f, shown: str, error, what: str = ".npz file", names=None, check=No
         size = None
     try:
         zf = zipfile.ZipFile(f)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, OSError) as err:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, OSError,
+            NotImplementedError) as err:  # a zip feature (version, method) Python lacks
         raise error(f"{shown}: damaged or not a {what} ({type(err).__name__}: {_one_line(err)})") from None
     out = {}
     with zf:

@@ -299,10 +299,8 @@ def first_nonfinite(net, x) -> str | None:
         return None
     if not np.isfinite(x).all():
         return "the input batch (after preprocessing)"
-    h = x
     with np.errstate(all="ignore"):
-        for layer in net.body:
-            h = layer.forward(h, False)
+        for layer, h in net.walk(x, False):
             if not np.isfinite(h).all():
                 return f"{layer.describe()}, output"
     return None
@@ -384,7 +382,7 @@ class Trainer:
         self.pre = preprocessor
         self.epochs = int(epochs)
         self.batch_size = min(int(batch_size), len(train))
-        norms = [l for l in net.compute if l.kind == "batchnorm"]
+        norms = [l for l in net.compute if l.spec.batch_statistics]
         if norms and self.batch_size == 1:
             why = ("the training set has 1 sample" if len(train) == 1 else "batch size 1")
             raise UsageError(

@@ -45,6 +45,7 @@ import numpy as np
 
 from dlrun._version import __version__
 from dlrun.dsl import ir
+from dlrun.dsl.layers import SPECS
 from dlrun.runtime.data import PREPROCESS_KINDS, SPLIT_CODES, DataRecord
 from dlrun.runtime.fileio import replace_atomically
 from dlrun.errors import UsageError, WeightsError
@@ -53,8 +54,6 @@ from dlrun.runtime import npzio
 
 FORMAT_VERSION = 1
 
-# layer settings that only matter while training: weights trained with other values fit
-TRAINING_ONLY = frozenset({"init", "l1", "l2", "rate", "momentum"})
 
 
 # -- atomic archive I/O ------------------------------------------------------------------
@@ -161,8 +160,13 @@ def architecture_hash(model) -> str:
 
 
 def _inference_view(layer: dict) -> dict:
-    params = {k: v for k, v in layer.get("params", {}).items() if k not in TRAINING_ONLY}
-    return {"kind": layer.get("kind"), "params": params, "shape": list(layer.get("shape", []))}
+    kind = layer.get("kind")
+    training_only = SPECS[kind].training_only if kind in SPECS else frozenset()
+    params = {k: v for k, v in layer.get("params", {}).items() if k not in training_only}
+    # the settings that matter only in training are the spec's (dsl/layers/): weights trained
+    # with other values fit; the wiring of a graph (inputs) matters as much as the shapes
+    return {"kind": layer.get("kind"), "params": params, "shape": list(layer.get("shape", [])),
+            "inputs": list(layer.get("inputs", []))}
 
 
 def _describe(layer: dict) -> str:

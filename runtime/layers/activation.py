@@ -29,7 +29,12 @@ class Activation(Layer):
     def __init__(self, node, in_shape, index=0):
         super().__init__(node, in_shape, index)
         self.act, self.alpha = activation_args(node.params["activation"])
+        self.standalone_activation = self.act
         self._x = self._y = None
+
+    def add_to_chain(self, chain):
+        chain.add_activation(self.act, self.alpha)
+        return True
 
     def forward(self, x, training):
         y = self.buffer("y", x.shape[0], self.out_features)

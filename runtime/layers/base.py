@@ -8,9 +8,11 @@ A layer is built from a checked ``ir.Layer`` and the per-sample shape that flows
     y = layer.forward(x, training)     # x (n, in_features) -> y (n, out_features)
     dx = layer.backward(dy)            # writes parameter gradients, returns dx (or None)
 
-Inside the runtime every activation is a C-contiguous 2-D array ``(n, features)``: a
-per-sample shape such as ``(28, 28)`` is bookkeeping only (all current layers act on
-features), which makes ``flatten`` free and lets every kernel see plain matrices.
+Inside the runtime every activation is a C-contiguous 2-D array ``(n, features)`` holding
+the per-sample shape (any rank: ``(C, H, W)`` in C order is ``(n, C*H*W)``), which makes
+``flatten`` free and lets every kernel see plain matrices. The output shape comes from the
+layer kind's spec in ``dsl/layers/`` (the checker's rule). A layer that joins several
+outputs (``joins``) takes a list of inputs and returns a list of input gradients.
 
 Buffers (outputs, saved values, input gradients) belong to the layer and are allocated
 once per batch capacity and then reused; a batch of ``n`` rows works on views of the
@@ -27,6 +29,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from dlrun.dsl.layers import SPECS, ShapeError
+from dlrun.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -52,15 +57,31 @@ def standalone_alloc(dtype):
 
 
 class Layer:
-    """Base class: identity shape, no parameters, no state."""
+    """Base class: the spec's shape, no parameters, no state."""
 
     kind = ""
+    #: takes a list of inputs (``add``, ``concat``): ``forward(xs)``, ``backward -> [dx]``
+    joins = False
+    #: its forward can stop before its own activation (``logits=True``) for a fused loss
+    activation_inside = False
+    #: the activation a standalone activation layer applies (None for other layers)
+    standalone_activation = None
+    #: a dense layer before it keeps its default initialisation's reasoning (the scale of
+    #: what reaches the next activation is unchanged in kind): batchnorm, dropout, flatten
+    keeps_init = False
 
     def __init__(self, node, in_shape, index: int = 0):
         self.node = node
         self.index = index
-        self.in_shape = tuple(int(d) for d in in_shape)
-        self.out_shape = self.output_shape(self.in_shape)
+        self.spec = SPECS[node.kind]
+        self.inputs = (index - 1,) if index > 0 else ()  # set by the network
+        if self.joins:   # a list of shapes, one per input
+            self.in_shapes = [tuple(int(d) for d in s) for s in in_shape]
+            self.in_shape = self.in_shapes[0]
+            self.out_shape = self.output_shape(self.in_shapes)
+        else:
+            self.in_shape = tuple(int(d) for d in in_shape)
+            self.out_shape = self.output_shape(self.in_shape)
         self.in_features = int(np.prod(self.in_shape, dtype=np.int64))
         self.out_features = int(np.prod(self.out_shape, dtype=np.int64))
         self.dtype = None
@@ -86,7 +107,12 @@ class Layer:
 
     # -- contract ----------------------------------------------------------------------
     def output_shape(self, in_shape):
-        return tuple(in_shape)
+        """The spec's shape inference (``dsl/layers/``): one rule for checker and runtime."""
+        shapes = [tuple(s) for s in in_shape] if self.joins else [tuple(in_shape)]
+        try:
+            return tuple(int(d) for d in self.spec.infer(self.node, shapes, ["its input"] * len(shapes)))
+        except ShapeError as err:
+            raise UsageError(f"{self.describe()}: {err}") from None
 
     def param_specs(self, l1: float = 0.0, l2: float = 0.0) -> list[ParamSpec]:
         """The trainable tensors; ``l1``/``l2`` are the global penalties (weights only)."""
@@ -115,6 +141,28 @@ class Layer:
 
     def backward(self, dy):
         return dy
+
+    # -- hooks the network calls (defaults: nothing to do) ------------------------------
+    def see_followers(self, followers):
+        """The layers that take this layer's output alone, in order (see Dense)."""
+
+    def seed_from(self, rng):
+        """Draw this layer's own random stream from the network's dropout generator."""
+
+    def random_state(self):
+        """The generator position to save in a checkpoint (None: no randomness)."""
+        return None
+
+    def set_random_state(self, state):
+        pass
+
+    def set_randomness(self, enabled: bool):
+        """gradcheck turns randomness (dropout masks) off."""
+
+    def add_to_chain(self, chain) -> bool:
+        """Append this layer's inference to a ``kernels.chain.Chain``; False when it has no
+        chain form (the network then predicts layer by layer)."""
+        return False
 
     # -- buffers -----------------------------------------------------------------------
     def buffer(self, name: str, n: int, features: int, dtype=None) -> np.ndarray:

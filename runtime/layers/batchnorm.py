@@ -15,12 +15,18 @@ from dlrun.runtime.layers.registry import register
 @register("batchnorm")
 class BatchNorm(Layer):
     kind = "batchnorm"
+    keeps_init = True
 
     def __init__(self, node, in_shape, index=0):
         super().__init__(node, in_shape, index)
         self.momentum = float(node.params["momentum"])
         self.eps = float(node.params["eps"])
         self._xhat = self._inv_std = None
+
+    def add_to_chain(self, chain):
+        p, st = self.params, self.state
+        chain.add_batchnorm(p["gamma"], p["beta"], st["running_mean"], st["running_var"], self.eps)
+        return True
 
     def param_specs(self, l1=0.0, l2=0.0):
         d = self.in_features

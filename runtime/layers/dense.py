@@ -41,6 +41,7 @@ def init_weights(w, kind, rng):
 @register("dense")
 class Dense(Layer):
     kind = "dense"
+    activation_inside = True
 
     def __init__(self, node, in_shape, index=0):
         super().__init__(node, in_shape, index)
@@ -59,8 +60,21 @@ class Dense(Layer):
         self._k = 0               # > 0: the last forward ran on k non-zero input columns
         self._xc = self._wc = self._cols = None
 
-    def output_shape(self, in_shape):
-        return (int(self.node.params["units"]),)
+    def see_followers(self, followers):
+        # a linear dense takes its default init from the activation layer that follows it
+        # (dense -> batchnorm -> dropout -> relu)
+        if self.act != "linear":
+            return
+        for nxt in followers:
+            if nxt.standalone_activation is not None:
+                self.init_activation = nxt.standalone_activation
+                return
+            if not nxt.keeps_init:
+                return
+
+    def add_to_chain(self, chain):
+        chain.add_dense(self.params["w"], self.params.get("b"), self.act, self.alpha)
+        return True
 
     def resolved_init(self):
         if self.init:

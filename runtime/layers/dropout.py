@@ -15,6 +15,7 @@ from dlrun.runtime.layers.registry import register
 @register("dropout")
 class Dropout(Layer):
     kind = "dropout"
+    keeps_init = True
 
     def __init__(self, node, in_shape, index=0):
         super().__init__(node, in_shape, index)
@@ -23,6 +24,22 @@ class Dropout(Layer):
         self.counter = 0
         self.enabled = True  # gradcheck turns dropout off
         self._mask = None
+
+    def seed_from(self, rng):
+        self.seed = int(rng.integers(0, 2**63 - 1))
+        self.counter = 0
+
+    def random_state(self):
+        return np.array([self.seed, self.counter], np.uint64)
+
+    def set_random_state(self, state):
+        self.seed, self.counter = int(state[0]), int(state[1])
+
+    def set_randomness(self, enabled):
+        self.enabled = bool(enabled)
+
+    def add_to_chain(self, chain):
+        return True   # the identity at inference
 
     def forward(self, x, training):
         if not (training and self.enabled and self.rate > 0.0):

@@ -5,6 +5,8 @@ import sys
 
 import pytest
 
+from dlrun.dsl.layers import SPECS
+
 from dlrun.dsl import check, ir, model_warnings, parse, summarize, tables
 from dlrun.dsl.summary import layer_costs
 from dlrun.errors import DslError
@@ -139,7 +141,8 @@ def test_check_fills_shapes_of_ir_built_in_python():
 # ------------------------------------------------------------------ tables and summary
 
 def test_tables_are_consistent():
-    for table in (tables.LAYERS, tables.ACTIVATIONS, tables.LOSSES, tables.OPTIMIZERS, tables.DATA):
+    layer_params = {k: s.params for k, s in SPECS.items()}
+    for table in (layer_params, tables.ACTIVATIONS, tables.LOSSES, tables.OPTIMIZERS, tables.DATA):
         for name, params in table.items():
             assert len({p.name for p in params}) == len(params), name
             for p in params:
@@ -202,7 +205,7 @@ def test_check_validates_settings_of_python_ir():
 
 def test_param_aliases_point_at_real_parameters():
     """Each other-framework spelling hints at a parameter dlrun has, and is not one itself."""
-    groups = [tables.LAYERS, tables.ACTIVATIONS, tables.OPTIMIZERS, tables.LOSSES]
+    groups = [{k: s.params for k, s in SPECS.items()}, tables.ACTIVATIONS, tables.OPTIMIZERS, tables.LOSSES]
     names = {p.name for group in groups for params in group.values() for p in params}
     names |= {p.name for p in tables.TRAIN + tables.EARLY_STOPPING + tables.REGULARIZE}
     for spelling, ours in tables.PARAM_ALIASES.items():

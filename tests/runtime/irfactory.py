@@ -40,20 +40,23 @@ def flatten():
 
 
 def _with_shapes(layers):
-    """Fill in ``shape`` the way the checker does (identity layers keep their input's)."""
+    """Fill in ``shape`` the way the checker does: each layer's spec infers it (a straight
+    line of layers, each taking the one before)."""
+    from dlrun.dsl.layers import spec
+
     out, shape = [], None
     for layer in layers:
-        if layer.kind == "input":
-            shape = tuple(layer.params["shape"])
-        elif layer.kind == "dense":
-            shape = (layer.params["units"],)
-        elif layer.kind == "flatten":
-            n = 1
-            for d in shape:
-                n *= d
-            shape = (n,)
+        shape = tuple(spec(layer.kind).infer(layer, [shape], ["the layer before"]))
         out.append(ir.Layer(layer.kind, layer.params, layer.name, shape, layer.pos))
     return tuple(out)
+
+
+def add():
+    return ir.Layer("add", {})
+
+
+def concat():
+    return ir.Layer("concat", {})
 
 
 OPT_DEFAULTS = dict(lr=0.01, momentum=0.0, nesterov=False, beta1=0.9, beta2=0.999, eps=1e-7, rho=0.9,

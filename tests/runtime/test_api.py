@@ -99,7 +99,9 @@ def test_summary_lists_layers():
     model = dlrun.loads("dlrun 1\nmodel m {\n input 3\n dense 4 relu as hidden\n dense 2 softmax\n"
                         " loss cross_entropy\n optimizer adam\n}\n")
     text = model.summary()
-    assert "dense relu 'hidden'" in text and "total parameters: 26" in text
+    row = next(line for line in text.splitlines() if line.split()[1:2] == ["hidden"])
+    assert row.split()[2:4] == ["dense", "relu"]
+    assert "total parameters: 26 trainable" in text
     assert repr(model) == "<dlrun.Model 'm' input=(3,) output=(2,)>"
 
 

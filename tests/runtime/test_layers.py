@@ -13,6 +13,7 @@ import pytest
 import irfactory as F
 from helpers import numeric_grad
 
+from dlrun.dsl.layers.concat import feature_axis
 from dlrun.runtime.gradcheck import relative_error
 from dlrun.runtime.layers import LAYERS, make_layer
 
@@ -26,7 +27,6 @@ ACTS = ["linear", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "softplus", "g
 CASES = (
     [("dense", F.dense(5, a, **({"alpha": 0.1} if a in ("leaky_relu", "elu") else {})), (4,)) for a in ACTS]
     + [("dense-nobias", F.dense(3, "tanh", bias=False), (6,))]
-    + [("dense-2d-input", F.dense(3, "sigmoid"), (2, 3))]
     + [("activation-" + a, F.activation(a, **({"alpha": 0.2} if a in ("leaky_relu", "elu") else {})), (5,))
        for a in ACTS]
     + [
@@ -35,6 +35,12 @@ CASES = (
         ("dropout-zero", F.dropout(0.0), (3,)),
         ("flatten", F.flatten(), (2, 3)),
         ("input", F.input_(3), (3,)),
+        # layers joining several outputs take a list of shapes
+        ("add-2", F.add(), [(4,), (4,)]),
+        ("add-3-image", F.add(), [(2, 2, 3), (2, 2, 3), (2, 2, 3)]),
+        ("concat-flat", F.concat(), [(3,), (2,), (4,)]),
+        ("concat-channels", F.concat(), [(2, 2, 3), (1, 2, 3)]),
+        ("concat-sequence", F.concat(), [(3, 2), (3, 4)]),
     ]
 )
 
@@ -45,11 +51,26 @@ def _build(node, in_shape, dtype=np.float64, seed=0):
     return layer
 
 
-def _inputs(layer, n, seed=1):
-    rng = np.random.default_rng(seed)
+def _one_input(rng, n, features):
     # keep away from the kinks of relu-like activations: |x| >= 0.1
-    x = rng.uniform(0.1, 1.5, (n, layer.in_features)) * rng.choice([-1.0, 1.0], (n, layer.in_features))
+    x = rng.uniform(0.1, 1.5, (n, features)) * rng.choice([-1.0, 1.0], (n, features))
     return np.ascontiguousarray(x)
+
+
+def _inputs(layer, n, seed=1):
+    """One input batch, or a list of them for a layer that joins several."""
+    rng = np.random.default_rng(seed)
+    if layer.joins:
+        return [_one_input(rng, n, int(np.prod(s))) for s in layer.in_shapes]
+    return _one_input(rng, n, layer.in_features)
+
+
+def _as_list(xs):
+    return xs if isinstance(xs, list) else [xs]
+
+
+def _cast(xs, dtype):
+    return [x.astype(dtype) for x in xs] if isinstance(xs, list) else xs.astype(dtype)
 
 
 def test_every_registered_layer_is_covered():
@@ -64,7 +85,7 @@ def test_shape_inference_matches_forward(label, node, in_shape):
     features = int(np.prod(out_shape))
     for training in (True, False):
         for n in (7, 3, 1):  # growing then shrinking batches: buffers are reused
-            y = layer.forward(_inputs(layer, n).astype(np.float32), training)
+            y = layer.forward(_cast(_inputs(layer, n), np.float32), training)
             assert y.shape == (n, features)
             assert y.dtype == np.float32
             assert y.flags.c_contiguous
@@ -85,9 +106,10 @@ def test_gradients_match_finite_differences(label, node, in_shape):
     loss()
     dy = r.copy()
     dx = layer.backward(dy)
-    dx = None if dx is None else dx.copy()
+    dxs = [None if d is None else d.copy() for d in _as_list(dx)]
     analytic = {name: g.copy() for name, g in layer.grads.items()}
-    assert_grad_close(dx, numeric_grad(loss, x), what=f"{label} dx")
+    for k, (d, xk) in enumerate(zip(dxs, _as_list(x))):
+        assert_grad_close(d, numeric_grad(loss, xk), what=f"{label} dx{k}")
     for name, p in layer.params.items():
         assert_grad_close(analytic[name], numeric_grad(loss, p), what=f"{label} d{name}")
 
@@ -114,6 +136,13 @@ def test_train_and_eval_modes(label, node, in_shape):
         np.testing.assert_allclose(y_eval, (x - rm) / np.sqrt(rv + 1e-5))
     else:
         np.testing.assert_array_equal(y_train, y_eval)
+    if node.kind == "add":
+        np.testing.assert_array_equal(y_eval, sum(x))
+    elif node.kind == "concat":
+        n = x[0].shape[0]
+        axis = 1 + feature_axis(layer.out_shape)
+        parts = [xk.reshape((n,) + s) for xk, s in zip(x, layer.in_shapes)]
+        np.testing.assert_array_equal(y_eval.reshape((n,) + layer.out_shape), np.concatenate(parts, axis))
 
 
 def test_dropout_mask_depends_on_seed_and_counter():
@@ -154,5 +183,5 @@ def test_unknown_layer_kind_lists_known_ones():
     from dlrun.dsl import ir
     from dlrun.errors import UsageError
 
-    with pytest.raises(UsageError, match="known: activation, batchnorm, dense"):
+    with pytest.raises(UsageError, match="known: activation, add, batchnorm, concat, dense"):
         make_layer(ir.Layer("conv", {}), (3,), 2)

@@ -1,0 +1,181 @@
+"""The ``data { ... }`` block: files (train/validation/test), the CSV label column and
+preprocessing steps, checked before any data is read. ``DataBlock`` is the part of the
+elaborator that does it.
+"""
+from __future__ import annotations
+
+import os
+import re
+
+from dlrun.dsl import ir, tables as T
+from dlrun.dsl.transform import Let, Ref, Statement, Str
+from dlrun.dsl.values import Word, _Bad, _expr_text, quote, show
+
+
+class DataBlock:
+    def data_block(self, stmt: Statement):
+        self.no_alias(stmt)
+        self.no_call(stmt)
+        for a in stmt.args:
+            self.r.error(a.pos, "'data' takes only a { ... } block")
+        if stmt.block is None:
+            self.r.error(stmt.pos, "'data' needs a { ... } block, e.g. data { train \"train.npz\" }")
+            return None
+        seen: dict[str, Statement] = {}
+        values: dict[str, object] = {}
+        preprocess = []
+        bad = False
+        for item in stmt.block:
+            if isinstance(item, Let):
+                self.r.error(item.pos, "'let' is not allowed inside 'data'")
+                bad = True
+                continue
+            kw = item.keyword
+            if kw not in T.DATA:
+                self.unknown_statement(item, tuple(T.DATA))
+                bad = True
+                continue
+            self.no_block(item)
+            self.no_alias(item)
+            if not self.no_call(item):
+                bad = True
+                continue
+            if kw in seen and kw not in T.PREPROCESS:
+                self.r.error(item.keyword_pos, f"duplicate '{kw}' in data (first given on line "
+                             f"{seen[kw].pos.line})")
+                bad = True
+                continue
+            seen.setdefault(kw, item)
+            try:
+                if kw in ("train", "validation", "test"):
+                    values[kw] = self.source(item, fraction_ok=(kw != "train"))
+                elif kw == "label":
+                    values[kw] = self.label(item)
+                else:
+                    p = self.bind(f"'{kw}'", T.DATA[kw], item.args, npos=len(T.DATA[kw]),
+                                  where=item.keyword_pos)
+                    if kw == "scale" and p["factor"] == 0.0:
+                        self.r.error(item.args[0].pos, "'scale' by 0 would erase the data; "
+                                     "expected a non-zero factor such as 1/255")
+                        raise _Bad
+                    preprocess.append(ir.Preprocess(kw, p, item.pos))
+            except _Bad:
+                bad = True
+        if bad:
+            return None
+        data = ir.Data(values.get("train"), values.get("validation"), values.get("test"),
+                       values.get("label"), tuple(preprocess), stmt.pos,
+                       seen["label"].pos if "label" in seen else ir.NOWHERE)
+        self.check_data(data, seen)
+        return data
+
+    def source(self, item: Statement, fraction_ok: bool):
+        kw = item.keyword
+        pos_args = [a for a in item.args if a.key is None]
+        settings = [a for a in item.args if a.key in {p.name for p in T.TRAIN}]
+        if kw == "train" and settings and not pos_args:
+            self.r.error(settings[0].key_pos, "training settings such as "
+                         f"'{settings[0].key}=' belong in a 'train' statement at the model level, "
+                         "not inside data { ... }")
+            raise _Bad
+        if fraction_ok and pos_args and not isinstance(pos_args[0].value, Str):
+            try:
+                value = self.evaluate(pos_args[0].value, f"the {kw} fraction")
+            except _Bad:
+                raise
+            if isinstance(value, (int, float)) and not isinstance(value, bool) \
+                    and not isinstance(value, str):
+                for extra in item.args[1:]:
+                    self.r.error(extra.pos, f"'{kw}' given as a fraction takes nothing else")
+                    raise _Bad
+                if not 0 < value < 1:
+                    self.r.error(pos_args[0].pos, f"the {kw} fraction must be in (0, 1), got {show(value)}")
+                    raise _Bad
+                return float(value)
+            if not isinstance(value, str) or isinstance(value, Word):
+                self.r.error(pos_args[0].pos, f"'{kw}' takes a file in double quotes or a fraction "
+                             f"such as 0.15, got '{_expr_text(pos_args[0].value)}'")
+                raise _Bad
+        if not pos_args:
+            hint = " or a fraction such as 0.15" if fraction_ok else ""
+            self.r.error(item.keyword_pos, f"'{kw}' needs a data file in double quotes{hint}, "
+                         f"e.g. {kw} \"data/{kw}.npz\"")
+            raise _Bad
+        p = self.bind(f"'{kw}'", T.SOURCE, item.args, npos=1, where=item.keyword_pos)
+        path = p["path"]
+        fmt = data_format(path)
+        if not path.strip():
+            self.r.error(pos_args[0].pos, f"the {kw} file name is empty")
+            raise _Bad
+        if fmt is None:
+            self.r.error(pos_args[0].pos, f"unsupported data file '{path}': expected "
+                         + ", ".join(T.DATA_FORMATS))
+            raise _Bad
+        for a in item.args:
+            if a.key in ("x", "y") and fmt != "npz":
+                self.r.error(a.key_pos, f"'{a.key}=' names an array inside an .npz file; "
+                             f"'{path}' is not one")
+                raise _Bad
+            if a.key == "labels" and fmt == "csv":
+                self.r.error(a.key_pos, "'labels=' is for .npy, .npz and IDX inputs; a CSV file "
+                             "names its label column with 'label NAME' in the data block")
+                raise _Bad
+        if kw == "train" and fmt in ("npy", "idx") and p["labels"] is None:
+            kind = "IDX images" if fmt == "idx" else ".npy inputs"
+            self.r.error(pos_args[0].pos, f"{kind} need a label file: write "
+                         f"train {quote(path)} labels=\"FILE\"")
+            raise _Bad
+        if p["labels"] is not None and data_format(p["labels"]) is None:
+            self.r.error(next(a.value.pos for a in item.args if a.key == "labels"),
+                         f"unsupported label file '{p['labels']}': expected " + ", ".join(T.DATA_FORMATS))
+            raise _Bad
+        return ir.Source(path, p["labels"], p["x"], p["y"], item.pos)
+
+    def label(self, item: Statement):
+        args = item.args
+        if len(args) != 1 or args[0].key is not None:
+            self.r.error(item.keyword_pos, "'label' takes one CSV column name, e.g. 'label species'")
+            raise _Bad
+        v = args[0].value
+        if isinstance(v, Ref):
+            return v.name
+        if isinstance(v, Str) and v.value:
+            return v.value
+        self.r.error(v.pos, f"'label' takes a CSV column name, got '{_expr_text(v)}'")
+        raise _Bad
+
+    def check_data(self, data: ir.Data, seen):
+        fractions = [(k, getattr(data, k)) for k in ("validation", "test")
+                     if isinstance(getattr(data, k), float)]
+        if fractions and data.train is None:
+            k = fractions[0][0]
+            self.r.error(seen[k].args[0].pos, f"'{k}' is a fraction of the training file, but the "
+                         "data block has no 'train' file")
+        if sum(f for _, f in fractions) >= 1.0:
+            k = fractions[-1][0]
+            self.r.error(seen[k].args[0].pos, "validation and test fractions together must leave "
+                         f"training data: {' + '.join(show(f) for _, f in fractions)} >= 1")
+        files = [s.path for s in (data.train, data.validation, data.test) if isinstance(s, ir.Source)]
+        if data.label is not None:
+            if files and not any(data_format(p) == "csv" for p in files):
+                self.r.error(seen["label"].keyword_pos, "'label' names a CSV column, but no data file is .csv")
+        elif data.train is not None and data_format(data.train.path) == "csv":
+            self.r.error(seen["train"].args[0].pos, "which column of the CSV file holds the labels? "
+                         "add 'label NAME' to the data block")
+
+
+# The same names as runtime/idx.py's is_idx_name (which imports numpy, so it is not reused).
+_IDX_NAME = re.compile(r"idx[0-9]-?u?byte$|\.idx[0-9]?$", re.IGNORECASE)
+
+
+def data_format(path: str) -> str | None:
+    """'npz' | 'npy' | 'csv' | 'idx' for a supported file name, else None."""
+    name = os.path.basename(path).lower()
+    for suffix in ("npz", "npy", "csv"):
+        if name.endswith("." + suffix):
+            return suffix
+    if name.endswith(".gz"):
+        name = name[:-3]
+    if _IDX_NAME.search(name):
+        return "idx"
+    return None

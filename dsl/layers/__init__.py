@@ -1,0 +1,37 @@
+"""Every layer kind of the ``.net`` language, one spec per kind, registered by keyword.
+
+Adding a layer kind (the checklist is in docs/architecture.md): its spec here (a module
+with a ``LayerSpec`` subclass, listed in ``_MODULES``), its runtime layer in
+``runtime/layers/``, its kernel in ``kernels/`` (if it computes anything), its entry in the
+layer contract test, a bad file in ``tests/dsl/bad/`` and its section of docs/language.md.
+``tests/test_layer_registry.py`` fails when any of these is missing.
+"""
+from __future__ import annotations
+
+from dlrun.dsl import tables as T
+from dlrun.dsl.layers.add import Add
+from dlrun.dsl.layers.activation import Activation
+from dlrun.dsl.layers.base import MANY, LayerSpec, ShapeError, dims, prod
+from dlrun.dsl.layers.batchnorm import BatchNorm
+from dlrun.dsl.layers.concat import Concat
+from dlrun.dsl.layers.dense import Dense
+from dlrun.dsl.layers.dropout import Dropout
+from dlrun.dsl.layers.flatten import Flatten
+from dlrun.dsl.layers.input import Input
+
+#: keyword -> spec, in the order the reference documents them.
+SPECS: dict[str, LayerSpec] = {s.kind: s for s in (
+    Input(), Dense(), Activation(), BatchNorm(), Dropout(), Flatten(), Add(), Concat())}
+
+
+def spec(kind: str) -> LayerSpec:
+    return SPECS[kind]
+
+
+def layer_keywords() -> tuple[str, ...]:
+    """Keywords that make a layer: the layer names plus every activation name (an
+    activation layer is written as its activation: ``relu``, ``leaky_relu(0.2)``)."""
+    return tuple(k for k in SPECS if k != "activation") + tuple(T.ACTIVATIONS)
+
+
+__all__ = ["MANY", "SPECS", "LayerSpec", "ShapeError", "dims", "layer_keywords", "prod", "spec"]

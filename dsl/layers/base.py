@@ -1,0 +1,97 @@
+"""The description of a layer kind, pure Python (no numpy, no kernels): what the checker,
+``dlrun summary``, ``dlrun fmt``, the language reference and the runtime read about it.
+
+A spec says, for its DSL keyword:
+
+    params        its parameters (``tables.Param``: name, type, range, default, doc), in
+                  positional order; ``positional`` of them may be written without a name
+    infer()       the per-sample output shape from the input shape(s), or ``ShapeError``
+    cost()        (trainable parameters, non-trainable buffers, forward FLOPs) per sample
+    text()        its canonical line (without ``as NAME`` / ``from=NAME``)
+    training_only the parameters that matter only in training (a weights file trained
+                  with other values still loads for inference)
+    inputs        how many layers feed it: 0 (``input``), 1, or ``MANY`` (two or more)
+
+Shapes are tuples of any rank: ``(features,)``, ``(C, H, W)``, ``(T, C)``. A batch is a
+C-contiguous ``(n, ...)`` array: the runtime keeps it as ``(n, prod(shape))``, so
+``flatten`` is free.
+"""
+from __future__ import annotations
+
+from dlrun.dsl.printing import non_default
+
+#: ``inputs`` of a layer that joins two or more outputs (``add``, ``concat``).
+MANY = -1
+
+
+class ShapeError(Exception):
+    """A layer cannot take the shape(s) it receives; ``str(err)`` is the message. ``pos``
+    (optional) points at the part of the statement at fault (default: its keyword)."""
+
+    def __init__(self, message: str, pos=None):
+        super().__init__(message)
+        self.pos = pos
+
+
+def dims(shape) -> str:
+    """(1, 28, 28) -> '1x28x28'."""
+    return "x".join(str(d) for d in shape)
+
+
+def prod(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
+class LayerSpec:
+    """Base of every spec; a kind overrides what differs."""
+
+    kind = ""
+    params: tuple = ()
+    positional = 0
+    doc = ""
+    #: a short example of the statement, for "needs 'units'" messages
+    example = ""
+    training_only: frozenset = frozenset()
+    inputs = 1
+    #: changes no value at inference (dropout, flatten): the output activation is looked
+    #: for before it, and a fused loss's activation may not be followed by anything else
+    passthrough = False
+    #: holds weights that learn a mapping (a model needs at least one such layer)
+    has_weights = False
+    #: normalises over the batch (a batch of one sample is meaningless)
+    batch_statistics = False
+    #: kernel modules (``kernels/NAME.pyx``) its runtime layer computes with
+    kernels: tuple = ()
+
+    def infer(self, layer, in_shapes, sources) -> tuple:
+        """Output shape per sample. ``in_shapes``: the shapes flowing in; ``sources``: how
+        messages name the layers they come from ('layer 0 (input)')."""
+        return tuple(in_shapes[0])
+
+    def warning(self, layer, in_shapes) -> str | None:
+        """A warning about a layer that works but does not do what was likely meant."""
+        return None
+
+    def activation(self, layer) -> str | None:
+        """The activation this layer applies (None: none)."""
+        return None
+
+    def inert(self, layer) -> bool:
+        """True when the layer changes no value at inference (``dropout``, ``flatten``,
+        ``activation linear``): the output activation is looked for before it."""
+        return self.passthrough
+
+    def cost(self, layer, in_shapes, out_shape) -> tuple[int, int, int]:
+        """(trainable parameters, non-trainable buffers, forward FLOPs) per sample."""
+        return 0, 0, 0
+
+    def label(self, layer) -> str:
+        """The kind column of ``dlrun summary`` ('dense relu', 'dropout 0.2')."""
+        return self.kind
+
+    def text(self, layer) -> str:
+        """The canonical statement, without ``as``/``from=``."""
+        return " ".join([self.kind] + non_default(self.params, layer.params))

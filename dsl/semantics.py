@@ -1,0 +1,105 @@
+"""Checks on the whole model once its layers have shapes: the output and the loss (the
+output and the fused loss are decided by ``output.decide_output`` and recorded in
+``Model.output``), metrics, early stopping against the data, batch statistics.
+"""
+from __future__ import annotations
+
+from dlrun.dsl import ir, tables as T
+from dlrun.dsl.diagnostics import Reporter
+from dlrun.dsl.ir import Pos
+from dlrun.dsl.graph import build_graph
+from dlrun.dsl.layers import spec
+from dlrun.dsl.output import decide_output, layer_label as _layer_label
+
+
+def _word(r: Reporter, pos: Pos) -> Pos:
+    """The span of the word that starts at ``pos`` (a statement's keyword)."""
+    if pos.line <= 0 or pos.line > len(r.lines):
+        return pos
+    text = r.lines[pos.line - 1]
+    i = pos.col - 1
+    j = i
+    while j < len(text) and (text[j].isalnum() or text[j] == "_"):
+        j += 1
+    return Pos(pos.line, pos.col, pos.line, max(j + 1, pos.col + 1))
+
+
+def check_semantics(model_parts: dict, r: Reporter, anchor: Pos, *, shapes: bool = True,
+                    input_written: bool = False,
+                    residual_at=frozenset()) -> tuple[list | None, ir.Output | None]:
+    """Shapes, output/loss compatibility, metrics, early stopping vs data. Returns the
+    layers with shapes and the model's ``ir.Output`` (None where they could not be made).
+
+    ``shapes`` False skips shape inference (some layer already failed: its shape is
+    unknown and every later shape message would be noise).
+    """
+    layers = model_parts["layers"]
+    loss = model_parts.get("loss")
+    train = model_parts.get("train") or ir.Train()
+    es = model_parts.get("early_stopping")
+    data = model_parts.get("data")
+
+    if not any(spec(l.kind).inputs == 0 for l in layers):
+        if not input_written:
+            r.error(anchor, "the model has no 'input' layer (add e.g. 'input 64' as the first layer)")
+        shapes = False
+    typed = build_graph(layers, r, residual_at) if layers and shapes else None
+    if not shapes:
+        typed = None
+    elif len(layers) == 1:
+        r.error(_word(r, layers[0].pos), "the model has no layers after 'input'; add at least "
+                "one 'dense' layer")
+        typed = None
+    elif not any(spec(l.kind).has_weights for l in layers):
+        r.error(_word(r, layers[-1].pos), "the model has no trainable layer; add a 'dense' layer")
+    output = None
+    if loss is not None and typed:
+        out_shape = typed[-1].shape
+        output, problems = decide_output(typed, loss.name)
+        act = output.activation
+        last = _layer_label(typed[-1], len(typed) - 1)
+        lpos = loss.pos
+        if loss.name in T.LOSS_FUSES and len(out_shape) != 1:
+            r.error(lpos, f"'{loss.name}' needs a flat output, but {last} gives shape "
+                    f"{'x'.join(map(str, out_shape))}")
+        elif loss.name == "cross_entropy" and out_shape[0] < 2:
+            r.error(lpos, f"'cross_entropy' needs at least 2 output units (one per class), but "
+                    f"{last} has {out_shape[0]}; for a yes/no target use one sigmoid unit and "
+                    "'binary_cross_entropy'")
+        elif loss.name == "binary_cross_entropy" and out_shape[0] != 1:
+            r.error(lpos, f"'binary_cross_entropy' needs exactly 1 output unit, but {last} has "
+                    f"{out_shape[0]}; for {out_shape[0]} classes use softmax and 'cross_entropy'")
+        else:
+            for index, message in problems:
+                r.error(lpos if index is None else _word(r, typed[index].pos), message)
+        if act == "softmax" and loss.name not in T.LOSS_FUSES:
+            r.warning(lpos, f"softmax output feeding '{loss.name}': probabilities compared by "
+                      f"{loss.name} learn slowly; did you mean 'loss cross_entropy'?")
+    if loss is not None:
+        for m in train.metrics:
+            if m in T.CLASSIFICATION_METRICS and loss.name not in T.CLASSIFICATION_LOSSES:
+                # a regression run reports mse, mae and r2: an accuracy would never appear
+                r.error(train.pos, f"metric '{m}' needs class labels, but the loss '{loss.name}' is "
+                        f"a regression loss (a regression run reports mse, mae and r2); remove "
+                        f"'{m}' from 'metrics' or use {' or '.join(T.CLASSIFICATION_LOSSES)}")
+    if es is not None:
+        best = "max" if es.monitor in T.MAXIMIZED_MONITORS else "min"
+        if es.mode != best:
+            worse = "largest" if es.mode == "max" else "smallest"
+            r.error(es.pos, f"early_stopping mode={es.mode} keeps the epoch with the {worse} "
+                    f"'{es.monitor}', the worst one: '{es.monitor}' is better when "
+                    f"{'larger' if best == 'max' else 'smaller'}; use mode={best} or leave mode "
+                    "out (auto picks it)")
+        base = es.monitor[4:] if es.monitor.startswith("val_") else es.monitor
+        if base != "loss" and base not in train.metrics:
+            r.error(es.pos, f"early_stopping monitors '{es.monitor}', but '{base}' is not among "
+                    f"the train metrics; add 'metrics=[{base}]' to 'train'")
+        if es.monitor.startswith("val_") and data is not None and data.validation is None:
+            r.error(es.pos, f"early_stopping monitors '{es.monitor}', but the data block has no "
+                    "'validation' set (e.g. 'validation 0.15')")
+    norms = [l for l in layers if spec(l.kind).batch_statistics]
+    if norms and train.batch_size == 1:
+        r.error(train.pos, f"batch=1 with '{norms[0].kind}' (line {norms[0].pos.line}): batch norm "
+                "normalises every feature over the batch, and over one sample its output is "
+                "beta and every gradient through it 0; use batch >= 2")
+    return typed, output
