@@ -112,7 +112,7 @@ def _check_data(path, model, args) -> tuple[bool, str]:
     from dlrun.dsl.parser import check_text
     from dlrun.errors import DlrunError
     from dlrun.runtime.cli_train import _base_dir, _warnings_on_stderr
-    from dlrun.runtime.datacheck import check_data
+    from dlrun.runtime.data.check import check_data
 
     if model.data is None or model.data.train is None:
         return True, "; data: none named"

@@ -11,7 +11,8 @@ import pytest
 from dlrun.dsl import ir
 from dlrun.errors import DataError, UsageError, WeightsError
 from dlrun.runtime import data as D
-from dlrun.runtime.idx import is_idx_name, read_idx
+from dlrun.dsl.dataformats import is_idx_name
+from dlrun.runtime.data.idx import read_idx
 
 MNIST = Path(__file__).parents[2].parent / "shared/data/mnist"
 MODELS = Path(__file__).parents[2] / "models"
@@ -316,7 +317,7 @@ def test_preprocess_chain_uint8_constant_feature_and_exact_restore():
 
 
 def test_preprocess_fit_is_chunked_and_matches_numpy(monkeypatch):
-    monkeypatch.setattr(D, "_CHUNK_BYTES", 8 * 7 * 3)  # 3 rows per chunk
+    monkeypatch.setattr(D.arrays, "CHUNK_BYTES", 8 * 7 * 3)  # 3 rows per chunk
     x = np.random.default_rng(4).normal(5, 3, size=(31, 7))
     pre = D.Preprocessor([ir.Preprocess("standardize")]).fit(x)
     np.testing.assert_allclose(pre.stats[0]["mean"], x.mean(0), rtol=1e-13)

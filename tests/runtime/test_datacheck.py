@@ -1,4 +1,4 @@
-"""``dlrun check --data`` (runtime/datacheck.py): data problems found before training, each at
+"""``dlrun check --data`` (runtime/data/check.py): data problems found before training, each at
 the line and column of the data statement it is about."""
 import gzip
 import shutil
@@ -126,12 +126,12 @@ def test_npz_inputs_are_read_from_the_header_only(capsys, tmp_path, monkeypatch)
     np.savez(tmp_path / "t.npz", x=rng.random((5, 64)), y=np.zeros(5, int))
     path = tmp_path / "digits.net"
     path.write_text(DIGITS)
-    from dlrun.runtime import data
+    from dlrun.runtime.data import load
 
     def no_full_read(*a, **k):
         raise AssertionError("read for training")
 
-    monkeypatch.setattr(data, "_read_source", no_full_read)
+    monkeypatch.setattr(load, "read_source", no_full_read)
     code, out, err = check(capsys, path)
     assert code == 0, err
     assert "data ok (train 20 samples, test 5 samples)" in out

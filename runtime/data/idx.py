@@ -1,4 +1,8 @@
-"""Reading IDX files (the format MNIST ships in), plain or gzip-compressed.
+"""IDX files (the format MNIST ships in), plain or gzip-compressed: ``*-idx3-ubyte`` images,
+``*-idx1-ubyte`` labels, ``*.idx`` (names: ``dsl/dataformats.py``). Images stay uint8.
+
+As a source an IDX file holds inputs only (labels come from ``labels=``, usually the
+``*-idx1-ubyte`` file); as a labels file, the labels.
 
 Layout, big-endian: two zero bytes, a type code, the number of dimensions ``d``, then ``d``
 uint32 sizes, then the values in row-major order::
@@ -16,7 +20,6 @@ import contextlib
 import gzip
 import math
 import os
-import re
 import struct
 import zlib
 
@@ -24,6 +27,8 @@ import numpy as np
 
 from dlrun.errors import DataError
 from dlrun.fileopen import NotReadable, open_regular
+from dlrun.runtime.data.checks import header_check
+from dlrun.runtime.data.reader import Raw, Reader, sample_where
 
 # type code -> numpy dtype of the stored values (big-endian)
 _TYPES = {
@@ -37,16 +42,6 @@ _TYPES = {
 
 # decompress in pieces of this many bytes (keeps the transient copy small)
 _PIECE = 1 << 20
-
-_NAME = re.compile(r"idx[0-9]-?u?byte$|\.idx[0-9]?$", re.IGNORECASE)
-
-
-def is_idx_name(name: str) -> bool:
-    """True for ``train-images-idx3-ubyte``, ``t10k-labels.idx1-ubyte``, ``x.idx`` (``.gz`` too)."""
-    name = str(name)
-    if name.lower().endswith(".gz"):
-        name = name[:-3]
-    return bool(_NAME.search(name))
 
 
 @contextlib.contextmanager
@@ -184,3 +179,30 @@ def _read_idx_stream(f, shown: str, limit: int, compressed: bool, check=None) ->
     if not dtype.isnative and dtype.itemsize > 1:
         arr = arr.astype(dtype.newbyteorder("="))
     return arr
+
+
+def _image_where(i: int, j: int) -> str:
+    return f"image {i}, value {j}"
+
+
+class IdxReader(Reader):
+    """IDX: images as inputs (labels from ``labels=``), or a labels file."""
+
+    name = "idx"
+    noun = "IDX images"
+
+    def read(self, p, shown, src, *, label, need_y, features, against, input_shape):
+        x = read_idx(p, shown, check=header_check(input_shape, shown))
+        return Raw(x, None, shown, shown, _image_where, sample_where)
+
+    def read_labels(self, p, shown, label):
+        return read_idx(p, shown), sample_where
+
+    def read_inputs(self, p, shown, *, label, feature_names, against, input_shape):
+        return read_idx(p, shown, check=header_check(input_shape, shown)), _image_where
+
+    def read_header(self, p, shown, src):
+        return read_idx_header(p, shown)  # its errors are read_idx's
+
+
+READER = IdxReader()

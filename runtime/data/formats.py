@@ -1,0 +1,50 @@
+"""The registry of data formats: format name -> its ``Reader``, and a data file -> its reader.
+
+A file's format follows from its name by ``dsl/dataformats.py``'s rule, the one the checker
+applies before any data is loaded; the readers are keyed by those names (a test holds the
+two sets equal). Only a format's own module knows the format: callers ask ``reader_for``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from dlrun.dsl.dataformats import DATA_FORMATS, data_format
+from dlrun.errors import DataError
+from dlrun.fileopen import NotReadable, check_regular
+from dlrun.runtime.data import csv, idx, npy, npz
+from dlrun.runtime.data.reader import Reader
+
+#: format name (a key of ``dsl.dataformats.FORMATS``) -> its reader
+READERS: dict[str, Reader] = {r.name: r for r in (npz.READER, npy.READER, csv.READER, idx.READER)}
+
+
+def reader_for(p: Path) -> Reader:
+    """The reader of the data file ``p``, by its name; DataError for an unknown format."""
+    fmt = data_format(p.name)
+    if fmt is None:
+        raise DataError(f"{p}: unknown data format (expected {', '.join(DATA_FORMATS)})")
+    return READERS[fmt]
+
+
+def resolve_path(path, base_dir=None) -> Path:
+    """``path`` with ``~`` expanded; a relative path is taken relative to ``base_dir``."""
+    p = Path(os.path.expanduser(str(path)))
+    if not p.is_absolute() and base_dir is not None:
+        p = Path(base_dir) / p
+    return p
+
+
+def check_file(p: Path, role: str | None = None) -> str:
+    """Fail with a DataError unless ``p`` is a readable, non-empty file; returns its display name."""
+    shown = os.path.normpath(str(p))  # shown without 'a/../' or './' (the file opened is p itself)
+    what = f" ({role} data)" if role else ""
+    try:
+        size = check_regular(p)
+    except NotReadable as err:
+        if err.kind == "missing":
+            raise DataError(f"{shown}: data file not found{what}") from None
+        raise DataError(f"{shown}: {err.reason('data file')}{what}") from None
+    if size == 0:
+        raise DataError(f"{shown}: data file is empty{what}")
+    return shown
