@@ -4,10 +4,8 @@ elaborator that does it.
 """
 from __future__ import annotations
 
-import os
-import re
-
 from dlrun.dsl import ir, tables as T
+from dlrun.dsl.dataformats import data_format
 from dlrun.dsl.transform import Let, Ref, Statement, Str
 from dlrun.dsl.values import Word, _Bad, _expr_text, quote, show
 
@@ -163,19 +161,3 @@ class DataBlock:
             self.r.error(seen["train"].args[0].pos, "which column of the CSV file holds the labels? "
                          "add 'label NAME' to the data block")
 
-
-# The same names as runtime/idx.py's is_idx_name (which imports numpy, so it is not reused).
-_IDX_NAME = re.compile(r"idx[0-9]-?u?byte$|\.idx[0-9]?$", re.IGNORECASE)
-
-
-def data_format(path: str) -> str | None:
-    """'npz' | 'npy' | 'csv' | 'idx' for a supported file name, else None."""
-    name = os.path.basename(path).lower()
-    for suffix in ("npz", "npy", "csv"):
-        if name.endswith("." + suffix):
-            return suffix
-    if name.endswith(".gz"):
-        name = name[:-3]
-    if _IDX_NAME.search(name):
-        return "idx"
-    return None

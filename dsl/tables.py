@@ -19,6 +19,8 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
+from dlrun.dsl.dataformats import DATA_FORMATS  # noqa: F401  (one suffix rule, in dataformats.py)
+
 REQUIRED = object()  # default of a parameter that must be given
 
 
@@ -223,7 +225,7 @@ EARLY_STOPPING: tuple[Param, ...] = (
 )
 
 # ---------------------------------------------------------------------------- data
-DATA_FORMATS = (".npz", ".npy", ".csv", "IDX (*-idx3-ubyte, *-idx1-ubyte, *.idx; optionally .gz)")
+# DATA_FORMATS, the data file formats as listed in messages: dsl/dataformats.py (imported above)
 
 SOURCE: tuple[Param, ...] = (
     Param("path", "str", doc="data file, relative to the model file"),

@@ -43,7 +43,7 @@ from dlrun.errors import DlrunError, UsageError, WeightsError
 from dlrun.runtime import weights as wts
 from dlrun.runtime.fileio import remove_stale_temps
 from dlrun.runtime.runlock import RunLock
-from dlrun.runtime.data import data_fingerprint  # noqa: F401  (one definition, in data.py)
+from dlrun.runtime.data import data_fingerprint  # noqa: F401  (one definition, in data/split.py)
 
 FORMAT_VERSION = 1
 KEEP = 2

@@ -87,6 +87,13 @@ def test_nothing_outside_a_format_module_branches_on_the_format():
     assert formats.READERS is READERS
 
 
-def test_the_idx_name_pattern_is_written_once_in_runtime():
-    copies = [rel for rel, text in _sources() if "u?byte" in text and rel.startswith("runtime/")]
-    assert copies == []
+def test_the_suffix_rule_is_written_once():
+    # the rule, the IDX name pattern and the listing for messages: in dsl/dataformats.py only
+    once = {"def data_format(": [], "u?byte": [], "DATA_FORMATS =": [], "DATA_FORMATS: ": []}
+    for rel, text in _sources():
+        for key, where in once.items():
+            if key in text:
+                where.append(rel)
+    assert once == {"def data_format(": ["dsl/dataformats.py"], "u?byte": ["dsl/dataformats.py"],
+                    "DATA_FORMATS =": [], "DATA_FORMATS: ": ["dsl/dataformats.py"]}, once
+    assert tables.DATA_FORMATS is dataformats.DATA_FORMATS
