@@ -145,8 +145,8 @@ class Elaborator(Binder, DataBlock):
             elif kw == "residual":
                 body.extend(self.residual(item))
             elif self.is_layer(kw):
-                if kw == "input":
-                    self.r.error(item.keyword_pos, f"'input' cannot be inside '{what}'")
+                if kw in SPECS and SPECS[kw].inputs == 0:
+                    self.r.error(item.keyword_pos, f"'{kw}' cannot be inside '{what}'")
                     continue
                 layer = self.layer(item)
                 if layer is not None:
@@ -234,7 +234,9 @@ class Elaborator(Binder, DataBlock):
         s = spec("activation" if kw in T.ACTIVATIONS else kw)
         refs: tuple = ()
         try:
-            if kw == "input" and self._input_hint(stmt):
+            hint = s.hint(stmt)
+            if hint is not None:
+                self.r.error(*hint)
                 raise _Bad
             args = stmt.args
             froms = [a for a in args if a.key == "from"]
@@ -316,16 +318,6 @@ class Elaborator(Binder, DataBlock):
                 raise _Bad
             seen.add(ref.name)
         return tuple(refs)
-
-    def _input_hint(self, stmt: Statement) -> bool:
-        """'input 28 x 28' -> one clear error instead of 'too many values'."""
-        vals = [a.value for a in stmt.args if a.key is None]
-        if len(vals) >= 3 and all(isinstance(v, Ref) and v.name == "x" for v in vals[1::2]):
-            text = "x".join(_expr_text(v) for v in vals[::2])
-            self.r.error(span(stmt.args[0].pos, stmt.args[-1].pos),
-                         f"write a shape without spaces, e.g. 'input {text}'")
-            return True
-        return False
 
     def name_layer(self, stmt: Statement) -> str | None:
         if stmt.alias is None:

@@ -137,16 +137,50 @@ def layer_text(layer: ir.Layer, inputs: str = "") -> str:
     return head
 
 
-def _graph_texts(layers) -> list:
-    """Per layer, what ``layer_text`` appends for its inputs (``' from=NAME'``, ``' a b'``
-    for a join, ``''`` for the layer before it), with names given to the layers referred
-    to that have none (``dense_3``, made unique)."""
+def _residuals(layers, consumers) -> dict:
+    """``{add index: first layer of its block}`` for every ``add`` that ``residual { }``
+    would write: two inputs, the layer before the block and the block's last layer, and a
+    block whose layers take only each other (or the block's input) and feed only each other
+    (or the add). Blocks nest properly or are not written as blocks."""
     from dlrun.dsl.layers import MANY, spec
 
+    found = {}
+    for i, layer in enumerate(layers):
+        ins = ir.layer_inputs(layers, i)
+        if spec(layer.kind).inputs != MANY or len(ins) != 2 or ins[1] != i - 1 or ins[0] >= i - 1:
+            continue
+        start = ins[0] + 1
+        body = range(start, i)
+        if ir.layer_inputs(layers, start) != (start - 1,):
+            continue
+        if not all(start - 1 <= j < i for k in body for j in ir.layer_inputs(layers, k)):
+            continue
+        if not all(start < c <= i for k in body for c in consumers[k]):
+            continue
+        if any(start < s0 <= e and not (start <= s0 and e < i) or (s0 < start <= e < i)
+               for e, s0 in found.items()):
+            continue
+        found[i] = start
+    return found
+
+
+def _layer_lines(layers) -> list:
+    """The lines of a model's layers: ``from=NAME`` / the names a join takes where a layer
+    does not take the line before it, ``residual { }`` blocks written back, and names
+    given to the layers referred to that have none (``dense_3``, made unique)."""
+    from dlrun.dsl.layers import MANY, spec
+
+    consumers = [[] for _ in layers]
+    for i in range(len(layers)):
+        for j in ir.layer_inputs(layers, i):
+            consumers[j].append(i)
+    blocks = _residuals(layers, consumers)
     referred = set()
     for i, layer in enumerate(layers):
         ins = ir.layer_inputs(layers, i)
-        if spec(layer.kind).inputs == MANY or ins != (i - 1,):
+        if i in blocks:
+            continue
+        if spec(layer.kind).inputs == MANY or ins not in ((), (i - 1,)):
             referred.update(ins)
     taken = {l.name for l in layers if l.name}
     names = {}
@@ -159,19 +193,30 @@ def _graph_texts(layers) -> list:
                 name, k = f"{base}_{k}", k + 1
             taken.add(name)
         names[i] = name
-    out = []
+    opens = {}
+    for end, start in blocks.items():
+        opens.setdefault(start, []).append(end)
+    lines, depth = [], 1
     for i, layer in enumerate(layers):
+        for end in sorted(opens.get(i, ()), reverse=True):   # the outermost block first
+            alias = layers[end].name or names.get(end)
+            lines.append(INDENT * depth + "residual" + (f" as {alias}" if alias else "") + " {")
+            depth += 1
+        if i in blocks:
+            depth -= 1
+            lines.append(INDENT * depth + "}")
+            continue
         ins = ir.layer_inputs(layers, i)
         if spec(layer.kind).inputs == MANY:
             text = " " + " ".join(names[j] for j in ins)
-        elif ins and ins != (i - 1,):
+        elif ins not in ((), (i - 1,)):
             text = f" from={names[ins[0]]}"
         else:
             text = ""
-        out.append(text)
-    # a layer referred to without a name of its own is printed with the one given here
-    return [t + (f" as {names[i]}" if i in names and not layers[i].name else "")
-            for i, t in enumerate(out)]
+        if i in names and not layer.name:
+            text += f" as {names[i]}"
+        lines.append(INDENT * depth + layer_text(layer, text))
+    return lines
 
 
 def _source_text(kw: str, src) -> str:
@@ -204,8 +249,7 @@ def format_model(model: ir.Model) -> str:
             else:
                 lines.append(INDENT * 2 + pre.kind)
         lines.append(INDENT + "}")
-    for layer, inputs in zip(model.layers, _graph_texts(model.layers)):
-        lines.append(INDENT + layer_text(layer, inputs))
+    lines += _layer_lines(model.layers)
     loss = model.loss
     lines.append(INDENT + " ".join(["loss", loss.name] + non_default(T.LOSSES[loss.name], loss.params)))
     reg = model.regularize

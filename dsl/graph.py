@@ -48,7 +48,7 @@ def build_graph(layers, r: Reporter, residual_at=frozenset()) -> list | None:
         return None
     ok = True
     first = layers[0]
-    if first.kind != "input":
+    if spec(first.kind).inputs != 0:
         r.error(LazyWord(r, first.pos), "the first layer must be 'input', e.g. 'input 64' or 'input 28x28'")
         return None
     names = {l.name: i for i, l in enumerate(layers) if l.name is not None}
@@ -128,7 +128,7 @@ def build_graph(layers, r: Reporter, residual_at=frozenset()) -> list | None:
             shape = s.infer(node, in_shapes, sources)
         except ShapeError as err:
             message = str(err)
-            if layer.pos in residual_at and layer.kind == "add":
+            if layer.pos in residual_at:
                 message = (f"'residual' adds its input to its block's output, but the block changes "
                            f"the shape from {dims(in_shapes[0])} to {dims(in_shapes[1])}; end the "
                            f"block with a layer giving {dims(in_shapes[0])}, or project the input "

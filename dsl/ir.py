@@ -77,11 +77,11 @@ class Layer:
 
 
 def layer_inputs(layers, index: int) -> tuple[int, ...]:
-    """The indices of the layers feeding ``layers[index]`` (none for ``input``)."""
+    """The indices of the layers feeding ``layers[index]`` (none for the first, the input)."""
     layer = layers[index]
     if layer.inputs:
         return tuple(layer.inputs)
-    return () if layer.kind == "input" else (index - 1,)
+    return () if index == 0 else (index - 1,)
 
 
 @dataclass(frozen=True)

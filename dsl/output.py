@@ -29,9 +29,10 @@ from dlrun.dsl import tables as T
 
 def layer_label(layer, index) -> str:
     """``layer 2 (dense 'h')``: how messages name a layer."""
+    from dlrun.dsl.layers import spec
+
     name = f" '{layer.name}'" if layer.name else ""
-    kind = layer.params["activation"].name if layer.kind == "activation" else layer.kind
-    return f"layer {index} ({kind}{name})"
+    return f"layer {index} ({spec(layer.kind).word(layer)}{name})"
 
 
 def decide_output(layers, loss_name: str) -> tuple[ir.Output, list]:

@@ -49,5 +49,8 @@ class Activation(LayerSpec):
     def label(self, layer):
         return layer.params["activation"].name
 
+    def word(self, layer):
+        return layer.params["activation"].name
+
     def text(self, layer):
         return activation_text(layer.params["activation"])

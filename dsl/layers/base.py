@@ -88,6 +88,15 @@ class LayerSpec:
         """(trainable parameters, non-trainable buffers, forward FLOPs) per sample."""
         return 0, 0, 0
 
+    def word(self, layer) -> str:
+        """How messages name the layer's kind: 'dense', 'relu' for an activation layer."""
+        return self.kind
+
+    def hint(self, stmt) -> tuple | None:
+        """``(pos, message)`` for a statement of this kind written in a way a user from
+        elsewhere would write it (checked before its values are bound), or None."""
+        return None
+
     def label(self, layer) -> str:
         """The kind column of ``dlrun summary`` ('dense relu', 'dropout 0.2')."""
         return self.kind
