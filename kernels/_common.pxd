@@ -228,35 +228,66 @@ cdef inline floating f_abs(floating x) noexcept nogil:
 
 
 # ---- argument checks (once per call, with the GIL) -----------------------------------------
+# The one family of argument checks of every kernel wrapper. A message names the function and
+# the argument, says what was received and what was expected:
+#     dense_forward: argument 'w' has dtype float64; expected float32 (the dtype of 'x'); ...
+# A wrong type or dtype (byte order included) is a TypeError; a wrong shape, layout, range or
+# an overlap is a ValueError.
 
-cdef inline cnp.ndarray check_float_array(object obj, str fn, str name, int ndim,
-                                          bint writable):
-    """Return ``obj`` as an ndarray after checking it is a C-contiguous, aligned, native-order
-    float32/float64 array with ``ndim`` dimensions (any when ndim < 0), writeable if asked."""
+cdef inline str received(object obj):
+    """How a message names a value that is not an array: ``None``, or its type."""
+    return "None" if obj is None else type(obj).__name__
+
+
+cdef inline str shown(object value):
+    """How a message shows a wrong scalar: ``None``, or its type and value (``str '0.5'``)."""
+    return "None" if value is None else f"{type(value).__name__} {value!r}"
+
+
+cdef inline cnp.ndarray check_float_dtype(object obj, str fn, str name):
+    """Return ``obj`` as an ndarray after checking it is float32/float64 in native byte order
+    (any shape or layout)."""
     if not isinstance(obj, cnp.ndarray):
         raise TypeError(f"{fn}: argument '{name}' must be a numpy.ndarray of float32 or "
-                        f"float64, got {type(obj).__name__}")
+                        f"float64, got {received(obj)}")
     cdef cnp.ndarray a = <cnp.ndarray>obj
     cdef int t = cnp.PyArray_TYPE(a)
     if t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64:
         raise TypeError(f"{fn}: argument '{name}' has dtype {a.dtype}; expected float32 or "
                         f"float64")
+    if not cnp.PyArray_ISNOTSWAPPED(a):
+        raise TypeError(f"{fn}: argument '{name}' has dtype {a.dtype.str} (non-native byte "
+                        f"order); expected float32 or float64 in native byte order")
+    return a
+
+
+cdef inline int check_layout(cnp.ndarray a, str fn, str name, bint writable) except -1:
+    """C-contiguous and aligned; writeable too when ``writable`` (an output)."""
+    if not cnp.PyArray_IS_C_CONTIGUOUS(a):
+        raise ValueError(f"{fn}: argument '{name}' must be C-contiguous (got strides "
+                         f"{(<object>a).strides} for shape {(<object>a).shape}); pass "
+                         f"numpy.ascontiguousarray({name})")
+    if not cnp.PyArray_ISALIGNED(a):
+        raise ValueError(f"{fn}: argument '{name}' is not aligned for its dtype; pass a copy "
+                         f"(numpy.array({name}))")
+    if writable and not cnp.PyArray_ISWRITEABLE(a):
+        raise ValueError(f"{fn}: output argument '{name}' is read-only; expected a writeable "
+                         f"array")
+    return 0
+
+
+cdef inline cnp.ndarray check_float_array(object obj, str fn, str name, int ndim,
+                                          bint writable):
+    """Return ``obj`` as an ndarray after checking it is a C-contiguous, aligned, native-order
+    float32/float64 array with ``ndim`` dimensions (any >= 1 when ndim < 0), writeable if asked."""
+    cdef cnp.ndarray a = check_float_dtype(obj, fn, name)
     if ndim >= 0 and cnp.PyArray_NDIM(a) != ndim:
         raise ValueError(f"{fn}: argument '{name}' must be {ndim}-D, got shape "
                          f"{(<object>a).shape}")
     if ndim < 0 and cnp.PyArray_NDIM(a) < 1:
         raise ValueError(f"{fn}: argument '{name}' must have at least one dimension, got a "
                          f"0-D array")
-    if not cnp.PyArray_IS_C_CONTIGUOUS(a):
-        raise ValueError(f"{fn}: argument '{name}' must be C-contiguous (got strides "
-                         f"{(<object>a).strides} for shape {(<object>a).shape}); use "
-                         f"numpy.ascontiguousarray")
-    if not cnp.PyArray_ISBEHAVED_RO(a):
-        raise ValueError(f"{fn}: argument '{name}' must be aligned and in native byte order "
-                         f"(got dtype {a.dtype.str})")
-    if writable and not cnp.PyArray_ISWRITEABLE(a):
-        raise ValueError(f"{fn}: output argument '{name}' is read-only; expected a writeable "
-                         f"array")
+    check_layout(a, fn, name, writable)
     return a
 
 
@@ -264,16 +295,11 @@ cdef inline cnp.ndarray check_uint8_array(object obj, str fn, str name, bint wri
     """Return ``obj`` as a C-contiguous uint8 ndarray (any shape), writeable if asked."""
     if not isinstance(obj, cnp.ndarray):
         raise TypeError(f"{fn}: argument '{name}' must be a numpy.ndarray of uint8, got "
-                        f"{type(obj).__name__}")
+                        f"{received(obj)}")
     cdef cnp.ndarray a = <cnp.ndarray>obj
     if cnp.PyArray_TYPE(a) != cnp.NPY_UINT8:
         raise TypeError(f"{fn}: argument '{name}' has dtype {a.dtype}; expected uint8")
-    if not cnp.PyArray_IS_C_CONTIGUOUS(a):
-        raise ValueError(f"{fn}: argument '{name}' must be C-contiguous (got strides "
-                         f"{(<object>a).strides} for shape {(<object>a).shape})")
-    if writable and not cnp.PyArray_ISWRITEABLE(a):
-        raise ValueError(f"{fn}: output argument '{name}' is read-only; expected a writeable "
-                         f"array")
+    check_layout(a, fn, name, writable)
     return a
 
 
@@ -288,6 +314,18 @@ cdef inline check_shape(cnp.ndarray a, tuple shape, str fn, str name, str why):
     if (<object>a).shape != shape:
         raise ValueError(f"{fn}: argument '{name}' has shape {(<object>a).shape}; expected "
                          f"{shape} {why}")
+
+
+cdef inline cnp.ndarray check_like(object obj, str fn, str name, cnp.ndarray ref, str refname,
+                                   bint writable):
+    """An array with the dtype and shape of ``ref`` (any number of dimensions), C-contiguous,
+    aligned, writeable if asked."""
+    cdef cnp.ndarray a = check_float_dtype(obj, fn, name)
+    check_same_dtype(a, ref, fn, name, refname)
+    if (<object>a).shape != (<object>ref).shape:      # the reason is formatted only when needed
+        check_shape(a, (<object>ref).shape, fn, name, f"(the shape of '{refname}')")
+    check_layout(a, fn, name, writable)
+    return a
 
 
 cdef inline check_no_overlap(cnp.ndarray out, cnp.ndarray other, str fn, str outname,
@@ -315,16 +353,24 @@ cdef inline int check_blas_dim(Py_ssize_t n, str fn, str what) except -1:
     return <int>n
 
 
-cdef inline double check_finite_float(object value, str fn, str name) except? -1.0:
-    cdef double v
-    if isinstance(value, (str, bytes)):
+cdef inline double check_real(object value, str fn, str name) except? -1.0:
+    """A real number (inf and NaN included: the caller checks the range). Numbers only: a
+    string that happens to parse, or a bool, is still a wrong call."""
+    if type(value) is float:        # the common case, first
+        return <double>value
+    import numpy
+    if isinstance(value, (str, bytes, bool, numpy.bool_)):
         raise TypeError(f"{fn}: argument '{name}' must be a real number, got "
-                        f"{type(value).__name__} {value!r}")
+                        f"{shown(value)}")
     try:
-        v = float(value)
+        return float(value)
     except (TypeError, ValueError):
         raise TypeError(f"{fn}: argument '{name}' must be a real number, got "
-                        f"{type(value).__name__} {value!r}") from None
+                        f"{shown(value)}") from None
+
+
+cdef inline double check_finite_float(object value, str fn, str name) except? -1.0:
+    cdef double v = check_real(value, fn, name)
     if v != v or v == float("inf") or v == -float("inf"):
         raise ValueError(f"{fn}: argument '{name}' must be finite, got {v}")
     return v
@@ -338,5 +384,4 @@ cdef inline bint check_flag(object value, str fn, str name) except -1:
     if isinstance(value, numpy.bool_) or (isinstance(value, int) and value in (0, 1)):
         return bool(value)
     raise TypeError(f"{fn}: argument '{name}' must be True or False, got "
-                    f"{type(value).__name__} {value!r}")
-
+                    f"{shown(value)}")

@@ -25,7 +25,8 @@ from libc.stdint cimport uint8_t, int64_t
 from libc.math cimport sqrt
 from libc.stdlib cimport realloc, free
 
-from _common cimport check_float_array, check_same_dtype, check_shape, check_finite_float
+from _common cimport (check_float_array, check_same_dtype, check_shape, check_finite_float,
+                      check_layout, received)
 from blas cimport gemm_rm, gemv_rm
 from dense cimport nonzero_columns, gather_columns
 from activations cimport act_code, act_forward_rows, ACT_LINEAR, ACT_SOFTMAX
@@ -323,18 +324,20 @@ cdef tuple _affine_args(object a, object b, Py_ssize_t d, str fn):
 
 cdef cnp.ndarray _raw_array(object x, str fn, str name):
     if not isinstance(x, cnp.ndarray):
-        raise TypeError(f"{fn}: argument '{name}' must be a numpy.ndarray, got {type(x).__name__}")
+        raise TypeError(f"{fn}: argument '{name}' must be a numpy.ndarray of uint8, float32 or "
+                        f"float64, got {received(x)}")
     cdef cnp.ndarray X = <cnp.ndarray>x
     cdef int t = cnp.PyArray_TYPE(X)
     if t != cnp.NPY_UINT8 and t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64:
         raise TypeError(f"{fn}: argument '{name}' has dtype {X.dtype}; expected uint8, float32 or "
                         f"float64")
+    if not cnp.PyArray_ISNOTSWAPPED(X):
+        raise TypeError(f"{fn}: argument '{name}' has dtype {X.dtype.str} (non-native byte "
+                        f"order); expected uint8, float32 or float64 in native byte order")
     if cnp.PyArray_NDIM(X) != 2:
         raise ValueError(f"{fn}: argument '{name}' must be 2-D (rows, features), got shape "
                          f"{(<object>X).shape}")
-    if not cnp.PyArray_IS_C_CONTIGUOUS(X) or not cnp.PyArray_ISBEHAVED_RO(X):
-        raise ValueError(f"{fn}: argument '{name}' must be C-contiguous, aligned and in native "
-                         f"byte order; use numpy.ascontiguousarray")
+    check_layout(X, fn, name, False)
     return X
 
 

@@ -22,8 +22,8 @@ from cython cimport floating
 from libc.math cimport log, fabs, fabsf, isfinite
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 
-from _argcheck cimport (float_typename, float_typenum, check_layout, check_array,
-                        arrays_overlap)
+from _common cimport (check_float_dtype, check_float_array, check_layout, check_like,
+                      check_shape, check_no_overlap, check_real, received)
 
 cnp.import_array()
 
@@ -96,7 +96,7 @@ cdef inline floating _exp_nonpos(floating x) noexcept nogil:
 def _exp_nonpos_check(x):
     """e^x by the kernels' own exponential, element-wise over a float32/float64 array
     (for the accuracy tests; the kernels call it inline)."""
-    tn = float_typenum("_exp_nonpos_check", "x", x)
+    cdef int tn = cnp.PyArray_TYPE(check_float_dtype(x, "_exp_nonpos_check", "x"))
     cdef cnp.ndarray a = np.ascontiguousarray(x)
     cdef cnp.ndarray out = np.empty_like(a)
     cdef Py_ssize_t i, n = cnp.PyArray_SIZE(a)
@@ -401,40 +401,12 @@ cdef Py_ssize_t _first_bad_label(const label_t* y, Py_ssize_t n, Py_ssize_t k) n
 
 # ---------------------------------------------------------------- argument checks (Python level)
 
-# The shared checks (float_typenum, check_layout, check_array, ...) are in _argcheck.pxd.
-# The tail of the message for an output array that is read-only:
-cdef str _READONLY = "output array is read-only; pass a writeable array"
-
-
-cdef int _check_disjoint(str fn, str name, cnp.ndarray a, str other, cnp.ndarray b) except -1:
-    if arrays_overlap(a, b):
-        raise ValueError(f"{fn}: {name} must not overlap {other} (it is written while "
-                         f"{other} is still read)")
-    return 0
-
-
-cdef int _check_alias(str fn, str name, cnp.ndarray a, str other, cnp.ndarray b) except -1:
-    """``a`` (written) may be ``b`` itself (element-wise in place) but must not partly overlap it."""
-    if arrays_overlap(a, b) and cnp.PyArray_DATA(a) != cnp.PyArray_DATA(b):
-        raise ValueError(f"{fn}: {name} partly overlaps {other}; pass {other} itself "
-                         f"(in place) or a separate array")
-    return 0
-
-
-cdef double _real(str fn, str name, object value) except? -1.0:
-    # numbers only: a string that happens to parse, or a bool, is still a wrong call
-    if isinstance(value, (str, bytes, bool, np.bool_)):
-        raise TypeError(f"{fn}: {name}: expected a real number, got {value!r}")
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{fn}: {name}: expected a real number, got {value!r}") from None
-
+# The shared checks (check_float_array, check_like, check_no_overlap, ...) are in _common.pxd.
 
 cdef int _nonempty(str fn, str name, cnp.ndarray a) except -1:
     if cnp.PyArray_SIZE(a) == 0:
-        raise ValueError(f"{fn}: {name}: empty array (shape {(<object>a).shape}); the mean loss over no "
-                         f"elements is undefined")
+        raise ValueError(f"{fn}: argument '{name}' is empty (shape {(<object>a).shape}); the "
+                         f"mean loss over no elements is undefined")
     return 0
 
 
@@ -451,22 +423,17 @@ def softmax_cross_entropy(logits, target, grad, label_smoothing=0.0):
     it must not overlap ``target``.
     """
     fn = "softmax_cross_entropy"
-    cdef int tn = float_typenum(fn, "logits", logits)
-    cdef cnp.ndarray z = <cnp.ndarray>logits
-    shape = logits.shape
-    if z.ndim != 2:
-        raise ValueError(f"{fn}: logits: expected a 2-D array (n, k), got shape {shape}")
-    check_layout(fn, "logits", z, None)
+    cdef cnp.ndarray z = check_float_array(logits, fn, "logits", 2, False)
+    cdef int tn = cnp.PyArray_TYPE(z)
     _nonempty(fn, "logits", z)
     cdef Py_ssize_t n = z.shape[0], k = z.shape[1]
-    cdef cnp.ndarray g = check_array(fn, "grad", grad, tn, "logits", shape, "logits", _READONLY)
-    cdef double ls = _real(fn, "label_smoothing", label_smoothing)
+    cdef cnp.ndarray g = check_like(grad, fn, "grad", z, "logits", True)
+    cdef double ls = check_real(label_smoothing, fn, "label_smoothing")
     if not (0.0 <= ls <= 1.0):
-        raise ValueError(f"{fn}: label_smoothing: expected a value in [0, 1], got {ls}")
+        raise ValueError(f"{fn}: argument 'label_smoothing' must be in [0, 1], got {ls}")
     if not isinstance(target, np.ndarray):
-        raise TypeError(f"{fn}: target: expected a numpy.ndarray (int32/int64 labels (n,) or "
-                        f"{float_typename(tn)} probabilities (n, k)), "
-                        f"got {type(target).__name__}")
+        raise TypeError(f"{fn}: argument 'target' must be a numpy.ndarray (int32/int64 labels "
+                        f"(n,) or {z.dtype} probabilities (n, k)), got {received(target)}")
     cdef cnp.ndarray t = <cnp.ndarray>target
     cdef double loss
     cdef Py_ssize_t bad
@@ -474,23 +441,23 @@ def softmax_cross_entropy(logits, target, grad, label_smoothing=0.0):
     cdef void* pz = cnp.PyArray_DATA(z)
     cdef void* pt = cnp.PyArray_DATA(t)
     cdef void* pg = cnp.PyArray_DATA(g)
-    _check_alias(fn, "grad", g, "logits", z)
+    check_no_overlap(g, z, fn, "grad", "logits", True)
     if t.ndim == 1:
         if t.dtype.kind != "i" or t.dtype.itemsize not in (4, 8) or not t.dtype.isnative:
-            raise TypeError(f"{fn}: target: 1-D targets are integer labels and must be int32 or "
-                            f"int64, got {t.dtype} (probability targets have shape (n, k))")
-        if t.shape[0] != n:
-            raise ValueError(f"{fn}: target: expected {n} labels (one per row of logits), "
-                             f"got shape {(<object>t).shape}")
-        check_layout(fn, "target", t, None)
-        _check_disjoint(fn, "grad", g, "target", t)
+            got = t.dtype.str if not t.dtype.isnative else t.dtype
+            raise TypeError(f"{fn}: argument 'target' has dtype {got}; expected int32 or int64 "
+                            f"(1-D targets are integer labels; probability targets have shape "
+                            f"(n, k))")
+        check_shape(t, (n,), fn, "target", "(one label per row of 'logits')")
+        check_layout(t, fn, "target", False)
+        check_no_overlap(g, t, fn, "grad", "target", False)
         if t.dtype.itemsize == 4:
             bad = _first_bad_label(<const int32_t*>pt, n, k)
         else:
             bad = _first_bad_label(<const int64_t*>pt, n, k)
         if bad >= 0:
-            raise ValueError(f"{fn}: target: label {t[bad]} at index {bad} is out of range "
-                             f"[0, {k}) for logits with {k} classes")
+            raise ValueError(f"{fn}: argument 'target' holds label {t[bad]} at index {bad}; "
+                             f"expected labels in [0, {k}) ('logits' has {k} classes)")
         wide = t.dtype.itemsize == 8
         with nogil:
             if tn == cnp.NPY_FLOAT and not wide:
@@ -506,8 +473,8 @@ def softmax_cross_entropy(logits, target, grad, label_smoothing=0.0):
                 loss = softmax_xent_labels64(<const double*>pz, <const int64_t*>pt, <double*>pg,
                                              n, k, ls)
     elif t.ndim == 2:
-        check_array(fn, "target", t, tn, "logits", shape, "logits", None)
-        _check_disjoint(fn, "grad", g, "target", t)
+        check_like(t, fn, "target", z, "logits", False)
+        check_no_overlap(g, t, fn, "grad", "target", False)
         with nogil:
             if tn == cnp.NPY_FLOAT:
                 loss = softmax_xent_probs(<const float*>pz, <const float*>pt, <float*>pg, n, k, ls)
@@ -515,23 +482,21 @@ def softmax_cross_entropy(logits, target, grad, label_smoothing=0.0):
                 loss = softmax_xent_probs(<const double*>pz, <const double*>pt, <double*>pg,
                                           n, k, ls)
     else:
-        raise ValueError(f"{fn}: target: expected labels (n,) or probabilities (n, k), "
-                         f"got shape {(<object>t).shape}")
+        raise ValueError(f"{fn}: argument 'target' has shape {(<object>t).shape}; expected "
+                         f"labels (n,) or probabilities (n, k)")
     return loss / <double>n
 
 
 cdef tuple _elementwise_args(str fn, str first, object a, object target, object grad):
     """Check (a, target, grad) of an element-wise loss: same dtype, same shape, non-empty."""
-    cdef int tn = float_typenum(fn, first, a)
-    cdef cnp.ndarray x = <cnp.ndarray>a
-    check_layout(fn, first, x, None)
+    cdef cnp.ndarray x = check_float_dtype(a, fn, first)
+    check_layout(x, fn, first, False)
     _nonempty(fn, first, x)
-    shape = a.shape
-    cdef cnp.ndarray t = check_array(fn, "target", target, tn, first, shape, first, None)
-    cdef cnp.ndarray g = check_array(fn, "grad", grad, tn, first, shape, first, _READONLY)
-    _check_alias(fn, "grad", g, first, x)
-    _check_alias(fn, "grad", g, "target", t)
-    return x, t, g, tn
+    cdef cnp.ndarray t = check_like(target, fn, "target", x, first, False)
+    cdef cnp.ndarray g = check_like(grad, fn, "grad", x, first, True)
+    check_no_overlap(g, x, fn, "grad", first, True)
+    check_no_overlap(g, t, fn, "grad", "target", True)
+    return x, t, g, cnp.PyArray_TYPE(x)
 
 
 cdef enum:
@@ -600,9 +565,9 @@ def huber(pred, target, grad, delta=1.0):
     grad := clip(r, -delta, delta) / size.   any shape; delta > 0 (PyTorch's HuberLoss)
     """
     fn = "huber"
-    cdef double d = _real(fn, "delta", delta)
+    cdef double d = check_real(delta, fn, "delta")
     if not (d > 0.0 and isfinite(d)):
-        raise ValueError(f"{fn}: delta: expected a finite number > 0, got {d}")
+        raise ValueError(f"{fn}: argument 'delta' must be a finite number > 0, got {d}")
     x, t, g, tn = _elementwise_args(fn, "pred", pred, target, grad)
     cdef Py_ssize_t size = cnp.PyArray_SIZE(<cnp.ndarray>x)
     cdef void* px = cnp.PyArray_DATA(<cnp.ndarray>x)

@@ -24,7 +24,8 @@ import numpy as np
 from cython cimport floating
 from libc.math cimport sqrt, sqrtf, fabs, isfinite, isinf, pow
 
-from _argcheck cimport float_typenum, check_layout, check_array, arrays_overlap
+from _common cimport (check_float_array, check_float_dtype, check_layout, check_like,
+                      check_no_overlap, check_real, check_flag, received, shown)
 
 cnp.import_array()
 
@@ -221,52 +222,36 @@ cdef void scale_core(floating* x, Py_ssize_t n, double s) noexcept nogil:
 
 # ---------------------------------------------------------------- argument checks (Python level)
 
-# The shared checks (float_typenum, check_layout, check_array, ...) are in _argcheck.pxd.
-# The tail of the message for a read-only array that is updated in place:
-cdef str _READONLY = "array is read-only but is updated in place; pass a writeable array"
+# The shared checks (check_float_array, check_like, check_real, ...) are in _common.pxd.
 
-
-cdef cnp.ndarray _like_p(str fn, str name, object a, cnp.ndarray p, int typenum, bint out):
-    """Check that ``a`` is an array with the dtype and shape of ``p``, contiguous (writeable)."""
-    if a is None:
-        raise TypeError(f"{fn}: {name}: expected a numpy.ndarray like p, got None")
-    return check_array(fn, name, a, typenum, "p", (<object>p).shape, "p",
-                       _READONLY if out else None)
+cdef cnp.ndarray _like_p(str fn, str name, object a, cnp.ndarray p, bint out):
+    """``a`` has the dtype and shape of ``p`` and is contiguous (and writeable when ``out``)."""
+    return check_like(a, fn, name, p, "p", out)
 
 
 cdef int _check_disjoint(str fn, list names, list arrays) except -1:
+    """No two of ``arrays`` share memory (each is read, and all but the gradient written)."""
     cdef Py_ssize_t i, j
     for i in range(len(arrays)):
         for j in range(i + 1, len(arrays)):
-            if arrays_overlap(<cnp.ndarray>arrays[i], <cnp.ndarray>arrays[j]):
-                raise ValueError(f"{fn}: {names[i]} and {names[j]} share memory; each must be "
-                                 f"its own array")
+            check_no_overlap(<cnp.ndarray>arrays[i], <cnp.ndarray>arrays[j], fn, names[i],
+                             names[j], False)
     return 0
-
-
-cdef double _real(str fn, str name, object value) except? -1.0:
-    # numbers only: a string that happens to parse, or a bool, is still a wrong call
-    if isinstance(value, (str, bytes, bool, np.bool_)):
-        raise TypeError(f"{fn}: {name}: expected a real number, got {value!r}")
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{fn}: {name}: expected a real number, got {value!r}") from None
 
 
 cdef double _nonneg(str fn, str name, object value) except? -1.0:
     """A finite hyperparameter >= 0 (lr, eps, l1, l2, weight_decay)."""
-    cdef double x = _real(fn, name, value)
+    cdef double x = check_real(value, fn, name)
     if not (isfinite(x) and x >= 0.0):
-        raise ValueError(f"{fn}: {name}: expected a finite number >= 0, got {x}")
+        raise ValueError(f"{fn}: argument '{name}' must be a finite number >= 0, got {x}")
     return x
 
 
 cdef double _unit(str fn, str name, object value, bint one_ok) except? -1.0:
     """A hyperparameter in [0, 1) (or [0, 1] when ``one_ok``): momentum, betas, rho."""
-    cdef double x = _real(fn, name, value)
+    cdef double x = check_real(value, fn, name)
     if not (x >= 0.0 and (x <= 1.0 if one_ok else x < 1.0)):
-        raise ValueError(f"{fn}: {name}: expected a number in [0, 1{']' if one_ok else ')'}, "
+        raise ValueError(f"{fn}: argument '{name}' must be in [0, 1{']' if one_ok else ')'}, "
                          f"got {x}")
     return x
 
@@ -280,24 +265,23 @@ def sgd_update(p, g, velocity, lr, momentum=0.0, nesterov=False, l1=0.0, l2=0.0)
     p, g, velocity: same shape and dtype.
     """
     fn = "sgd_update"
-    cdef int tn = float_typenum(fn, "p", p)
-    cdef cnp.ndarray P = <cnp.ndarray>p
-    check_layout(fn, "p", P, _READONLY)
-    cdef cnp.ndarray G = _like_p(fn, "g", g, P, tn, False)
+    cdef cnp.ndarray P = check_float_dtype(p, fn, "p")
+    check_layout(P, fn, "p", True)
+    cdef int tn = cnp.PyArray_TYPE(P)
+    cdef cnp.ndarray G = _like_p(fn, "g", g, P, False)
     cdef double lr_ = _nonneg(fn, "lr", lr)
     cdef double mu = _unit(fn, "momentum", momentum, True)
     cdef double l1_ = _nonneg(fn, "l1", l1), l2_ = _nonneg(fn, "l2", l2)
-    if not isinstance(nesterov, (bool, np.bool_)) and nesterov not in (0, 1):
-        raise TypeError(f"{fn}: nesterov: expected True or False, got {nesterov!r}")
-    cdef bint nest = bool(nesterov)
+    cdef bint nest = check_flag(nesterov, fn, "nesterov")
     if nest and mu == 0.0:
-        raise ValueError(f"{fn}: nesterov=True requires momentum > 0, got momentum={mu}")
+        raise ValueError(f"{fn}: argument 'nesterov' is True, which requires momentum > 0; got "
+                         f"momentum={mu}")
     cdef cnp.ndarray V = P   # unused when momentum == 0
     if mu > 0.0:
         if velocity is None:
-            raise ValueError(f"{fn}: velocity: required when momentum > 0 "
-                             f"(momentum={mu}); pass a zero-initialised array like p")
-        V = _like_p(fn, "velocity", velocity, P, tn, True)
+            raise ValueError(f"{fn}: argument 'velocity' is required when momentum > 0 "
+                             f"(momentum={mu}); pass a zero-initialised array like 'p'")
+        V = _like_p(fn, "velocity", velocity, P, True)
         _check_disjoint(fn, ["p", "g", "velocity"], [P, G, V])
     else:
         _check_disjoint(fn, ["p", "g"], [P, G])
@@ -319,12 +303,12 @@ def adam_update(p, g, m, v, lr, beta1, beta2, eps, step, l1=0.0, l2=0.0, weight_
     ``weight_decay`` (wd) > 0 is AdamW's decoupled decay. p, g, m, v: same shape and dtype.
     """
     fn = "adam_update"
-    cdef int tn = float_typenum(fn, "p", p)
-    cdef cnp.ndarray P = <cnp.ndarray>p
-    check_layout(fn, "p", P, _READONLY)
-    cdef cnp.ndarray G = _like_p(fn, "g", g, P, tn, False)
-    cdef cnp.ndarray M = _like_p(fn, "m", m, P, tn, True)
-    cdef cnp.ndarray V = _like_p(fn, "v", v, P, tn, True)
+    cdef cnp.ndarray P = check_float_dtype(p, fn, "p")
+    check_layout(P, fn, "p", True)
+    cdef int tn = cnp.PyArray_TYPE(P)
+    cdef cnp.ndarray G = _like_p(fn, "g", g, P, False)
+    cdef cnp.ndarray M = _like_p(fn, "m", m, P, True)
+    cdef cnp.ndarray V = _like_p(fn, "v", v, P, True)
     _check_disjoint(fn, ["p", "g", "m", "v"], [P, G, M, V])
     cdef double lr_ = _nonneg(fn, "lr", lr)
     cdef double b1 = _unit(fn, "beta1", beta1, False), b2 = _unit(fn, "beta2", beta2, False)
@@ -332,14 +316,15 @@ def adam_update(p, g, m, v, lr, beta1, beta2, eps, step, l1=0.0, l2=0.0, weight_
     cdef double l1_ = _nonneg(fn, "l1", l1), l2_ = _nonneg(fn, "l2", l2)
     cdef double wd = _nonneg(fn, "weight_decay", weight_decay)
     if isinstance(step, (bool, np.bool_)):
-        raise TypeError(f"{fn}: step: expected an integer >= 1, got {step!r}")
+        raise TypeError(f"{fn}: argument 'step' must be an integer >= 1, got {shown(step)}")
     try:
         t = operator.index(step)
     except TypeError:
-        raise TypeError(f"{fn}: step: expected an integer >= 1, got {step!r}") from None
+        raise TypeError(f"{fn}: argument 'step' must be an integer >= 1, got "
+                        f"{shown(step)}") from None
     if t < 1:
-        raise ValueError(f"{fn}: step: expected an integer >= 1 (the 1-based count of updates), "
-                         f"got {t}")
+        raise ValueError(f"{fn}: argument 'step' must be an integer >= 1 (the 1-based count "
+                         f"of updates), got {t}")
     # bias corrections once per call, outside the loop (b^t underflows to 0 harmlessly)
     cdef double bc1 = 1.0 - pow(b1, <double>t), bc2 = 1.0 - pow(b2, <double>t)
     cdef double step_size = lr_ / bc1, inv_sqrt_bc2 = 1.0 / sqrt(bc2), decay = 1.0 - lr_ * wd
@@ -363,11 +348,11 @@ def rmsprop_update(p, g, sq, lr, rho=0.9, eps=1e-7, l1=0.0, l2=0.0):
     p, g, sq: same shape and dtype.
     """
     fn = "rmsprop_update"
-    cdef int tn = float_typenum(fn, "p", p)
-    cdef cnp.ndarray P = <cnp.ndarray>p
-    check_layout(fn, "p", P, _READONLY)
-    cdef cnp.ndarray G = _like_p(fn, "g", g, P, tn, False)
-    cdef cnp.ndarray S = _like_p(fn, "sq", sq, P, tn, True)
+    cdef cnp.ndarray P = check_float_dtype(p, fn, "p")
+    check_layout(P, fn, "p", True)
+    cdef int tn = cnp.PyArray_TYPE(P)
+    cdef cnp.ndarray G = _like_p(fn, "g", g, P, False)
+    cdef cnp.ndarray S = _like_p(fn, "sq", sq, P, True)
     _check_disjoint(fn, ["p", "g", "sq"], [P, G, S])
     cdef double lr_ = _nonneg(fn, "lr", lr), rho_ = _unit(fn, "rho", rho, False)
     cdef double eps_ = _nonneg(fn, "eps", eps)
@@ -389,11 +374,11 @@ def adagrad_update(p, g, acc, lr, eps=1e-7, l1=0.0, l2=0.0):
     p -= lr g' / (sqrt(acc) + eps).   p, g, acc: same shape and dtype.
     """
     fn = "adagrad_update"
-    cdef int tn = float_typenum(fn, "p", p)
-    cdef cnp.ndarray P = <cnp.ndarray>p
-    check_layout(fn, "p", P, _READONLY)
-    cdef cnp.ndarray G = _like_p(fn, "g", g, P, tn, False)
-    cdef cnp.ndarray A = _like_p(fn, "acc", acc, P, tn, True)
+    cdef cnp.ndarray P = check_float_dtype(p, fn, "p")
+    check_layout(P, fn, "p", True)
+    cdef int tn = cnp.PyArray_TYPE(P)
+    cdef cnp.ndarray G = _like_p(fn, "g", g, P, False)
+    cdef cnp.ndarray A = _like_p(fn, "acc", acc, P, True)
     _check_disjoint(fn, ["p", "g", "acc"], [P, G, A])
     cdef double lr_ = _nonneg(fn, "lr", lr), eps_ = _nonneg(fn, "eps", eps)
     cdef double l1_ = _nonneg(fn, "l1", l1), l2_ = _nonneg(fn, "l2", l2)
@@ -416,24 +401,22 @@ def clip_grad_norm(grads, max_norm):
     can detect and report it. ``max_norm`` > 0 (inf disables clipping).
     """
     fn = "clip_grad_norm"
-    cdef double limit = _real(fn, "max_norm", max_norm)
+    cdef double limit = check_real(max_norm, fn, "max_norm")
     if not (limit > 0.0):
-        raise ValueError(f"{fn}: max_norm: expected a number > 0, got {limit}")
+        raise ValueError(f"{fn}: argument 'max_norm' must be > 0, got {limit}")
     if isinstance(grads, np.ndarray):
         grads = [grads]
     elif not isinstance(grads, (list, tuple)):
-        raise TypeError(f"{fn}: grads: expected a list or tuple of numpy arrays, "
-                        f"got {type(grads).__name__}")
+        raise TypeError(f"{fn}: argument 'grads' must be a list or tuple of numpy arrays, "
+                        f"got {received(grads)}")
     cdef list arrays = []
     cdef list names = []
     cdef Py_ssize_t i
-    cdef int tn
     cdef cnp.ndarray a
     for i in range(len(grads)):
         name = f"grads[{i}]"
-        tn = float_typenum(fn, name, grads[i])
-        a = <cnp.ndarray>grads[i]
-        check_layout(fn, name, a, _READONLY)
+        a = check_float_dtype(grads[i], fn, name)
+        check_layout(a, fn, name, True)
         arrays.append(a)
         names.append(name)
     _check_disjoint(fn, names, arrays)

@@ -14,7 +14,7 @@ from cython cimport floating
 from libc.stdint cimport int64_t
 
 from _common cimport (check_float_array, check_same_dtype, check_shape, check_no_overlap,
-                      check_flag)
+                      check_flag, check_layout, received)
 from conv cimport ConvGeom, parse_pair, parse_padding, out_size
 
 cnp.import_array()
@@ -133,14 +133,12 @@ cdef void _avg(const ConvGeom* g, const floating* x, floating* y, bint include_p
 cdef cnp.ndarray _index_array(object a, str fn, str name, tuple shape, bint writable):
     if not isinstance(a, cnp.ndarray):
         raise TypeError(f"{fn}: argument '{name}' must be a numpy.ndarray of int64, got "
-                        f"{type(a).__name__}")
+                        f"{received(a)}")
     cdef cnp.ndarray A = <cnp.ndarray>a
     if cnp.PyArray_TYPE(A) != cnp.NPY_INT64 or not cnp.PyArray_ISNOTSWAPPED(A):
-        raise TypeError(f"{fn}: argument '{name}' has dtype {A.dtype}; expected int64")
-    if not cnp.PyArray_IS_C_CONTIGUOUS(A) or not cnp.PyArray_ISALIGNED(A):
-        raise ValueError(f"{fn}: argument '{name}' must be C-contiguous and aligned")
-    if writable and not cnp.PyArray_ISWRITEABLE(A):
-        raise ValueError(f"{fn}: output argument '{name}' is read-only; expected a writeable array")
+        raise TypeError(f"{fn}: argument '{name}' has dtype {A.dtype.str}; expected int64 "
+                        f"(native byte order)")
+    check_layout(A, fn, name, writable)
     check_shape(A, shape, fn, name, "(the shape of the pooled output)")
     return A
 

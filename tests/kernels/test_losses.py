@@ -404,55 +404,55 @@ P = np.zeros((4, 3))
 
 BAD_XENT = [
     # (description, kwargs override, exception, message pattern)
-    ("list logits", dict(logits=[[0.0, 1.0]]), TypeError, r"logits: expected a numpy\.ndarray"),
+    ("list logits", dict(logits=[[0.0, 1.0]]), TypeError, r"argument 'logits' must be a numpy\.ndarray"),
     ("int logits", dict(logits=np.zeros((4, 3), np.int64)),
-     TypeError, r"logits: expected dtype float32 or float64"),
-    ("float16 logits", dict(logits=np.zeros((4, 3), np.float16)), TypeError, r"logits: .*float16"),
-    ("byte-swapped logits", dict(logits=np.zeros((4, 3), ">f8")), TypeError, r"logits: .*native byte order"),
-    ("1-D logits", dict(logits=np.zeros(3), grad=np.zeros(3)), ValueError, r"logits: expected a 2-D array"),
+     TypeError, r"argument 'logits' has dtype int64; expected float32 or float64"),
+    ("float16 logits", dict(logits=np.zeros((4, 3), np.float16)), TypeError, r"argument 'logits' has dtype float16"),
+    ("byte-swapped logits", dict(logits=np.zeros((4, 3), ">f8")), TypeError, r"argument 'logits' has dtype >f8 .*native byte order"),
+    ("1-D logits", dict(logits=np.zeros(3), grad=np.zeros(3)), ValueError, r"argument 'logits' must be 2-D, got shape \(3,\)"),
     ("3-D logits", dict(logits=np.zeros((4, 3, 1)), grad=np.zeros((4, 3, 1))),
-     ValueError, r"logits: expected a 2-D"),
+     ValueError, r"argument 'logits' must be 2-D"),
     ("empty batch", dict(logits=np.zeros((0, 3)), target=np.zeros(0, np.int64), grad=np.zeros((0, 3))),
-     ValueError, r"logits: empty"),
-    ("no classes", dict(logits=np.zeros((4, 0)), grad=np.zeros((4, 0))), ValueError, r"logits: empty"),
+     ValueError, r"argument 'logits' is empty"),
+    ("no classes", dict(logits=np.zeros((4, 0)), grad=np.zeros((4, 0))), ValueError, r"argument 'logits' is empty"),
     ("strided logits", dict(logits=np.zeros((4, 6))[:, ::2]),
-     ValueError, r"logits: array must be C-contiguous"),
+     ValueError, r"argument 'logits' must be C-contiguous"),
     ("Fortran logits", dict(logits=np.asfortranarray(np.zeros((4, 3)))),
-     ValueError, r"logits: array must be C-contiguous"),
-    ("misaligned logits", dict(logits=_misaligned((4, 3), np.float64)), ValueError, r"logits: .*not aligned"),
+     ValueError, r"argument 'logits' must be C-contiguous"),
+    ("misaligned logits", dict(logits=_misaligned((4, 3), np.float64)), ValueError, r"argument 'logits' is not aligned"),
     ("grad dtype", dict(grad=np.zeros((4, 3), np.float32)),
-     TypeError, r"grad: expected dtype float64 \(the dtype of logits\), got float32"),
-    ("grad shape", dict(grad=np.zeros((4, 2))), ValueError, r"grad: expected shape \(4, 3\) .*got \(4, 2\)"),
-    ("grad read-only", dict(grad=_ro(G)), ValueError, r"grad: output array is read-only"),
-    ("grad strided", dict(grad=np.zeros((8, 3))[::2]), ValueError, r"grad: array must be C-contiguous"),
-    ("grad None", dict(grad=None), TypeError, r"grad: expected a numpy\.ndarray"),
+     TypeError, r"argument 'grad' has dtype float32; expected float64 \(the dtype of 'logits'\)"),
+    ("grad shape", dict(grad=np.zeros((4, 2))), ValueError, r"argument 'grad' has shape \(4, 2\); expected \(4, 3\)"),
+    ("grad read-only", dict(grad=_ro(G)), ValueError, r"output argument 'grad' is read-only"),
+    ("grad strided", dict(grad=np.zeros((8, 3))[::2]), ValueError, r"argument 'grad' must be C-contiguous"),
+    ("grad None", dict(grad=None), TypeError, r"argument 'grad' must be a numpy\.ndarray"),
     ("float labels", dict(target=np.array([0.0, 1, 2, 1])),
-     TypeError, r"target: 1-D targets are integer labels .*float64"),
-    ("uint8 labels", dict(target=Y.astype(np.uint8)), TypeError, r"target: .*int32 or int64, got uint8"),
-    ("byte-swapped labels", dict(target=Y.astype(">i8")), TypeError, r"target: .*int32 or int64, got >i8"),
+     TypeError, r"argument 'target' has dtype float64; expected int32 or int64 \(1-D targets are integer labels"),
+    ("uint8 labels", dict(target=Y.astype(np.uint8)), TypeError, r"argument 'target' has dtype uint8; expected int32 or int64"),
+    ("byte-swapped labels", dict(target=Y.astype(">i8")), TypeError, r"argument 'target' has dtype >i8; expected int32 or int64"),
     ("misaligned labels", dict(target=np.zeros(33, np.uint8)[1:].view(np.int64)), ValueError,
-     r"target: array data is not aligned"),
+     r"argument 'target' is not aligned"),
     ("label too big", dict(target=np.array([0, 1, 3, 1])),
-     ValueError, r"target: label 3 at index 2 is out of range \[0, 3\)"),
+     ValueError, r"argument 'target' holds label 3 at index 2; expected labels in \[0, 3\)"),
     ("negative label", dict(target=np.array([0, -1, 2, 1], np.int32)),
-     ValueError, r"target: label -1 at index 1 is out of range"),
+     ValueError, r"argument 'target' holds label -1 at index 1"),
     ("huge label", dict(target=np.array([0, 1, 2**40, 1])),
-     ValueError, r"target: label 1099511627776 at index 2"),
-    ("label count", dict(target=np.array([0, 1, 2])), ValueError, r"target: expected 4 labels"),
+     ValueError, r"argument 'target' holds label 1099511627776 at index 2"),
+    ("label count", dict(target=np.array([0, 1, 2])), ValueError, r"argument 'target' has shape \(3,\); expected \(4,\) \(one label per row"),
     ("strided labels", dict(target=np.array([0, 0, 1, 0, 2, 0, 1, 0])[::2]),
-     ValueError, r"target: array must be C-contiguous"),
-    ("probs shape", dict(target=np.zeros((4, 2))), ValueError, r"target: expected shape \(4, 3\)"),
-    ("probs dtype", dict(target=np.zeros((4, 3), np.float32)), TypeError, r"target: expected dtype float64"),
+     ValueError, r"argument 'target' must be C-contiguous"),
+    ("probs shape", dict(target=np.zeros((4, 2))), ValueError, r"argument 'target' has shape \(4, 2\); expected \(4, 3\)"),
+    ("probs dtype", dict(target=np.zeros((4, 3), np.float32)), TypeError, r"argument 'target' has dtype float32; expected float64"),
     ("3-D target", dict(target=np.zeros((4, 3, 1))),
-     ValueError, r"target: expected labels \(n,\) or probabilities"),
-    ("list target", dict(target=[0, 1, 2, 1]), TypeError, r"target: expected a numpy\.ndarray"),
+     ValueError, r"argument 'target' has shape \(4, 3, 1\); expected labels \(n,\) or probabilities"),
+    ("list target", dict(target=[0, 1, 2, 1]), TypeError, r"argument 'target' must be a numpy\.ndarray"),
     ("ls negative", dict(label_smoothing=-0.1),
-     ValueError, r"label_smoothing: expected a value in \[0, 1\], got -0\.1"),
-    ("ls > 1", dict(label_smoothing=1.5), ValueError, r"label_smoothing: expected a value in \[0, 1\]"),
-    ("ls NaN", dict(label_smoothing=float("nan")), ValueError, r"label_smoothing: .*nan"),
+     ValueError, r"argument 'label_smoothing' must be in \[0, 1\], got -0\.1"),
+    ("ls > 1", dict(label_smoothing=1.5), ValueError, r"argument 'label_smoothing' must be in \[0, 1\]"),
+    ("ls NaN", dict(label_smoothing=float("nan")), ValueError, r"argument 'label_smoothing' .*nan"),
     ("ls string", dict(label_smoothing="0.1"),
-     TypeError, r"label_smoothing: expected a real number, got '0\.1'"),
-    ("ls bool", dict(label_smoothing=True), TypeError, r"label_smoothing: expected a real number, got True"),
+     TypeError, r"argument 'label_smoothing' must be a real number, got str '0\.1'"),
+    ("ls bool", dict(label_smoothing=True), TypeError, r"argument 'label_smoothing' must be a real number, got bool True"),
 ]
 
 
@@ -466,19 +466,19 @@ def test_softmax_xent_bad_calls(desc, override, exc, pattern):
 
 def test_softmax_xent_grad_overlapping_target_rejected():
     t = np.full((4, 3), 1 / 3)
-    with pytest.raises(ValueError, match=r"grad must not overlap target"):
+    with pytest.raises(ValueError, match=r"output 'grad' overlaps input 'target'"):
         K.softmax_cross_entropy(Z.copy(), t, t)
 
 
 def test_grad_partly_overlapping_an_input_rejected():
     buf = np.zeros(13)
-    with pytest.raises(ValueError, match=r"softmax_cross_entropy: grad partly overlaps logits"):
+    with pytest.raises(ValueError, match=r"softmax_cross_entropy: output 'grad' overlaps input 'logits'; it may be the very same array"):
         K.softmax_cross_entropy(buf[:12].reshape(4, 3), Y, buf[1:].reshape(4, 3))
     for name, (kernel, _) in ELEMENTWISE.items():
         first = "logits" if name.startswith("sigmoid") else "pred"
-        with pytest.raises(ValueError, match=rf"{name}: grad partly overlaps {first}"):
+        with pytest.raises(ValueError, match=rf"{name}: output 'grad' overlaps input '{first}'; it may be the very same array"):
             kernel(buf[:12], np.zeros(12), buf[1:])
-        with pytest.raises(ValueError, match=rf"{name}: grad partly overlaps target"):
+        with pytest.raises(ValueError, match=rf"{name}: output 'grad' overlaps input 'target'; it may be the very same array"):
             kernel(np.zeros(12), buf[1:], buf[:12])
 
 
@@ -513,21 +513,21 @@ def test_bad_label_leaves_grad_untouched():
 @pytest.mark.parametrize(
     "which,value,exc,pattern",
     [
-        ("x", [[0.0]], TypeError, r"(pred|logits): expected a numpy\.ndarray"),
-        ("x", np.zeros((4, 3), np.int32), TypeError, r"(pred|logits): expected dtype float32 or float64"),
-        ("x", np.zeros((4, 6))[:, ::2], ValueError, r"(pred|logits): array must be C-contiguous"),
-        ("x", np.zeros((0, 3)), ValueError, r"(pred|logits): empty array"),
+        ("x", [[0.0]], TypeError, r"argument '(pred|logits)' must be a numpy\.ndarray"),
+        ("x", np.zeros((4, 3), np.int32), TypeError, r"argument '(pred|logits)' has dtype int32; expected float32 or float64"),
+        ("x", np.zeros((4, 6))[:, ::2], ValueError, r"argument '(pred|logits)' must be C-contiguous"),
+        ("x", np.zeros((0, 3)), ValueError, r"argument '(pred|logits)' is empty"),
         ("target", np.zeros((4, 2)),
-         ValueError, r"target: expected shape \(4, 3\) \(the shape of (pred|logits)\), got \(4, 2\)"),
-        ("target", np.zeros(12), ValueError, r"target: expected shape \(4, 3\)"),
-        ("target", np.zeros((4, 3), np.float32), TypeError, r"target: expected dtype float64"),
-        ("target", np.zeros((4, 6))[:, ::2], ValueError, r"target: array must be C-contiguous"),
-        ("target", None, TypeError, r"target: expected a numpy\.ndarray"),
-        ("grad", np.zeros((3, 4)), ValueError, r"grad: expected shape \(4, 3\)"),
-        ("grad", np.zeros((4, 3), np.float32), TypeError, r"grad: expected dtype float64"),
-        ("grad", _ro(P), ValueError, r"grad: output array is read-only"),
-        ("grad", np.zeros((4, 6))[:, ::2], ValueError, r"grad: array must be C-contiguous"),
-        ("grad", _misaligned((4, 3), np.float64), ValueError, r"grad: .*not aligned"),
+         ValueError, r"argument 'target' has shape \(4, 2\); expected \(4, 3\) \(the shape of '(pred|logits)'\)"),
+        ("target", np.zeros(12), ValueError, r"argument 'target' has shape \(12,\); expected \(4, 3\)"),
+        ("target", np.zeros((4, 3), np.float32), TypeError, r"argument 'target' has dtype float32; expected float64"),
+        ("target", np.zeros((4, 6))[:, ::2], ValueError, r"argument 'target' must be C-contiguous"),
+        ("target", None, TypeError, r"argument 'target' must be a numpy\.ndarray"),
+        ("grad", np.zeros((3, 4)), ValueError, r"argument 'grad' has shape \(3, 4\); expected \(4, 3\)"),
+        ("grad", np.zeros((4, 3), np.float32), TypeError, r"argument 'grad' has dtype float32; expected float64"),
+        ("grad", _ro(P), ValueError, r"output argument 'grad' is read-only"),
+        ("grad", np.zeros((4, 6))[:, ::2], ValueError, r"argument 'grad' must be C-contiguous"),
+        ("grad", _misaligned((4, 3), np.float64), ValueError, r"argument 'grad' is not aligned"),
     ],
 )
 def test_elementwise_bad_calls(name, which, value, exc, pattern):
@@ -540,18 +540,18 @@ def test_elementwise_bad_calls(name, which, value, exc, pattern):
 
 @pytest.mark.parametrize("delta", [0.0, -1.0, float("nan"), float("inf")])
 def test_huber_bad_delta(delta):
-    with pytest.raises(ValueError, match=r"huber: delta: expected a finite number > 0"):
+    with pytest.raises(ValueError, match=r"huber: argument 'delta' must be a finite number > 0"):
         K.huber(P.copy(), P.copy(), P.copy(), delta=delta)
 
 
 def test_huber_delta_not_a_number():
-    with pytest.raises(TypeError, match=r"huber: delta: expected a real number, got 'x'"):
+    with pytest.raises(TypeError, match=r"huber: argument 'delta' must be a real number, got str 'x'"):
         K.huber(P.copy(), P.copy(), P.copy(), delta="x")
 
 
 def test_float32_call_rejects_float64_companions():
     z = np.zeros((2, 3), np.float32)
-    with pytest.raises(TypeError, match=r"grad: expected dtype float32 \(the dtype of logits\), got float64"):
+    with pytest.raises(TypeError, match=r"argument 'grad' has dtype float64; expected float32 \(the dtype of 'logits'\)"):
         K.softmax_cross_entropy(z, np.array([0, 1]), np.zeros((2, 3)))
-    with pytest.raises(TypeError, match=r"mse: target: expected dtype float32 \(the dtype of pred\)"):
+    with pytest.raises(TypeError, match=r"mse: argument 'target' has dtype float64; expected float32 \(the dtype of 'pred'\)"):
         K.mse(z, np.zeros((2, 3)), np.zeros((2, 3), np.float32))

@@ -324,27 +324,27 @@ STATE = {"sgd_update": "velocity", "adam_update": "m", "rmsprop_update": "sq", "
 FNS = list(STATE)
 
 COMMON_BAD = [
-    ("p", [0.0] * 6, TypeError, r"p: expected a numpy\.ndarray"),
-    ("p", np.zeros(6, np.int64), TypeError, r"p: expected dtype float32 or float64"),
-    ("p", np.zeros(6, ">f8"), TypeError, r"p: expected dtype float32 or float64 in native byte order, got >f8"),
-    ("p", _ro(np.zeros(6)), ValueError, r"p: array is read-only"),
-    ("p", np.zeros(12)[::2], ValueError, r"p: array must be C-contiguous"),
-    ("p", _misaligned(6), ValueError, r"p: array data is not aligned"),
-    ("g", np.zeros(6, np.float32), TypeError, r"g: expected dtype float64 \(the dtype of p\), got float32"),
-    ("g", np.zeros(6, ">f8"), TypeError, r"g: expected dtype float64 \(the dtype of p\), got >f8"),
-    ("g", np.zeros(5), ValueError, r"g: expected shape \(6,\) \(the shape of p\), got \(5,\)"),
-    ("g", np.zeros((2, 3)), ValueError, r"g: expected shape \(6,\)"),
-    ("g", np.zeros(12)[::2], ValueError, r"g: array must be C-contiguous"),
-    ("g", None, TypeError, r"g: expected a numpy\.ndarray like p, got None"),
-    ("state", np.zeros(7), ValueError, r"{state}: expected shape \(6,\)"),
-    ("state", np.zeros(6, np.float32), TypeError, r"{state}: expected dtype float64"),
-    ("state", _ro(np.zeros(6)), ValueError, r"{state}: array is read-only"),
-    ("state", np.zeros(12)[::2], ValueError, r"{state}: array must be C-contiguous"),
-    ("lr", -0.1, ValueError, r"lr: expected a finite number >= 0, got -0\.1"),
-    ("lr", float("nan"), ValueError, r"lr: expected a finite number >= 0, got nan"),
-    ("lr", float("inf"), ValueError, r"lr: expected a finite number >= 0, got inf"),
-    ("lr", "fast", TypeError, r"lr: expected a real number, got 'fast'"),
-    ("lr", None, TypeError, r"lr: expected a real number, got None"),
+    ("p", [0.0] * 6, TypeError, r"argument 'p' must be a numpy\.ndarray of float32 or float64, got list"),
+    ("p", np.zeros(6, np.int64), TypeError, r"argument 'p' has dtype int64; expected float32 or float64"),
+    ("p", np.zeros(6, ">f8"), TypeError, r"argument 'p' has dtype >f8 \(non-native byte order\); expected float32 or float64 in native byte order"),
+    ("p", _ro(np.zeros(6)), ValueError, r"output argument 'p' is read-only"),
+    ("p", np.zeros(12)[::2], ValueError, r"argument 'p' must be C-contiguous"),
+    ("p", _misaligned(6), ValueError, r"argument 'p' is not aligned for its dtype"),
+    ("g", np.zeros(6, np.float32), TypeError, r"argument 'g' has dtype float32; expected float64 \(the dtype of 'p'\)"),
+    ("g", np.zeros(6, ">f8"), TypeError, r"argument 'g' has dtype >f8 \(non-native byte order\); expected float32 or float64 in native byte order"),
+    ("g", np.zeros(5), ValueError, r"argument 'g' has shape \(5,\); expected \(6,\) \(the shape of 'p'\)"),
+    ("g", np.zeros((2, 3)), ValueError, r"argument 'g' has shape \(2, 3\); expected \(6,\)"),
+    ("g", np.zeros(12)[::2], ValueError, r"argument 'g' must be C-contiguous"),
+    ("g", None, TypeError, r"argument 'g' must be a numpy\.ndarray of float32 or float64, got None"),
+    ("state", np.zeros(7), ValueError, r"argument '{state}' has shape \(7,\); expected \(6,\)"),
+    ("state", np.zeros(6, np.float32), TypeError, r"argument '{state}' has dtype float32; expected float64"),
+    ("state", _ro(np.zeros(6)), ValueError, r"output argument '{state}' is read-only"),
+    ("state", np.zeros(12)[::2], ValueError, r"argument '{state}' must be C-contiguous"),
+    ("lr", -0.1, ValueError, r"argument 'lr' must be a finite number >= 0, got -0\.1"),
+    ("lr", float("nan"), ValueError, r"argument 'lr' must be a finite number >= 0, got nan"),
+    ("lr", float("inf"), ValueError, r"argument 'lr' must be a finite number >= 0, got inf"),
+    ("lr", "fast", TypeError, r"argument 'lr' must be a real number, got str 'fast'"),
+    ("lr", None, TypeError, r"argument 'lr' must be a real number, got None"),
 ]
 
 
@@ -360,46 +360,46 @@ def test_common_bad_calls(fn, arg, value, exc, pattern):
 def test_overlapping_arrays_rejected(fn):
     buf = np.zeros(6)
     state = STATE[fn]
-    with pytest.raises(ValueError, match=rf"{fn}: p and {state} share memory"):
+    with pytest.raises(ValueError, match=rf"{fn}: output 'p' overlaps input '{state}'"):
         _call(fn, p=buf, **{state: buf})
     flat = np.zeros(10)
-    with pytest.raises(ValueError, match=rf"{fn}: p and g share memory"):
+    with pytest.raises(ValueError, match=rf"{fn}: output 'p' overlaps input 'g'"):
         _call(fn, p=flat[:6], g=flat[4:10])
-    with pytest.raises(ValueError, match=rf"{fn}: g and {state} share memory"):
+    with pytest.raises(ValueError, match=rf"{fn}: output 'g' overlaps input '{state}'"):
         _call(fn, g=flat[:6], **{state: flat[3:9]})
 
 
 @pytest.mark.parametrize(
     "fn,override,exc,pattern",
     [
-        ("sgd_update", dict(velocity=None), ValueError, r"velocity: required when momentum > 0"),
-        ("sgd_update", dict(momentum=0.0, nesterov=True), ValueError, r"nesterov=True requires momentum > 0"),
-        ("sgd_update", dict(nesterov="yes"), TypeError, r"nesterov: expected True or False, got 'yes'"),
-        ("sgd_update", dict(momentum=True), TypeError, r"momentum: expected a real number, got True"),
-        ("sgd_update", dict(momentum=-0.5), ValueError, r"momentum: expected a number in \[0, 1\], got -0\.5"),
-        ("sgd_update", dict(momentum=1.5), ValueError, r"momentum: expected a number in \[0, 1\]"),
-        ("sgd_update", dict(momentum=float("nan")), ValueError, r"momentum: .*nan"),
-        ("sgd_update", dict(l1=-1e-3), ValueError, r"l1: expected a finite number >= 0"),
-        ("sgd_update", dict(l2=float("nan")), ValueError, r"l2: expected a finite number >= 0, got nan"),
-        ("sgd_update", dict(velocity=[0.0] * 6), TypeError, r"velocity: expected a numpy\.ndarray"),
-        ("adam_update", dict(beta1=1.0), ValueError, r"beta1: expected a number in \[0, 1\), got 1\.0"),
-        ("adam_update", dict(beta1=-0.1), ValueError, r"beta1: expected a number in \[0, 1\)"),
-        ("adam_update", dict(beta2=float("nan")), ValueError, r"beta2: expected a number in \[0, 1\), got nan"),
-        ("adam_update", dict(eps=-1e-8), ValueError, r"eps: expected a finite number >= 0"),
-        ("adam_update", dict(step=0), ValueError, r"step: expected an integer >= 1 .*got 0"),
-        ("adam_update", dict(step=-3), ValueError, r"step: expected an integer >= 1"),
-        ("adam_update", dict(step=1.5), TypeError, r"step: expected an integer >= 1, got 1\.5"),
-        ("adam_update", dict(step=True), TypeError, r"step: expected an integer >= 1, got True"),
-        ("adam_update", dict(step="1"), TypeError, r"step: expected an integer >= 1, got '1'"),
-        ("adam_update", dict(weight_decay=-0.01), ValueError, r"weight_decay: expected a finite number >= 0"),
-        ("adam_update", dict(l1=float("inf")), ValueError, r"l1: expected a finite number >= 0, got inf"),
-        ("adam_update", dict(m=np.zeros(6), v=None), TypeError, r"v: expected a numpy\.ndarray like p, got None"),
-        ("adam_update", dict(lr=True), TypeError, r"lr: expected a real number, got True"),
-        ("rmsprop_update", dict(rho=1.0), ValueError, r"rho: expected a number in \[0, 1\), got 1\.0"),
-        ("rmsprop_update", dict(rho=-0.5), ValueError, r"rho: expected a number in \[0, 1\)"),
-        ("rmsprop_update", dict(eps=float("nan")), ValueError, r"eps: expected a finite number >= 0, got nan"),
-        ("adagrad_update", dict(eps=-1.0), ValueError, r"eps: expected a finite number >= 0"),
-        ("adagrad_update", dict(l2=-1.0), ValueError, r"l2: expected a finite number >= 0"),
+        ("sgd_update", dict(velocity=None), ValueError, r"argument 'velocity' is required when momentum > 0"),
+        ("sgd_update", dict(momentum=0.0, nesterov=True), ValueError, r"argument 'nesterov' is True, which requires momentum > 0"),
+        ("sgd_update", dict(nesterov="yes"), TypeError, r"argument 'nesterov' must be True or False, got str 'yes'"),
+        ("sgd_update", dict(momentum=True), TypeError, r"argument 'momentum' must be a real number, got bool True"),
+        ("sgd_update", dict(momentum=-0.5), ValueError, r"argument 'momentum' must be in \[0, 1\], got -0\.5"),
+        ("sgd_update", dict(momentum=1.5), ValueError, r"argument 'momentum' must be in \[0, 1\]"),
+        ("sgd_update", dict(momentum=float("nan")), ValueError, r"argument 'momentum' .*nan"),
+        ("sgd_update", dict(l1=-1e-3), ValueError, r"argument 'l1' must be a finite number >= 0"),
+        ("sgd_update", dict(l2=float("nan")), ValueError, r"argument 'l2' must be a finite number >= 0, got nan"),
+        ("sgd_update", dict(velocity=[0.0] * 6), TypeError, r"argument 'velocity' must be a numpy\.ndarray"),
+        ("adam_update", dict(beta1=1.0), ValueError, r"argument 'beta1' must be in \[0, 1\), got 1\.0"),
+        ("adam_update", dict(beta1=-0.1), ValueError, r"argument 'beta1' must be in \[0, 1\)"),
+        ("adam_update", dict(beta2=float("nan")), ValueError, r"argument 'beta2' must be in \[0, 1\), got nan"),
+        ("adam_update", dict(eps=-1e-8), ValueError, r"argument 'eps' must be a finite number >= 0"),
+        ("adam_update", dict(step=0), ValueError, r"argument 'step' must be an integer >= 1 .*got 0"),
+        ("adam_update", dict(step=-3), ValueError, r"argument 'step' must be an integer >= 1"),
+        ("adam_update", dict(step=1.5), TypeError, r"argument 'step' must be an integer >= 1, got float 1\.5"),
+        ("adam_update", dict(step=True), TypeError, r"argument 'step' must be an integer >= 1, got bool True"),
+        ("adam_update", dict(step="1"), TypeError, r"argument 'step' must be an integer >= 1, got str '1'"),
+        ("adam_update", dict(weight_decay=-0.01), ValueError, r"argument 'weight_decay' must be a finite number >= 0"),
+        ("adam_update", dict(l1=float("inf")), ValueError, r"argument 'l1' must be a finite number >= 0, got inf"),
+        ("adam_update", dict(m=np.zeros(6), v=None), TypeError, r"argument 'v' must be a numpy\.ndarray of float32 or float64, got None"),
+        ("adam_update", dict(lr=True), TypeError, r"argument 'lr' must be a real number, got bool True"),
+        ("rmsprop_update", dict(rho=1.0), ValueError, r"argument 'rho' must be in \[0, 1\), got 1\.0"),
+        ("rmsprop_update", dict(rho=-0.5), ValueError, r"argument 'rho' must be in \[0, 1\)"),
+        ("rmsprop_update", dict(eps=float("nan")), ValueError, r"argument 'eps' must be a finite number >= 0, got nan"),
+        ("adagrad_update", dict(eps=-1.0), ValueError, r"argument 'eps' must be a finite number >= 0"),
+        ("adagrad_update", dict(l2=-1.0), ValueError, r"argument 'l2' must be a finite number >= 0"),
     ],
 )
 def test_hyperparameter_bad_calls(fn, override, exc, pattern):
@@ -425,15 +425,15 @@ def test_bad_call_leaves_arrays_untouched():
 @pytest.mark.parametrize(
     "grads,max_norm,exc,pattern",
     [
-        ([np.zeros(3)], 0.0, ValueError, r"max_norm: expected a number > 0, got 0\.0"),
-        ([np.zeros(3)], -1.0, ValueError, r"max_norm: expected a number > 0"),
-        ([np.zeros(3)], float("nan"), ValueError, r"max_norm: expected a number > 0, got nan"),
-        ([np.zeros(3)], "1", TypeError, r"max_norm: expected a real number"),
-        ({"w": np.zeros(3)}, 1.0, TypeError, r"grads: expected a list or tuple of numpy arrays, got dict"),
-        ([np.zeros(3), [1.0, 2.0]], 1.0, TypeError, r"grads\[1\]: expected a numpy\.ndarray"),
-        ([np.zeros(3, np.int32)], 1.0, TypeError, r"grads\[0\]: expected dtype float32 or float64, got int32"),
-        ([np.zeros(3), _ro(np.zeros(3))], 1.0, ValueError, r"grads\[1\]: array is read-only"),
-        ([np.zeros(6)[::2]], 1.0, ValueError, r"grads\[0\]: array must be C-contiguous"),
+        ([np.zeros(3)], 0.0, ValueError, r"argument 'max_norm' must be > 0, got 0\.0"),
+        ([np.zeros(3)], -1.0, ValueError, r"argument 'max_norm' must be > 0"),
+        ([np.zeros(3)], float("nan"), ValueError, r"argument 'max_norm' must be > 0, got nan"),
+        ([np.zeros(3)], "1", TypeError, r"argument 'max_norm' must be a real number, got str '1'"),
+        ({"w": np.zeros(3)}, 1.0, TypeError, r"argument 'grads' must be a list or tuple of numpy arrays, got dict"),
+        ([np.zeros(3), [1.0, 2.0]], 1.0, TypeError, r"argument 'grads\[1\]' must be a numpy\.ndarray"),
+        ([np.zeros(3, np.int32)], 1.0, TypeError, r"argument 'grads\[0\]' has dtype int32; expected float32 or float64"),
+        ([np.zeros(3), _ro(np.zeros(3))], 1.0, ValueError, r"output argument 'grads\[1\]' is read-only"),
+        ([np.zeros(6)[::2]], 1.0, ValueError, r"argument 'grads\[0\]' must be C-contiguous"),
     ],
 )
 def test_clip_grad_norm_bad_calls(grads, max_norm, exc, pattern):
@@ -443,5 +443,5 @@ def test_clip_grad_norm_bad_calls(grads, max_norm, exc, pattern):
 
 def test_clip_grad_norm_rejects_the_same_array_twice():
     g = np.ones(4)
-    with pytest.raises(ValueError, match=r"clip_grad_norm: grads\[0\] and grads\[1\] share memory"):
+    with pytest.raises(ValueError, match=r"clip_grad_norm: output 'grads\[0\]' overlaps input 'grads\[1\]'"):
         O.clip_grad_norm([g, g], 1.0)
