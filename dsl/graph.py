@@ -145,8 +145,8 @@ def build_graph(layers, r: Reporter, residual_at=frozenset()) -> list | None:
         if not users and old != out_index:
             layer = layers[old]
             r.warning(LazyWord(r, layer.pos), f"the output of {layer_label(layer, where[old])} is not "
-                      "used by any layer (only the last layer is the model's output); its "
-                      "parameters would never train")
+                      "used by any layer (only the last layer is the model's output), so it does "
+                      "not reach the loss: the layers that only it uses never train")
     return typed if ok else None
 
 
