@@ -10,7 +10,7 @@ from dlrun.dsl.check_data import DataBlock
 from dlrun.dsl.diagnostics import Reporter, suggest
 from dlrun.dsl.graph import InputRef
 from dlrun.dsl.ir import Pos
-from dlrun.dsl.layers import MANY, SPECS, layer_keywords, spec
+from dlrun.dsl.layers import KEYWORDS, MANY, SPECS, layer_keywords, spec
 from dlrun.dsl.transform import Arg, Call, Let, Program, Ref, Statement, Str
 from dlrun.dsl.values import Binder, Word, _Bad, _expr_text, show, span
 
@@ -81,7 +81,7 @@ class Elaborator(Binder, DataBlock):
                          f"{prev.pos.line}); give it once")
 
     def is_layer(self, kw: str) -> bool:
-        return kw in SPECS or kw in T.ACTIVATIONS
+        return kw in KEYWORDS
 
     def unknown_statement(self, stmt: Statement, known):
         kw = stmt.keyword
@@ -231,7 +231,7 @@ class Elaborator(Binder, DataBlock):
     def layer(self, stmt: Statement) -> ir.Layer | None:
         kw = stmt.keyword
         self.no_block(stmt)
-        s = spec("activation" if kw in T.ACTIVATIONS else kw)
+        s = KEYWORDS[kw]
         refs: tuple = ()
         try:
             hint = s.hint(stmt)
@@ -250,23 +250,9 @@ class Elaborator(Binder, DataBlock):
                 params = self.bind(f"'{kw}'", s.params, tuple(a for a in args if a.key is not None),
                                    npos=0, where=stmt.keyword_pos, flags=True, example=s.example)
                 kind = kw
-            elif kw in T.ACTIVATIONS or kw == "activation":
-                if kw == "activation":
-                    if not self.no_call(stmt):
-                        raise _Bad
-                    params = self.bind("'activation'", s.params, args, npos=1, where=stmt.keyword_pos)
-                else:
-                    args = tuple(stmt.call_args or ()) + args
-                    act_params = self.bind(f"activation '{kw}'", T.ACTIVATIONS[kw], args,
-                                           npos=len(T.ACTIVATIONS[kw]), where=stmt.keyword_pos)
-                    params = {"activation": ir.Activation(kw, act_params, stmt.pos)}
-                kind = "activation"
             else:
-                if not self.no_call(stmt):
-                    raise _Bad
-                kind = kw
-                params = self.bind(f"'{kw}'", s.params, args, npos=s.positional,
-                                   where=stmt.keyword_pos, flags=True, example=s.example)
+                kind = s.kind
+                params = s.bind(self, stmt, args)
                 if params.get("init") is not None:
                     params["init"] = T.INIT_ALIASES.get(params["init"], params["init"])
         except _Bad:

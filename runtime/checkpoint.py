@@ -64,10 +64,16 @@ class Interrupted(DlrunError):
 def model_identity(model_ir) -> dict:
     """The canonical IR of a model file without source positions, its path and
     ``train.epochs`` (extending a run is allowed). ``output`` is left out: the checker
-    derives it from the layers and the loss (checkpoints written before it existed lack it)."""
+    derives it from the layers and the loss (checkpoints written before it existed lack it).
+    A layer's ``inputs`` appear only where it does not take the layer before it."""
     d = ir.to_dict(model_ir, positions=False)
     d.pop("path", None)
     d.pop("output", None)
+    for layer in d.get("layers", ()):
+        if isinstance(layer, dict) and not layer.get("inputs"):
+            # a layer taking the one before it: written as before graphs existed, so the
+            # checkpoints of a straight line of layers keep resuming
+            layer.pop("inputs", None)
     train = d.get("train")
     if isinstance(train, dict):
         train.pop("epochs", None)

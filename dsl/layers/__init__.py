@@ -24,6 +24,10 @@ SPECS: dict[str, LayerSpec] = {s.kind: s for s in (
     Input(), Dense(), Activation(), BatchNorm(), Dropout(), Flatten(), Add(), Concat())}
 
 
+#: statement keyword -> the spec of the layer it makes ('relu' -> the activation layer).
+KEYWORDS: dict[str, LayerSpec] = {kw: s for s in SPECS.values() for kw in s.keywords()}
+
+
 def spec(kind: str) -> LayerSpec:
     return SPECS[kind]
 
@@ -34,4 +38,4 @@ def layer_keywords() -> tuple[str, ...]:
     return tuple(k for k in SPECS if k != "activation") + tuple(T.ACTIVATIONS)
 
 
-__all__ = ["MANY", "SPECS", "LayerSpec", "ShapeError", "dims", "layer_keywords", "prod", "spec"]
+__all__ = ["KEYWORDS", "MANY", "SPECS", "LayerSpec", "ShapeError", "dims", "layer_keywords", "prod", "spec"]

@@ -24,6 +24,24 @@ class Activation(LayerSpec):
     positional = 1
     kernels = ("activations",)
 
+    def keywords(self):
+        # 'activation relu' or the activation's own name: 'relu', 'leaky_relu(0.2)'
+        return ("activation",) + tuple(T.ACTIVATIONS)
+
+    def bind(self, binder, stmt, args):
+        from dlrun.dsl import ir
+        from dlrun.dsl.values import _Bad
+
+        kw = stmt.keyword
+        if kw == "activation":
+            if not binder.no_call(stmt):
+                raise _Bad
+            return binder.bind("'activation'", self.params, args, npos=1, where=stmt.keyword_pos)
+        args = tuple(stmt.call_args or ()) + tuple(args)
+        act_params = binder.bind(f"activation '{kw}'", T.ACTIVATIONS[kw], args,
+                                 npos=len(T.ACTIVATIONS[kw]), where=stmt.keyword_pos)
+        return {"activation": ir.Activation(kw, act_params, stmt.pos)}
+
     def infer(self, layer, in_shapes, sources):
         shape = tuple(in_shapes[0])
         act = layer.params["activation"]

@@ -66,6 +66,20 @@ class LayerSpec:
     #: kernel modules (``kernels/NAME.pyx``) its runtime layer computes with
     kernels: tuple = ()
 
+    def keywords(self) -> tuple:
+        """The statement keywords that make this layer (its kind, by default)."""
+        return (self.kind,)
+
+    def bind(self, binder, stmt, args) -> dict:
+        """The layer's parameters from a statement (``args`` without ``from=``), through the
+        elaborator's ``binder``; reports and raises ``values._Bad`` on bad values."""
+        from dlrun.dsl.values import _Bad
+
+        if not binder.no_call(stmt):
+            raise _Bad
+        return binder.bind(f"'{stmt.keyword}'", self.params, args, npos=self.positional,
+                           where=stmt.keyword_pos, flags=True, example=self.example)
+
     def infer(self, layer, in_shapes, sources) -> tuple:
         """Output shape per sample. ``in_shapes``: the shapes flowing in; ``sources``: how
         messages name the layers they come from ('layer 0 (input)')."""
