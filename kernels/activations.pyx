@@ -8,7 +8,7 @@ cimport numpy as cnp
 from cython cimport floating
 
 from _common cimport (check_float_array, check_same_dtype, check_shape, check_no_overlap,
-                      check_finite_float)
+                      check_finite_float, float_dispatch, is_float32, data, data_or_null)
 from activations cimport (act_code, act_needs_input, act_forward_rows, act_backward_rows,
                           ACT_SOFTMAX)
 
@@ -38,15 +38,10 @@ def activation_forward(name, x, y, alpha=0.0, bias=None):
         check_same_dtype(B, X, fn, "bias", "x")
         check_shape(B, (d,), fn, "bias", "(the last dimension of x)")
         check_no_overlap(Y, B, fn, "y", "bias", False)
-    cdef void* bp = cnp.PyArray_DATA(B) if B is not None else NULL
-    if cnp.PyArray_TYPE(X) == cnp.NPY_FLOAT32:
-        with nogil:
-            act_forward_rows(act, <float*>cnp.PyArray_DATA(Y), <float*>cnp.PyArray_DATA(X),
-                             <float*>bp, n, d, <float>al)
-    else:
-        with nogil:
-            act_forward_rows(act, <double*>cnp.PyArray_DATA(Y), <double*>cnp.PyArray_DATA(X),
-                             <double*>bp, n, d, al)
+    cdef void* bp = data_or_null(B)
+    with nogil:
+        float_dispatch(is_float32(X), act_forward_rows[float], act_forward_rows[double],
+                       act, data(Y), data(X), bp, n, d, al)
     return y
 
 
@@ -79,14 +74,8 @@ def activation_backward(name, y, dy, dx, alpha=0.0, x=None):
         check_no_overlap(DX, X, fn, "dx", "x", True)
     cdef Py_ssize_t d = Yv.shape[Yv.ndim - 1]
     cdef Py_ssize_t n = (Yv.size // d) if d else 0
-    cdef void* xp = cnp.PyArray_DATA(X) if X is not None else NULL
-    if cnp.PyArray_TYPE(Yv) == cnp.NPY_FLOAT32:
-        with nogil:
-            act_backward_rows(act, <float*>cnp.PyArray_DATA(DX), <float*>cnp.PyArray_DATA(DY),
-                              <float*>cnp.PyArray_DATA(Yv), <float*>xp, n, d, <float>al)
-    else:
-        with nogil:
-            act_backward_rows(act, <double*>cnp.PyArray_DATA(DX),
-                              <double*>cnp.PyArray_DATA(DY), <double*>cnp.PyArray_DATA(Yv),
-                              <double*>xp, n, d, al)
+    cdef void* xp = data_or_null(X)
+    with nogil:
+        float_dispatch(is_float32(Yv), act_backward_rows[float], act_backward_rows[double],
+                       act, data(DX), data(DY), data(Yv), xp, n, d, al)
     return dx

@@ -12,7 +12,8 @@ from libc.math cimport sqrt
 from libc.stdlib cimport malloc, free
 
 from _common cimport (check_float_array, check_same_dtype, check_shape, check_no_overlap,
-                      check_finite_float, check_flag)
+                      check_finite_float, check_flag, float_dispatch, float_dispatch_int,
+                      is_float32, data, data_or_null)
 
 from batchnorm cimport (bn_shifted_sums_f32, bn_shifted_sums_f64, bn_normalise_f32,
                         bn_normalise_f64, bn_affine_f32, bn_affine_f64, bn_grad_sums_f32,
@@ -192,20 +193,10 @@ def batchnorm_forward_train(x, gamma, beta, running_mean, running_var, momentum,
         for oname2, out2 in outs[k + 1:]:
             check_no_overlap(out, out2, fn, oname, oname2, False)
     cdef int rc
-    if cnp.PyArray_TYPE(X) == cnp.NPY_FLOAT32:
-        with nogil:
-            rc = bn_forward_train(<float*>cnp.PyArray_DATA(X), n, d,
-                                  <float*>cnp.PyArray_DATA(G), <float*>cnp.PyArray_DATA(Bt),
-                                  <float*>cnp.PyArray_DATA(RM), <float*>cnp.PyArray_DATA(RV),
-                                  mom, e, <float*>cnp.PyArray_DATA(Y),
-                                  <float*>cnp.PyArray_DATA(XH), <float*>cnp.PyArray_DATA(IS))
-    else:
-        with nogil:
-            rc = bn_forward_train(<double*>cnp.PyArray_DATA(X), n, d,
-                                  <double*>cnp.PyArray_DATA(G), <double*>cnp.PyArray_DATA(Bt),
-                                  <double*>cnp.PyArray_DATA(RM), <double*>cnp.PyArray_DATA(RV),
-                                  mom, e, <double*>cnp.PyArray_DATA(Y),
-                                  <double*>cnp.PyArray_DATA(XH), <double*>cnp.PyArray_DATA(IS))
+    with nogil:
+        rc = float_dispatch_int(is_float32(X), bn_forward_train[float], bn_forward_train[double],
+                                data(X), n, d, data(G), data(Bt), data(RM), data(RV), mom, e,
+                                data(Y), data(XH), data(IS))
     if rc:
         raise MemoryError(f"{fn}: cannot allocate the per-column scratch for d = {d}")
     return y
@@ -232,18 +223,9 @@ def batchnorm_forward_eval(x, gamma, beta, running_mean, running_var, eps, y):
         raise ValueError(f"{fn}: argument 'running_var' has negative entries (min "
                          f"{(<object>RV).min()}); a variance must be >= 0")
     cdef int rc
-    if cnp.PyArray_TYPE(X) == cnp.NPY_FLOAT32:
-        with nogil:
-            rc = bn_forward_eval(<float*>cnp.PyArray_DATA(X), n, d,
-                                 <float*>cnp.PyArray_DATA(G), <float*>cnp.PyArray_DATA(Bt),
-                                 <float*>cnp.PyArray_DATA(RM), <float*>cnp.PyArray_DATA(RV),
-                                 e, <float*>cnp.PyArray_DATA(Y))
-    else:
-        with nogil:
-            rc = bn_forward_eval(<double*>cnp.PyArray_DATA(X), n, d,
-                                 <double*>cnp.PyArray_DATA(G), <double*>cnp.PyArray_DATA(Bt),
-                                 <double*>cnp.PyArray_DATA(RM), <double*>cnp.PyArray_DATA(RV),
-                                 e, <double*>cnp.PyArray_DATA(Y))
+    with nogil:
+        rc = float_dispatch_int(is_float32(X), bn_forward_eval[float], bn_forward_eval[double],
+                                data(X), n, d, data(G), data(Bt), data(RM), data(RV), e, data(Y))
     if rc:
         raise MemoryError(f"{fn}: cannot allocate the per-column scratch for d = {d}")
     return y
@@ -275,20 +257,12 @@ def batchnorm_backward(dy, xhat, gamma, inv_std, dx, dgamma, dbeta, accumulate=F
         outs.append(("dx", DX))
     _check_backward_overlaps(fn, outs, DY, XH, G, IS)
     cdef bint acc = check_flag(accumulate, fn, "accumulate")
-    cdef void* dxp = cnp.PyArray_DATA(DX) if DX is not None else NULL
+    cdef void* dxp = data_or_null(DX)
     cdef int rc
-    if cnp.PyArray_TYPE(DY) == cnp.NPY_FLOAT32:
-        with nogil:
-            rc = bn_backward(<float*>cnp.PyArray_DATA(DY), <float*>cnp.PyArray_DATA(XH), n, d,
-                             <float*>cnp.PyArray_DATA(G), <float*>cnp.PyArray_DATA(IS),
-                             <float*>dxp, <float*>cnp.PyArray_DATA(DG),
-                             <float*>cnp.PyArray_DATA(DB), acc)
-    else:
-        with nogil:
-            rc = bn_backward(<double*>cnp.PyArray_DATA(DY), <double*>cnp.PyArray_DATA(XH), n,
-                             d, <double*>cnp.PyArray_DATA(G), <double*>cnp.PyArray_DATA(IS),
-                             <double*>dxp, <double*>cnp.PyArray_DATA(DG),
-                             <double*>cnp.PyArray_DATA(DB), acc)
+    with nogil:
+        rc = float_dispatch_int(is_float32(DY), bn_backward[float], bn_backward[double],
+                                data(DY), data(XH), n, d, data(G), data(IS), dxp, data(DG),
+                                data(DB), acc)
     if rc:
         raise MemoryError(f"{fn}: cannot allocate the per-column scratch for d = {d}")
     return dx
@@ -463,20 +437,10 @@ def batchnorm2d_forward_train(x, gamma, beta, running_mean, running_var, momentu
             check_no_overlap(out, inp, fn, oname, iname, False)
         for oname2, out2 in outs[k + 1:]:
             check_no_overlap(out, out2, fn, oname, oname2, False)
-    if cnp.PyArray_TYPE(X) == cnp.NPY_FLOAT32:
-        with nogil:
-            bn2d_forward_train(<float*>cnp.PyArray_DATA(X), n, c, hw,
-                               <float*>cnp.PyArray_DATA(G), <float*>cnp.PyArray_DATA(Bt),
-                               <float*>cnp.PyArray_DATA(RM), <float*>cnp.PyArray_DATA(RV),
-                               mom, e, <float*>cnp.PyArray_DATA(Y),
-                               <float*>cnp.PyArray_DATA(XH), <float*>cnp.PyArray_DATA(IS))
-    else:
-        with nogil:
-            bn2d_forward_train(<double*>cnp.PyArray_DATA(X), n, c, hw,
-                               <double*>cnp.PyArray_DATA(G), <double*>cnp.PyArray_DATA(Bt),
-                               <double*>cnp.PyArray_DATA(RM), <double*>cnp.PyArray_DATA(RV),
-                               mom, e, <double*>cnp.PyArray_DATA(Y),
-                               <double*>cnp.PyArray_DATA(XH), <double*>cnp.PyArray_DATA(IS))
+    with nogil:
+        float_dispatch(is_float32(X), bn2d_forward_train[float], bn2d_forward_train[double],
+                       data(X), n, c, hw, data(G), data(Bt), data(RM), data(RV), mom, e,
+                       data(Y), data(XH), data(IS))
     return y
 
 
@@ -498,18 +462,9 @@ def batchnorm2d_forward_eval(x, gamma, beta, running_mean, running_var, eps, y):
     if bool((<object>RV < 0).any()):
         raise ValueError(f"{fn}: argument 'running_var' has negative entries (min "
                          f"{(<object>RV).min()}); a variance must be >= 0")
-    if cnp.PyArray_TYPE(X) == cnp.NPY_FLOAT32:
-        with nogil:
-            bn2d_forward_eval(<float*>cnp.PyArray_DATA(X), n, c, hw,
-                              <float*>cnp.PyArray_DATA(G), <float*>cnp.PyArray_DATA(Bt),
-                              <float*>cnp.PyArray_DATA(RM), <float*>cnp.PyArray_DATA(RV),
-                              e, <float*>cnp.PyArray_DATA(Y))
-    else:
-        with nogil:
-            bn2d_forward_eval(<double*>cnp.PyArray_DATA(X), n, c, hw,
-                              <double*>cnp.PyArray_DATA(G), <double*>cnp.PyArray_DATA(Bt),
-                              <double*>cnp.PyArray_DATA(RM), <double*>cnp.PyArray_DATA(RV),
-                              e, <double*>cnp.PyArray_DATA(Y))
+    with nogil:
+        float_dispatch(is_float32(X), bn2d_forward_eval[float], bn2d_forward_eval[double],
+                       data(X), n, c, hw, data(G), data(Bt), data(RM), data(RV), e, data(Y))
     return y
 
 
@@ -535,17 +490,9 @@ def batchnorm2d_backward(dy, xhat, gamma, inv_std, dx, dgamma, dbeta, accumulate
         outs.append(("dx", DX))
     _check_backward_overlaps(fn, outs, DY, XH, G, IS)
     cdef bint acc = check_flag(accumulate, fn, "accumulate")
-    cdef void* dxp = cnp.PyArray_DATA(DX) if DX is not None else NULL
-    if cnp.PyArray_TYPE(DY) == cnp.NPY_FLOAT32:
-        with nogil:
-            bn2d_backward(<float*>cnp.PyArray_DATA(DY), <float*>cnp.PyArray_DATA(XH), n, c, hw,
-                          <float*>cnp.PyArray_DATA(G), <float*>cnp.PyArray_DATA(IS),
-                          <float*>dxp, <float*>cnp.PyArray_DATA(DG),
-                          <float*>cnp.PyArray_DATA(DB), acc)
-    else:
-        with nogil:
-            bn2d_backward(<double*>cnp.PyArray_DATA(DY), <double*>cnp.PyArray_DATA(XH), n, c,
-                          hw, <double*>cnp.PyArray_DATA(G), <double*>cnp.PyArray_DATA(IS),
-                          <double*>dxp, <double*>cnp.PyArray_DATA(DG),
-                          <double*>cnp.PyArray_DATA(DB), acc)
+    cdef void* dxp = data_or_null(DX)
+    with nogil:
+        float_dispatch(is_float32(DY), bn2d_backward[float], bn2d_backward[double],
+                       data(DY), data(XH), n, c, hw, data(G), data(IS), dxp, data(DG), data(DB),
+                       acc)
     return dx

@@ -7,7 +7,8 @@ cimport numpy as cnp
 from cython cimport floating
 
 from _common cimport (check_float_array, check_same_dtype, check_shape, check_no_overlap,
-                      check_blas_dim, check_finite_float, check_flag)
+                      check_blas_dim, check_finite_float, check_flag, float_dispatch,
+                      is_float32, data)
 from blas cimport gemm_rm, gemv_rm
 
 cnp.import_array()
@@ -40,14 +41,9 @@ def gemm(a, b, c, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
     cdef int jn = check_blas_dim(n, fn, "n")
     cdef double al = check_finite_float(alpha, fn, "alpha")
     cdef double be = check_finite_float(beta, fn, "beta")
-    if cnp.PyArray_TYPE(A) == cnp.NPY_FLOAT32:
-        with nogil:
-            gemm_rm(ta, tb, im, jn, ik, <float>al, <float*>cnp.PyArray_DATA(A),
-                    <float*>cnp.PyArray_DATA(B), <float>be, <float*>cnp.PyArray_DATA(C))
-    else:
-        with nogil:
-            gemm_rm(ta, tb, im, jn, ik, al, <double*>cnp.PyArray_DATA(A),
-                    <double*>cnp.PyArray_DATA(B), be, <double*>cnp.PyArray_DATA(C))
+    with nogil:
+        float_dispatch(is_float32(A), gemm_rm[float], gemm_rm[double],
+                       ta, tb, im, jn, ik, al, data(A), data(B), be, data(C))
     return c
 
 
@@ -71,12 +67,7 @@ def gemv(a, x, y, trans=False, alpha=1.0, beta=0.0):
     cdef int im = check_blas_dim(m, fn, "m"), jn = check_blas_dim(n, fn, "n")
     cdef double al = check_finite_float(alpha, fn, "alpha")
     cdef double be = check_finite_float(beta, fn, "beta")
-    if cnp.PyArray_TYPE(A) == cnp.NPY_FLOAT32:
-        with nogil:
-            gemv_rm(t, im, jn, <float>al, <float*>cnp.PyArray_DATA(A),
-                    <float*>cnp.PyArray_DATA(X), <float>be, <float*>cnp.PyArray_DATA(Y))
-    else:
-        with nogil:
-            gemv_rm(t, im, jn, al, <double*>cnp.PyArray_DATA(A),
-                    <double*>cnp.PyArray_DATA(X), be, <double*>cnp.PyArray_DATA(Y))
+    with nogil:
+        float_dispatch(is_float32(A), gemv_rm[float], gemv_rm[double],
+                       t, im, jn, al, data(A), data(X), be, data(Y))
     return y

@@ -26,7 +26,7 @@ from libc.math cimport sqrt
 from libc.stdlib cimport realloc, free
 
 from _common cimport (check_float_array, check_same_dtype, check_shape, check_finite_float,
-                      check_layout, received)
+                      check_layout, received, float_dispatch_int, is_float32, data)
 from blas cimport gemm_rm, gemv_rm
 from dense cimport nonzero_columns, gather_columns
 from activations cimport act_code, act_forward_rows, ACT_LINEAR, ACT_SOFTMAX
@@ -344,34 +344,24 @@ cdef cnp.ndarray _raw_array(object x, str fn, str name):
 cdef int _affine(cnp.ndarray X, const int64_t* idx, Py_ssize_t n, cnp.ndarray A, cnp.ndarray B,
                  bint a_vec, bint b_vec, bint has_b, bint identity, cnp.ndarray OUT):
     cdef Py_ssize_t rows = X.shape[0], d = X.shape[1]
-    cdef int tx = cnp.PyArray_TYPE(X), rc = 0
-    cdef void* px = cnp.PyArray_DATA(X)
-    cdef void* po = cnp.PyArray_DATA(OUT)
+    cdef int rc = 0
     cdef const double* pa = <double*>cnp.PyArray_DATA(A)
     cdef const double* pb = <double*>cnp.PyArray_DATA(B)
-    cdef bint f32 = cnp.PyArray_TYPE(OUT) == cnp.NPY_FLOAT32
+    cdef bint f32 = is_float32(OUT)
     with nogil:
-        if tx == cnp.NPY_UINT8:
-            if f32:
-                rc = affine_rows(<uint8_t*>px, rows, d, idx, n, pa, a_vec, pb, b_vec, has_b,
-                                 identity, <float*>po)
-            else:
-                rc = affine_rows(<uint8_t*>px, rows, d, idx, n, pa, a_vec, pb, b_vec, has_b,
-                                 identity, <double*>po)
-        elif tx == cnp.NPY_FLOAT32:
-            if f32:
-                rc = affine_rows(<float*>px, rows, d, idx, n, pa, a_vec, pb, b_vec, has_b,
-                                 identity, <float*>po)
-            else:
-                rc = affine_rows(<float*>px, rows, d, idx, n, pa, a_vec, pb, b_vec, has_b,
-                                 identity, <double*>po)
+        # the raw input's dtype (uint8, float32, float64) is the other axis of the dispatch
+        if cnp.PyArray_TYPE(X) == cnp.NPY_UINT8:
+            rc = float_dispatch_int(f32, affine_rows[uint8_t, float], affine_rows[uint8_t, double],
+                                    data(X), rows, d, idx, n, pa, a_vec, pb, b_vec,
+                                    has_b, identity, data(OUT))
+        elif is_float32(X):
+            rc = float_dispatch_int(f32, affine_rows[float, float], affine_rows[float, double],
+                                    data(X), rows, d, idx, n, pa, a_vec, pb, b_vec,
+                                    has_b, identity, data(OUT))
         else:
-            if f32:
-                rc = affine_rows(<double*>px, rows, d, idx, n, pa, a_vec, pb, b_vec, has_b,
-                                 identity, <float*>po)
-            else:
-                rc = affine_rows(<double*>px, rows, d, idx, n, pa, a_vec, pb, b_vec, has_b,
-                                 identity, <double*>po)
+            rc = float_dispatch_int(f32, affine_rows[double, float], affine_rows[double, double],
+                                    data(X), rows, d, idx, n, pa, a_vec, pb, b_vec,
+                                    has_b, identity, data(OUT))
     return rc
 
 
@@ -554,17 +544,11 @@ cdef class Chain:
         cdef void* p0 = cnp.PyArray_DATA(self.buf0)
         cdef void* p1 = cnp.PyArray_DATA(self.buf1)
         cdef void* ps = cnp.PyArray_DATA(self.scratch)
-        cdef void* po = cnp.PyArray_DATA(OUT)
         cdef void* pw = cnp.PyArray_DATA(self.wc) if self.wc is not None else NULL
         cdef long long* pc = <long long*>cnp.PyArray_DATA(self.cols) if self.cols is not None else NULL
-        if self.dtype == np.float32:
-            with nogil:
-                rc = run_ops(self.ops, self.n_ops, n, <float*>px, <float*>p0, <float*>p1,
-                             <float*>ps, <float*>po, <float*>pw, pc)
-        else:
-            with nogil:
-                rc = run_ops(self.ops, self.n_ops, n, <double*>px, <double*>p0, <double*>p1,
-                             <double*>ps, <double*>po, <double*>pw, pc)
+        with nogil:
+            rc = float_dispatch_int(is_float32(OUT), run_ops[float], run_ops[double],
+                                    self.ops, self.n_ops, n, px, p0, p1, ps, data(OUT), pw, pc)
         if rc:
             raise ValueError(f"{fn}: op {-1 - rc} (batch norm) has a negative or NaN running "
                              f"variance; a variance must be >= 0")

@@ -12,7 +12,8 @@ cimport numpy as cnp
 from cython cimport floating
 
 from _common cimport (check_float_array, check_same_dtype, check_shape, check_no_overlap,
-                      check_blas_dim, check_finite_float, check_flag)
+                      check_blas_dim, check_finite_float, check_flag, float_dispatch,
+                      is_float32, data, data_or_null)
 from blas cimport gemm_rm
 from activations cimport act_code, act_forward_span, ACT_LINEAR, ACT_SOFTMAX
 from conv cimport ConvGeom, im2col, col2im_add, parse_pair, parse_padding, out_size
@@ -184,19 +185,12 @@ def conv2d_forward(x, w, b, y, col, stride=1, padding=0, dilation=1, groups=1,
     check_no_overlap(Y, X, fn, "y", "x", False)
     check_no_overlap(Y, W, fn, "y", "w", False)
     cdef cnp.ndarray C = _check_col(fn, col, X, &g, [("x", X), ("w", W), ("b", B), ("y", Y)])
-    cdef void* bp = cnp.PyArray_DATA(B) if B is not None else NULL
-    cdef void* xp = cnp.PyArray_DATA(X)
-    cdef void* wp = cnp.PyArray_DATA(W)
-    cdef void* yp = cnp.PyArray_DATA(Y)
-    cdef void* cp = cnp.PyArray_DATA(C)
+    cdef void* bp = data_or_null(B)
     if g.n == 0:
         return y
-    if cnp.PyArray_TYPE(X) == cnp.NPY_FLOAT32:
-        with nogil:
-            _forward(&g, act, <float*>xp, <float*>wp, <float*>bp, <float*>yp, <float*>cp, <float>al)
-    else:
-        with nogil:
-            _forward(&g, act, <double*>xp, <double*>wp, <double*>bp, <double*>yp, <double*>cp, al)
+    with nogil:
+        float_dispatch(is_float32(X), _forward[float], _forward[double],
+                       &g, act, data(X), data(W), bp, data(Y), data(C), al)
     return y
 
 
@@ -234,19 +228,9 @@ def conv2d_backward(x, w, dz, dx, dw, db, col, stride=1, padding=0, dilation=1, 
         for iname, a in ins + outs[:i]:
             check_no_overlap(<cnp.ndarray>o, <cnp.ndarray>a, fn, oname, iname, False)
     cdef cnp.ndarray C = _check_col(fn, col, X, &g, ins + outs)
-    cdef void* xp = cnp.PyArray_DATA(X)
-    cdef void* wp = cnp.PyArray_DATA(W)
-    cdef void* zp = cnp.PyArray_DATA(DZ)
-    cdef void* dxp = cnp.PyArray_DATA(DX) if DX is not None else NULL
-    cdef void* dwp = cnp.PyArray_DATA(DW)
-    cdef void* dbp = cnp.PyArray_DATA(DB) if DB is not None else NULL
-    cdef void* cp = cnp.PyArray_DATA(C)
-    if cnp.PyArray_TYPE(X) == cnp.NPY_FLOAT32:
-        with nogil:
-            _backward(&g, <float*>xp, <float*>wp, <float*>zp, <float*>dxp, <float*>dwp,
-                      <float*>dbp, <float*>cp, acc)
-    else:
-        with nogil:
-            _backward(&g, <double*>xp, <double*>wp, <double*>zp, <double*>dxp, <double*>dwp,
-                      <double*>dbp, <double*>cp, acc)
+    cdef void* dxp = data_or_null(DX)
+    cdef void* dbp = data_or_null(DB)
+    with nogil:
+        float_dispatch(is_float32(X), _backward[float], _backward[double],
+                       &g, data(X), data(W), data(DZ), dxp, data(DW), dbp, data(C), acc)
     return dx, dw, db

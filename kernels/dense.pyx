@@ -9,7 +9,8 @@ cimport numpy as cnp
 from cython cimport floating
 
 from _common cimport (check_float_array, check_same_dtype, check_shape, check_no_overlap,
-                      check_blas_dim, check_finite_float, check_flag)
+                      check_blas_dim, check_finite_float, check_flag, float_dispatch,
+                      float_dispatch_ssize, is_float32, data, data_or_null)
 from blas cimport gemm_rm
 from dense cimport nonzero_columns, gather_columns
 from activations cimport act_code, act_forward_rows, ACT_LINEAR
@@ -79,17 +80,10 @@ def dense_forward(x, w, b, y, activation="linear", alpha=0.0):
         check_no_overlap(Y, B, fn, "y", "b", False)
     cdef int i_n = check_blas_dim(n, fn, "batch size"), i_in = check_blas_dim(d_in, fn, "in")
     cdef int i_out = check_blas_dim(d_out, fn, "out")
-    cdef void* bp = cnp.PyArray_DATA(B) if B is not None else NULL
-    if cnp.PyArray_TYPE(X) == cnp.NPY_FLOAT32:
-        with nogil:
-            _forward(act, i_n, i_in, i_out, <float*>cnp.PyArray_DATA(X),
-                     <float*>cnp.PyArray_DATA(W), <float*>bp, <float*>cnp.PyArray_DATA(Y),
-                     <float>al)
-    else:
-        with nogil:
-            _forward(act, i_n, i_in, i_out, <double*>cnp.PyArray_DATA(X),
-                     <double*>cnp.PyArray_DATA(W), <double*>bp, <double*>cnp.PyArray_DATA(Y),
-                     al)
+    cdef void* bp = data_or_null(B)
+    with nogil:
+        float_dispatch(is_float32(X), _forward[float], _forward[double],
+                       act, i_n, i_in, i_out, data(X), data(W), bp, data(Y), al)
     return y
 
 
@@ -132,18 +126,11 @@ def dense_backward(x, w, dz, dx, dw, db, accumulate=False):
     cdef int i_n = check_blas_dim(n, fn, "batch size"), i_in = check_blas_dim(d_in, fn, "in")
     cdef int i_out = check_blas_dim(d_out, fn, "out")
     cdef bint acc = check_flag(accumulate, fn, "accumulate")
-    cdef void* dxp = cnp.PyArray_DATA(DX) if DX is not None else NULL
-    cdef void* dbp = cnp.PyArray_DATA(DB) if DB is not None else NULL
-    if cnp.PyArray_TYPE(X) == cnp.NPY_FLOAT32:
-        with nogil:
-            _backward(i_n, i_in, i_out, <float*>cnp.PyArray_DATA(X),
-                      <float*>cnp.PyArray_DATA(W), <float*>cnp.PyArray_DATA(DZ), <float*>dxp,
-                      <float*>cnp.PyArray_DATA(DW), <float*>dbp, acc)
-    else:
-        with nogil:
-            _backward(i_n, i_in, i_out, <double*>cnp.PyArray_DATA(X),
-                      <double*>cnp.PyArray_DATA(W), <double*>cnp.PyArray_DATA(DZ),
-                      <double*>dxp, <double*>cnp.PyArray_DATA(DW), <double*>dbp, acc)
+    cdef void* dxp = data_or_null(DX)
+    cdef void* dbp = data_or_null(DB)
+    with nogil:
+        float_dispatch(is_float32(X), _backward[float], _backward[double],
+                       i_n, i_in, i_out, data(X), data(W), data(DZ), dxp, data(DW), dbp, acc)
     return None
 
 
@@ -251,27 +238,17 @@ def dense_forward_compact(x, w, b, y, activation, alpha, cols, xc, wc, max_fract
     check_blas_dim(d_out, fn, "out")
     cdef double frac = check_finite_float(max_fraction, fn, "max_fraction")
     cdef long long* pc = <long long*>cnp.PyArray_DATA(cols)
-    cdef void* bp = cnp.PyArray_DATA(B) if B is not None else NULL
+    cdef void* bp = data_or_null(B)
     cdef Py_ssize_t k
-    if cnp.PyArray_TYPE(X) == cnp.NPY_FLOAT32:
-        with nogil:
-            # the (in,) sums go in wc, overwritten later
-            k = nonzero_columns(<float*>cnp.PyArray_DATA(X), n, d_in,
-                                 <float*>cnp.PyArray_DATA(WC), pc)
-            if _worth(k, n, d_in, frac):
-                _compact_forward(act, n, d_in, d_out, <float*>cnp.PyArray_DATA(X),
-                                 <float*>cnp.PyArray_DATA(W), <float*>bp,
-                                 <float*>cnp.PyArray_DATA(Y), <float>al, pc, k,
-                                 <float*>cnp.PyArray_DATA(XC), <float*>cnp.PyArray_DATA(WC))
-    else:
-        with nogil:
-            k = nonzero_columns(<double*>cnp.PyArray_DATA(X), n, d_in,
-                                 <double*>cnp.PyArray_DATA(WC), pc)
-            if _worth(k, n, d_in, frac):
-                _compact_forward(act, n, d_in, d_out, <double*>cnp.PyArray_DATA(X),
-                                 <double*>cnp.PyArray_DATA(W), <double*>bp,
-                                 <double*>cnp.PyArray_DATA(Y), al, pc, k,
-                                 <double*>cnp.PyArray_DATA(XC), <double*>cnp.PyArray_DATA(WC))
+    cdef bint single = is_float32(X)
+    with nogil:
+        # the (in,) sums go in wc, overwritten later
+        k = float_dispatch_ssize(single, nonzero_columns[float], nonzero_columns[double],
+                                 data(X), n, d_in, data(WC), pc)
+        if _worth(k, n, d_in, frac):
+            float_dispatch(single, _compact_forward[float], _compact_forward[double],
+                           act, n, d_in, d_out, data(X), data(W), bp, data(Y), al, pc, k,
+                           data(XC), data(WC))
     return k if _worth(k, n, d_in, frac) else 0
 
 
@@ -317,15 +294,8 @@ def dense_backward_compact(xc, cols, k, dz, dw, db, scratch):
             check_no_overlap(out, inp, fn, oname, iname, False)
         for oname2, out2 in outs[k_ + 1:]:
             check_no_overlap(out, out2, fn, oname, oname2, False)
-    cdef void* dbp = cnp.PyArray_DATA(DB) if DB is not None else NULL
-    if cnp.PyArray_TYPE(DZ) == cnp.NPY_FLOAT32:
-        with nogil:
-            _compact_backward(n, d_in, d_out, <float*>cnp.PyArray_DATA(XC), pc, kk,
-                              <float*>cnp.PyArray_DATA(DZ), <float*>cnp.PyArray_DATA(DW),
-                              <float*>dbp, <float*>cnp.PyArray_DATA(S))
-    else:
-        with nogil:
-            _compact_backward(n, d_in, d_out, <double*>cnp.PyArray_DATA(XC), pc, kk,
-                              <double*>cnp.PyArray_DATA(DZ), <double*>cnp.PyArray_DATA(DW),
-                              <double*>dbp, <double*>cnp.PyArray_DATA(S))
+    cdef void* dbp = data_or_null(DB)
+    with nogil:
+        float_dispatch(is_float32(DZ), _compact_backward[float], _compact_backward[double],
+                       n, d_in, d_out, data(XC), pc, kk, data(DZ), data(DW), dbp, data(S))
     return None

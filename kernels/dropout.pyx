@@ -10,7 +10,7 @@ from libc.stdint cimport uint64_t, uint8_t
 from libc.math cimport ceil
 
 from _common cimport (check_float_array, check_uint8_array, check_same_dtype, check_shape,
-                      check_no_overlap, check_finite_float)
+                      check_no_overlap, check_finite_float, float_dispatch, is_float32, data)
 from dropout cimport (dropout_key, dropout_forward_f32, dropout_forward_f64,
                      dropout_backward_f32, dropout_backward_f64)
 
@@ -59,15 +59,9 @@ def dropout_forward(x, rate, seed, counter, y, mask):
     cdef uint64_t threshold = <uint64_t>ceil(r * 4294967296.0)
     cdef uint64_t key = dropout_key(s)
     cdef double scale = 1.0 / (1.0 - r)
-    if cnp.PyArray_TYPE(X) == cnp.NPY_FLOAT32:
-        with nogil:
-            dropout_forward_f32(<float*>cnp.PyArray_DATA(X), m, key, c, threshold,
-                                <float>scale, <float*>cnp.PyArray_DATA(Y),
-                                <uint8_t*>cnp.PyArray_DATA(M))
-    else:
-        with nogil:
-            dropout_forward_f64(<double*>cnp.PyArray_DATA(X), m, key, c, threshold, scale,
-                                <double*>cnp.PyArray_DATA(Y), <uint8_t*>cnp.PyArray_DATA(M))
+    with nogil:
+        float_dispatch(is_float32(X), dropout_forward_f32, dropout_forward_f64,
+                       data(X), m, key, c, threshold, scale, data(Y), <uint8_t*>data(M))
     return y
 
 
@@ -87,12 +81,7 @@ def dropout_backward(dy, mask, rate, dx):
     check_no_overlap(DX, M, fn, "dx", "mask", False)
     cdef Py_ssize_t m = DY.size
     cdef double scale = 1.0 / (1.0 - r)
-    if cnp.PyArray_TYPE(DY) == cnp.NPY_FLOAT32:
-        with nogil:
-            dropout_backward_f32(<float*>cnp.PyArray_DATA(DY), <uint8_t*>cnp.PyArray_DATA(M), m,
-                                 <float>scale, <float*>cnp.PyArray_DATA(DX))
-    else:
-        with nogil:
-            dropout_backward_f64(<double*>cnp.PyArray_DATA(DY), <uint8_t*>cnp.PyArray_DATA(M),
-                                 m, scale, <double*>cnp.PyArray_DATA(DX))
+    with nogil:
+        float_dispatch(is_float32(DY), dropout_backward_f32, dropout_backward_f64,
+                       data(DY), <uint8_t*>data(M), m, scale, data(DX))
     return dx

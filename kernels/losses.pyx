@@ -23,7 +23,8 @@ from libc.math cimport log, fabs, fabsf, isfinite
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 
 from _common cimport (check_float_dtype, check_float_array, check_layout, check_like,
-                      check_shape, check_no_overlap, check_real, received)
+                      check_shape, check_no_overlap, check_real, received,
+                      float_dispatch, float_dispatch_double, is_float32, data)
 
 cnp.import_array()
 
@@ -93,24 +94,21 @@ cdef inline floating _exp_nonpos(floating x) noexcept nogil:
         return 0.0 if x < -708.0 else q
 
 
+cdef void _exp_map(const floating* x, floating* out, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        out[i] = _exp_nonpos(x[i])
+
+
 def _exp_nonpos_check(x):
     """e^x by the kernels' own exponential, element-wise over a float32/float64 array
     (for the accuracy tests; the kernels call it inline)."""
-    cdef int tn = cnp.PyArray_TYPE(check_float_dtype(x, "_exp_nonpos_check", "x"))
+    check_float_dtype(x, "_exp_nonpos_check", "x")
     cdef cnp.ndarray a = np.ascontiguousarray(x)
     cdef cnp.ndarray out = np.empty_like(a)
-    cdef Py_ssize_t i, n = cnp.PyArray_SIZE(a)
-    cdef float* a32 = <float*>cnp.PyArray_DATA(a)
-    cdef float* o32 = <float*>cnp.PyArray_DATA(out)
-    cdef double* a64 = <double*>cnp.PyArray_DATA(a)
-    cdef double* o64 = <double*>cnp.PyArray_DATA(out)
     with nogil:
-        if tn == cnp.NPY_FLOAT:
-            for i in range(n):
-                o32[i] = _exp_nonpos(a32[i])
-        else:
-            for i in range(n):
-                o64[i] = _exp_nonpos(a64[i])
+        float_dispatch(is_float32(a), _exp_map[float], _exp_map[double], data(a), data(out),
+                       cnp.PyArray_SIZE(a))
     return out
 
 
@@ -424,7 +422,6 @@ def softmax_cross_entropy(logits, target, grad, label_smoothing=0.0):
     """
     fn = "softmax_cross_entropy"
     cdef cnp.ndarray z = check_float_array(logits, fn, "logits", 2, False)
-    cdef int tn = cnp.PyArray_TYPE(z)
     _nonempty(fn, "logits", z)
     cdef Py_ssize_t n = z.shape[0], k = z.shape[1]
     cdef cnp.ndarray g = check_like(grad, fn, "grad", z, "logits", True)
@@ -437,10 +434,8 @@ def softmax_cross_entropy(logits, target, grad, label_smoothing=0.0):
     cdef cnp.ndarray t = <cnp.ndarray>target
     cdef double loss
     cdef Py_ssize_t bad
-    cdef bint wide
-    cdef void* pz = cnp.PyArray_DATA(z)
+    cdef bint wide, single = is_float32(z)
     cdef void* pt = cnp.PyArray_DATA(t)
-    cdef void* pg = cnp.PyArray_DATA(g)
     check_no_overlap(g, z, fn, "grad", "logits", True)
     if t.ndim == 1:
         if t.dtype.kind != "i" or t.dtype.itemsize not in (4, 8) or not t.dtype.isnative:
@@ -460,27 +455,22 @@ def softmax_cross_entropy(logits, target, grad, label_smoothing=0.0):
                              f"expected labels in [0, {k}) ('logits' has {k} classes)")
         wide = t.dtype.itemsize == 8
         with nogil:
-            if tn == cnp.NPY_FLOAT and not wide:
-                loss = softmax_xent_labels32(<const float*>pz, <const int32_t*>pt, <float*>pg,
-                                             n, k, ls)
-            elif tn == cnp.NPY_FLOAT:
-                loss = softmax_xent_labels64(<const float*>pz, <const int64_t*>pt, <float*>pg,
-                                             n, k, ls)
-            elif not wide:
-                loss = softmax_xent_labels32(<const double*>pz, <const int32_t*>pt, <double*>pg,
-                                             n, k, ls)
+            # the labels' width is the other axis of the dispatch
+            if not wide:
+                loss = float_dispatch_double(single, softmax_xent_labels32[float],
+                                             softmax_xent_labels32[double],
+                                             data(z), <const int32_t*>pt, data(g), n, k, ls)
             else:
-                loss = softmax_xent_labels64(<const double*>pz, <const int64_t*>pt, <double*>pg,
-                                             n, k, ls)
+                loss = float_dispatch_double(single, softmax_xent_labels64[float],
+                                             softmax_xent_labels64[double],
+                                             data(z), <const int64_t*>pt, data(g), n, k, ls)
     elif t.ndim == 2:
         check_like(t, fn, "target", z, "logits", False)
         check_no_overlap(g, t, fn, "grad", "target", False)
         with nogil:
-            if tn == cnp.NPY_FLOAT:
-                loss = softmax_xent_probs(<const float*>pz, <const float*>pt, <float*>pg, n, k, ls)
-            else:
-                loss = softmax_xent_probs(<const double*>pz, <const double*>pt, <double*>pg,
-                                          n, k, ls)
+            loss = float_dispatch_double(single, softmax_xent_probs[float],
+                                         softmax_xent_probs[double], data(z), pt, data(g), n, k,
+                                         ls)
     else:
         raise ValueError(f"{fn}: argument 'target' has shape {(<object>t).shape}; expected "
                          f"labels (n,) or probabilities (n, k)")
@@ -496,7 +486,7 @@ cdef tuple _elementwise_args(str fn, str first, object a, object target, object 
     cdef cnp.ndarray g = check_like(grad, fn, "grad", x, first, True)
     check_no_overlap(g, x, fn, "grad", first, True)
     check_no_overlap(g, t, fn, "grad", "target", True)
-    return x, t, g, cnp.PyArray_TYPE(x)
+    return x, t, g
 
 
 cdef enum:
@@ -508,34 +498,24 @@ cdef enum:
 
 cdef inline double _elementwise_core(int which, bint single, void* px, void* pt, void* pg,
                                      Py_ssize_t size) noexcept nogil:
-    if single:
-        if which == _MSE:
-            return mse_core(<const float*>px, <const float*>pt, <float*>pg, size)
-        elif which == _MAE:
-            return mae_core(<const float*>px, <const float*>pt, <float*>pg, size)
-        else:
-            return sigmoid_bce(<const float*>px, <const float*>pt, <float*>pg, size)
+    if which == _MSE:
+        return float_dispatch_double(single, mse_core[float], mse_core[double], px, pt, pg, size)
+    elif which == _MAE:
+        return float_dispatch_double(single, mae_core[float], mae_core[double], px, pt, pg, size)
     else:
-        if which == _MSE:
-            return mse_core(<const double*>px, <const double*>pt, <double*>pg, size)
-        elif which == _MAE:
-            return mae_core(<const double*>px, <const double*>pt, <double*>pg, size)
-        else:
-            return sigmoid_bce(<const double*>px, <const double*>pt, <double*>pg, size)
+        return float_dispatch_double(single, sigmoid_bce[float], sigmoid_bce[double], px, pt, pg,
+                                     size)
 
 
 cdef object _elementwise_loss(int which, str fn, str first, object a, object target,
                               object grad):
     """The def wrapper of an element-wise loss without parameters: check, run the core, mean."""
-    x, t, g, tn = _elementwise_args(fn, first, a, target, grad)
-    cdef Py_ssize_t size = cnp.PyArray_SIZE(<cnp.ndarray>x)
-    cdef void* px = cnp.PyArray_DATA(<cnp.ndarray>x)
-    cdef void* pt = cnp.PyArray_DATA(<cnp.ndarray>t)
-    cdef void* pg = cnp.PyArray_DATA(<cnp.ndarray>g)
-    cdef bint single = tn == cnp.NPY_FLOAT
+    cdef cnp.ndarray x, t, g
+    x, t, g = _elementwise_args(fn, first, a, target, grad)
+    cdef Py_ssize_t size = cnp.PyArray_SIZE(x)
     cdef double acc
     with nogil:
-        acc = _elementwise_core(which, single, px, pt, pg, size)
+        acc = _elementwise_core(which, is_float32(x), data(x), data(t), data(g), size)
     return acc / <double>size
 
 
@@ -568,16 +548,11 @@ def huber(pred, target, grad, delta=1.0):
     cdef double d = check_real(delta, fn, "delta")
     if not (d > 0.0 and isfinite(d)):
         raise ValueError(f"{fn}: argument 'delta' must be a finite number > 0, got {d}")
-    x, t, g, tn = _elementwise_args(fn, "pred", pred, target, grad)
-    cdef Py_ssize_t size = cnp.PyArray_SIZE(<cnp.ndarray>x)
-    cdef void* px = cnp.PyArray_DATA(<cnp.ndarray>x)
-    cdef void* pt = cnp.PyArray_DATA(<cnp.ndarray>t)
-    cdef void* pg = cnp.PyArray_DATA(<cnp.ndarray>g)
+    cdef cnp.ndarray x, t, g
+    x, t, g = _elementwise_args(fn, "pred", pred, target, grad)
+    cdef Py_ssize_t size = cnp.PyArray_SIZE(x)
     cdef double acc
-    if tn == cnp.NPY_FLOAT:
-        with nogil:
-            acc = huber_core(<const float*>px, <const float*>pt, <float*>pg, size, d)
-    else:
-        with nogil:
-            acc = huber_core(<const double*>px, <const double*>pt, <double*>pg, size, d)
+    with nogil:
+        acc = float_dispatch_double(is_float32(x), huber_core[float], huber_core[double],
+                                    data(x), data(t), data(g), size, d)
     return acc / <double>size

@@ -25,7 +25,8 @@ from cython cimport floating
 from libc.math cimport sqrt, sqrtf, fabs, isfinite, isinf, pow
 
 from _common cimport (check_float_array, check_float_dtype, check_layout, check_like,
-                      check_no_overlap, check_real, check_flag, received, shown)
+                      check_no_overlap, check_real, check_flag, received, shown,
+                      float_dispatch, float_dispatch_double, is_float32, data)
 
 cnp.import_array()
 
@@ -267,7 +268,6 @@ def sgd_update(p, g, velocity, lr, momentum=0.0, nesterov=False, l1=0.0, l2=0.0)
     fn = "sgd_update"
     cdef cnp.ndarray P = check_float_dtype(p, fn, "p")
     check_layout(P, fn, "p", True)
-    cdef int tn = cnp.PyArray_TYPE(P)
     cdef cnp.ndarray G = _like_p(fn, "g", g, P, False)
     cdef double lr_ = _nonneg(fn, "lr", lr)
     cdef double mu = _unit(fn, "momentum", momentum, True)
@@ -286,14 +286,9 @@ def sgd_update(p, g, velocity, lr, momentum=0.0, nesterov=False, l1=0.0, l2=0.0)
     else:
         _check_disjoint(fn, ["p", "g"], [P, G])
     cdef Py_ssize_t n = cnp.PyArray_SIZE(P)
-    cdef void* pp = cnp.PyArray_DATA(P)
-    cdef void* pg = cnp.PyArray_DATA(G)
-    cdef void* pv = cnp.PyArray_DATA(V)
     with nogil:
-        if tn == cnp.NPY_FLOAT:
-            sgd_core(<float*>pp, <const float*>pg, <float*>pv, n, lr_, mu, nest, l1_, l2_)
-        else:
-            sgd_core(<double*>pp, <const double*>pg, <double*>pv, n, lr_, mu, nest, l1_, l2_)
+        float_dispatch(is_float32(P), sgd_core[float], sgd_core[double],
+                       data(P), data(G), data(V), n, lr_, mu, nest, l1_, l2_)
 
 
 def adam_update(p, g, m, v, lr, beta1, beta2, eps, step, l1=0.0, l2=0.0, weight_decay=0.0):
@@ -305,7 +300,6 @@ def adam_update(p, g, m, v, lr, beta1, beta2, eps, step, l1=0.0, l2=0.0, weight_
     fn = "adam_update"
     cdef cnp.ndarray P = check_float_dtype(p, fn, "p")
     check_layout(P, fn, "p", True)
-    cdef int tn = cnp.PyArray_TYPE(P)
     cdef cnp.ndarray G = _like_p(fn, "g", g, P, False)
     cdef cnp.ndarray M = _like_p(fn, "m", m, P, True)
     cdef cnp.ndarray V = _like_p(fn, "v", v, P, True)
@@ -329,17 +323,10 @@ def adam_update(p, g, m, v, lr, beta1, beta2, eps, step, l1=0.0, l2=0.0, weight_
     cdef double bc1 = 1.0 - pow(b1, <double>t), bc2 = 1.0 - pow(b2, <double>t)
     cdef double step_size = lr_ / bc1, inv_sqrt_bc2 = 1.0 / sqrt(bc2), decay = 1.0 - lr_ * wd
     cdef Py_ssize_t n = cnp.PyArray_SIZE(P)
-    cdef void* pp = cnp.PyArray_DATA(P)
-    cdef void* pg = cnp.PyArray_DATA(G)
-    cdef void* pm = cnp.PyArray_DATA(M)
-    cdef void* pv = cnp.PyArray_DATA(V)
     with nogil:
-        if tn == cnp.NPY_FLOAT:
-            adam_core(<float*>pp, <const float*>pg, <float*>pm, <float*>pv, n, step_size,
-                      b1, b2, inv_sqrt_bc2, eps_, l1_, l2_, decay)
-        else:
-            adam_core(<double*>pp, <const double*>pg, <double*>pm, <double*>pv, n, step_size,
-                      b1, b2, inv_sqrt_bc2, eps_, l1_, l2_, decay)
+        float_dispatch(is_float32(P), adam_core[float], adam_core[double],
+                       data(P), data(G), data(M), data(V), n, step_size, b1, b2, inv_sqrt_bc2,
+                       eps_, l1_, l2_, decay)
 
 
 def rmsprop_update(p, g, sq, lr, rho=0.9, eps=1e-7, l1=0.0, l2=0.0):
@@ -350,7 +337,6 @@ def rmsprop_update(p, g, sq, lr, rho=0.9, eps=1e-7, l1=0.0, l2=0.0):
     fn = "rmsprop_update"
     cdef cnp.ndarray P = check_float_dtype(p, fn, "p")
     check_layout(P, fn, "p", True)
-    cdef int tn = cnp.PyArray_TYPE(P)
     cdef cnp.ndarray G = _like_p(fn, "g", g, P, False)
     cdef cnp.ndarray S = _like_p(fn, "sq", sq, P, True)
     _check_disjoint(fn, ["p", "g", "sq"], [P, G, S])
@@ -358,14 +344,9 @@ def rmsprop_update(p, g, sq, lr, rho=0.9, eps=1e-7, l1=0.0, l2=0.0):
     cdef double eps_ = _nonneg(fn, "eps", eps)
     cdef double l1_ = _nonneg(fn, "l1", l1), l2_ = _nonneg(fn, "l2", l2)
     cdef Py_ssize_t n = cnp.PyArray_SIZE(P)
-    cdef void* pp = cnp.PyArray_DATA(P)
-    cdef void* pg = cnp.PyArray_DATA(G)
-    cdef void* ps = cnp.PyArray_DATA(S)
     with nogil:
-        if tn == cnp.NPY_FLOAT:
-            rmsprop_core(<float*>pp, <const float*>pg, <float*>ps, n, lr_, rho_, eps_, l1_, l2_)
-        else:
-            rmsprop_core(<double*>pp, <const double*>pg, <double*>ps, n, lr_, rho_, eps_, l1_, l2_)
+        float_dispatch(is_float32(P), rmsprop_core[float], rmsprop_core[double],
+                       data(P), data(G), data(S), n, lr_, rho_, eps_, l1_, l2_)
 
 
 def adagrad_update(p, g, acc, lr, eps=1e-7, l1=0.0, l2=0.0):
@@ -376,21 +357,15 @@ def adagrad_update(p, g, acc, lr, eps=1e-7, l1=0.0, l2=0.0):
     fn = "adagrad_update"
     cdef cnp.ndarray P = check_float_dtype(p, fn, "p")
     check_layout(P, fn, "p", True)
-    cdef int tn = cnp.PyArray_TYPE(P)
     cdef cnp.ndarray G = _like_p(fn, "g", g, P, False)
     cdef cnp.ndarray A = _like_p(fn, "acc", acc, P, True)
     _check_disjoint(fn, ["p", "g", "acc"], [P, G, A])
     cdef double lr_ = _nonneg(fn, "lr", lr), eps_ = _nonneg(fn, "eps", eps)
     cdef double l1_ = _nonneg(fn, "l1", l1), l2_ = _nonneg(fn, "l2", l2)
     cdef Py_ssize_t n = cnp.PyArray_SIZE(P)
-    cdef void* pp = cnp.PyArray_DATA(P)
-    cdef void* pg = cnp.PyArray_DATA(G)
-    cdef void* pa = cnp.PyArray_DATA(A)
     with nogil:
-        if tn == cnp.NPY_FLOAT:
-            adagrad_core(<float*>pp, <const float*>pg, <float*>pa, n, lr_, eps_, l1_, l2_)
-        else:
-            adagrad_core(<double*>pp, <const double*>pg, <double*>pa, n, lr_, eps_, l1_, l2_)
+        float_dispatch(is_float32(P), adagrad_core[float], adagrad_core[double],
+                       data(P), data(G), data(A), n, lr_, eps_, l1_, l2_)
 
 
 def clip_grad_norm(grads, max_norm):
@@ -447,45 +422,29 @@ def clip_grad_norm(grads, max_norm):
 
 cdef double _sumsq(cnp.ndarray a):
     cdef double s
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(a)
-    cdef void* d = cnp.PyArray_DATA(a)
     with nogil:
-        if cnp.PyArray_TYPE(a) == cnp.NPY_FLOAT:
-            s = sumsq_core(<const float*>d, n)
-        else:
-            s = sumsq_core(<const double*>d, n)
+        s = float_dispatch_double(is_float32(a), sumsq_core[float], sumsq_core[double], data(a),
+                                  cnp.PyArray_SIZE(a))
     return s
 
 
 cdef double _sumsq_by(cnp.ndarray a, double inv_scale):
     cdef double s
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(a)
-    cdef void* d = cnp.PyArray_DATA(a)
     with nogil:
-        if cnp.PyArray_TYPE(a) == cnp.NPY_FLOAT:
-            s = _sumsq_scaled(<const float*>d, n, inv_scale)
-        else:
-            s = _sumsq_scaled(<const double*>d, n, inv_scale)
+        s = float_dispatch_double(is_float32(a), _sumsq_scaled[float], _sumsq_scaled[double],
+                                  data(a), cnp.PyArray_SIZE(a), inv_scale)
     return s
 
 
 cdef double _amax(cnp.ndarray a):
     cdef double s
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(a)
-    cdef void* d = cnp.PyArray_DATA(a)
     with nogil:
-        if cnp.PyArray_TYPE(a) == cnp.NPY_FLOAT:
-            s = _maxabs(<const float*>d, n)
-        else:
-            s = _maxabs(<const double*>d, n)
+        s = float_dispatch_double(is_float32(a), _maxabs[float], _maxabs[double], data(a),
+                                  cnp.PyArray_SIZE(a))
     return s
 
 
 cdef void _scale(cnp.ndarray a, double coef):
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(a)
-    cdef void* d = cnp.PyArray_DATA(a)
     with nogil:
-        if cnp.PyArray_TYPE(a) == cnp.NPY_FLOAT:
-            scale_core(<float*>d, n, coef)
-        else:
-            scale_core(<double*>d, n, coef)
+        float_dispatch(is_float32(a), scale_core[float], scale_core[double], data(a),
+                       cnp.PyArray_SIZE(a), coef)

@@ -14,7 +14,8 @@ from cython cimport floating
 from libc.stdint cimport int64_t
 
 from _common cimport (check_float_array, check_same_dtype, check_shape, check_no_overlap,
-                      check_flag, check_layout, received)
+                      check_flag, check_layout, received, float_dispatch,
+                      float_dispatch_ssize, is_float32, data)
 from conv cimport ConvGeom, parse_pair, parse_padding, out_size
 
 cnp.import_array()
@@ -155,17 +156,12 @@ def maxpool2d_forward(x, y, argmax, kernel, stride=None, padding=0):
     check_no_overlap(Y, X, fn, "y", "x", False)
     check_no_overlap(A, X, fn, "argmax", "x", False)
     check_no_overlap(A, Y, fn, "argmax", "y", False)
-    cdef void* xp = cnp.PyArray_DATA(X)
-    cdef void* yp = cnp.PyArray_DATA(Y)
     cdef int64_t* ap = <int64_t*>cnp.PyArray_DATA(A)
     if g.h * g.w == 0:
         return y
-    if cnp.PyArray_TYPE(X) == cnp.NPY_FLOAT32:
-        with nogil:
-            _max_fwd(&g, <float*>xp, <float*>yp, ap)
-    else:
-        with nogil:
-            _max_fwd(&g, <double*>xp, <double*>yp, ap)
+    with nogil:
+        float_dispatch(is_float32(X), _max_fwd[float], _max_fwd[double], &g, data(X), data(Y),
+                       ap)
     return y
 
 
@@ -181,16 +177,11 @@ cdef _max_backward(str fn, object dy, object argmax, object dx, bint global_):
     check_no_overlap(DX, A, fn, "dx", "argmax", False)
     cdef Py_ssize_t planes = DX.shape[0] * DX.shape[1], p_in = DX.shape[2] * DX.shape[3]
     cdef Py_ssize_t p_out = 1 if global_ else DY.shape[2] * DY.shape[3]
-    cdef void* yp = cnp.PyArray_DATA(DY)
-    cdef void* xp = cnp.PyArray_DATA(DX)
     cdef int64_t* ap = <int64_t*>cnp.PyArray_DATA(A)
     cdef Py_ssize_t bad
-    if cnp.PyArray_TYPE(DY) == cnp.NPY_FLOAT32:
-        with nogil:
-            bad = _max_bwd(planes, p_out, p_in, <float*>yp, ap, <float*>xp)
-    else:
-        with nogil:
-            bad = _max_bwd(planes, p_out, p_in, <double*>yp, ap, <double*>xp)
+    with nogil:
+        bad = float_dispatch_ssize(is_float32(DY), _max_bwd[float], _max_bwd[double],
+                                   planes, p_out, p_in, data(DY), ap, data(DX))
     if bad >= 0:
         raise ValueError(f"{fn}: argument 'argmax' holds {ap[bad]} at flat position {bad}; expected "
                          f"an index in [0, {p_in}) (H*W of dx); dx is left partly written")
@@ -231,16 +222,11 @@ def avgpool2d_backward(dy, dx, kernel, stride=None, padding=0, count_include_pad
 
 
 cdef _run_avg(const ConvGeom* g, cnp.ndarray src, cnp.ndarray dst, bint inc, bint backward):
-    cdef void* sp = cnp.PyArray_DATA(src)
-    cdef void* dp = cnp.PyArray_DATA(dst)
     if g.h * g.w == 0:
         return
-    if cnp.PyArray_TYPE(src) == cnp.NPY_FLOAT32:
-        with nogil:
-            _avg(g, <float*>sp, <float*>dp, inc, backward)
-    else:
-        with nogil:
-            _avg(g, <double*>sp, <double*>dp, inc, backward)
+    with nogil:
+        float_dispatch(is_float32(src), _avg[float], _avg[double], g, data(src), data(dst), inc,
+                       backward)
 
 
 cdef ConvGeom _global_geom(str fn, cnp.ndarray X) except *:
@@ -294,15 +280,10 @@ def global_maxpool_forward(x, y, argmax):
     check_no_overlap(Y, X, fn, "y", "x", False)
     check_no_overlap(A, X, fn, "argmax", "x", False)
     check_no_overlap(A, Y, fn, "argmax", "y", False)
-    cdef void* xp = cnp.PyArray_DATA(X)
-    cdef void* yp = cnp.PyArray_DATA(Y)
     cdef int64_t* ap = <int64_t*>cnp.PyArray_DATA(A)
-    if cnp.PyArray_TYPE(X) == cnp.NPY_FLOAT32:
-        with nogil:
-            _max_fwd(&g, <float*>xp, <float*>yp, ap)
-    else:
-        with nogil:
-            _max_fwd(&g, <double*>xp, <double*>yp, ap)
+    with nogil:
+        float_dispatch(is_float32(X), _max_fwd[float], _max_fwd[double], &g, data(X), data(Y),
+                       ap)
     return y
 
 

@@ -190,6 +190,9 @@ OTHER_DTYPES = [np.int32, np.int64, np.uint8, np.float16, np.bool_, np.complex64
 # arrays whose valid values are >= 0 (variances, accumulators of squares)
 POSITIVE = {"var", "running_var", "v", "sq", "acc", "inv_std"}
 GUARD = 64
+# what Cython says by itself about a typed or fused argument: a wrapper says it in its own words
+CYTHON_RAW = ["No matching signature", "Buffer dtype mismatch", "Buffer has wrong number of dimensions",
+              "ndarray is not C-contiguous", "has incorrect type", "Expected ndarray, got"]
 SENTINEL = 0xA5
 
 
@@ -427,6 +430,8 @@ def fuzz_module(module_name, examples, log_path):
                 counts["ok"] += 1
             except (TypeError, ValueError, OverflowError, IndexError) as err:  # IndexError: take_affine's idx
                 assert str(err), f"{where}: {type(err).__name__} without a message"
+                raw = [m for m in CYTHON_RAW if m in str(err)]
+                assert not raw, f"{where}: Cython's own message leaked: {err}"
                 counts["refused"] += 1
             for a in arrs:
                 a.check(where)
