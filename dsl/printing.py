@@ -89,6 +89,15 @@ def value_text(value) -> str:
     raise TypeError(f"cannot print {value!r}")
 
 
+def pair_text(value, short: bool = True) -> str:
+    """A (height, width) pair as written: ``3x5``; ``3`` for equal extents when ``short``;
+    a padding may be a word (``same``)."""
+    if isinstance(value, str):
+        return value
+    a, b = value
+    return str(a) if short and a == b else f"{a}x{b}"
+
+
 def non_default(table, params, skip=()) -> list[str]:
     out = []
     for p in table:
@@ -99,7 +108,8 @@ def non_default(table, params, skip=()) -> list[str]:
             continue
         if value is None:
             continue
-        out.append(f"{p.name}={value_text(value)}")
+        text = pair_text(value) if p.type in ("pair", "padding") else value_text(value)
+        out.append(f"{p.name}={text}")
     return out
 
 

@@ -13,6 +13,8 @@ Parameter types:
     names            a list of words from ``choices``: ``[accuracy, mae]``
     activation       an activation name, optionally with parameters: ``leaky_relu(alpha=0.1)``
     shape            a feature count ``64`` or a shape ``28x28`` / ``1x28x28``
+    pair             a window extent or step: ``3`` (both axes) or ``3x5`` (height x width)
+    padding          ``same``, ``valid``, or a count per side: ``1`` or ``1x2`` (height x width)
 """
 from __future__ import annotations
 

@@ -56,7 +56,7 @@ def check_model(model: ir.Model, text: str | None = None) -> tuple[ir.Model, lis
                             + suggest(str(getattr(act, 'name', act)), T.ACTIVATIONS))
                 else:
                     _validate_params(f"activation '{act.name}'", T.ACTIVATIONS[act.name], act.params, r, layer.pos)
-            table = tuple(p for p in s.params if p.type not in ("activation", "shape"))
+            table = tuple(p for p in s.params if p.type not in ("activation", "shape", "pair", "padding"))
             rest = {k: v for k, v in params.items() if k in {p.name for p in table}}
             extra = set(params) - {p.name for p in s.params}
             for key in sorted(extra):

@@ -227,6 +227,8 @@ class Binder:
             return tuple(out)
         if kind == "activation":
             return self.activation(expr, what)
+        if kind in ("pair", "padding"):
+            return self.pair(param, expr, what)
         if kind == "shape":
             value = self.evaluate(expr, what)
             if isinstance(value, Word):
@@ -253,6 +255,40 @@ class Binder:
                 raise _Bad
             return dims
         raise AssertionError(kind)
+
+    def pair(self, param: T.Param, expr, what: str):
+        """A (height, width) pair from ``3`` or ``3x5``; a padding may also be ``same`` or
+        ``valid``. Each extent at least ``param.lo`` (1 unless the table says otherwise)."""
+        pos = expr.pos
+        if param.type == "padding" and isinstance(expr, Ref) and expr.name not in self.env:
+            if expr.name in ("same", "valid"):
+                return expr.name
+            self.r.error(pos, f"unknown value '{expr.name}' for {what}"
+                         + suggest(expr.name, ("same", "valid")))
+            raise _Bad
+        value = self.evaluate(expr, what)
+        if isinstance(value, Word):
+            self.unknown_constant(expr, what)
+        example = "same, valid, 1 or 1x2" if param.type == "padding" else "3 or 3x3"
+        if isinstance(value, Shape):
+            dims = tuple(value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            if isinstance(value, float) and not value.is_integer():
+                self.r.error(pos, f"{what} must be a whole number, got {show(value)}")
+                raise _Bad
+            dims = (int(value),) * 2
+        else:
+            self.r.error(pos, f"{what} must be {example}, got {_kind_of(value)} '{_expr_text(expr)}'")
+            raise _Bad
+        if len(dims) != 2:
+            self.r.error(pos, f"{what} is a height x width pair such as {example.split(' or ')[-1]}, "
+                         f"got {show(Shape(dims))}")
+            raise _Bad
+        lo = 1 if param.lo is None else int(param.lo)
+        if any(d < lo or d > T.MAX_INT for d in dims):
+            self.r.error(pos, f"every extent of {what} must be >= {lo}, got {show(Shape(dims))}")
+            raise _Bad
+        return dims
 
     def activation(self, expr, what: str) -> ir.Activation:
         if isinstance(expr, Ref):

@@ -18,10 +18,22 @@ C-contiguous ``(n, ...)`` array: the runtime keeps it as ``(n, prod(shape))``, s
 """
 from __future__ import annotations
 
+from dlrun.dsl import tables as T
 from dlrun.dsl.printing import non_default
 
 #: ``inputs`` of a layer that joins two or more outputs (``add``, ``concat``).
 MANY = -1
+
+#: The settings of every layer with a weight tensor (dense, conv2d), after its own.
+WEIGHT_SETTINGS = (
+    T.Param("init", "name", None, choices=T.INITS + tuple(T.INIT_ALIASES), nullable=True,
+            doc="weight initialiser; default he_normal for the relu family, xavier_uniform otherwise"),
+    T.Param("bias", "bool", True, doc="add a bias vector"),
+    T.Param("l1", "float", None, lo=0.0, nullable=True,
+            doc="L1 penalty on this layer's weights (overrides regularize)"),
+    T.Param("l2", "float", None, lo=0.0, nullable=True,
+            doc="L2 penalty on this layer's weights (overrides regularize)"),
+)
 
 
 class ShapeError(Exception):

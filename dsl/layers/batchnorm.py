@@ -1,4 +1,5 @@
-"""``batchnorm``: per-feature normalisation over the batch, ``y := gamma * xhat + beta``."""
+"""``batchnorm``: normalisation over the batch, ``y := gamma * xhat + beta``: per feature of a
+flat or sequence input, per channel (over batch, height and width) of an image C x H x W."""
 from dlrun.dsl import tables as T
 from dlrun.dsl.layers.base import LayerSpec, prod
 
@@ -14,6 +15,11 @@ class BatchNorm(LayerSpec):
     batch_statistics = True
     kernels = ("batchnorm",)
 
+    @staticmethod
+    def features(shape) -> int:
+        """How many (gamma, beta, running mean, running variance) it keeps for ``shape``."""
+        return shape[0] if len(shape) == 3 else prod(shape)
+
     def cost(self, layer, in_shapes, out_shape):
-        d = prod(out_shape)
-        return 2 * d, 2 * d, 2 * d
+        d = self.features(out_shape)
+        return 2 * d, 2 * d, 2 * prod(out_shape)

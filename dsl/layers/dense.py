@@ -1,7 +1,7 @@
 """``dense UNITS [ACTIVATION]``: ``y := f(x W + b)`` on a flat input, W (in, units)."""
 from dlrun.dsl import tables as T
 from dlrun.dsl.layers.activation import check_softmax_of_one
-from dlrun.dsl.layers.base import LayerSpec, ShapeError, dims, prod
+from dlrun.dsl.layers.base import WEIGHT_SETTINGS, LayerSpec, ShapeError, dims, prod
 from dlrun.dsl.printing import activation_text, non_default
 
 
@@ -10,14 +10,7 @@ class Dense(LayerSpec):
     params = (
         T.Param("units", "int", lo=1, hi=T.MAX_INT, doc="number of output features"),
         T.Param("activation", "activation", "linear", doc="activation applied to the output"),
-        T.Param("init", "name", None, choices=T.INITS + tuple(T.INIT_ALIASES), nullable=True,
-                doc="weight initialiser; default he_normal for the relu family, xavier_uniform otherwise"),
-        T.Param("bias", "bool", True, doc="add a bias vector"),
-        T.Param("l1", "float", None, lo=0.0, nullable=True,
-                doc="L1 penalty on this layer's weights (overrides regularize)"),
-        T.Param("l2", "float", None, lo=0.0, nullable=True,
-                doc="L2 penalty on this layer's weights (overrides regularize)"),
-    )
+    ) + WEIGHT_SETTINGS
     positional = 2
     example = "e.g. 'dense 128 relu'"
     training_only = frozenset({"init", "l1", "l2"})

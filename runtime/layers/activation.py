@@ -11,8 +11,6 @@ from dlrun.runtime.layers.registry import register
 
 # activations whose derivative needs the input x, not only the output y
 NEEDS_INPUT = frozenset({"gelu", "swish"})
-# the default initialisation of a dense layer follows its activation (He for these)
-RELU_FAMILY = frozenset({"relu", "leaky_relu", "elu", "gelu", "swish"})
 
 
 def activation_args(act):

@@ -1,4 +1,6 @@
-"""``batchnorm``: per-feature normalisation over the batch axis, ``y := gamma * xhat + beta``.
+"""``batchnorm``: normalisation over the batch, ``y := gamma * xhat + beta``: per feature of
+a flat input (statistics over the batch axis), per channel of an image C x H x W (statistics
+over batch, height and width; ``kernels/batchnorm.pyx``'s NCHW kernels).
 
 Training uses the batch statistics and updates the running ones
 (``running := momentum * running + (1 - momentum) * batch``); inference uses the running
@@ -21,15 +23,22 @@ class BatchNorm(Layer):
         super().__init__(node, in_shape, index)
         self.momentum = float(node.params["momentum"])
         self.eps = float(node.params["eps"])
+        self.channels = len(self.in_shape) == 3   # an image: statistics per channel
+        self.d = self.spec.features(self.in_shape)
         self._xhat = self._inv_std = None
 
+    def _image(self, a):
+        return a.reshape((a.shape[0],) + self.in_shape) if self.channels else a
+
     def add_to_chain(self, chain):
+        if self.channels:
+            return False
         p, st = self.params, self.state
         chain.add_batchnorm(p["gamma"], p["beta"], st["running_mean"], st["running_var"], self.eps)
         return True
 
     def param_specs(self, l1=0.0, l2=0.0):
-        d = self.in_features
+        d = self.d
         return [ParamSpec("gamma", (d,), "scale"), ParamSpec("beta", (d,), "shift")]
 
     def init_params(self, rng):
@@ -37,7 +46,7 @@ class BatchNorm(Layer):
         self.params["beta"][...] = 0
 
     def init_state(self):
-        d = self.in_features
+        d = self.d
         self.state = {"running_mean": np.zeros(d, self.dtype), "running_var": np.ones(d, self.dtype)}
         self._inv_std = np.empty(d, self.dtype)
 
@@ -45,20 +54,22 @@ class BatchNorm(Layer):
         n, d = x.shape[0], self.in_features
         y = self.buffer("y", n, d)
         p, s = self.params, self.state
+        im = self._image
         if training:
             xhat = self.buffer("xhat", n, d)
-            kbn.batchnorm_forward_train(
-                x, p["gamma"], p["beta"], s["running_mean"], s["running_var"],
-                self.momentum, self.eps, y, xhat, self._inv_std,
-            )
+            train = kbn.batchnorm2d_forward_train if self.channels else kbn.batchnorm_forward_train
+            train(im(x), p["gamma"], p["beta"], s["running_mean"], s["running_var"],
+                  self.momentum, self.eps, im(y), im(xhat), self._inv_std)
             self._xhat = xhat
         else:
-            kbn.batchnorm_forward_eval(x, p["gamma"], p["beta"], s["running_mean"], s["running_var"], self.eps, y)
+            infer = kbn.batchnorm2d_forward_eval if self.channels else kbn.batchnorm_forward_eval
+            infer(im(x), p["gamma"], p["beta"], s["running_mean"], s["running_var"], self.eps, im(y))
         return y
 
     def backward(self, dy):
         dx = self.buffer("dx", dy.shape[0], self.in_features)
-        kbn.batchnorm_backward(
-            dy, self._xhat, self.params["gamma"], self._inv_std, dx, self.grads["gamma"], self.grads["beta"]
-        )
+        back = kbn.batchnorm2d_backward if self.channels else kbn.batchnorm_backward
+        im = self._image
+        back(im(dy), im(self._xhat), self.params["gamma"], self._inv_std, im(dx), self.grads["gamma"],
+             self.grads["beta"])
         return dx

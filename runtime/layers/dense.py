@@ -7,88 +7,35 @@ When the network trains this layer as the logits of a fused loss (softmax + cros
 sigmoid + binary cross-entropy), it calls ``forward(x, training, logits=True)``: the
 activation is skipped and ``backward`` receives the gradient with respect to the logits.
 """
-import math
-
 import numpy as np
 
 from dlrun.kernels import activations as kact
 from dlrun.kernels import dense as kdense
 
-from dlrun.runtime.layers.activation import NEEDS_INPUT, RELU_FAMILY, activation_args
-from dlrun.runtime.layers.base import Layer, ParamSpec
+from dlrun.runtime.layers.activation import NEEDS_INPUT
+from dlrun.runtime.layers.init import WeightedLayer, init_weights
 from dlrun.runtime.layers.registry import register
-
-INITS = ("he_normal", "he_uniform", "xavier_normal", "xavier_uniform")
-
-
-def init_weights(w, kind, rng):
-    """Fill ``w`` (fan_in, fan_out) in place: He (relu family) or Xavier/Glorot, normal or uniform."""
-    fan_in, fan_out = w.shape
-    if kind == "he_normal":
-        w[...] = rng.standard_normal(w.shape) * math.sqrt(2.0 / fan_in)
-    elif kind == "he_uniform":
-        limit = math.sqrt(6.0 / fan_in)
-        w[...] = rng.uniform(-limit, limit, w.shape)
-    elif kind == "xavier_normal":
-        w[...] = rng.standard_normal(w.shape) * math.sqrt(2.0 / (fan_in + fan_out))
-    elif kind == "xavier_uniform":
-        limit = math.sqrt(6.0 / (fan_in + fan_out))
-        w[...] = rng.uniform(-limit, limit, w.shape)
-    else:
-        raise ValueError(f"unknown initialisation {kind!r} (expected one of {', '.join(INITS)})")
 
 
 @register("dense")
-class Dense(Layer):
+class Dense(WeightedLayer):
     kind = "dense"
     activation_inside = True
 
     def __init__(self, node, in_shape, index=0):
         super().__init__(node, in_shape, index)
-        p = node.params
-        self.units = int(p["units"])
-        self.act, self.alpha = activation_args(p["activation"])
-        self.use_bias = bool(p.get("bias", True))
-        self.init = p.get("init")
-        # the activation that decides the default init; the network may point it at a
-        # standalone activation layer that follows (dense -> batchnorm -> activation relu)
-        self.init_activation = self.act
-        self.l1 = p.get("l1")
-        self.l2 = p.get("l2")
+        self.units = int(node.params["units"])
         self._x = self._y = self._z = None
         self._act_used = "linear"
         self._k = 0               # > 0: the last forward ran on k non-zero input columns
         self._xc = self._wc = self._cols = None
 
-    def see_followers(self, followers):
-        # a linear dense takes its default init from the activation layer that follows it
-        # (dense -> batchnorm -> dropout -> relu)
-        if self.act != "linear":
-            return
-        for nxt in followers:
-            if nxt.standalone_activation is not None:
-                self.init_activation = nxt.standalone_activation
-                return
-            if not nxt.keeps_init:
-                return
-
     def add_to_chain(self, chain):
         chain.add_dense(self.params["w"], self.params.get("b"), self.act, self.alpha)
         return True
 
-    def resolved_init(self):
-        if self.init:
-            return self.init
-        return "he_normal" if self.init_activation in RELU_FAMILY else "xavier_uniform"
-
     def param_specs(self, l1=0.0, l2=0.0):
-        # per-layer l1/l2 override the global value (None = use the global one)
-        l1 = float(self.l1) if self.l1 is not None else l1
-        l2 = float(self.l2) if self.l2 is not None else l2
-        specs = [ParamSpec("w", (self.in_features, self.units), "weight", l1, l2)]
-        if self.use_bias:
-            specs.append(ParamSpec("b", (self.units,), "bias"))
-        return specs
+        return self.weight_specs((self.in_features, self.units), (self.units,), l1, l2)
 
     def init_params(self, rng):
         init_weights(self.params["w"], self.resolved_init(), rng)

@@ -39,6 +39,36 @@ def flatten():
     return ir.Layer("flatten", {})
 
 
+def _pair(v):
+    return v if isinstance(v, (tuple, str)) else (v, v)
+
+
+def conv2d(filters, kernel, activation="linear", stride=1, padding="valid", dilation=1, groups=1,
+           init=None, bias=True, l1=None, l2=None, **aparams):
+    return ir.Layer("conv2d", {
+        "filters": filters, "kernel": _pair(kernel), "activation": act(activation, **aparams),
+        "stride": _pair(stride), "padding": _pair(padding), "dilation": _pair(dilation), "groups": groups,
+        "init": init, "bias": bias, "l1": l1, "l2": l2})
+
+
+def maxpool(kernel, stride=None, padding=0):
+    return ir.Layer("maxpool", {"kernel": _pair(kernel), "stride": None if stride is None else _pair(stride),
+                                "padding": _pair(padding)})
+
+
+def avgpool(kernel, stride=None, padding=0):
+    return ir.Layer("avgpool", {"kernel": _pair(kernel), "stride": None if stride is None else _pair(stride),
+                                "padding": _pair(padding)})
+
+
+def global_avgpool():
+    return ir.Layer("global_avgpool", {})
+
+
+def global_maxpool():
+    return ir.Layer("global_maxpool", {})
+
+
 def _with_shapes(layers):
     """Fill in ``shape`` the way the checker does: each layer's spec infers it (a straight
     line of layers, each taking the one before)."""

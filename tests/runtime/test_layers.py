@@ -35,6 +35,21 @@ CASES = (
         ("dropout-zero", F.dropout(0.0), (3,)),
         ("flatten", F.flatten(), (2, 3)),
         ("input", F.input_(3), (3,)),
+        # images: C x H x W
+        ("conv2d-relu-same", F.conv2d(3, 3, "relu", padding="same"), (2, 5, 5)),
+        ("conv2d-stride-pad-dilation", F.conv2d(4, (2, 3), "tanh", stride=(2, 1), padding=(1, 0), dilation=2),
+         (1, 7, 6)),
+        ("conv2d-groups-nobias", F.conv2d(4, 3, "linear", groups=2, bias=False), (4, 4, 5)),
+        ("conv2d-gelu", F.conv2d(2, 1, "gelu"), (3, 3, 3)),
+        ("conv2d-batch1-odd", F.conv2d(1, 3, "sigmoid", padding=1), (1, 3, 5)),
+        ("maxpool-2x2", F.maxpool(2), (2, 4, 6)),
+        ("maxpool-3-stride2-pad1", F.maxpool(3, stride=2, padding=1), (1, 5, 5)),
+        ("avgpool-2x2", F.avgpool(2), (2, 4, 4)),
+        ("avgpool-3-pad1", F.avgpool(3, stride=1, padding=1), (2, 3, 4)),
+        ("global_avgpool", F.global_avgpool(), (3, 2, 5)),
+        ("global_maxpool", F.global_maxpool(), (3, 4, 2)),
+        ("batchnorm-channels", F.batchnorm(0.9, 1e-5), (3, 2, 2)),
+        ("dropout-image", F.dropout(0.3), (2, 3, 3)),
         # layers joining several outputs take a list of shapes
         ("add-2", F.add(), [(4,), (4,)]),
         ("add-3-image", F.add(), [(2, 2, 3), (2, 2, 3), (2, 2, 3)]),
@@ -126,6 +141,12 @@ def test_train_and_eval_modes(label, node, in_shape):
         np.testing.assert_array_equal(y_eval, x)  # identity at inference
         kept = y_train != 0
         np.testing.assert_allclose(y_train[kept], x[kept] / (1 - node.params["rate"]))
+    elif node.kind == "batchnorm" and len(in_shape) == 3:
+        c = in_shape[0]
+        per_channel = y_train.reshape((6, c, -1)).transpose(1, 0, 2).reshape(c, -1)
+        np.testing.assert_allclose(per_channel.mean(1), 0, atol=1e-12)
+        x_ch = x.reshape((6, c, -1)).transpose(1, 0, 2).reshape(c, -1)
+        np.testing.assert_allclose(layer.state["running_mean"], 0.1 * x_ch.mean(1))
     elif node.kind == "batchnorm":
         # training normalises with the batch statistics ...
         np.testing.assert_allclose(y_train.mean(0), 0, atol=1e-12)
@@ -183,5 +204,5 @@ def test_unknown_layer_kind_lists_known_ones():
     from dlrun.dsl import ir
     from dlrun.errors import UsageError
 
-    with pytest.raises(UsageError, match="known: activation, add, batchnorm, concat, dense"):
+    with pytest.raises(UsageError, match="known: activation, add, avgpool, batchnorm, concat, conv2d, dense"):
         make_layer(ir.Layer("conv", {}), (3,), 2)
