@@ -11,6 +11,8 @@ from dlrun.dsl.diagnostics import Reporter, suggest
 from dlrun.dsl.graph import InputRef
 from dlrun.dsl.ir import Pos
 from dlrun.dsl.layers import KEYWORDS, MANY, SPECS, layer_keywords, spec
+from dlrun.dsl.losses import LOSSES
+from dlrun.dsl.optimizers import OPTIMIZERS, ir_params as optimizer_ir_params
 from dlrun.dsl.transform import Arg, Call, Let, Program, Ref, Statement, Str
 from dlrun.dsl.values import Binder, Word, _Bad, _expr_text, show, span
 
@@ -356,12 +358,12 @@ class Elaborator(Binder, DataBlock):
 
     def named_setting(self, stmt: Statement):
         kw = stmt.keyword
-        table = T.LOSSES if kw == "loss" else T.OPTIMIZERS
+        specs = LOSSES if kw == "loss" else OPTIMIZERS
         example = "loss cross_entropy" if kw == "loss" else "optimizer adam lr=1e-3"
         pos_args = [a for a in stmt.args if a.key is None]
         if not pos_args:
             self.r.error(stmt.keyword_pos, f"'{kw}' needs a name first, e.g. '{example}' "
-                         f"(known: {', '.join(table)})")
+                         f"(known: {', '.join(specs)})")
             raise _Bad
         head = pos_args[0]
         if head is not stmt.args[0]:
@@ -375,28 +377,28 @@ class Elaborator(Binder, DataBlock):
             self.r.error(head.pos, f"'{kw}' needs a name first, e.g. '{example}'; got "
                          f"'{_expr_text(head.value)}'")
             raise _Bad
-        if name not in table:
-            self.r.error(name_pos, f"unknown {kw} '{name}'" + suggest(name, table))
+        if name not in specs:
+            self.r.error(name_pos, f"unknown {kw} '{name}'" + suggest(name, specs))
             raise _Bad
+        table = specs[name].params
         # positional values inside the parentheses fill the parameters in table order
         named = []
         positional = [a for a in call_args if a.key is None]
         for i, a in enumerate(positional):
-            if i >= len(table[name]):
-                self._too_many(f"{kw} '{name}'", table[name], len(table[name]), a)
+            if i >= len(table):
+                self._too_many(f"{kw} '{name}'", table, len(table), a)
                 raise _Bad
-            named.append(Arg(table[name][i].name, a.value, a.pos, a.pos))
+            named.append(Arg(table[i].name, a.value, a.pos, a.pos))
         named += [a for a in call_args if a.key is not None]
-        params = self.bind(f"{kw} '{name}'", table[name], tuple(named) + stmt.args[1:],
+        params = self.bind(f"{kw} '{name}'", table, tuple(named) + stmt.args[1:],
                            npos=0, where=name_pos, flags=True)
         if kw == "loss":
             return ir.Loss(name, params, stmt.pos)
-        if params.get("nesterov") and params.get("momentum", 0.0) == 0.0:
-            self.r.error(name_pos, "nesterov=true needs momentum > 0 (e.g. momentum=0.9)")
+        problem = OPTIMIZERS[name].problem(params)
+        if problem is not None:
+            self.r.error(name_pos, problem)
             raise _Bad
-        full = dict(T.OPTIMIZER_FILL)
-        full.update(params)
-        return ir.Optimizer(name, {k: full[k] for k in T.OPTIMIZER_PARAMS}, stmt.pos)
+        return ir.Optimizer(name, optimizer_ir_params(name, params), stmt.pos)
 
     def regularize(self, stmt: Statement):
         # accepts both 'regularize l2=1e-4 l1=1e-5' and 'regularize l2 1e-4 l1 1e-5'

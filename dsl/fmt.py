@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 
 from dlrun.dsl import ir, tables as T
+from dlrun.dsl.losses import LOSSES
+from dlrun.dsl.optimizers import OPTIMIZERS
 from dlrun.dsl.parser import STRING_OR_COMMENT
 from dlrun.dsl.printing import arg_text, expr_text, non_default, quote, value_text
 from dlrun.dsl.transform import Let, Statement
@@ -251,13 +253,13 @@ def format_model(model: ir.Model) -> str:
         lines.append(INDENT + "}")
     lines += _layer_lines(model.layers)
     loss = model.loss
-    lines.append(INDENT + " ".join(["loss", loss.name] + non_default(T.LOSSES[loss.name], loss.params)))
+    lines.append(INDENT + " ".join(["loss", loss.name] + non_default(LOSSES[loss.name].params, loss.params)))
     reg = model.regularize
     reg_args = non_default(T.REGULARIZE, {"l1": reg.l1, "l2": reg.l2})
     if reg_args:
         lines.append(INDENT + " ".join(["regularize"] + reg_args))
     opt = model.optimizer
-    lines.append(INDENT + " ".join(["optimizer", opt.name] + non_default(T.OPTIMIZERS[opt.name], opt.params)))
+    lines.append(INDENT + " ".join(["optimizer", opt.name] + non_default(OPTIMIZERS[opt.name].params, opt.params)))
     tr = model.train
     tr_params = {"epochs": tr.epochs, "batch": tr.batch_size, "seed": tr.seed, "shuffle": tr.shuffle,
                  "dtype": tr.dtype, "metrics": tuple(tr.metrics)}

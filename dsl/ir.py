@@ -86,7 +86,8 @@ def layer_inputs(layers, index: int) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class Loss:
-    """name: mse | mae | huber (delta) | cross_entropy (label_smoothing) | binary_cross_entropy."""
+    """name: a loss of ``dsl/losses.py`` (mse, mae, huber, cross_entropy, ...); params: every
+    parameter of its spec."""
 
     name: str
     params: Mapping[str, Any] = field(default_factory=dict)
@@ -108,10 +109,11 @@ class Regularize:
 
 @dataclass(frozen=True)
 class Optimizer:
-    """name: sgd | adam | adamw | rmsprop | adagrad.
+    """name: an optimizer of ``dsl/optimizers.py`` (sgd, adam, adamw, rmsprop, adagrad, ...).
 
     params (all filled in by the checker, the ones not used by an optimizer ignored):
-    lr, momentum, nesterov, beta1, beta2, eps, rho, weight_decay, clip_norm (None = off).
+    every name of ``optimizers.IR_PARAMS``: lr, momentum, nesterov, beta1, beta2, eps, rho,
+    weight_decay, clip_norm (None = off).
     """
 
     name: str

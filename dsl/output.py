@@ -25,7 +25,7 @@ Rules:
 from __future__ import annotations
 
 from dlrun.dsl import ir
-from dlrun.dsl import tables as T
+from dlrun.dsl.losses import LOSSES, known as known_losses
 
 def layer_label(layer, index) -> str:
     """``layer 2 (dense 'h')``: how messages name a layer."""
@@ -63,8 +63,10 @@ def decide_output(layers, loss_name: str) -> tuple[ir.Output, list]:
     trailing = [] if src is None else [layers[k] for k in reversed(path)]
     identity = all(spec(l.kind).inert(l) for l in trailing)
     final = act if identity else "linear"
-    fuses = T.LOSS_FUSES.get(loss_name)
-    task = T.LOSS_TASKS.get(loss_name, "regression")
+    loss = LOSSES.get(loss_name)
+    if loss is None:
+        return ir.Output(), [(None, f"unknown loss {loss_name!r} (known: {known_losses()})")]
+    fuses, task = loss.fuses, loss.task
     if fuses is not None and act == fuses and trailing:
         first = trailing[0]
         k = path[-1]
@@ -75,13 +77,7 @@ def decide_output(layers, loss_name: str) -> tuple[ir.Output, list]:
                             f"to the logits, so the layer with {act}{at} must be the model's last "
                             f"layer; move '{first.kind}' before it or remove it"))
     elif fuses is not None and final not in (fuses, "linear"):
-        last = layer_label(layers[src], src)
-        if loss_name == "cross_entropy":
-            problems.append((None, f"'cross_entropy' needs softmax or linear outputs, but {last} uses "
-                                   f"'{final}'"))
-        else:
-            problems.append((None, f"'{loss_name}' needs a {fuses} or linear output, but {last} "
-                                   f"uses '{final}'"))
+        problems.append((None, loss.activation_problem(final, layer_label(layers[src], src))))
     fused = fuses is not None and final == fuses and not trailing
     return ir.Output(
         activation=final,

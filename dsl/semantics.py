@@ -9,6 +9,7 @@ from dlrun.dsl.diagnostics import Reporter
 from dlrun.dsl.ir import Pos
 from dlrun.dsl.graph import build_graph
 from dlrun.dsl.layers import spec
+from dlrun.dsl.losses import CLASSIFICATION_LOSSES, LOSSES
 from dlrun.dsl.output import decide_output, layer_label as _layer_label
 
 
@@ -59,29 +60,22 @@ def check_semantics(model_parts: dict, r: Reporter, anchor: Pos, *, shapes: bool
         act = output.activation
         last = _layer_label(typed[-1], len(typed) - 1)
         lpos = loss.pos
-        if loss.name in T.LOSS_FUSES and len(out_shape) != 1:
-            r.error(lpos, f"'{loss.name}' needs a flat output, but {last} gives shape "
-                    f"{'x'.join(map(str, out_shape))}")
-        elif loss.name == "cross_entropy" and out_shape[0] < 2:
-            r.error(lpos, f"'cross_entropy' needs at least 2 output units (one per class), but "
-                    f"{last} has {out_shape[0]}; for a yes/no target use one sigmoid unit and "
-                    "'binary_cross_entropy'")
-        elif loss.name == "binary_cross_entropy" and out_shape[0] != 1:
-            r.error(lpos, f"'binary_cross_entropy' needs exactly 1 output unit, but {last} has "
-                    f"{out_shape[0]}; for {out_shape[0]} classes use softmax and 'cross_entropy'")
+        shape_problem = LOSSES[loss.name].output_problem(out_shape, last)
+        if shape_problem is not None:
+            r.error(lpos, shape_problem)
         else:
             for index, message in problems:
                 r.error(lpos if index is None else _word(r, typed[index].pos), message)
-        if act == "softmax" and loss.name not in T.LOSS_FUSES:
+        if act == "softmax" and LOSSES[loss.name].fuses is None:
             r.warning(lpos, f"softmax output feeding '{loss.name}': probabilities compared by "
                       f"{loss.name} learn slowly; did you mean 'loss cross_entropy'?")
     if loss is not None:
         for m in train.metrics:
-            if m in T.CLASSIFICATION_METRICS and loss.name not in T.CLASSIFICATION_LOSSES:
+            if m in T.CLASSIFICATION_METRICS and loss.name not in CLASSIFICATION_LOSSES:
                 # a regression run reports mse, mae and r2: an accuracy would never appear
                 r.error(train.pos, f"metric '{m}' needs class labels, but the loss '{loss.name}' is "
                         f"a regression loss (a regression run reports mse, mae and r2); remove "
-                        f"'{m}' from 'metrics' or use {' or '.join(T.CLASSIFICATION_LOSSES)}")
+                        f"'{m}' from 'metrics' or use {' or '.join(CLASSIFICATION_LOSSES)}")
     if es is not None:
         best = "max" if es.monitor in T.MAXIMIZED_MONITORS else "min"
         if es.mode != best:

@@ -1,9 +1,11 @@
-"""Every name of the ``.net`` language, defined once: keywords, layers, activations, losses,
-optimizers, initialisers, metrics and all their parameters (type, range, default).
+"""Every name of the ``.net`` language, defined once: keywords, activations, initialisers,
+metrics, settings and all their parameters (type, range, default). Layer kinds, losses and
+optimizers are described one spec each, in ``dsl/layers/``, ``dsl/losses.py`` and
+``dsl/optimizers.py``; ``all_names`` gathers every name.
 
-The checker validates against these tables, the formatter and ``docs/language.md`` follow
-them, and the runtime maps DSL names to kernels through them. A spelling exists here and
-nowhere else.
+The checker validates against these tables and specs, the formatter and
+``docs/language.md`` follow them, and the runtime maps DSL names to kernels through them.
+A spelling exists in one place and nowhere else.
 
 Parameter types:
     int, float       numbers (an int parameter accepts a whole float such as ``128/2``)
@@ -127,66 +129,12 @@ INIT_ALIASES = {"he": "he_normal", "xavier": "xavier_uniform"}
 # Layer kinds and their parameters are described one spec per kind in dsl/layers/.
 
 # ---------------------------------------------------------------------------- losses
-LOSSES: dict[str, tuple[Param, ...]] = {
-    "mse": (),
-    "mae": (),
-    "huber": (Param("delta", "float", 1.0, lo=0.0, lo_open=True, doc="quadratic below |error| = delta, linear above"),),
-    "cross_entropy": (
-        Param("label_smoothing", "float", 0.0, lo=0.0, hi=1.0, hi_open=True,
-              doc="mix the one-hot target with a uniform distribution"),
-    ),
-    "binary_cross_entropy": (),
-}
-#: Losses whose targets are class labels (accuracy makes sense).
-CLASSIFICATION_LOSSES = ("cross_entropy", "binary_cross_entropy")
-#: loss -> the task it implies (every other loss: 'regression').
-LOSS_TASKS = {"cross_entropy": "classification", "binary_cross_entropy": "binary"}
-#: loss -> the output activation it fuses (computed from the logits, see ``dsl/output.py``).
-LOSS_FUSES = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}
+# Losses (parameters, task, fused activation, label and output rules) are described one
+# spec per loss in dsl/losses.py.
 
 # ---------------------------------------------------------------------------- optimizers
-_LR = "learning rate"
-OPTIMIZER_PARAMS = ("lr", "momentum", "nesterov", "beta1", "beta2", "eps", "rho", "weight_decay", "clip_norm")
-#: name -> the parameters it accepts (with its defaults). The IR fills the others from
-#: ``OPTIMIZER_FILL`` so every Optimizer.params has all of OPTIMIZER_PARAMS.
-OPTIMIZERS: dict[str, tuple[Param, ...]] = {
-    "sgd": (
-        Param("lr", "float", 0.01, lo=0.0, lo_open=True, doc=_LR),
-        Param("momentum", "float", 0.0, lo=0.0, hi=1.0, hi_open=True, doc="velocity := momentum*velocity + g"),
-        Param("nesterov", "bool", False, doc="Nesterov momentum (needs momentum > 0)"),
-        Param("clip_norm", "float", None, lo=0.0, lo_open=True, nullable=True, doc="clip the global gradient norm (off by default)"),
-    ),
-    "adam": (
-        Param("lr", "float", 1e-3, lo=0.0, lo_open=True, doc=_LR),
-        Param("beta1", "float", 0.9, lo=0.0, hi=1.0, hi_open=True, doc="decay of the first moment"),
-        Param("beta2", "float", 0.999, lo=0.0, hi=1.0, hi_open=True, doc="decay of the second moment"),
-        Param("eps", "float", 1e-8, lo=0.0, lo_open=True, doc="added to the denominator"),
-        Param("weight_decay", "float", 0.0, lo=0.0, doc="decoupled weight decay p -= lr*weight_decay*p (AdamW)"),
-        Param("clip_norm", "float", None, lo=0.0, lo_open=True, nullable=True, doc="clip the global gradient norm (off by default)"),
-    ),
-    "adamw": (
-        Param("lr", "float", 1e-3, lo=0.0, lo_open=True, doc=_LR),
-        Param("beta1", "float", 0.9, lo=0.0, hi=1.0, hi_open=True, doc="decay of the first moment"),
-        Param("beta2", "float", 0.999, lo=0.0, hi=1.0, hi_open=True, doc="decay of the second moment"),
-        Param("eps", "float", 1e-8, lo=0.0, lo_open=True, doc="added to the denominator"),
-        Param("weight_decay", "float", 0.01, lo=0.0, doc="decoupled weight decay p -= lr*weight_decay*p"),
-        Param("clip_norm", "float", None, lo=0.0, lo_open=True, nullable=True, doc="clip the global gradient norm (off by default)"),
-    ),
-    "rmsprop": (
-        Param("lr", "float", 1e-3, lo=0.0, lo_open=True, doc=_LR),
-        Param("rho", "float", 0.9, lo=0.0, hi=1.0, hi_open=True, doc="decay of the squared-gradient average"),
-        Param("eps", "float", 1e-7, lo=0.0, lo_open=True, doc="added to the denominator"),
-        Param("clip_norm", "float", None, lo=0.0, lo_open=True, nullable=True, doc="clip the global gradient norm (off by default)"),
-    ),
-    "adagrad": (
-        Param("lr", "float", 0.01, lo=0.0, lo_open=True, doc=_LR),
-        Param("eps", "float", 1e-7, lo=0.0, lo_open=True, doc="added to the denominator"),
-        Param("clip_norm", "float", None, lo=0.0, lo_open=True, nullable=True, doc="clip the global gradient norm (off by default)"),
-    ),
-}
-#: Values given in the IR to the parameters an optimizer does not use (ignored by it).
-OPTIMIZER_FILL = {"lr": 0.01, "momentum": 0.0, "nesterov": False, "beta1": 0.9, "beta2": 0.999,
-                  "eps": 1e-8, "rho": 0.9, "weight_decay": 0.0, "clip_norm": None}
+# Optimizers (hyperparameters, the IR's filled parameters) are described one spec per
+# optimizer in dsl/optimizers.py.
 
 # ---------------------------------------------------------------------------- settings
 METRICS = ("accuracy", "mae", "mse")
@@ -266,11 +214,13 @@ def model_keywords() -> tuple[str, ...]:
 def all_names() -> dict[str, tuple[str, ...]]:
     """Every name the reference must document, by group (used by the docs test)."""
     from dlrun.dsl.layers import SPECS
+    from dlrun.dsl.losses import LOSSES
+    from dlrun.dsl.optimizers import OPTIMIZERS
 
     params = {"from"}
-    for spec in SPECS.values():
+    for spec in (*SPECS.values(), *LOSSES.values(), *OPTIMIZERS.values()):
         params.update(p.name for p in spec.params)
-    for table in (LOSSES, OPTIMIZERS, ACTIVATIONS, DATA):
+    for table in (ACTIVATIONS, DATA):
         for plist in table.values():
             params.update(p.name for p in plist)
     for plist in (TRAIN, EARLY_STOPPING, REGULARIZE, SOURCE):

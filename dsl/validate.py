@@ -7,6 +7,8 @@ from dlrun.dsl import ir, tables as T
 from dlrun.dsl.diagnostics import Reporter, suggest
 from dlrun.dsl.ir import Pos
 from dlrun.dsl.layers import SPECS
+from dlrun.dsl.losses import LOSSES
+from dlrun.dsl.optimizers import OPTIMIZERS
 from dlrun.dsl.semantics import check_semantics
 
 
@@ -66,17 +68,19 @@ def check_model(model: ir.Model, text: str | None = None) -> tuple[ir.Model, lis
             _validate_params(f"'{layer.kind}'", table, rest, r, layer.pos)
         else:
             r.error(layer.pos, f"unknown layer kind '{layer.kind}'" + suggest(layer.kind, SPECS))
-    if model.loss is None or model.loss.name not in T.LOSSES:
+    if model.loss is None or model.loss.name not in LOSSES:
         r.error(model.pos, f"unknown loss {getattr(model.loss, 'name', None)!r}" + suggest(
-            str(getattr(model.loss, "name", "")), T.LOSSES))
+            str(getattr(model.loss, "name", "")), LOSSES))
     else:
-        _validate_params(f"loss '{model.loss.name}'", T.LOSSES[model.loss.name], model.loss.params, r, model.loss.pos)
-    if model.optimizer is None or model.optimizer.name not in T.OPTIMIZERS:
+        _validate_params(f"loss '{model.loss.name}'", LOSSES[model.loss.name].params, model.loss.params,
+                         r, model.loss.pos)
+    if model.optimizer is None or model.optimizer.name not in OPTIMIZERS:
         r.error(model.pos, f"unknown optimizer {getattr(model.optimizer, 'name', None)!r}"
-                + suggest(str(getattr(model.optimizer, "name", "")), T.OPTIMIZERS))
+                + suggest(str(getattr(model.optimizer, "name", "")), OPTIMIZERS))
     else:
-        own = {p.name for p in T.OPTIMIZERS[model.optimizer.name]}
-        _validate_params(f"optimizer '{model.optimizer.name}'", T.OPTIMIZERS[model.optimizer.name],
+        table = OPTIMIZERS[model.optimizer.name].params
+        own = {p.name for p in table}
+        _validate_params(f"optimizer '{model.optimizer.name}'", table,
                          {k: v for k, v in model.optimizer.params.items() if k in own}, r, model.optimizer.pos)
     tr = model.train
     _validate_params("'train'", T.TRAIN, {"epochs": tr.epochs, "batch": tr.batch_size, "seed": tr.seed,

@@ -8,13 +8,35 @@ the logits, and prediction applies softmax (resp. sigmoid) to return probabiliti
 ``mse``, ``mae`` and ``huber`` apply to the outputs and backpropagate through whatever
 activation the last layer has. Which of these holds is decided by the checker
 (``dsl/output.py``) and recorded in ``ir.Model.output``; this module only reads it.
+
+What a loss is (parameters, task, fused activation, label rule) is its spec in
+``dsl/losses.py``; here each loss name maps to its kernel (``KERNELS``).
 """
 from __future__ import annotations
 
 import numpy as np
 
+from dlrun.dsl.losses import LOSSES
 from dlrun.errors import UsageError
 from dlrun.kernels import losses as kloss
+
+#: loss name -> kernel ``(out, target, grad, *params) -> mean loss``: it writes dLoss/dout
+#: into ``grad`` and takes the loss's parameters in the order of its spec's ``params``.
+KERNELS = {
+    "mse": kloss.mse,
+    "mae": kloss.mae,
+    "huber": kloss.huber,
+    "cross_entropy": kloss.softmax_cross_entropy,
+    "binary_cross_entropy": kloss.sigmoid_binary_cross_entropy,
+}
+
+_CASTS = {"float": float, "int": int, "bool": bool}
+
+
+def target_dtype(spec, dtype) -> np.dtype:
+    """The dtype of a loss's targets: int64 class indices for a loss taking class indices,
+    every other target in the model's dtype ``dtype``."""
+    return np.dtype(np.int64) if spec.labels == "class indices" else np.dtype(dtype)
 
 
 class LossHead:
@@ -27,28 +49,25 @@ class LossHead:
     """
 
     def __init__(self, loss, output):
+        if loss.name not in KERNELS or loss.name not in LOSSES:
+            known = [n for n in LOSSES if n in KERNELS]
+            raise UsageError(f"unknown loss {loss.name!r} (known: {', '.join(known)})")
         self.name = loss.name
+        self.spec = LOSSES[loss.name]
         self.params = dict(loss.params)
         self.task = output.task
         self.fused = output.fused
         self.proba_act = output.proba
-        self.label_smoothing = float(self.params.get("label_smoothing", 0.0) or 0.0)
-        self.delta = float(self.params.get("delta", 1.0) or 1.0)
+        self._kernel = KERNELS[loss.name]
+        # a parameter left out (an IR built in Python) takes its spec's default
+        self._args = tuple(
+            _CASTS[p.type](p.default if self.params.get(p.name) is None else self.params[p.name])
+            for p in self.spec.params)
 
     def target_dtype(self, dtype):
         """Labels stay int64 for cross-entropy; every other target is in the model's dtype."""
-        return np.dtype(np.int64) if self.task == "classification" else np.dtype(dtype)
+        return target_dtype(self.spec, dtype)
 
     def __call__(self, out, target, grad) -> float:
-        name = self.name
-        if name == "cross_entropy":
-            return kloss.softmax_cross_entropy(out, target, grad, self.label_smoothing)
-        if name == "binary_cross_entropy":
-            return kloss.sigmoid_binary_cross_entropy(out, target, grad)
-        if name == "mse":
-            return kloss.mse(out, target, grad)
-        if name == "mae":
-            return kloss.mae(out, target, grad)
-        if name == "huber":
-            return kloss.huber(out, target, grad, self.delta)
-        raise UsageError(f"loss {name!r} is not supported by the runtime")
+        return self._kernel(out, target, grad, *self._args)
+

@@ -6,6 +6,8 @@ import sys
 import pytest
 
 from dlrun.dsl.layers import SPECS
+from dlrun.dsl.losses import LOSSES
+from dlrun.dsl.optimizers import FILL as OPTIMIZER_FILL, IR_PARAMS as OPTIMIZER_PARAMS, OPTIMIZERS
 
 from dlrun.dsl import check, ir, model_warnings, parse, summarize, tables
 from dlrun.dsl.summary import layer_costs
@@ -133,7 +135,7 @@ def test_check_fills_shapes_of_ir_built_in_python():
     layers = (ir.Layer("input", {"shape": (2, 3)}), ir.Layer("flatten", {}),
               ir.Layer("dense", {"units": 2, "activation": act, "init": None, "bias": True, "l1": None, "l2": None}))
     m = ir.Model("py", 1, layers, ir.Loss("cross_entropy", {"label_smoothing": 0.0}),
-                 ir.Optimizer("sgd", dict(tables.OPTIMIZER_FILL)))
+                 ir.Optimizer("sgd", dict(OPTIMIZER_FILL)))
     checked, warnings = check_model(m)
     assert [l.shape for l in checked.layers] == [(2, 3), (6,), (2,)] and warnings == []
 
@@ -142,14 +144,16 @@ def test_check_fills_shapes_of_ir_built_in_python():
 
 def test_tables_are_consistent():
     layer_params = {k: s.params for k, s in SPECS.items()}
-    for table in (layer_params, tables.ACTIVATIONS, tables.LOSSES, tables.OPTIMIZERS, tables.DATA):
+    losses = {k: s.params for k, s in LOSSES.items()}
+    optimizers = {k: s.params for k, s in OPTIMIZERS.items()}
+    for table in (layer_params, tables.ACTIVATIONS, losses, optimizers, tables.DATA):
         for name, params in table.items():
             assert len({p.name for p in params}) == len(params), name
             for p in params:
                 if not p.required and p.default is not None and p.type in ("int", "float"):
                     assert p.in_range(p.default), (name, p.name)
-    for name, params in tables.OPTIMIZERS.items():
-        assert {p.name for p in params} <= set(tables.OPTIMIZER_PARAMS)
+    for name, params in optimizers.items():
+        assert {p.name for p in params} <= set(OPTIMIZER_PARAMS)
     assert set(tables.INIT_ALIASES.values()) <= set(tables.INITS)
     assert set(tables.ACTIVATION_FLOPS) == set(tables.ACTIVATIONS)
 
@@ -205,7 +209,8 @@ def test_check_validates_settings_of_python_ir():
 
 def test_param_aliases_point_at_real_parameters():
     """Each other-framework spelling hints at a parameter dlrun has, and is not one itself."""
-    groups = [{k: s.params for k, s in SPECS.items()}, tables.ACTIVATIONS, tables.OPTIMIZERS, tables.LOSSES]
+    groups = [{k: s.params for k, s in SPECS.items()}, tables.ACTIVATIONS,
+              {k: s.params for k, s in OPTIMIZERS.items()}, {k: s.params for k, s in LOSSES.items()}]
     names = {p.name for group in groups for params in group.values() for p in params}
     names |= {p.name for p in tables.TRAIN + tables.EARLY_STOPPING + tables.REGULARIZE}
     for spelling, ours in tables.PARAM_ALIASES.items():

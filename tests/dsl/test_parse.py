@@ -4,6 +4,7 @@ import json
 import pytest
 
 from dlrun.dsl import ir, load_file, parse, parse_syntax, tables
+from dlrun.dsl.optimizers import IR_PARAMS as OPTIMIZER_PARAMS, OPTIMIZERS
 from dlrun.errors import DslError
 
 FULL = """# comment
@@ -99,11 +100,11 @@ def test_defaults_filled():
     assert isinstance(m.train.epochs, int) and isinstance(m.optimizer.params["lr"], float)
 
 
-@pytest.mark.parametrize("name", list(tables.OPTIMIZERS))
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_every_optimizer_has_all_params(name):
     m = parse(small("", tail=f"  loss cross_entropy\n  optimizer {name}\n"))
-    assert set(m.optimizer.params) == set(tables.OPTIMIZER_PARAMS)
-    own = {p.name: p.default for p in tables.OPTIMIZERS[name]}
+    assert set(m.optimizer.params) == set(OPTIMIZER_PARAMS)
+    own = {p.name: p.default for p in OPTIMIZERS[name].params}
     for k, v in own.items():
         assert m.optimizer.params[k] == v
 
