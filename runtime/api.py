@@ -506,11 +506,12 @@ class Model:
         if self.task == "regression":
             raise UsageError(f"predict_classes() needs a classifier; {self.name} is a regression model "
                              f"(loss {self.ir.loss.name}): use predict()")
-        p = self.predict(x, batch_size)
-        idx = p.argmax(axis=1) if self.task == "classification" else (p[:, 0] >= 0.5).astype(np.int64)
+        from dlrun.runtime.losses import class_indices
+
+        idx = class_indices(self.predict(x, batch_size), self.task)
         if self.class_names is not None:
             return np.asarray(self.class_names)[idx]
-        return idx.astype(np.int64)
+        return idx
 
     # -- weights -------------------------------------------------------------------------
     def save(self, path, *, force=False) -> str:

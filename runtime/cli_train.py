@@ -407,7 +407,9 @@ def _predict_run(args) -> int:
         else:
             header = [str(c) for c in names] if names else [str(j) for j in range(p.shape[1])]
     else:
-        idx = p.argmax(axis=1) if task == "classification" else (p[:, 0] >= 0.5).astype(np.int64)
+        from dlrun.runtime.losses import class_indices
+
+        idx = class_indices(p, task)
         values = np.asarray(names)[idx] if names else idx
         header = ["label"]
     if args.output and args.output.lower().endswith(".npy"):

@@ -1,4 +1,5 @@
-"""The loss at the end of a network, mapped onto the fused loss kernels.
+"""The loss at the end of a network, mapped onto the fused loss kernels; and the one rule
+that turns predicted probabilities into classes.
 
 ``cross_entropy`` is computed from logits by ``softmax_cross_entropy`` and
 ``binary_cross_entropy`` by ``sigmoid_binary_cross_entropy``: when the model's output
@@ -71,3 +72,14 @@ class LossHead:
     def __call__(self, out, target, grad) -> float:
         return self._kernel(out, target, grad, *self._args)
 
+
+def class_indices(proba: np.ndarray, task: str) -> np.ndarray:
+    """The predicted class of each row of ``proba`` (what ``predict`` returns), int64 ``(n,)``:
+    classification, the most probable class (the first on a tie); binary, 1 when
+    P(class 1) >= 0.5. The one rule for class predictions (``Model.predict_classes`` and
+    ``dlrun predict``)."""
+    if task == "classification":
+        return proba.argmax(axis=1).astype(np.int64)
+    if task == "binary":
+        return (proba[:, 0] >= 0.5).astype(np.int64)
+    raise UsageError(f"class predictions need a classifier; a {task} model predicts values")

@@ -1,9 +1,13 @@
-"""runtime/losses.py: a kernel per loss of dsl/losses.py, keyed by name."""
+"""runtime/losses.py: a kernel per loss of dsl/losses.py, keyed by name; and the one rule for
+class predictions, used by ``Model.predict_classes`` and ``dlrun predict``."""
 import dataclasses
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import dlrun
 from dlrun.dsl import ir
 from dlrun.dsl.losses import LOSSES
 from dlrun.errors import UsageError
@@ -11,6 +15,8 @@ from dlrun.runtime import losses as rl
 from dlrun.runtime.network import Network
 
 from irfactory import mlp
+
+MODELS = Path(__file__).resolve().parents[2] / "models"
 
 
 def test_every_loss_has_a_kernel_and_nothing_else_does():
@@ -54,3 +60,40 @@ def test_the_head_calls_the_kernel_with_the_spec_parameters(name, params, call):
     assert head(out.copy(), target, g1) == call(out.copy(), target, g2)
     np.testing.assert_array_equal(g1, g2)
 
+
+def test_class_indices_rule():
+    p = np.array([[0.2, 0.4, 0.4], [0.7, 0.2, 0.1]])
+    idx = rl.class_indices(p, "classification")
+    assert idx.dtype == np.int64 and idx.tolist() == [1, 0]  # a tie takes the first class
+    b = rl.class_indices(np.array([[0.5], [0.49999], [0.9]]), "binary")
+    assert b.dtype == np.int64 and b.tolist() == [1, 0, 1]
+    with pytest.raises(UsageError, match="need a classifier"):
+        rl.class_indices(p, "regression")
+
+
+@pytest.mark.skipif(not (MODELS / "iris.net").exists(), reason="models/iris.net not present")
+def test_api_and_cli_predict_classes_through_the_one_rule(tmp_path, monkeypatch, capsys):
+    shutil.copytree(MODELS / "data", tmp_path / "data")
+    shutil.copy(MODELS / "iris.net", tmp_path / "iris.net")
+    model = dlrun.load(tmp_path / "iris.net")
+    model.fit()
+    weights = model.save(tmp_path / "iris.weights.npz")
+    x = model.splits().test.x
+    want = model.predict_classes(x)
+    assert set(want) <= set(model.class_names)
+
+    calls = []
+
+    def always_last(proba, task):
+        calls.append((proba.shape, task))
+        return np.full(proba.shape[0], proba.shape[1] - 1, np.int64)
+
+    monkeypatch.setattr(rl, "class_indices", always_last)
+    assert set(model.predict_classes(x)) == {"virginica"}
+    from dlrun.runtime import cli
+
+    data = str(tmp_path / "data" / "iris.csv")
+    assert cli.main(["predict", str(tmp_path / "iris.net"), "--weights", weights, "--input", data]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "label" and set(lines[1:]) == {"virginica"} and len(lines) == 151
+    assert calls == [((len(x), 3), "classification"), ((150, 3), "classification")]
