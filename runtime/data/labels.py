@@ -11,32 +11,25 @@ from typing import Callable, Iterable, Mapping
 
 import numpy as np
 
+from dlrun.dsl import losses as _losses
 from dlrun.errors import DataError, UsageError
 from dlrun.runtime.data.arrays import first_nonfinite
 from dlrun.runtime.data.text import first_unconvertible, names_text, quote, shape_text, str_to_float
 
-TASKS = ("classification", "binary", "regression")
-
-# loss name -> task; the loss decides how labels are encoded
-_LOSS_TASK = {
-    "cross_entropy": "classification",
-    "binary_cross_entropy": "binary",
-    "mse": "regression",
-    "mae": "regression",
-    "huber": "regression",
-}
+TASKS = tuple(_losses.TASKS)
 
 
 def task_for_loss(loss_name: str) -> str:
-    """The learning task a loss implies: ``'classification'``, ``'binary'`` or ``'regression'``.
+    """The learning task a loss implies (its spec in ``dsl/losses.py``): ``'classification'``,
+    ``'binary'`` or ``'regression'``.
 
     >>> task_for_loss("cross_entropy"), task_for_loss("huber")
     ('classification', 'regression')
     """
-    try:
-        return _LOSS_TASK[loss_name]
-    except KeyError:
-        raise UsageError(f"unknown loss {loss_name!r} (known: {', '.join(_LOSS_TASK)})") from None
+    spec = _losses.LOSSES.get(loss_name)
+    if spec is None:
+        raise UsageError(f"unknown loss {loss_name!r} (known: {_losses.known()})")
+    return spec.task
 
 
 def check_task(task: str) -> None:

@@ -97,3 +97,22 @@ def test_api_and_cli_predict_classes_through_the_one_rule(tmp_path, monkeypatch,
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "label" and set(lines[1:]) == {"virginica"} and len(lines) == 151
     assert calls == [((len(x), 3), "classification"), ((150, 3), "classification")]
+
+
+def test_the_data_package_takes_a_loss_task_from_its_spec(monkeypatch):
+    from dlrun.dsl.losses import LossSpec
+    from dlrun.runtime import data as D
+
+    class Poisson(LossSpec):
+        name = "poisson_test"
+
+    class Hinge(LossSpec):
+        name = "hinge_test"
+        task = "binary"
+
+    monkeypatch.setitem(LOSSES, "poisson_test", Poisson())
+    monkeypatch.setitem(LOSSES, "hinge_test", Hinge())
+    assert D.task_for_loss("poisson_test") == "regression"
+    assert D.task_for_loss("hinge_test") == "binary"
+    with pytest.raises(UsageError, match="unknown loss 'hinge' \\(known: mse, mae, huber, cross_entropy"):
+        D.task_for_loss("hinge")
