@@ -80,8 +80,12 @@ def check_model(model: ir.Model, text: str | None = None) -> tuple[ir.Model, lis
     else:
         table = OPTIMIZERS[model.optimizer.name].params
         own = {p.name for p in table}
-        _validate_params(f"optimizer '{model.optimizer.name}'", table,
-                         {k: v for k, v in model.optimizer.params.items() if k in own}, r, model.optimizer.pos)
+        bound = {k: v for k, v in model.optimizer.params.items() if k in own}
+        n_errors = len(r.errors)
+        _validate_params(f"optimizer '{model.optimizer.name}'", table, bound, r, model.optimizer.pos)
+        problem = OPTIMIZERS[model.optimizer.name].problem(bound) if len(r.errors) == n_errors else None
+        if problem is not None:
+            r.error(model.optimizer.pos, problem)
     tr = model.train
     _validate_params("'train'", T.TRAIN, {"epochs": tr.epochs, "batch": tr.batch_size, "seed": tr.seed,
                                           "shuffle": tr.shuffle, "dtype": tr.dtype, "metrics": tuple(tr.metrics)},

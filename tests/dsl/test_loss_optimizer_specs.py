@@ -94,3 +94,11 @@ def test_an_optimizer_is_its_spec(monkeypatch):
         parse(text(optimizer="lion_test(1e-3, 0.2)"))
     with pytest.raises(DslError, match="unknown optimizer 'lion'.*did you mean 'lion_test'"):
         parse(text(optimizer="lion"))
+
+
+def test_check_applies_the_optimizer_rule_to_an_ir_built_in_python():
+    m = parse(text(optimizer="sgd momentum=0.9 nesterov=true"))
+    assert check(m) == []
+    params = dict(m.optimizer.params, momentum=0.0)
+    with pytest.raises(DslError, match="nesterov=true needs momentum > 0"):
+        check(dataclasses.replace(m, optimizer=ir.Optimizer("sgd", params)))
