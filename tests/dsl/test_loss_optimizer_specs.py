@@ -102,3 +102,19 @@ def test_check_applies_the_optimizer_rule_to_an_ir_built_in_python():
     params = dict(m.optimizer.params, momentum=0.0)
     with pytest.raises(DslError, match="nesterov=true needs momentum > 0"):
         check(dataclasses.replace(m, optimizer=ir.Optimizer("sgd", params)))
+
+
+def test_the_loss_table_of_the_reference_follows_the_specs():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "language.md").read_text(encoding="utf-8")
+    rows = {line.split("|")[1].strip().strip("`"): line for line in doc.splitlines()
+            if line.startswith("| `") and line.split("|")[1].strip().strip("`") in LOSSES}
+    assert list(rows) == list(LOSSES)
+    for name, s in LOSSES.items():
+        for p in s.params:
+            assert f"`{p.name}`" in rows[name], (name, p.name)
+        if s.fuses is None:
+            assert "any output" in rows[name], name
+        else:
+            assert f"`{s.fuses}` or `linear`" in rows[name], name
