@@ -49,6 +49,10 @@ class DataBlock:
                     values[kw] = self.source(item, fraction_ok=(kw != "train"))
                 elif kw == "label":
                     values[kw] = self.label(item)
+                elif kw == "layout":
+                    p = self.bind("'layout'", T.DATA[kw], item.args, npos=1, where=item.keyword_pos,
+                                  example="e.g. 'layout channels_last'")
+                    values[kw] = p["order"]
                 else:
                     p = self.bind(f"'{kw}'", T.DATA[kw], item.args, npos=len(T.DATA[kw]),
                                   where=item.keyword_pos)
@@ -63,7 +67,9 @@ class DataBlock:
             return None
         data = ir.Data(values.get("train"), values.get("validation"), values.get("test"),
                        values.get("label"), tuple(preprocess), stmt.pos,
-                       seen["label"].pos if "label" in seen else ir.NOWHERE)
+                       seen["label"].pos if "label" in seen else ir.NOWHERE,
+                       layout=values.get("layout"),
+                       settings_pos={k: seen[k].keyword_pos for k in T.IMAGE_ONLY if k in seen})
         self.check_data(data, seen)
         return data
 
@@ -161,3 +167,13 @@ class DataBlock:
             self.r.error(seen["train"].args[0].pos, "which column of the CSV file holds the labels? "
                          "add 'label NAME' to the data block")
 
+
+
+def check_data_input(data: ir.Data, input_shape, r) -> None:
+    """The data block against the model's input: image statements (``layout``, ...) need an
+    image input ``CxHxW``."""
+    shape = tuple(input_shape)
+    for kw, pos in data.settings_pos.items():
+        if len(shape) != 3:
+            r.error(pos, f"'{kw}' is for image inputs (input CxHxW: channels x height x width), but "
+                    f"the model's input is {'x'.join(map(str, shape))}")

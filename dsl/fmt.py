@@ -245,6 +245,8 @@ def format_model(model: ir.Model) -> str:
                 lines.append(INDENT * 2 + _source_text(kw, src))
         if d.label is not None:
             lines.append(INDENT * 2 + f"label {quote(d.label)}")
+        if d.layout is not None:
+            lines.append(INDENT * 2 + f"layout {d.layout}")
         for pre in d.preprocess:
             if pre.kind == "scale":
                 lines.append(INDENT * 2 + f"scale {value_text(pre.params['factor'])}")

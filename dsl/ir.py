@@ -177,6 +177,9 @@ class Data:
     ``validation``/``test``: a Source, a fraction of the training file (0 < f < 1) held
     out, or None. ``label``: the label column of a CSV file (name); ``label_pos`` the
     position of its ``label`` statement (``dlrun check --data`` points there).
+    ``layout``: ``'channels_first'`` / ``'channels_last'``, how image arrays order a sample
+    when both orders fit the input (None: not given). ``settings_pos``: the position of each
+    image statement given (``layout``, ...), for the checks against the input.
     """
 
     train: Source | None = None
@@ -186,6 +189,8 @@ class Data:
     preprocess: tuple[Preprocess, ...] = ()
     pos: Pos = NOWHERE
     label_pos: Pos = NOWHERE
+    layout: str | None = None
+    settings_pos: Mapping[str, Pos] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ output and the fused loss are decided by ``output.decide_output`` and recorded i
 from __future__ import annotations
 
 from dlrun.dsl import ir, tables as T
+from dlrun.dsl.check_data import check_data_input
 from dlrun.dsl.diagnostics import Reporter
 from dlrun.dsl.ir import Pos
 from dlrun.dsl.graph import build_graph
@@ -91,6 +92,8 @@ def check_semantics(model_parts: dict, r: Reporter, anchor: Pos, *, shapes: bool
         if es.monitor.startswith("val_") and data is not None and data.validation is None:
             r.error(es.pos, f"early_stopping monitors '{es.monitor}', but the data block has no "
                     "'validation' set (e.g. 'validation 0.15')")
+    if data is not None and typed:
+        check_data_input(data, next(l.shape for l in typed if spec(l.kind).inputs == 0), r)
     norms = [l for l in layers if spec(l.kind).batch_statistics]
     if norms and train.batch_size == 1:
         r.error(train.pos, f"batch=1 with '{norms[0].kind}' (line {norms[0].pos.line}): batch norm "

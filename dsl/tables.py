@@ -193,8 +193,12 @@ DATA: dict[str, tuple[Param, ...]] = {
     "scale": (Param("factor", "float", doc="multiply every input by this factor"),),
     "standardize": (),
     "minmax": (),
+    "layout": (Param("order", "name", choices=("channels_first", "channels_last"),
+                     doc="how image arrays order a sample's values when both orders fit the input"),),
 }
 PREPROCESS = ("scale", "standardize", "minmax")
+#: data block statements that apply to image inputs (``input CxHxW``) only
+IMAGE_ONLY = ("layout",)
 
 # ---------------------------------------------------------------------------- statements
 #: Statements of the model body other than layers, and what they take.

@@ -283,7 +283,7 @@ class Model:
         if names is None and y is not None and self.task != "regression":
             names = class_names_of(np.asarray(y))
         ds = make_dataset(x, y, input_shape=self.input_shape, n_outputs=self.network.output_features,
-                          task=self.task, class_names=names, source=source)
+                          task=self.task, class_names=names, source=source, layout=self._layout)
         return ds, names
 
     def _check_range(self, x, source="x"):
@@ -293,8 +293,14 @@ class Model:
         check_model_range(x, self.preprocessor, self.network.dtype, source, lambda i, j: f"x[{i}], feature {j}")
         return x
 
+    @property
+    def _layout(self):
+        """The data block's ``layout`` (how image arrays are ordered), or None."""
+        return self.ir.data.layout if self.ir.data is not None else None
+
     def _inputs(self, x, source="x"):
-        """Check inputs for prediction: (n, *input_shape) or (n, features)."""
+        """Check inputs for prediction: (n, *input_shape), (n, features), or another shape
+        the data rules read into the input (``data.checks.input_reading``)."""
         if isinstance(x, (str, os.PathLike)):
             from dlrun.runtime.data import load_inputs
 
@@ -304,12 +310,13 @@ class Model:
             return load_inputs(os.path.abspath(os.fspath(x)), input_shape=self.input_shape, label=label,
                                feature_names=self.feature_names,
                                against=record.origin if record is not None else "",
-                               pre=self.preprocessor, dtype=self.network.dtype)
+                               pre=self.preprocessor, dtype=self.network.dtype, layout=self._layout)
         if isinstance(x, np.ndarray) and x.dtype.kind in "uif" and x.ndim >= 2 and x.shape[0] > 0:
             # fast path for well-formed arrays (what a serving loop passes); anything else,
             # including non-finite values, takes the checking path for its error message
             shape = x.shape[1:]
-            if (shape == self.input_shape or (x.ndim == 2 and shape[0] == self.network.input_features)) \
+            as_is = shape == self.input_shape and _reads_as_is(shape, self.input_shape, self._layout)
+            if (as_is or (x.ndim == 2 and shape[0] == self.network.input_features)) \
                     and (x.dtype.kind != "f" or np.isfinite(x).all()):
                 return self._check_range(x, source)
         ds, _ = self._dataset(x, None, source)
@@ -566,3 +573,13 @@ class Model:
         return self
 
 
+def _reads_as_is(shape, input_shape, layout) -> bool:
+    """Whether samples of ``shape`` are the input as they are (a refusal is left to the
+    checking path, which words it)."""
+    from dlrun.errors import DataError
+    from dlrun.runtime.data.checks import input_reading
+
+    try:
+        return input_reading(shape, input_shape, layout, "x") == "as is"
+    except DataError:
+        return False

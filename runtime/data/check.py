@@ -71,7 +71,7 @@ def check_data(model: ir.Model, base_dir) -> tuple[list[tuple[ir.Pos, str]], dic
             probe = _probe(src, role, data, base_dir, features, against)
             if role == "train" and probe.feature_names is not None:
                 features, against = probe.feature_names, f"the training file {probe.source}"
-            check_input_layout(probe.shape, probe.dtype, input_shape, probe.source)
+            check_input_layout(probe.shape, probe.dtype, input_shape, probe.source, data.layout)
             if probe.y is not None:
                 check_label_count(probe.shape[0], probe.y, probe.source, probe.y_source)
             probes.append(probe)

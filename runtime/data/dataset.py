@@ -56,16 +56,17 @@ class Splits:
         return None if self.record is None else self.record.feature_names
 
 
-def prepare(raw: Raw, input_shape) -> None:
-    """Check and shape ``raw``'s inputs against the model's input (once)."""
+def prepare(raw: Raw, input_shape, layout: str | None = None) -> None:
+    """Check and shape ``raw``'s inputs against the model's input (once); ``layout``: the
+    data block's (see ``checks.input_reading``)."""
     if not raw.prepared:
-        raw.x = prepare_x(raw.x, input_shape, raw.source, raw.x_where)
+        raw.x = prepare_x(raw.x, input_shape, raw.source, raw.x_where, layout)
         raw.prepared = True
 
 
-def to_dataset(raw: Raw, *, input_shape, n_outputs, task, class_names) -> Dataset:
+def to_dataset(raw: Raw, *, input_shape, n_outputs, task, class_names, layout=None) -> Dataset:
     """``raw`` checked against the model: inputs shaped, labels counted and encoded."""
-    prepare(raw, input_shape)
+    prepare(raw, input_shape, layout)
     x = raw.x
     y = None
     if raw.y is not None:
@@ -78,10 +79,11 @@ def to_dataset(raw: Raw, *, input_shape, n_outputs, task, class_names) -> Datase
 
 
 def make_dataset(x, y=None, *, input_shape, n_outputs: int, task: str, class_names=None,
-                 source: str = "<array>") -> Dataset:
+                 source: str = "<array>", layout: str | None = None) -> Dataset:
     """Check arrays given through the Python API the way files are checked.
 
     ``y`` may hold class names when ``class_names`` is given (they are mapped to indices).
+    ``layout``: how image samples are ordered when both orders fit (``checks.input_reading``).
 
     >>> import numpy as np
     >>> ds = make_dataset(np.zeros((3, 2)), [0, 1, 1], input_shape=(2,), n_outputs=2,
@@ -108,4 +110,5 @@ def make_dataset(x, y=None, *, input_shape, n_outputs: int, task: str, class_nam
     elif is_text(ya) and task != "regression" and class_names_of(ya) is not None:
         raise DataError(f"{source}: labels are class names; pass class_names (sorted names of the classes)")
     raw = Raw(xa, ya, source, source, lambda i, j: f"x[{i}], feature {j}", lambda i: f"y[{i}]")
-    return to_dataset(raw, input_shape=input_shape, n_outputs=n_outputs, task=task, class_names=names)
+    return to_dataset(raw, input_shape=input_shape, n_outputs=n_outputs, task=task, class_names=names,
+                      layout=layout)

@@ -92,12 +92,13 @@ def load_splits(data: ir.Data | None, *, base_dir, input_shape: tuple, n_outputs
             f"they must leave part of {raws['train'].source} for training"
         )
     for raw in raws.values():  # inputs first: a wrong feature count is the more basic mistake
-        prepare(raw, input_shape)
+        prepare(raw, input_shape, data.layout)
     names = class_names(raws.values(), task)
     if names is not None:
         check_held_out_classes(raws, names, task, n_outputs)
         check_class_count(names, task, n_outputs, raws["train"].y_source)
-    sets = {role: to_dataset(raw, input_shape=input_shape, n_outputs=n_outputs, task=task, class_names=names)
+    sets = {role: to_dataset(raw, input_shape=input_shape, n_outputs=n_outputs, task=task, class_names=names,
+                             layout=data.layout)
             for role, raw in raws.items()}
     feature_names = raws["train"].feature_names
     wheres = {role: (raw.source, raw.x_where) for role, raw in raws.items()}
@@ -130,7 +131,7 @@ def load_splits(data: ir.Data | None, *, base_dir, input_shape: tuple, n_outputs
 
 def load_inputs(path, *, input_shape, label: str | None = None, base_dir=None,
                 feature_names: Sequence[str] | None = None, against: str = "the training data",
-                pre: "Preprocessor | None" = None, dtype=None) -> np.ndarray:
+                pre: "Preprocessor | None" = None, dtype=None, layout: str | None = None) -> np.ndarray:
     """Inputs to predict on: ``.npz`` (array ``x`` or the only array), ``.npy``, ``.csv`` (header;
     the ``label`` column dropped if present), or IDX images; checked against ``input_shape``.
 
@@ -138,6 +139,7 @@ def load_inputs(path, *, input_shape, label: str | None = None, base_dir=None,
     are then matched by name (see ``csv.columns_by_name``; ``against`` names their origin),
     otherwise by position. ``pre`` and ``dtype``: the fitted preprocessing and the model's
     dtype; the inputs are checked against its range after preprocessing (``check_model_range``).
+    ``layout``: the data block's (how image samples are ordered; ``checks.input_reading``).
     """
     p = resolve_path(path, base_dir)
     shown = check_file(p, "input")
@@ -145,7 +147,7 @@ def load_inputs(path, *, input_shape, label: str | None = None, base_dir=None,
     input_shape = tuple(int(d) for d in input_shape)
     x, where = reader.read_inputs(p, shown, label=label, feature_names=feature_names, against=against,
                                   input_shape=input_shape)
-    x = prepare_x(x, input_shape, shown, where)
+    x = prepare_x(x, input_shape, shown, where, layout)
     if pre is not None and dtype is not None:
         check_model_range(x, pre, dtype, shown, where)
     return x
