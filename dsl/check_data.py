@@ -49,10 +49,10 @@ class DataBlock:
                     values[kw] = self.source(item, fraction_ok=(kw != "train"))
                 elif kw == "label":
                     values[kw] = self.label(item)
-                elif kw == "layout":
-                    p = self.bind("'layout'", T.DATA[kw], item.args, npos=1, where=item.keyword_pos,
-                                  example="e.g. 'layout channels_last'")
-                    values[kw] = p["order"]
+                elif kw in ("layout", "resize"):
+                    p = self.bind(f"'{kw}'", T.DATA[kw], item.args, npos=1, where=item.keyword_pos,
+                                  example=f"e.g. '{kw} {T.DATA[kw][0].choices[-1]}'")
+                    values[kw] = p[T.DATA[kw][0].name]
                 else:
                     p = self.bind(f"'{kw}'", T.DATA[kw], item.args, npos=len(T.DATA[kw]),
                                   where=item.keyword_pos)
@@ -68,7 +68,7 @@ class DataBlock:
         data = ir.Data(values.get("train"), values.get("validation"), values.get("test"),
                        values.get("label"), tuple(preprocess), stmt.pos,
                        seen["label"].pos if "label" in seen else ir.NOWHERE,
-                       layout=values.get("layout"),
+                       layout=values.get("layout"), resize=values.get("resize"),
                        settings_pos={k: seen[k].keyword_pos for k in T.IMAGE_ONLY if k in seen})
         self.check_data(data, seen)
         return data
@@ -115,7 +115,15 @@ class DataBlock:
             self.r.error(pos_args[0].pos, f"unsupported data file '{path}': expected "
                          + ", ".join(T.DATA_FORMATS))
             raise _Bad
+        if fmt == "image":
+            self.r.error(pos_args[0].pos, f"'{path}' is one image file; a data block reads a folder "
+                         f"of class subfolders, written with a trailing '/': {kw} \"images/{kw}/\"")
+            raise _Bad
         for a in item.args:
+            if a.key == "labels" and fmt == "imagefolder":
+                self.r.error(a.key_pos, "an image folder's labels are its class subfolders; "
+                             "'labels=' is for .npy, .npz and IDX inputs")
+                raise _Bad
             if a.key in ("x", "y") and fmt != "npz":
                 self.r.error(a.key_pos, f"'{a.key}=' names an array inside an .npz file; "
                              f"'{path}' is not one")
@@ -129,7 +137,7 @@ class DataBlock:
             self.r.error(pos_args[0].pos, f"{kind} need a label file: write "
                          f"train {quote(path)} labels=\"FILE\"")
             raise _Bad
-        if p["labels"] is not None and data_format(p["labels"]) is None:
+        if p["labels"] is not None and data_format(p["labels"]) in (None, "image", "imagefolder"):
             self.r.error(next(a.value.pos for a in item.args if a.key == "labels"),
                          f"unsupported label file '{p['labels']}': expected " + ", ".join(T.DATA_FORMATS))
             raise _Bad
@@ -171,9 +179,15 @@ class DataBlock:
 
 def check_data_input(data: ir.Data, input_shape, r) -> None:
     """The data block against the model's input: image statements (``layout``, ...) need an
-    image input ``CxHxW``."""
+    image input ``CxHxW``, image folders one of 1 (grayscale) or 3 (RGB) channels."""
     shape = tuple(input_shape)
+    text = "x".join(map(str, shape))
     for kw, pos in data.settings_pos.items():
         if len(shape) != 3:
             r.error(pos, f"'{kw}' is for image inputs (input CxHxW: channels x height x width), but "
-                    f"the model's input is {'x'.join(map(str, shape))}")
+                    f"the model's input is {text}")
+    for src in (data.train, data.validation, data.test):
+        if isinstance(src, ir.Source) and data_format(src.path) == "imagefolder" \
+                and (len(shape) != 3 or shape[0] not in (1, 3)):
+            r.error(src.pos, f"the image folder '{src.path}' needs an input 1xHxW (grayscale) or 3xHxW "
+                    f"(RGB), but the model's input is {text}")

@@ -7,8 +7,14 @@ names. Pure Python (no numpy, nothing of ``runtime/``), so ``dlrun check`` stays
 Adding a format: its name and listing here (``FORMATS``) and its suffix (``_SUFFIXES``, or a
 name pattern like IDX's), then its reader in ``runtime/data/`` (see docs/architecture.md).
 
+A path ending in ``/`` names a folder of images, one subfolder per class (``imagefolder``);
+a ``.png``/``.jpg``/``.jpeg``/``.bmp``/``.gif`` file is one image (``image``: something to
+predict on, not a data block's source).
+
 >>> data_format("data/iris.csv"), data_format("train-images-idx3-ubyte.gz"), data_format("x.txt")
 ('csv', 'idx', None)
+>>> data_format("pets/train/"), data_format("cat.PNG")
+('imagefolder', 'image')
 """
 from __future__ import annotations
 
@@ -21,6 +27,8 @@ FORMATS: dict[str, str] = {
     "npy": ".npy",
     "csv": ".csv",
     "idx": "IDX (*-idx3-ubyte, *-idx1-ubyte, *.idx; optionally .gz)",
+    "imagefolder": "an image folder (a path ending in /, one subfolder of images per class)",
+    "image": "an image file (.png, .jpg, .jpeg, .bmp, .gif) to predict on",
 }
 
 #: The formats as listed in messages.
@@ -28,6 +36,9 @@ DATA_FORMATS: tuple[str, ...] = tuple(FORMATS.values())
 
 # file name suffix (lower case) -> format name
 _SUFFIXES = {".npz": "npz", ".npy": "npy", ".csv": "csv"}
+
+#: suffixes of the image files read (lower case; Pillow reads them)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
 # MNIST's names (train-images-idx3-ubyte, t10k-labels.idx1-ubyte) and a plain .idx/.idx3
 IDX_NAME = re.compile(r"idx[0-9]-?u?byte$|\.idx[0-9]?$", re.IGNORECASE)
@@ -41,9 +52,19 @@ def is_idx_name(name: str) -> bool:
     return bool(IDX_NAME.search(name))
 
 
+def is_folder_name(path) -> bool:
+    """True for a path written with a trailing ``/``: it names a folder."""
+    text = str(path)
+    return text.endswith("/") or (os.sep != "/" and text.endswith(os.sep))
+
+
 def data_format(path) -> str | None:
     """The format name (a key of ``FORMATS``) of a data file named ``path``, else None."""
+    if is_folder_name(path):
+        return "imagefolder"
     name = os.path.basename(str(path)).lower()
+    if name.endswith(IMAGE_SUFFIXES):
+        return "image"
     for suffix, fmt in _SUFFIXES.items():
         if name.endswith(suffix):
             return fmt

@@ -247,6 +247,8 @@ def format_model(model: ir.Model) -> str:
             lines.append(INDENT * 2 + f"label {quote(d.label)}")
         if d.layout is not None:
             lines.append(INDENT * 2 + f"layout {d.layout}")
+        if d.resize is not None:
+            lines.append(INDENT * 2 + f"resize {d.resize}")
         for pre in d.preprocess:
             if pre.kind == "scale":
                 lines.append(INDENT * 2 + f"scale {value_text(pre.params['factor'])}")

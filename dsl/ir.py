@@ -178,7 +178,9 @@ class Data:
     out, or None. ``label``: the label column of a CSV file (name); ``label_pos`` the
     position of its ``label`` statement (``dlrun check --data`` points there).
     ``layout``: ``'channels_first'`` / ``'channels_last'``, how image arrays order a sample
-    when both orders fit the input (None: not given). ``settings_pos``: the position of each
+    when both orders fit the input (None: not given). ``resize``: ``'stretch'`` / ``'crop'``,
+    how image files of another size become the input's H x W (None: they are refused).
+    ``settings_pos``: the position of each
     image statement given (``layout``, ...), for the checks against the input.
     """
 
@@ -190,6 +192,7 @@ class Data:
     pos: Pos = NOWHERE
     label_pos: Pos = NOWHERE
     layout: str | None = None
+    resize: str | None = None
     settings_pos: Mapping[str, Pos] = field(default_factory=dict)
 
 

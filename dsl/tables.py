@@ -195,10 +195,12 @@ DATA: dict[str, tuple[Param, ...]] = {
     "minmax": (),
     "layout": (Param("order", "name", choices=("channels_first", "channels_last"),
                      doc="how image arrays order a sample's values when both orders fit the input"),),
+    "resize": (Param("mode", "name", choices=("stretch", "crop"),
+                     doc="how image files of another size become the input's H x W"),),
 }
 PREPROCESS = ("scale", "standardize", "minmax")
 #: data block statements that apply to image inputs (``input CxHxW``) only
-IMAGE_ONLY = ("layout",)
+IMAGE_ONLY = ("layout", "resize")
 
 # ---------------------------------------------------------------------------- statements
 #: Statements of the model body other than layers, and what they take.

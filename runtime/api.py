@@ -310,7 +310,8 @@ class Model:
             return load_inputs(os.path.abspath(os.fspath(x)), input_shape=self.input_shape, label=label,
                                feature_names=self.feature_names,
                                against=record.origin if record is not None else "",
-                               pre=self.preprocessor, dtype=self.network.dtype, layout=self._layout)
+                               pre=self.preprocessor, dtype=self.network.dtype, layout=self._layout,
+                               resize=self.ir.data.resize if self.ir.data is not None else None)
         if isinstance(x, np.ndarray) and x.dtype.kind in "uif" and x.ndim >= 2 and x.shape[0] > 0:
             # fast path for well-formed arrays (what a serving loop passes); anything else,
             # including non-finite values, takes the checking path for its error message

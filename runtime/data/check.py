@@ -29,7 +29,7 @@ from dlrun.dsl import ir
 from dlrun.errors import DataError
 from dlrun.runtime.data import load
 from dlrun.runtime.data.checks import check_input_layout, check_label_count
-from dlrun.runtime.data.formats import check_file, reader_for, resolve_path
+from dlrun.runtime.data.formats import check_file, open_source, resolve_path
 from dlrun.runtime.data.labels import check_class_count, class_names, encode_labels, task_for_loss
 
 
@@ -68,7 +68,7 @@ def check_data(model: ir.Model, base_dir) -> tuple[list[tuple[ir.Pos, str]], dic
         if not isinstance(src, ir.Source):
             continue
         try:
-            probe = _probe(src, role, data, base_dir, features, against)
+            probe = _probe(src, role, data, base_dir, features, against, input_shape)
             if role == "train" and probe.feature_names is not None:
                 features, against = probe.feature_names, f"the training file {probe.source}"
             check_input_layout(probe.shape, probe.dtype, input_shape, probe.source, data.layout)
@@ -106,17 +106,18 @@ def _statement_pos(err: DataError, src: ir.Source, data: ir.Data) -> ir.Pos:
     return src.pos
 
 
-def _probe(src: ir.Source, role: str, data: ir.Data, base_dir, features=None, against=None) -> _Probe:
+def _probe(src: ir.Source, role: str, data: ir.Data, base_dir, features=None, against=None,
+           input_shape=None) -> _Probe:
     p = resolve_path(src.path, base_dir)
-    shown = check_file(p, role)
-    reader = reader_for(p)
+    shown, reader = open_source(p, src.path, role)
     header = reader.read_header(p, shown, src)  # None: the file is read in full below
     if header is not None:
         y, y_source, y_where = _labels(p, reader, src, role, data, base_dir)
         if y is not None:
             return _Probe(role, src.pos, header[0], header[1], y, shown, y_source, y_where)
     # as training reads it: the whole file, with the readers' own messages
-    raw = load.read_source(src, base_dir, data.label, role, features=features, against=against or "")
+    raw = load.read_source(src, base_dir, data.label, role, features=features, against=against or "",
+                           input_shape=input_shape, resize=data.resize)
     return _Probe(role, src.pos, raw.x.shape, raw.x.dtype, raw.y, raw.source, raw.y_source, raw.y_where,
                   raw.feature_names)
 

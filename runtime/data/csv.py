@@ -177,7 +177,7 @@ class CsvReader(Reader):
     name = "csv"
     noun = "CSV inputs"
 
-    def read(self, p, shown, src, *, label, need_y, features, against, input_shape):
+    def read(self, p, shown, src, *, label, need_y, features, against, input_shape, resize=None):
         if src.labels is not None:
             raise DataError(
                 f"{shown}: labels= is for .npy, .npz and IDX inputs; a CSV file names its label "
@@ -223,7 +223,7 @@ class CsvReader(Reader):
             j = table.column(label, "label")
         return table.text(j), (lambda i: table.where(i, j))
 
-    def read_inputs(self, p, shown, *, label, feature_names, against, input_shape):
+    def read_inputs(self, p, shown, *, label, feature_names, against, input_shape, resize=None):
         table = read_csv(p, shown)
         cols = [k for k, name in enumerate(table.header) if name != label]
         if not cols:

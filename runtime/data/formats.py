@@ -9,14 +9,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dlrun.dsl.dataformats import DATA_FORMATS, data_format
+from dlrun.dsl.dataformats import DATA_FORMATS, data_format, is_folder_name
 from dlrun.errors import DataError
 from dlrun.fileopen import NotReadable, check_regular
-from dlrun.runtime.data import csv, idx, npy, npz
+from dlrun.runtime.data import csv, idx, images, npy, npz
 from dlrun.runtime.data.reader import Reader
 
 #: format name (a key of ``dsl.dataformats.FORMATS``) -> its reader
-READERS: dict[str, Reader] = {r.name: r for r in (npz.READER, npy.READER, csv.READER, idx.READER)}
+READERS: dict[str, Reader] = {r.name: r for r in (npz.READER, npy.READER, csv.READER, idx.READER,
+                                                  images.FOLDER_READER, images.FILE_READER)}
 
 
 def reader_for(p: Path) -> Reader:
@@ -33,6 +34,21 @@ def resolve_path(path, base_dir=None) -> Path:
     if not p.is_absolute() and base_dir is not None:
         p = Path(base_dir) / p
     return p
+
+
+def open_source(p: Path, written, role: str | None = None) -> tuple[str, Reader]:
+    """``(shown, reader)`` of the data file or image folder ``p`` (``written``: the path as
+    given; ``Path`` drops the trailing '/' that names a folder). A folder is an image folder
+    when written with a trailing '/', or when its name names no file format (``predict
+    --input pets/test``); any other path must be a readable, non-empty file (``check_file``)."""
+    if is_folder_name(written) or (p.is_dir() and data_format(p.name) is None):
+        shown = os.path.normpath(str(p)) + "/"
+        what = f" ({role} data)" if role else ""
+        if not p.is_dir():
+            raise DataError(f"{shown}: image folder not found{what}" if not p.exists()
+                            else f"{shown}: not a folder{what}; a path ending in '/' names an image folder")
+        return shown, READERS["imagefolder"]
+    return check_file(p, role), reader_for(p)
 
 
 def check_file(p: Path, role: str | None = None) -> str:

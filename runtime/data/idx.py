@@ -191,14 +191,14 @@ class IdxReader(Reader):
     name = "idx"
     noun = "IDX images"
 
-    def read(self, p, shown, src, *, label, need_y, features, against, input_shape):
+    def read(self, p, shown, src, *, label, need_y, features, against, input_shape, resize=None):
         x = read_idx(p, shown, check=header_check(input_shape, shown))
         return Raw(x, None, shown, shown, _image_where, sample_where)
 
     def read_labels(self, p, shown, label):
         return read_idx(p, shown), sample_where
 
-    def read_inputs(self, p, shown, *, label, feature_names, against, input_shape):
+    def read_inputs(self, p, shown, *, label, feature_names, against, input_shape, resize=None):
         return read_idx(p, shown, check=header_check(input_shape, shown)), _image_where
 
     def read_header(self, p, shown, src):

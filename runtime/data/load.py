@@ -19,7 +19,7 @@ from dlrun.dsl import ir
 from dlrun.errors import DataError, DataWarning
 from dlrun.runtime.data.checks import check_model_range, prepare_x
 from dlrun.runtime.data.dataset import Splits, prepare, to_dataset
-from dlrun.runtime.data.formats import check_file, reader_for, resolve_path
+from dlrun.runtime.data.formats import check_file, open_source, reader_for, resolve_path
 from dlrun.runtime.data.labels import check_class_count, check_held_out_classes, check_task, class_names
 from dlrun.runtime.data.preprocess import Preprocessor
 from dlrun.runtime.data.reader import Raw
@@ -28,15 +28,16 @@ from dlrun.runtime.data.split import (DataRecord, check_record, data_fingerprint
 
 
 def read_source(src: ir.Source, base_dir, label: str | None, role: str, need_y: bool = True,
-                features: Sequence[str] | None = None, against: str = "", input_shape=None) -> Raw:
+                features: Sequence[str] | None = None, against: str = "", input_shape=None,
+                resize: str | None = None) -> Raw:
     """One data file's raw arrays (its inputs, and its labels or those of its ``labels=``
     file); a CSV's features are the columns named ``features`` (all but the label when
-    None), matched by name against those of ``against`` (messages)."""
+    None), matched by name against those of ``against`` (messages). ``resize``: the data
+    block's (image folders)."""
     p = resolve_path(src.path, base_dir)
-    shown = check_file(p, role)
-    reader = reader_for(p)
+    shown, reader = open_source(p, src.path, role)
     raw = reader.read(p, shown, src, label=label, need_y=need_y, features=features, against=against,
-                      input_shape=input_shape)
+                      input_shape=input_shape, resize=resize)
     if src.labels is not None:
         lp = resolve_path(src.labels, base_dir)
         raw.y_source = check_file(lp, f"{role} labels")
@@ -71,7 +72,7 @@ def load_splits(data: ir.Data | None, *, base_dir, input_shape: tuple, n_outputs
     features = saved.feature_names if saved is not None else None
     against = saved.origin if features is not None else ""
     raws = {"train": read_source(data.train, base_dir, data.label, "train", features=features, against=against,
-                                  input_shape=input_shape)}
+                                  input_shape=input_shape, resize=data.resize)}
     if features is None and raws["train"].feature_names is not None:
         features = raws["train"].feature_names
         against = f"the training file {raws['train'].source}"
@@ -80,7 +81,7 @@ def load_splits(data: ir.Data | None, *, base_dir, input_shape: tuple, n_outputs
         value = getattr(data, role)
         if isinstance(value, ir.Source):
             raws[role] = read_source(value, base_dir, data.label, role, features=features, against=against,
-                                      input_shape=input_shape)
+                                      input_shape=input_shape, resize=data.resize)
         elif value is not None:
             f = float(value)
             if not 0.0 < f < 1.0:
@@ -129,9 +130,18 @@ def load_splits(data: ir.Data | None, *, base_dir, input_shape: tuple, n_outputs
     return Splits(sets["train"], sets.get("validation"), sets.get("test"), names, pre, record)
 
 
+def input_names(path, base_dir=None) -> list[str] | None:
+    """The names of the samples ``load_inputs(path)`` reads, in its order, when its format
+    names them (an image file, the images of a folder), else None."""
+    p = resolve_path(path, base_dir)
+    shown, reader = open_source(p, path, "input")
+    return reader.sample_names(p, shown)
+
+
 def load_inputs(path, *, input_shape, label: str | None = None, base_dir=None,
                 feature_names: Sequence[str] | None = None, against: str = "the training data",
-                pre: "Preprocessor | None" = None, dtype=None, layout: str | None = None) -> np.ndarray:
+                pre: "Preprocessor | None" = None, dtype=None, layout: str | None = None,
+                resize: str | None = None) -> np.ndarray:
     """Inputs to predict on: ``.npz`` (array ``x`` or the only array), ``.npy``, ``.csv`` (header;
     the ``label`` column dropped if present), or IDX images; checked against ``input_shape``.
 
@@ -139,14 +149,15 @@ def load_inputs(path, *, input_shape, label: str | None = None, base_dir=None,
     are then matched by name (see ``csv.columns_by_name``; ``against`` names their origin),
     otherwise by position. ``pre`` and ``dtype``: the fitted preprocessing and the model's
     dtype; the inputs are checked against its range after preprocessing (``check_model_range``).
-    ``layout``: the data block's (how image samples are ordered; ``checks.input_reading``).
+    ``layout``: the data block's (how image samples are ordered; ``checks.input_reading``);
+    ``resize``: the data block's (image files of another size). An image file is one
+    sample; a folder, every image in it (``sample_names`` lists them in order).
     """
     p = resolve_path(path, base_dir)
-    shown = check_file(p, "input")
-    reader = reader_for(p)
+    shown, reader = open_source(p, path, "input")
     input_shape = tuple(int(d) for d in input_shape)
     x, where = reader.read_inputs(p, shown, label=label, feature_names=feature_names, against=against,
-                                  input_shape=input_shape)
+                                  input_shape=input_shape, resize=resize)
     x = prepare_x(x, input_shape, shown, where, layout)
     if pre is not None and dtype is not None:
         check_model_range(x, pre, dtype, shown, where)

@@ -71,13 +71,13 @@ class NpyReader(Reader):
     name = "npy"
     noun = ".npy inputs"
 
-    def read(self, p, shown, src, *, label, need_y, features, against, input_shape):
+    def read(self, p, shown, src, *, label, need_y, features, against, input_shape, resize=None):
         return Raw(load_npy(p, shown), None, shown, shown, array_where("x"), sample_where)
 
     def read_labels(self, p, shown, label):
         return load_npy(p, shown), sample_where
 
-    def read_inputs(self, p, shown, *, label, feature_names, against, input_shape):
+    def read_inputs(self, p, shown, *, label, feature_names, against, input_shape, resize=None):
         return load_npy(p, shown), array_where("x")
 
     def read_header(self, p, shown, src):

@@ -65,7 +65,7 @@ class NpzReader(Reader):
     name = "npz"
     noun = ".npz inputs"
 
-    def read(self, p, shown, src, *, label, need_y, features, against, input_shape):
+    def read(self, p, shown, src, *, label, need_y, features, against, input_shape, resize=None):
         own_labels = src.labels is None
         arrays = load_npz(p, shown, lambda names: [src.x_key] + ([src.y_key] if own_labels else []),
                           header_check(input_shape, shown, {src.x_key}))
@@ -96,7 +96,7 @@ class NpzReader(Reader):
             )
         return arrays[key], (lambda i, k=key: f"array '{k}', sample {i}")
 
-    def read_inputs(self, p, shown, *, label, feature_names, against, input_shape):
+    def read_inputs(self, p, shown, *, label, feature_names, against, input_shape, resize=None):
         arrays = load_npz(p, shown, _named_or_only("x"), header_check(input_shape, shown))
         key = _key(arrays, "x")
         if key is None:

@@ -12,6 +12,7 @@ a format takes:
 ``read_inputs``      inputs to predict on
 ``read_header``      ``dlrun check --data``: the inputs' ``(shape, dtype)`` from the header alone
 ``read_own_labels``  ``dlrun check --data``: the labels the file holds, without its inputs
+``sample_names``     ``predict``: the name of each sample read (an image folder's files)
 
 Readers raise ``DataError`` naming the file (``shown``) and, where it applies, the line and
 column or the array and sample.
@@ -59,13 +60,14 @@ class Reader:
     noun: str = ""
 
     def read(self, p: Path, shown: str, src: ir.Source, *, label: str | None, need_y: bool,
-             features: Sequence[str] | None, against: str, input_shape) -> Raw:
+             features: Sequence[str] | None, against: str, input_shape, resize: str | None = None) -> Raw:
         """The inputs of ``src`` (file ``p``, ``shown`` in messages) and the labels the file
         holds itself (None when ``src.labels`` names a labels file, or the format holds
         none). ``label``: the data block's label column; ``need_y``: labels are required;
         ``features``: the feature columns to read, matched by name against those of
         ``against`` (a CSV's; None: all but the label); ``input_shape``: the model's input,
-        checked against the file's header before the values are read (None: not checked)."""
+        checked against the file's header before the values are read (None: not checked);
+        ``resize``: the data block's, for formats that hold images of any size."""
         raise NotImplementedError
 
     def read_labels(self, p: Path, shown: str, label: str | None):
@@ -73,7 +75,7 @@ class Reader:
         raise NotImplementedError
 
     def read_inputs(self, p: Path, shown: str, *, label: str | None, feature_names: Sequence[str] | None,
-                    against: str, input_shape: tuple):
+                    against: str, input_shape: tuple, resize: str | None = None):
         """Inputs to predict on: ``(x, where)``, ``where(i, j)`` naming feature ``j`` of sample ``i``.
         A CSV drops its ``label`` column when present and matches ``feature_names`` by name."""
         raise NotImplementedError
@@ -81,6 +83,11 @@ class Reader:
     def read_header(self, p: Path, shown: str, src: ir.Source):
         """``(shape, dtype)`` of the inputs from the file's header, or None when the file must
         be read in full (then ``read`` says what is wrong, or reads it)."""
+        return None
+
+    def sample_names(self, p: Path, shown: str) -> list[str] | None:
+        """Names of the samples ``read_inputs`` reads, in its order, when the format has them
+        (the files of an image folder), else None (``predict`` then numbers the rows)."""
         return None
 
     def read_own_labels(self, p: Path, shown: str, src: ir.Source):

@@ -149,3 +149,183 @@ def test_api_arrays_follow_the_same_rules(tmp_path):
     first.fit(np.ascontiguousarray(xc.transpose(0, 3, 1, 2)), y[:4])
     assert np.array_equal(first.predict(np.ascontiguousarray(xc.transpose(0, 3, 1, 2))), last.predict(xc))
     data_error(lambda: cube.predict(xc), "both channels first")
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. image folders
+
+PIL = pytest.importorskip("PIL")
+from PIL import Image  # noqa: E402
+
+
+def save_image(path, array, fmt=None):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.asarray(array, np.uint8)).save(path, format=fmt)
+    return path
+
+
+def image_set(root, classes=("cat", "dog"), per_class=3, size=(5, 4), rgb=False, seed=0, ext=".png"):
+    """Class folders of small random images (``size``: width, height); returns {file: array}."""
+    rng = np.random.default_rng(seed)
+    made = {}
+    w, h = size
+    for k, name in enumerate(classes):
+        for i in range(per_class):
+            a = rng.integers(0, 256, (h, w, 3) if rgb else (h, w), dtype=np.uint8)
+            a[0, 0] = 40 * k  # a class-dependent pixel
+            made[f"{name}/{i:02d}{ext}"] = a
+            save_image(Path(root) / name / f"{i:02d}{ext}", a)
+    return made
+
+
+def load_folder(tmp_path, input_shape=(1, 4, 5), resize=None, **kw):
+    data = ir.Data(train=ir.Source("imgs/"), resize=resize, **kw)
+    return D.load_splits(data, base_dir=tmp_path, input_shape=input_shape, n_outputs=2, task="classification",
+                         seed=0)
+
+
+def test_image_folder_reads_classes_sorted_pixels_uint8(tmp_path):
+    made = image_set(tmp_path / "imgs", classes=("zebra", "ant"))
+    s = load_folder(tmp_path)
+    assert s.class_names == ["ant", "zebra"]
+    x, y = s.train.x, s.train.y
+    assert x.dtype == np.uint8 and x.shape == (6, 1, 4, 5)
+    files = sorted(made)  # ant/00.png ... zebra/02.png
+    for i, f in enumerate(files):
+        assert np.array_equal(x[i, 0], made[f]), f
+        assert y[i] == (0 if f.startswith("ant") else 1)
+
+
+def test_rgb_and_grayscale_conversion(tmp_path):
+    made = image_set(tmp_path / "imgs", rgb=True)
+    s = load_folder(tmp_path, input_shape=(3, 4, 5))
+    first = made[sorted(made)[0]]
+    assert np.array_equal(s.train.x[0], first.transpose(2, 0, 1))
+    gray = load_folder(tmp_path, input_shape=(1, 4, 5)).train.x[0, 0]
+    assert np.array_equal(gray, np.asarray(Image.fromarray(first).convert("L")))
+
+
+def test_formats_jpeg_bmp_gif_and_a_separate_test_folder(tmp_path):
+    for ext in (".bmp", ".gif", ".jpg"):
+        image_set(tmp_path / "imgs", per_class=1, ext=ext, seed=len(ext))
+    image_set(tmp_path / "held", per_class=2, seed=9)
+    data = ir.Data(train=ir.Source("imgs/"), test=ir.Source("held/"), validation=0.25)
+    s = D.load_splits(data, base_dir=tmp_path, input_shape=(1, 4, 5), n_outputs=2, task="classification", seed=1)
+    assert len(s.train) + len(s.validation) == 6 and len(s.test) == 4
+    assert s.class_names == ["cat", "dog"]
+
+
+def test_other_sizes_are_refused_unless_resize_says_how(tmp_path):
+    image_set(tmp_path / "imgs", size=(10, 6))
+    data_error(lambda: load_folder(tmp_path), "imgs/cat/00.png: image is 10 wide and 6 high",
+               "input is 1x4x5 (5 wide, 4 high)", "`resize stretch` or `resize crop`")
+    stretched = load_folder(tmp_path, resize="stretch").train.x
+    cropped = load_folder(tmp_path, resize="crop").train.x
+    assert stretched.shape == cropped.shape == (6, 1, 4, 5)
+    a = np.asarray(Image.open(tmp_path / "imgs/cat/00.png").convert("L"))
+    assert np.array_equal(stretched[0, 0], np.asarray(Image.fromarray(a).resize((5, 4), Image.BILINEAR)))
+    assert not np.array_equal(stretched, cropped)
+
+
+def test_bad_files_are_reported_by_file(tmp_path):
+    image_set(tmp_path / "imgs")
+    (tmp_path / "imgs/dog/01.png").write_bytes(b"not a png at all")
+    data_error(lambda: load_folder(tmp_path), "imgs/dog/01.png: cannot read as an image")
+    good = tmp_path / "imgs/dog/01.png"
+    save_image(good, np.zeros((4, 5)))
+    raw = (tmp_path / "imgs/cat/00.png").read_bytes()
+    (tmp_path / "imgs/cat/00.png").write_bytes(raw[: len(raw) // 2])  # truncated
+    data_error(lambda: load_folder(tmp_path), "imgs/cat/00.png: cannot read as an image")
+    save_image(tmp_path / "imgs/cat/00.png", np.zeros((4, 5)))
+    (tmp_path / "imgs/cat/notes.txt").write_text("hello")
+    data_error(lambda: load_folder(tmp_path), "imgs/cat/notes.txt: not an image file (expected .png")
+    (tmp_path / "imgs/cat/notes.txt").unlink()
+    (tmp_path / "imgs/cat/.DS_Store").write_bytes(b"\0\0")  # hidden files are skipped
+    assert len(load_folder(tmp_path).train) == 6
+    Image.fromarray(np.zeros((4, 5), np.uint16)).save(tmp_path / "imgs/cat/wide.png")
+    data_error(lambda: load_folder(tmp_path), "imgs/cat/wide.png", "more than 8 bits")
+
+
+def test_empty_folders_and_strays_are_errors(tmp_path):
+    (tmp_path / "imgs").mkdir()
+    data_error(lambda: load_folder(tmp_path), "imgs/: no class subfolders")
+    image_set(tmp_path / "imgs")
+    (tmp_path / "imgs/empty").mkdir()
+    data_error(lambda: load_folder(tmp_path), "imgs/empty/: the class folder 'empty' holds no images")
+    (tmp_path / "imgs/empty").rmdir()
+    save_image(tmp_path / "imgs/loose.png", np.zeros((4, 5)))
+    data_error(lambda: load_folder(tmp_path), "imgs/loose.png: a file beside the class subfolders")
+    data_error(lambda: D.load_splits(ir.Data(train=ir.Source("nothere/")), base_dir=tmp_path, input_shape=(1, 4, 5),
+                                     n_outputs=2, task="classification", seed=0), "nothere/: image folder not found")
+
+
+def test_pillow_missing_is_one_clear_error(tmp_path, monkeypatch):
+    import builtins
+
+    image_set(tmp_path / "imgs")
+    real = builtins.__import__
+
+    def no_pil(name, *a, **k):
+        if name == "PIL" or name.startswith("PIL."):
+            raise ImportError("No module named 'PIL'")
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_pil)
+    data_error(lambda: load_folder(tmp_path), "reading images needs Pillow", "pip install 'dlrun[images]'")
+
+
+FOLDER_NET = """dlrun 1
+model m {{
+  data {{
+    train "imgs/"
+    validation 0.25
+{extra}  }}
+  input {shape}
+  flatten
+  dense 2 softmax
+  loss cross_entropy
+  optimizer adam lr=0.05
+  train epochs=3 batch=4 seed=3 metrics=[accuracy]
+}}
+"""
+
+
+def write_net(tmp_path, shape="1x4x5", extra="    scale 1/255\n", name="m.net"):
+    p = tmp_path / name
+    p.write_text(FOLDER_NET.format(shape=shape, extra=extra))
+    return p
+
+
+def test_cli_trains_from_a_folder_and_check_data_reports_bad_images(tmp_path, capsys):
+    from dlrun.runtime import cli
+
+    image_set(tmp_path / "imgs", per_class=6)
+    net = write_net(tmp_path)
+    assert cli.main(["check", "--data", str(net)]) == 0
+    assert cli.main(["train", str(net), "--quiet", "--no-checkpoint", "--out", str(tmp_path / "w.npz")]) == 0
+    capsys.readouterr()
+    (tmp_path / "imgs/dog/03.png").write_bytes(b"GIF89a garbage")
+    for cmd in (["check", "--data", str(net)], ["train", str(net), "--quiet", "--no-checkpoint"]):
+        assert cli.main(cmd) == 2
+        err = capsys.readouterr().err
+        assert "imgs/dog/03.png: cannot read as an image" in err and "Traceback" not in err, err
+
+
+def test_checker_rules_for_folders(tmp_path):
+    from dlrun.dsl import parse
+    from dlrun.errors import DslError
+
+    def errors(text):
+        with pytest.raises(DslError) as info:
+            parse(text)
+        return str(info.value)
+
+    assert parse(FOLDER_NET.format(shape="3x8x8", extra="    resize crop\n")).data.resize == "crop"
+    assert "needs an input 1xHxW (grayscale) or 3xHxW (RGB)" in errors(FOLDER_NET.format(shape="2x4x4", extra=""))
+    assert "needs an input 1xHxW" in errors(FOLDER_NET.format(shape="20", extra=""))
+    assert "'resize' is for image inputs" in errors(FOLDER_NET.format(shape="20", extra="    resize crop\n")
+                                                    .replace('"imgs/"', '"d.npz"'))
+    assert "is one image file" in errors(FOLDER_NET.format(shape="1x4x5", extra="").replace('"imgs/"', '"a.png"'))
+    assert "unsupported data file 'imgs'" in errors(FOLDER_NET.format(shape="1x4x5", extra="")
+                                                    .replace('"imgs/"', '"imgs"'))
