@@ -22,6 +22,7 @@ class DataBlock:
         seen: dict[str, Statement] = {}
         values: dict[str, object] = {}
         preprocess = []
+        augments: list[ir.Augment] = []
         bad = False
         for item in stmt.block:
             if isinstance(item, Let):
@@ -38,7 +39,7 @@ class DataBlock:
             if not self.no_call(item):
                 bad = True
                 continue
-            if kw in seen and kw not in T.PREPROCESS:
+            if kw in seen and kw not in T.REPEATABLE:
                 self.r.error(item.keyword_pos, f"duplicate '{kw}' in data (first given on line "
                              f"{seen[kw].pos.line})")
                 bad = True
@@ -49,6 +50,8 @@ class DataBlock:
                     values[kw] = self.source(item, fraction_ok=(kw != "train"))
                 elif kw == "label":
                     values[kw] = self.label(item)
+                elif kw == "augment":
+                    augments.append(self.augment(item, augments))
                 elif kw in ("layout", "resize"):
                     p = self.bind(f"'{kw}'", T.DATA[kw], item.args, npos=1, where=item.keyword_pos,
                                   example=f"e.g. '{kw} {T.DATA[kw][0].choices[-1]}'")
@@ -68,7 +71,7 @@ class DataBlock:
         data = ir.Data(values.get("train"), values.get("validation"), values.get("test"),
                        values.get("label"), tuple(preprocess), stmt.pos,
                        seen["label"].pos if "label" in seen else ir.NOWHERE,
-                       layout=values.get("layout"), resize=values.get("resize"),
+                       layout=values.get("layout"), resize=values.get("resize"), augment=tuple(augments),
                        settings_pos={k: seen[k].keyword_pos for k in T.IMAGE_ONLY if k in seen})
         self.check_data(data, seen)
         return data
@@ -143,6 +146,23 @@ class DataBlock:
             raise _Bad
         return ir.Source(path, p["labels"], p["x"], p["y"], item.pos)
 
+    def augment(self, item: Statement, earlier) -> ir.Augment:
+        """``augment KIND name=value ...``: the kind, then its parameters (``T.AUGMENT``)."""
+        kinds = ", ".join(T.AUGMENT)
+        first = next((a for a in item.args if a.key is None), None)
+        if first is None:
+            self.r.error(item.keyword_pos, f"'augment' needs a kind ({kinds}), e.g. 'augment crop padding=4'")
+            raise _Bad
+        kind = self.bind("'augment'", T.DATA["augment"], [first], npos=1, where=item.keyword_pos)["kind"]
+        again = next((a for a in earlier if a.kind == kind), None)
+        if again is not None:
+            self.r.error(first.pos, f"duplicate 'augment {kind}' in data (first given on line {again.pos.line})")
+            raise _Bad
+        table = T.AUGMENT[kind]
+        rest = [a for a in item.args if a is not first]
+        p = self.bind(f"'augment {kind}'", table, rest, npos=len(table), where=item.keyword_pos)
+        return ir.Augment(kind, p, item.pos)
+
     def label(self, item: Statement):
         args = item.args
         if len(args) != 1 or args[0].key is not None:
@@ -186,6 +206,14 @@ def check_data_input(data: ir.Data, input_shape, r) -> None:
         if len(shape) != 3:
             r.error(pos, f"'{kw}' is for image inputs (input CxHxW: channels x height x width), but "
                     f"the model's input is {text}")
+    if len(shape) == 3:
+        for a in data.augment:
+            pixels = a.params.get("padding", a.params.get("pixels"))
+            if pixels is not None and pixels >= min(shape[1:]):
+                name = "padding" if a.kind == "crop" else "pixels"
+                r.error(a.pos, f"'augment {a.kind}' {name}={pixels} would move the whole image out of "
+                        f"view: the input's images are {shape[1]} high and {shape[2]} wide; expected "
+                        f"{name} < {min(shape[1:])}")
     for src in (data.train, data.validation, data.test):
         if isinstance(src, ir.Source) and data_format(src.path) == "imagefolder" \
                 and (len(shape) != 3 or shape[0] not in (1, 3)):

@@ -249,6 +249,8 @@ def format_model(model: ir.Model) -> str:
             lines.append(INDENT * 2 + f"layout {d.layout}")
         if d.resize is not None:
             lines.append(INDENT * 2 + f"resize {d.resize}")
+        for a in d.augment:
+            lines.append(INDENT * 2 + " ".join(["augment", a.kind] + non_default(T.AUGMENT[a.kind], a.params)))
         for pre in d.preprocess:
             if pre.kind == "scale":
                 lines.append(INDENT * 2 + f"scale {value_text(pre.params['factor'])}")

@@ -171,6 +171,16 @@ class Preprocess:
 
 
 @dataclass(frozen=True)
+class Augment:
+    """kind: 'crop' (params padding: int) | 'flip' (p: float) | 'shift' (pixels: int); applied
+    to training batches only, in order."""
+
+    kind: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    pos: Pos = NOWHERE
+
+
+@dataclass(frozen=True)
 class Data:
     """Where the data comes from and how it is prepared.
 
@@ -180,6 +190,7 @@ class Data:
     ``layout``: ``'channels_first'`` / ``'channels_last'``, how image arrays order a sample
     when both orders fit the input (None: not given). ``resize``: ``'stretch'`` / ``'crop'``,
     how image files of another size become the input's H x W (None: they are refused).
+    ``augment``: random changes of the training images, in order.
     ``settings_pos``: the position of each
     image statement given (``layout``, ...), for the checks against the input.
     """
@@ -193,6 +204,7 @@ class Data:
     label_pos: Pos = NOWHERE
     layout: str | None = None
     resize: str | None = None
+    augment: tuple[Augment, ...] = ()
     settings_pos: Mapping[str, Pos] = field(default_factory=dict)
 
 

@@ -197,10 +197,25 @@ DATA: dict[str, tuple[Param, ...]] = {
                      doc="how image arrays order a sample's values when both orders fit the input"),),
     "resize": (Param("mode", "name", choices=("stretch", "crop"),
                      doc="how image files of another size become the input's H x W"),),
+    "augment": (Param("kind", "name", choices=("crop", "flip", "shift"),
+                      doc="a random change of each training image (see AUGMENT)"),),
+}
+#: Upper limit of an augmentation's padding or shift, in pixels.
+MAX_SHIFT = 1024
+#: augmentation kind -> its parameters (written after the kind: ``augment crop padding=4``)
+AUGMENT: dict[str, tuple[Param, ...]] = {
+    "crop": (Param("padding", "int", 4, lo=1, hi=MAX_SHIFT,
+                   doc="zero pixels added on each side before a random H x W crop"),),
+    "flip": (Param("p", "float", 0.5, lo=0.0, hi=1.0, lo_open=True,
+                   doc="probability of a horizontal (left-right) flip"),),
+    "shift": (Param("pixels", "int", 2, lo=1, hi=MAX_SHIFT,
+                    doc="largest move along each axis; the edge pixels fill the gap"),),
 }
 PREPROCESS = ("scale", "standardize", "minmax")
 #: data block statements that apply to image inputs (``input CxHxW``) only
-IMAGE_ONLY = ("layout", "resize")
+IMAGE_ONLY = ("layout", "resize", "augment")
+#: data block statements that may be given more than once
+REPEATABLE = PREPROCESS + ("augment",)
 
 # ---------------------------------------------------------------------------- statements
 #: Statements of the model body other than layers, and what they take.
@@ -226,7 +241,7 @@ def all_names() -> dict[str, tuple[str, ...]]:
     params = {"from"}
     for spec in (*SPECS.values(), *LOSSES.values(), *OPTIMIZERS.values()):
         params.update(p.name for p in spec.params)
-    for table in (ACTIVATIONS, DATA):
+    for table in (ACTIVATIONS, DATA, AUGMENT):
         for plist in table.values():
             params.update(p.name for p in plist)
     for plist in (TRAIN, EARLY_STOPPING, REGULARIZE, SOURCE):
@@ -240,6 +255,7 @@ def all_names() -> dict[str, tuple[str, ...]]:
         "inits": INITS + tuple(INIT_ALIASES),
         "settings": SETTINGS,
         "data": tuple(DATA),
+        "augmentations": tuple(AUGMENT),
         "metrics": METRICS,
         "monitors": monitor_choices(),
         "dtypes": DTYPES,

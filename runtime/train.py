@@ -4,7 +4,8 @@ early stopping, history.
 One step, with every array preallocated::
 
     take_affine(x, idx, a, b, xin)   # gather + preprocessing + conversion to the model
-                                     # dtype in one pass (uint8 stays uint8 until here)
+                                     # dtype in one pass (uint8 stays uint8 until here; with
+                                     # `augment`, gathered raw, changed, then converted)
     logits = net.forward(xin, training=True, logits=True)
     loss = net.loss(logits, y, grad) # fused softmax/sigmoid + loss, dLoss/dlogits
     net.backward(grad)               # every layer, into the flat gradient buffer
@@ -34,6 +35,7 @@ import numpy as np
 
 from dlrun.errors import TrainingError, UsageError
 from dlrun.kernels.chain import take_affine
+from dlrun.runtime.data.augment import Augmenter
 from dlrun.runtime.metrics import Accumulator
 from dlrun.runtime.network import rng_for
 
@@ -221,7 +223,7 @@ class ConsoleProgress:
 class Feeder:
     """Mini-batches of one dataset as preallocated ``(x, y)`` buffers in the model's dtype."""
 
-    def __init__(self, dataset, preprocessor, dtype, target_dtype, capacity):
+    def __init__(self, dataset, preprocessor, dtype, target_dtype, capacity, augment=None):
         x = dataset.x
         self.n = int(x.shape[0])
         self.x = x.reshape(self.n, -1)  # a view: inputs stay in their stored dtype
@@ -231,7 +233,9 @@ class Feeder:
         self.xin = np.empty((self.capacity, self.features), dtype)
         # uint8/float inputs are gathered and preprocessed by one kernel pass (no raw copy)
         self.fused = self.x.dtype in _RAW_DTYPES and self.x.flags.c_contiguous
-        self.xraw = None if self.fused else np.empty((self.capacity, self.features), self.x.dtype)
+        # augmented rows are gathered raw, changed, then preprocessed (data/augment.py)
+        self.augment = augment
+        self.xraw = None if self.fused and augment is None else np.empty((self.capacity, self.features), self.x.dtype)
         self.y = None
         if dataset.y is not None:
             y = dataset.y
@@ -240,11 +244,21 @@ class Feeder:
                                           dtype=target_dtype)
             self.yb = np.empty((self.capacity,) + self.y.shape[1:], target_dtype)
 
-    def take(self, idx):
-        """Rows ``idx`` (int array, at most ``capacity``) -> (x, y) views of the buffers."""
+    def take(self, idx, epoch=None):
+        """Rows ``idx`` (int array, at most ``capacity``) -> (x, y) views of the buffers;
+        augmented as drawn for ``epoch`` when the feeder has an augmenter."""
         n = idx.shape[0]
         xin = self.xin[:n]
-        if self.fused and self.pre.fitted and idx.dtype == np.int64 and idx.flags.c_contiguous:
+        if self.augment is not None and epoch is not None:
+            xraw = self.xraw[:n]
+            np.take(self.x, idx, axis=0, out=xraw)
+            self.augment.apply(xraw, idx, epoch)
+            if self.fused and self.pre.fitted:
+                a, b = self.pre.affine
+                take_affine(xraw, None, a, b, xin)
+            else:
+                self.pre.apply(xraw, xin)
+        elif self.fused and self.pre.fitted and idx.dtype == np.int64 and idx.flags.c_contiguous:
             a, b = self.pre.affine
             take_affine(self.x, idx, a, b, xin)
         else:
@@ -445,7 +459,8 @@ class Trainer:
         bs = self.batch_size
         n = len(self.train)
         batches, cap = batch_plan(n, bs, self.fold_single)
-        feed = Feeder(self.train, self.pre, net.dtype, net.loss.target_dtype(net.dtype), cap)
+        feed = Feeder(self.train, self.pre, net.dtype, net.loss.target_dtype(net.dtype), cap,
+                      Augmenter.for_model(net.model, self.seed))
         acc = Accumulator(net.task, net.output_features, cap, net.model.train.metrics)
         grad_buf = np.empty((cap, net.output_features), net.dtype)
         history = self.history = History(monitor=self.monitor)
@@ -476,7 +491,7 @@ class Trainer:
                 stop = n if b == batches - 1 else (b + 1) * bs
                 idx = order[b * bs:stop]
                 m = idx.shape[0]
-                x, y = feed.take(idx)
+                x, y = feed.take(idx, epoch)
                 out = forward(x, True, True)
                 grad = grad_buf[:m]
                 loss = loss_fn(out, y, grad)

@@ -329,3 +329,178 @@ def test_checker_rules_for_folders(tmp_path):
     assert "is one image file" in errors(FOLDER_NET.format(shape="1x4x5", extra="").replace('"imgs/"', '"a.png"'))
     assert "unsupported data file 'imgs'" in errors(FOLDER_NET.format(shape="1x4x5", extra="")
                                                     .replace('"imgs/"', '"imgs"'))
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. augmentation
+
+from dlrun.runtime.data.augment import Augmenter, draws  # noqa: E402
+
+
+def aug(*steps, seed=7, shape=(2, 5, 6)):
+    return Augmenter([ir.Augment(k, p) for k, p in steps], seed, shape)
+
+
+def test_draws_are_a_function_of_seed_epoch_and_position():
+    pos = np.array([0, 5, 9, 5], np.int64)
+    a = draws(1, 2, pos, 4)
+    assert a.dtype == np.uint64 and a.shape == (4, 4)
+    assert np.array_equal(a, draws(1, 2, pos, 4)) and np.array_equal(a[1], a[3])
+    assert not np.array_equal(a[0], a[1])
+    for other in (draws(2, 2, pos, 4), draws(1, 3, pos, 4)):
+        assert not (other == a).any()
+
+
+def test_crop_with_padding_moves_with_zeros_and_flip_mirrors():
+    x = np.arange(1, 1 + 4 * 60, dtype=np.uint8).reshape(4, 60)
+    orig = x.reshape(4, 2, 5, 6).copy()
+    pos = np.arange(4)
+    a = aug(("crop", {"padding": 2}))
+    y = x.copy()
+    a.apply(y, pos, epoch=1)
+    h = draws(7, 1, pos, 2)
+    for i in range(4):
+        dy, dx = int(h[i, 0] % np.uint64(5)) - 2, int(h[i, 1] % np.uint64(5)) - 2
+        padded = np.pad(orig[i], ((0, 0), (2, 2), (2, 2)))
+        want = padded[:, 2 + dy : 2 + dy + 5, 2 + dx : 2 + dx + 6]  # the random crop
+        assert np.array_equal(y[i].reshape(2, 5, 6), want), i
+    f = x.copy()
+    aug(("flip", {"p": 1.0})).apply(f, pos, 1)
+    assert np.array_equal(f.reshape(4, 2, 5, 6), orig[:, :, :, ::-1])
+    # p=0.5: some flipped, some not, over many samples
+    many = np.tile(x[:1], (64, 1))
+    aug(("flip", {"p": 0.5})).apply(many, np.arange(64), 1)
+    flipped = [np.array_equal(r.reshape(2, 5, 6), orig[0, :, :, ::-1]) for r in many]
+    assert 10 < sum(flipped) < 54
+
+
+def test_shift_repeats_the_edge_pixels():
+    x = np.arange(60, dtype=np.float32).reshape(1, 60)
+    orig = x.reshape(2, 5, 6).copy()
+    a = aug(("shift", {"pixels": 3}), seed=11)
+    for epoch in range(1, 6):
+        y = x.copy()
+        a.apply(y, np.array([4]), epoch)
+        h = draws(11, epoch, np.array([4]), 2)
+        dy, dx = int(h[0, 0] % np.uint64(7)) - 3, int(h[0, 1] % np.uint64(7)) - 3
+        rows, cols = np.clip(np.arange(5) + dy, 0, 4), np.clip(np.arange(6) + dx, 0, 5)
+        assert np.array_equal(y.reshape(2, 5, 6), orig[:, rows][:, :, cols])
+
+
+AUG_NET = """dlrun 1
+model m {{
+  data {{
+    train "d.npz"
+    validation 0.2
+    scale 1/255
+{aug}  }}
+  input 1x6x6
+  flatten
+  dense 16 relu
+  dropout 0.2
+  dense 3 softmax
+  loss cross_entropy
+  optimizer adam lr=0.01
+  train epochs=3 batch=8 seed=5 metrics=[accuracy]
+}}
+"""
+AUGS = "    augment crop padding=1\n    augment flip\n    augment shift 1\n"
+
+
+def aug_data(tmp_path, n=60):
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 3, n)
+    x = rng.integers(0, 100, (n, 6, 6)).astype(np.uint8)
+    x[:, 2:4, 2:4] += (60 * y).astype(np.uint8)[:, None, None]
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+
+
+def test_training_batches_are_augmented_reproducibly_evaluation_is_not(tmp_path, monkeypatch):
+    from dlrun.runtime import train as T
+
+    aug_data(tmp_path)
+    seen = []
+    real = T.Feeder.take
+
+    def spy(self, idx, epoch=None):
+        out = real(self, idx, epoch)
+        seen.append((self.augment is not None and epoch is not None, idx.copy(), out[0].copy()))
+        return out
+
+    monkeypatch.setattr(T.Feeder, "take", spy)
+    plain = dlrun.loads(AUG_NET.format(aug=""), base_dir=tmp_path)
+    plain.fit()
+    assert not any(a for a, _, _ in seen)
+    base = [(i, x) for _, i, x in seen]
+    seen.clear()
+    m1 = dlrun.loads(AUG_NET.format(aug=AUGS), base_dir=tmp_path)
+    m1.fit()
+    assert all(a for a, _, _ in seen)  # every training batch, nothing else went through take
+    # same rows, other values: the batches were changed
+    assert any(not np.array_equal(x, bx) for (_, i, x), (bi, bx) in zip(seen, base))
+    seen.clear()
+    m2 = dlrun.loads(AUG_NET.format(aug=AUGS), base_dir=tmp_path)
+    m2.fit()
+    assert m1.network.store.flat.tobytes() == m2.network.store.flat.tobytes()
+    assert m1.network.store.flat.tobytes() != plain.network.store.flat.tobytes()
+    # evaluation and prediction see the stored images
+    x = np.load(tmp_path / "d.npz")["x"]
+    p = m1.predict(x)
+    assert np.array_equal(p, m1.predict(x))
+    assert np.array_equal(p, plain.__class__.predict(m2, x))
+
+
+def test_resume_with_augmentation_is_bit_exact(tmp_path, monkeypatch):
+    import signal
+
+    from dlrun.runtime import checkpoint as C
+
+    aug_data(tmp_path)
+    text = AUG_NET.format(aug=AUGS)
+    full = dlrun.loads(text, base_dir=tmp_path)
+    full.fit()
+    holder = {}
+    init = C.Checkpointer.__init__
+
+    def keep(self, *a, **k):
+        init(self, *a, **k)
+        holder["ck"] = self
+
+    monkeypatch.setattr(C.Checkpointer, "__init__", keep)
+
+    class StopMidEpoch:
+        def start_epoch(self, epoch, epochs, batches):
+            self.epoch = epoch
+
+        def batch(self, done, loss):
+            if self.epoch == 2 and done == 3:
+                holder["ck"].stop_signal = signal.SIGINT
+
+        def end_epoch(self, epoch, metrics):
+            pass
+
+    first = dlrun.loads(text, base_dir=tmp_path)
+    with pytest.raises(C.Interrupted):
+        first.fit(checkpoint=tmp_path / "ck", progress=StopMidEpoch())
+    second = dlrun.loads(text, base_dir=tmp_path)
+    second.fit(checkpoint=tmp_path / "ck", resume=True)
+    assert second.network.store.flat.tobytes() == full.network.store.flat.tobytes()
+    assert first.network.store.flat.tobytes() != full.network.store.flat.tobytes()
+
+
+def test_augment_is_refused_on_non_image_inputs_and_written_back_by_fmt():
+    from dlrun.dsl import parse
+    from dlrun.dsl.fmt import format_model
+    from dlrun.errors import DslError
+
+    text = AUG_NET.format(aug=AUGS + "    resize crop\n    layout channels_first\n")
+    model = parse(text)
+    assert [a.kind for a in model.data.augment] == ["crop", "flip", "shift"]
+    assert model.data.augment[2].params == {"pixels": 1}
+    written = format_model(model)
+    assert "augment crop padding=1\n    augment flip\n    augment shift pixels=1\n" in written
+    again = parse(written).data
+    assert [(a.kind, a.params) for a in again.augment] == [(a.kind, a.params) for a in model.data.augment]
+    assert (again.resize, again.layout) == ("crop", "channels_first")
+    with pytest.raises(DslError, match="'augment' is for image inputs"):
+        parse(text.replace("input 1x6x6\n  flatten\n", "input 36\n"))
