@@ -42,7 +42,7 @@ def add_arguments(name, parser):
         parser.add_argument("--json", action="store_true", help="print the metrics as JSON on stdout")
     elif name == "predict":
         parser.add_argument("--weights", required=True, metavar="W.npz", help="weights file written by train")
-        parser.add_argument("--input", required=True, metavar="FILE", help="inputs: .npz, .npy, .csv or IDX images")
+        parser.add_argument("--input", required=True, metavar="FILE", help="inputs: .npz, .npy, .csv, IDX images, an image file or a folder of images")
         parser.add_argument("--output", metavar="FILE", help="write to FILE (.csv or .npy) instead of stdout (CSV)")
         parser.add_argument("--proba", action="store_true", help="class probabilities instead of labels")
         parser.add_argument("--batch-size", type=int, default=256, metavar="N", help="rows per forward pass (default 256)")
@@ -391,7 +391,15 @@ def _predict_run(args) -> int:
 
     model = Model(model_ir, base_dir=os.path.dirname(os.path.abspath(args.model)), path=args.model)
     model.load_weights(args.weights)
+    from dlrun.runtime.data import input_names
+
+    files = input_names(os.path.abspath(args.input))  # image files: one named row each
     x = model._inputs(os.path.abspath(args.input))
+    if files is not None and len(files) != x.shape[0]:
+        from dlrun.errors import DataError
+
+        raise DataError(f"{args.input}: the folder changed while it was read ({len(files)} images listed, "
+                        f"{x.shape[0]} read); run predict again")
     task = model.task
     if args.proba and task == "regression":
         raise UsageError(f"--proba needs a classifier; {model.name} is a regression model")
@@ -417,11 +425,14 @@ def _predict_run(args) -> int:
 
         write_file(args.output, lambda f: np.save(f, np.asarray(values), allow_pickle=False))
         return 0
-    lines = [",".join(_csv_cell(h) for h in header)]
+    lines = [",".join(_csv_cell(h) for h in (["file"] if files else []) + header)]
     if values.ndim == 1:
-        lines.extend(_csv_cell(v) for v in values.tolist())
+        rows = [_csv_cell(v) for v in values.tolist()]
     else:
-        lines.extend(",".join(f"{v:.9g}" for v in row) for row in values.tolist())
+        rows = [",".join(f"{v:.9g}" for v in row) for row in values.tolist()]
+    if files:
+        rows = [f"{_csv_cell(f)},{r}" for f, r in zip(files, rows)]
+    lines.extend(rows)
     text = "\n".join(lines) + "\n"
     if args.output:
         from dlrun.runtime.weights import write_file

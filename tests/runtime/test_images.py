@@ -504,3 +504,49 @@ def test_augment_is_refused_on_non_image_inputs_and_written_back_by_fmt():
     assert (again.resize, again.layout) == ("crop", "channels_first")
     with pytest.raises(DslError, match="'augment' is for image inputs"):
         parse(text.replace("input 1x6x6\n  flatten\n", "input 36\n"))
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. predict on image files and folders
+
+
+def test_predict_on_an_image_file_a_folder_or_an_array(tmp_path, capsys):
+    from dlrun.runtime import cli
+
+    made = image_set(tmp_path / "imgs", per_class=6)
+    net = write_net(tmp_path)
+    w = tmp_path / "w.npz"
+    assert cli.main(["train", str(net), "--quiet", "--no-checkpoint", "--out", str(w)]) == 0
+    capsys.readouterr()
+    model = dlrun.load(net, weights=w)
+    files = sorted(made)
+    x = np.stack([made[f] for f in files])
+    want = model.predict_classes(x)
+    # a folder (with or without the trailing '/'): one named row per image, in sorted order
+    for arg in (str(tmp_path / "imgs"), str(tmp_path / "imgs") + "/"):
+        assert cli.main(["predict", str(net), "--weights", str(w), "--input", arg]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[0] == "file,label"
+        assert lines[1:] == [f"{f},{c}" for f, c in zip(files, want)]
+    # one image file
+    one = tmp_path / "imgs" / files[3]
+    assert cli.main(["predict", str(net), "--weights", str(w), "--input", str(one), "--proba"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "file,cat,dog" and lines[1].startswith(f"{one.name},")
+    p = [float(v) for v in lines[1].split(",")[1:]]
+    assert np.allclose(p, model.predict(x[3:4])[0], rtol=1e-6)
+    # an array file as before: no file column
+    np.save(tmp_path / "x.npy", x)
+    assert cli.main(["predict", str(net), "--weights", str(w), "--input", str(tmp_path / "x.npy")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["label"] + list(want)
+    # the API reads the same paths
+    assert np.array_equal(model.predict(tmp_path / "imgs"), model.predict(x))
+    # a bad image in the folder: exit 2, the file named, no traceback
+    (tmp_path / "imgs/cat/02.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    assert cli.main(["predict", str(net), "--weights", str(w), "--input", str(tmp_path / "imgs")]) == 2
+    err = capsys.readouterr().err
+    assert "imgs/cat/02.png: cannot read as an image" in err and "Traceback" not in err
+    (tmp_path / "empty").mkdir()
+    assert cli.main(["predict", str(net), "--weights", str(w), "--input", str(tmp_path / "empty")]) == 2
+    assert "no images in this folder" in capsys.readouterr().err
