@@ -550,3 +550,60 @@ def test_predict_on_an_image_file_a_folder_or_an_array(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert cli.main(["predict", str(net), "--weights", str(w), "--input", str(tmp_path / "empty")]) == 2
     assert "no images in this folder" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# end to end: a small convolutional network from an image folder
+
+
+CNN_NET = """dlrun 1
+model stripes {
+  data {
+    train "imgs/"
+    test "held/"
+    resize stretch
+    scale 1/255
+    augment flip
+    augment crop padding=1
+  }
+  input 3x8x8
+  conv2d 6 3x3 relu padding=same
+  maxpool 2x2
+  conv2d 8 3x3 relu padding=same
+  global_avgpool
+  dense 2 softmax
+  loss cross_entropy
+  optimizer adam lr=0.02
+  train epochs=12 batch=8 seed=1 metrics=[accuracy]
+}
+"""
+
+
+def stripes(root, n, seed):
+    """Horizontal ('across') and vertical ('down') stripes, RGB, 10x10 (resized to 8x8)."""
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        for name, axis in (("across", 0), ("down", 1)):
+            period = int(rng.integers(2, 4))
+            line = (np.arange(10) // period % 2) * 200 + rng.integers(0, 40, 10)
+            a = np.repeat(line[:, None] if axis == 0 else line[None, :], 10, axis=1 - axis).astype(np.uint8)
+            rgb = np.stack([a, a // 2, 255 - a], axis=-1).astype(np.uint8)
+            save_image(Path(root) / name / f"{i:03d}.png", rgb)
+
+
+def test_a_conv_net_trains_from_an_image_folder_and_predicts_its_files(tmp_path, capsys):
+    from dlrun.runtime import cli
+
+    stripes(tmp_path / "imgs", 24, seed=1)
+    stripes(tmp_path / "held", 8, seed=2)
+    net = tmp_path / "stripes.net"
+    net.write_text(CNN_NET)
+    w = tmp_path / "w.npz"
+    assert cli.main(["train", str(net), "--quiet", "--no-checkpoint", "--out", str(w), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["metrics"]["test"]["accuracy"] >= 0.9, out
+    assert cli.main(["predict", str(net), "--weights", str(w), "--input", str(tmp_path / "held")]) == 0
+    rows = [line.split(",") for line in capsys.readouterr().out.splitlines()[1:]]
+    assert len(rows) == 16
+    right = sum(f.split("/")[0] == label for f, label in rows)
+    assert right >= 14, rows
