@@ -55,32 +55,125 @@ def pool2d_output_shape(x_shape, kernel, stride=None, padding=0):
             out_size(x_shape[3], pl + pr, kw, sw, 1, fn, "horizontal"))
 
 
-cdef void _max_fwd(const ConvGeom* g, const floating* x, floating* y, int64_t* am) noexcept nogil:
-    cdef Py_ssize_t pl, i, j, a, e, y0, x0, y1, x1, best
-    cdef const floating* src
-    cdef floating v, m
-    cdef Py_ssize_t o = 0
-    for pl in range(g.n * g.c):
-        src = x + pl * g.h * g.w
-        for i in range(g.oh):
-            y0 = i * g.sh - g.pt
-            y1 = min(y0 + g.kh, g.h)
-            y0 = max(y0, 0)
-            for j in range(g.ow):
-                x0 = j * g.sw - g.pl
-                x1 = min(x0 + g.kw, g.w)
-                x0 = max(x0, 0)
-                best = y0 * g.w + x0
-                m = src[best]
-                for a in range(y0, y1):
-                    for e in range(x0, x1):
-                        v = src[a * g.w + e]
-                        if v > m or (v != v and m == m):
-                            m = v
-                            best = a * g.w + e
-                y[o] = m
-                am[o] = best
-                o += 1
+cdef extern from *:
+    """
+    /* Window maxima of planes of (h, w) values, the index (a*w + e in the plane) of each
+       maximum saved: the first on ties, the first NaN wins (v > m, or v NaN while m is not).
+
+       Written so that nothing branches on the data (a branch per comparison mispredicts on
+       about half the windows of real activations: the first version ran 2x2 pooling of
+       64x16x28x28 in 2.8 ms, 14 ns per window). The maximum is taken with compare-selects
+       that keep the earlier value on ties, so it is the first maximum; the general path then
+       finds its index as the first position holding a value equal to it. NaN breaks both
+       steps, so each row (2x2 path) or window (general path) also ORs an is-NaN flag and,
+       when set, is redone by the exact scalar rule. */
+    #define DL_MAX_TAKES(v, m) (((v) > (m)) | (((v) != (v)) & ((m) == (m))))
+    #define DL_MAXPOOL(T, S)                                                                  \
+    /* exact rule for one window [y0, y1) x [x0, x1) of src (the NaN fallback) */             \
+    static inline T dl_maxwin_exact_##S(const T* src, Py_ssize_t w, Py_ssize_t y0,           \
+            Py_ssize_t y1, Py_ssize_t x0, Py_ssize_t x1, int64_t* at) {                      \
+        Py_ssize_t best = y0 * w + x0;                                                       \
+        T m = src[best];                                                                     \
+        for (Py_ssize_t a = y0; a < y1; a++)                                                 \
+            for (Py_ssize_t e = x0; e < x1; e++) {                                           \
+                T v = src[a * w + e];                                                        \
+                if (DL_MAX_TAKES(v, m)) { m = v; best = a * w + e; }                         \
+            }                                                                                \
+        *at = best;                                                                          \
+        return m;                                                                            \
+    }                                                                                        \
+    /* 2x2 windows of stride 2 of one output row: input rows r0, r1 (= r0 + w) of the plane,  \
+       r0 at plane index k0; returns nonzero when a NaN was read (results then invalid) */     \
+    static inline int dl_maxrow2_##S(const T* __restrict r0, const T* __restrict r1,         \
+            Py_ssize_t ow, int64_t k0, int64_t w, T* __restrict yo, int64_t* __restrict ao) { \
+        int nan = 0;                                                                         \
+        for (Py_ssize_t j = 0; j < ow; j++) {                                                \
+            T v0 = r0[2 * j], v1 = r0[2 * j + 1], v2 = r1[2 * j], v3 = r1[2 * j + 1];        \
+            /* compare-selects keep the earlier value on ties; the index is built from     \
+               the comparison bits (a select on it compiles to a mispredicting branch) */    \
+            int64_t c01 = v1 > v0, c23 = v3 > v2;                                            \
+            T m01 = v1 > v0 ? v1 : v0;                                                       \
+            T m23 = v3 > v2 ? v3 : v2;                                                       \
+            int64_t c = m23 > m01;                                                           \
+            yo[j] = m23 > m01 ? m23 : m01;                                                   \
+            ao[j] = k0 + 2 * j + c01 + c * (w + c23 - c01);                                  \
+            nan |= (v0 != v0) | (v1 != v1) | (v2 != v2) | (v3 != v3);                        \
+        }                                                                                    \
+        return nan;                                                                          \
+    }                                                                                        \
+    DL_CLONES static void dl_maxpool_##S(const T* __restrict x, Py_ssize_t planes,           \
+            Py_ssize_t h, Py_ssize_t w, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t kh,          \
+            Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t pt, Py_ssize_t pl,        \
+            T* __restrict y, int64_t* __restrict am) {                                        \
+        Py_ssize_t p, i, j, a, e;                                                            \
+        if (kh == 2 && kw == 2 && sh == 2 && sw == 2 && pt == 0 && pl == 0) {                \
+            for (p = 0; p < planes; p++) {                                                   \
+                const T* src = x + p * h * w;                                                \
+                for (i = 0; i < oh; i++) {                                                   \
+                    T* yo = y + (p * oh + i) * ow;                                           \
+                    int64_t* ao = am + (p * oh + i) * ow;                                    \
+                    if (dl_maxrow2_##S(src + 2 * i * w, src + (2 * i + 1) * w, ow, 2 * i * w, \
+                                       w, yo, ao))                                           \
+                        for (j = 0; j < ow; j++)                                             \
+                            yo[j] = dl_maxwin_exact_##S(src, w, 2 * i, 2 * i + 2, 2 * j,     \
+                                                        2 * j + 2, ao + j);                  \
+                }                                                                            \
+            }                                                                                \
+            return;                                                                          \
+        }                                                                                    \
+        for (p = 0; p < planes; p++) {                                                       \
+            const T* src = x + p * h * w;                                                    \
+            T* yo = y + p * oh * ow;                                                         \
+            int64_t* ao = am + p * oh * ow;                                                  \
+            for (i = 0; i < oh; i++) {                                                       \
+                Py_ssize_t y0 = i * sh - pt, y1 = y0 + kh;                                   \
+                y1 = y1 < h ? y1 : h;                                                        \
+                y0 = y0 > 0 ? y0 : 0;                                                        \
+                for (j = 0; j < ow; j++) {                                                   \
+                    Py_ssize_t x0 = j * sw - pl, x1 = x0 + kw;                               \
+                    x1 = x1 < w ? x1 : w;                                                    \
+                    x0 = x0 > 0 ? x0 : 0;                                                    \
+                    T m = src[y0 * w + x0];                                                  \
+                    int nan = 0;                                                             \
+                    for (a = y0; a < y1; a++) {                                              \
+                        const T* r = src + a * w;                                            \
+                        for (e = x0; e < x1; e++) {                                          \
+                            T v = r[e];                                                      \
+                            m = v > m ? v : m;                                               \
+                            nan |= v != v;                                                   \
+                        }                                                                    \
+                    }                                                                        \
+                    int64_t best = -1;                                                       \
+                    if (nan) {                                                               \
+                        m = dl_maxwin_exact_##S(src, w, y0, y1, x0, x1, &best);              \
+                    } else {                                                                 \
+                        for (a = y0; a < y1 && best < 0; a++) {                              \
+                            const T* r = src + a * w;                                        \
+                            for (e = x0; e < x1; e++)                                        \
+                                if (r[e] == m) { best = a * w + e; break; }                  \
+                        }                                                                    \
+                    }                                                                        \
+                    yo[i * ow + j] = m;                                                      \
+                    ao[i * ow + j] = best;                                                   \
+                }                                                                            \
+            }                                                                                \
+        }                                                                                    \
+    }
+    DL_MAXPOOL(float, f32)
+    DL_MAXPOOL(double, f64)
+    """
+    void maxpool_f32 "dl_maxpool_f32"(const float* x, Py_ssize_t planes, Py_ssize_t h,
+        Py_ssize_t w, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh,
+        Py_ssize_t sw, Py_ssize_t pt, Py_ssize_t pl, float* y, int64_t* am) nogil
+    void maxpool_f64 "dl_maxpool_f64"(const double* x, Py_ssize_t planes, Py_ssize_t h,
+        Py_ssize_t w, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh,
+        Py_ssize_t sw, Py_ssize_t pt, Py_ssize_t pl, double* y, int64_t* am) nogil
+
+
+cdef void _max_fwd(const ConvGeom* g, const void* x, void* y, int64_t* am,
+                   bint single) noexcept nogil:
+    float_dispatch(single, maxpool_f32, maxpool_f64, x, g.n * g.c, g.h, g.w, g.oh, g.ow,
+                   g.kh, g.kw, g.sh, g.sw, g.pt, g.pl, y, am)
 
 
 cdef Py_ssize_t _max_bwd(Py_ssize_t planes, Py_ssize_t p_out, Py_ssize_t p_in,
@@ -160,8 +253,7 @@ def maxpool2d_forward(x, y, argmax, kernel, stride=None, padding=0):
     if g.h * g.w == 0:
         return y
     with nogil:
-        float_dispatch(is_float32(X), _max_fwd[float], _max_fwd[double], &g, data(X), data(Y),
-                       ap)
+        _max_fwd(&g, data(X), data(Y), ap, is_float32(X))
     return y
 
 
@@ -282,8 +374,7 @@ def global_maxpool_forward(x, y, argmax):
     check_no_overlap(A, Y, fn, "argmax", "y", False)
     cdef int64_t* ap = <int64_t*>cnp.PyArray_DATA(A)
     with nogil:
-        float_dispatch(is_float32(X), _max_fwd[float], _max_fwd[double], &g, data(X), data(Y),
-                       ap)
+        _max_fwd(&g, data(X), data(Y), ap, is_float32(X))
     return y
 
 

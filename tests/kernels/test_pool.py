@@ -138,3 +138,47 @@ def test_bad_calls_name_the_argument():
         pool.maxpool2d_backward(y, bad, np.empty_like(x))
     with pytest.raises(ValueError, match="'x'"):
         pool.global_avgpool_forward(np.zeros((1, 2, 0, 3), np.float32), np.empty((1, 2), np.float32))
+
+
+def ref_argmax(x, case):
+    """The saved index by the documented rule: the first maximum on ties, the first NaN wins."""
+    win, oh, ow = windows(x, case)
+    w = x.shape[3]
+    am = np.zeros(x.shape[:2] + (oh, ow), np.int64)
+    for s in range(x.shape[0]):
+        for c in range(x.shape[1]):
+            for (i, j), px in win.items():
+                best = px[0]
+                for a, e in px[1:]:
+                    v, m = x[s, c, a, e], x[s, c, best[0], best[1]]
+                    if v > m or (np.isnan(v) and not np.isnan(m)):
+                        best = (a, e)
+                am[s, c, i, j] = best[0] * w + best[1]
+    return am
+
+
+# 2x2 stride 2 unpadded (the fast path; odd sizes drop the last row / column) and general ones
+TIE_CASES = [(2, 3, 6, 8, 2, None, 0), (1, 2, 5, 7, 2, 2, 0), (2, 2, 6, 6, 3, 2, 1),
+             (1, 2, 6, 7, (2, 3), (1, 2), (1, 0, 0, 2)), (1, 1, 4, 4, 2, 1, 0)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", TIE_CASES)
+def test_maxpool_ties_signed_zeros_and_nan_follow_the_rule(case, dtype):
+    rng = np.random.default_rng(5)
+    # few distinct values: many ties; signed zeros; NaN in some windows only
+    x = rng.choice(np.array([-1.0, -0.0, 0.0, 0.5, 0.5, 1.0]), size=case[:4]).astype(dtype)
+    flat = x.reshape(-1)
+    flat[rng.choice(flat.size, size=flat.size // 9, replace=False)] = np.nan
+    y, am = run(x, case, "max")
+    want = ref_argmax(x, case)
+    np.testing.assert_array_equal(am, want)
+    planes = x.reshape(x.shape[0], x.shape[1], -1)
+    picked = np.take_along_axis(planes, am.reshape(am.shape[0], am.shape[1], -1), 2).reshape(y.shape)
+    # the value saved is the one at the index, sign of zero included
+    np.testing.assert_array_equal(np.signbit(y), np.signbit(picked))
+    np.testing.assert_array_equal(y, picked)
+    # and without NaN (the branch-free path alone)
+    x2 = np.nan_to_num(x, nan=0.5)
+    y2, am2 = run(x2, case, "max")
+    np.testing.assert_array_equal(am2, ref_argmax(x2, case))
