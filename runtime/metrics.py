@@ -1,7 +1,7 @@
 """Per-epoch metrics accumulated batch by batch without per-batch allocation.
 
 classification  accuracy (argmax of the logits == label)
-binary          accuracy (logit > 0, i.e. probability > 0.5)
+binary          accuracy (probability >= 0.5, the rule of predict)
 regression      mse, mae, r2 (coefficient of determination, averaged over outputs as
                 scikit-learn's ``r2_score`` does; 1 - SSE/SST per output)
 
@@ -72,12 +72,15 @@ class Accumulator:
                 p[np.arange(n), y] -= 1.0
                 self._add_errors(p)
         elif self.task == "binary":
+            # the rule predict uses (losses.class_indices: P(class 1) >= 0.5, on the
+            # probability in the model's dtype), so a logit whose sigmoid rounds to 0.5 is
+            # counted as it is predicted
+            p = self._probabilities(out, "sigmoid")
             hit = self._hit[:n]
-            np.greater(out.reshape(n), 0.0, out=hit)
+            np.greater_equal(p.reshape(n), 0.5, out=hit)
             np.equal(hit, y.reshape(n) > 0.5, out=hit)
             self.correct += int(np.count_nonzero(hit))
             if self.proba_errors:
-                p = self._probabilities(out, "sigmoid")
                 p -= y.reshape(n, 1)
                 self._add_errors(p)
         else:

@@ -251,3 +251,19 @@ def test_clip_norm_clips_the_data_gradient_and_the_penalty_is_added_after(penalt
     np.testing.assert_allclose(params["w"].ravel(), [1.0 - 0.1 * (10.0 * scale + 0.5)], rtol=1e-12)
     np.testing.assert_allclose(params["b"].ravel(), [0.5 - 0.1 * 5.0 * scale], rtol=1e-12)
     np.testing.assert_allclose([params["w"].item(), params["b"].item()], [0.860557, 0.455279], atol=1e-6)
+
+
+def test_binary_accuracy_counts_as_predict_predicts():
+    # a logit of 0 (P = 0.5) and one whose float32 sigmoid rounds to 0.5 are class 1 for
+    # predict (P >= 0.5); the reported accuracy counts them the same way
+    from dlrun.runtime.losses import class_indices
+    from dlrun.runtime.metrics import Accumulator
+
+    out = np.array([[0.0], [-1e-9], [-3.0], [2.0]], np.float32)
+    y = np.array([[1.0], [1.0], [0.0], [0.0]], np.float32)
+    acc = Accumulator("binary", 1)
+    acc.update(out, y)
+    p = 1 / (1 + np.exp(-out.astype(np.float32)))
+    predicted = class_indices(p, "binary")
+    assert list(predicted) == [1, 1, 0, 1]
+    assert acc.result()["accuracy"] == np.mean(predicted == y[:, 0].astype(int))
