@@ -16,55 +16,99 @@ ctypedef struct ConvGeom:
     Py_ssize_t groups
 
 
-cdef inline void im2col(const floating* x, const ConvGeom* g, Py_ssize_t cg,
-                        floating* col) noexcept nogil:
-    cdef Py_ssize_t c, i, j, y, xo, iy, ix, r = 0
-    cdef Py_ssize_t p = g.oh * g.ow
+cdef inline void col_span(const ConvGeom* g, Py_ssize_t j, Py_ssize_t* lo,
+                          Py_ssize_t* hi) noexcept nogil:
+    """The output columns xo in [lo, hi) whose input column xo*sw + j*dw - pl lies in [0, W)."""
+    cdef Py_ssize_t a = g.pl - j * g.dw           # xo*sw >= a  and  xo*sw < W + a
+    cdef Py_ssize_t b = g.w + a
+    cdef Py_ssize_t l = 0 if a <= 0 else (a + g.sw - 1) // g.sw
+    cdef Py_ssize_t h = 0 if b <= 0 else (b + g.sw - 1) // g.sw
+    if h > g.ow:
+        h = g.ow
+    if l > h:
+        l = h
+    lo[0] = l
+    hi[0] = h
+
+
+cdef inline void im2col_ld(const floating* x, const ConvGeom* g, Py_ssize_t cg, floating* col,
+                           Py_ssize_t ld) noexcept nogil:
+    """col[r, :oh*ow] := the unrolled rows of x (cg, H, W), row r at col + r*ld (ld >= oh*ow: a
+    block of samples side by side). Each output row is a zeroed head and tail around one
+    contiguous (stride 1) or strided copy: no test per element."""
+    cdef Py_ssize_t c, i, j, y, xo, iy, lo, hi, off, r = 0
+    cdef Py_ssize_t ow = g.ow, oh = g.oh, W = g.w, H = g.h, sw = g.sw
     cdef floating* dst
     cdef const floating* src
+    cdef const floating* row
     for c in range(cg):
-        src = x + c * g.h * g.w
+        src = x + c * H * W
         for i in range(g.kh):
             for j in range(g.kw):
-                dst = col + r * p
+                col_span(g, j, &lo, &hi)
+                off = j * g.dw - g.pl
+                dst = col + r * ld
                 r += 1
-                for y in range(g.oh):
+                for y in range(oh):
                     iy = y * g.sh + i * g.dh - g.pt
-                    if iy < 0 or iy >= g.h:
-                        for xo in range(g.ow):
-                            dst[y * g.ow + xo] = 0
-                        continue
-                    if g.sw == 1:
-                        for xo in range(g.ow):
-                            ix = xo + j * g.dw - g.pl
-                            dst[y * g.ow + xo] = src[iy * g.w + ix] if 0 <= ix < g.w else 0
+                    if iy < 0 or iy >= H:
+                        for xo in range(ow):
+                            dst[xo] = 0
                     else:
-                        for xo in range(g.ow):
-                            ix = xo * g.sw + j * g.dw - g.pl
-                            dst[y * g.ow + xo] = src[iy * g.w + ix] if 0 <= ix < g.w else 0
+                        row = src + iy * W + off
+                        for xo in range(lo):
+                            dst[xo] = 0
+                        if sw == 1:
+                            for xo in range(lo, hi):
+                                dst[xo] = row[xo]
+                        else:
+                            for xo in range(lo, hi):
+                                dst[xo] = row[xo * sw]
+                        for xo in range(hi, ow):
+                            dst[xo] = 0
+                    dst += ow
+
+
+cdef inline void im2col(const floating* x, const ConvGeom* g, Py_ssize_t cg,
+                        floating* col) noexcept nogil:
+    """col (cg*kh*kw, oh*ow) := the unrolled x (cg, H, W) (see the top of this file)."""
+    im2col_ld(x, g, cg, col, g.oh * g.ow)
+
+
+cdef inline void col2im_add_ld(const floating* col, const ConvGeom* g, Py_ssize_t cg,
+                               floating* x, Py_ssize_t ld) noexcept nogil:
+    """x (cg, H, W) += the scatter of col's rows (row r at col + r*ld): the adjoint of
+    im2col_ld, in the same order of additions as an element-by-element scatter."""
+    cdef Py_ssize_t c, i, j, y, xo, iy, lo, hi, off, r = 0
+    cdef Py_ssize_t ow = g.ow, oh = g.oh, W = g.w, H = g.h, sw = g.sw
+    cdef const floating* src
+    cdef floating* dst
+    cdef floating* row
+    for c in range(cg):
+        dst = x + c * H * W
+        for i in range(g.kh):
+            for j in range(g.kw):
+                col_span(g, j, &lo, &hi)
+                off = j * g.dw - g.pl
+                src = col + r * ld
+                r += 1
+                for y in range(oh):
+                    iy = y * g.sh + i * g.dh - g.pt
+                    if 0 <= iy < H:
+                        row = dst + iy * W + off
+                        if sw == 1:
+                            for xo in range(lo, hi):
+                                row[xo] += src[xo]
+                        else:
+                            for xo in range(lo, hi):
+                                row[xo * sw] += src[xo]
+                    src += ow
 
 
 cdef inline void col2im_add(const floating* col, const ConvGeom* g, Py_ssize_t cg,
                             floating* x) noexcept nogil:
     """x (cg, H, W) += the scatter of col (the adjoint of im2col)."""
-    cdef Py_ssize_t c, i, j, y, xo, iy, ix, r = 0
-    cdef Py_ssize_t p = g.oh * g.ow
-    cdef const floating* src
-    cdef floating* dst
-    for c in range(cg):
-        dst = x + c * g.h * g.w
-        for i in range(g.kh):
-            for j in range(g.kw):
-                src = col + r * p
-                r += 1
-                for y in range(g.oh):
-                    iy = y * g.sh + i * g.dh - g.pt
-                    if iy < 0 or iy >= g.h:
-                        continue
-                    for xo in range(g.ow):
-                        ix = xo * g.sw + j * g.dw - g.pl
-                        if 0 <= ix < g.w:
-                            dst[iy * g.w + ix] += src[y * g.ow + xo]
+    col2im_add_ld(col, g, cg, x, g.oh * g.ow)
 
 
 # Geometry arguments, shared by conv.pyx and pool.pyx (with the GIL, once per call).

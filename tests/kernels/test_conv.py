@@ -159,3 +159,71 @@ def test_bad_calls_name_the_argument():
         conv.conv2d_forward(x, w, b, y, col, 1, 1, activation="softmax")
     with pytest.raises(ValueError, match="'dz'"):
         conv.conv2d_backward(x, w, y[:, :, :4], None, np.empty_like(w), None, col, 1, 1)
+
+
+# a workspace for batch_block samples runs that many per GEMM (the last block may be shorter)
+BLOCK_CASES = [c for c in CASES if c[0] > 1] + [(5, 3, 6, 5, 4, 3, 3, 1, 1, 1, 1),
+                                                (4, 4, 5, 6, 4, 2, 2, 2, (1, 0, 0, 1), (1, 2), 2)]
+
+
+def workspace(x, w, case, block):
+    *_, stride, padding, dilation, groups = case
+    return np.empty(conv.conv2d_workspace_size(x.shape, w.shape, stride, padding, dilation, groups,
+                                               batch_block=block), x.dtype)
+
+
+@pytest.mark.parametrize("block", [2, 3, 64])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", BLOCK_CASES)
+def test_blocked_workspace_forward_matches_reference(case, dtype, block):
+    x, w, b = make(case, dtype, seed=6)
+    *_, stride, padding, dilation, groups = case
+    want = ref_conv(x, w, b, stride, padding, dilation, groups)
+    y = np.full(want.shape, np.nan, dtype)
+    col = workspace(x, w, case, block)
+    assert col.size > conv.conv2d_workspace_size(x.shape, w.shape, stride, padding, dilation, groups)
+    conv.conv2d_forward(x, w, b, y, col, stride, padding, dilation, groups, "relu")
+    np.testing.assert_allclose(y, np.maximum(want, 0), **tol(dtype) if dtype == np.float64 else
+                               {"rtol": 1e-4, "atol": 1e-4})
+    conv.conv2d_forward(x, w, None, y, col, stride, padding, dilation, groups)
+    np.testing.assert_allclose(y, want - b[None, :, None, None], **tol(dtype) if dtype == np.float64 else
+                               {"rtol": 1e-4, "atol": 1e-4})
+
+
+@pytest.mark.parametrize("block", [2, 3])
+@pytest.mark.parametrize("case", BLOCK_CASES)
+def test_blocked_workspace_backward_matches_finite_differences(case, block):
+    x, w, b = make(case, np.float64, seed=7)
+    *_, stride, padding, dilation, groups = case
+    ycoef = np.random.default_rng(8).normal(size=run_forward(x, w, b, case).shape)
+
+    def loss():
+        return float((run_forward(x, w, b, case) * ycoef).sum())
+
+    col = workspace(x, w, case, block)
+    dx, dw, db = np.empty_like(x), np.empty_like(w), np.empty_like(b)
+    conv.conv2d_backward(x, w, ycoef, dx, dw, db, col, stride, padding, dilation, groups)
+    assert_grad(dx, numeric_grad(loss, x))
+    assert_grad(dw, numeric_grad(loss, w))
+    assert_grad(db, numeric_grad(loss, b))
+    # the same as one GEMM per sample (up to the order of the dW sums); accumulate adds
+    dx1, dw1, db1 = np.empty_like(x), np.empty_like(w), np.empty_like(b)
+    col1 = workspace(x, w, case, 1)
+    conv.conv2d_backward(x, w, ycoef, dx1, dw1, db1, col1, stride, padding, dilation, groups)
+    np.testing.assert_array_equal(dx, dx1)
+    np.testing.assert_array_equal(db, db1)
+    np.testing.assert_allclose(dw, dw1, rtol=1e-12, atol=1e-12)
+    dw2 = dw.copy()
+    conv.conv2d_backward(x, w, ycoef, None, dw2, None, col, stride, padding, dilation, groups, accumulate=True)
+    np.testing.assert_allclose(dw2, 2 * dw, rtol=1e-12)
+
+
+def test_workspace_size_batch_block():
+    xs, ws = (8, 4, 6, 6), (6, 2, 3, 3)
+    one = conv.conv2d_workspace_size(xs, ws, 1, 1, 1, 2)
+    assert one == 2 * 9 * 36
+    assert conv.conv2d_workspace_size(xs, ws, 1, 1, 1, 2, batch_block=1) == one
+    assert conv.conv2d_workspace_size(xs, ws, 1, 1, 1, 2, batch_block=4) == 4 * 36 * (2 * 9 + 3)
+    for bad in (0, -1, 1.5, True, 2**21):
+        with pytest.raises(ValueError, match="'batch_block'"):
+            conv.conv2d_workspace_size(xs, ws, 1, 1, 1, 2, batch_block=bad)

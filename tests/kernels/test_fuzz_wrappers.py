@@ -118,7 +118,7 @@ F = {
                                 ("stride", "int"), ("padding", "int"), ("dilation", "int")],
         "conv2d_workspace_size": [("x_shape", "shape", ("n", "d", "k", "o")),
                                   ("w_shape", "shape", ("k", "d", "o", "o")), ("stride", "int"), ("padding", "int"),
-                                  ("dilation", "int"), ("groups", "int")],
+                                  ("dilation", "int"), ("groups", "int"), ("batch_block", "int")],
         "conv2d_forward": [("x", "f", ("n", "d", "k", "o")), ("w", "f", ("k", "d", "one", "one")), ("b", "f?", ("k",)),
                            ("y", "f", ("n", "k", "k", "o")), ("col", "f", ("dko",)), ("stride", "int"),
                            ("padding", "int"), ("dilation", "int"), ("groups", "int"), ("activation", "name"),
