@@ -202,10 +202,12 @@ def check_data_input(data: ir.Data, input_shape, r) -> None:
     image input ``CxHxW``, image folders one of 1 (grayscale) or 3 (RGB) channels."""
     shape = tuple(input_shape)
     text = "x".join(map(str, shape))
-    for kw, pos in data.settings_pos.items():
-        if len(shape) != 3:
-            r.error(pos, f"'{kw}' is for image inputs (input CxHxW: channels x height x width), but "
-                    f"the model's input is {text}")
+    given = {"layout": data.layout is not None, "resize": data.resize is not None, "augment": bool(data.augment)}
+    for kw in T.IMAGE_ONLY:
+        if given[kw] and len(shape) != 3:
+            # a model built in Python has no positions: the data block's (or none) stands in
+            r.error(data.settings_pos.get(kw, data.pos), f"'{kw}' is for image inputs (input CxHxW: "
+                    f"channels x height x width), but the model's input is {text}")
     if len(shape) == 3:
         for a in data.augment:
             pixels = a.params.get("padding", a.params.get("pixels"))

@@ -33,16 +33,6 @@ if TYPE_CHECKING:
     from dlrun.runtime.data.preprocess import Preprocessor
 
 
-#: the data block's ``layout`` values (``dsl/tables.py`` lists the same two)
-LAYOUTS = ("channels_first", "channels_last")
-
-
-def ambiguous_layout(input_shape) -> bool:
-    """True when an image input ``CxHxW`` reads a ``(C, H, W)`` sample both as channels first
-    and as channels last (C = H = W > 1), so the data block's ``layout`` must say which."""
-    return len(input_shape) == 3 and len(set(input_shape)) == 1 and input_shape[0] > 1
-
-
 def input_reading(sample: tuple, input_shape: tuple, layout: str | None, shown: str) -> str:
     """How samples of shape ``sample`` (as many values as ``input_shape``) are read into the
     model's input: ``'as is'``, ``'reshape'`` (row-major) or ``'channels_last'`` (``(H, W, C)``

@@ -26,7 +26,6 @@ from dlrun.fileopen import NotReadable, open_regular
 from dlrun.runtime.data.reader import Raw, Reader
 from dlrun.runtime.data.text import one_line, shape_text
 
-RESIZE_MODES = ("stretch", "crop")
 _MODES = {1: "L", 3: "RGB"}
 # modes whose values do not fit 8 bits: converting them to L/RGB would clip silently
 _WIDE_MODES = ("I", "F", "I;16", "I;16B", "I;16L", "I;16N")

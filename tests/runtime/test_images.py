@@ -607,3 +607,16 @@ def test_a_conv_net_trains_from_an_image_folder_and_predicts_its_files(tmp_path,
     assert len(rows) == 16
     right = sum(f.split("/")[0] == label for f, label in rows)
     assert right >= 14, rows
+
+
+def test_a_model_built_in_python_is_held_to_the_same_image_rules():
+    from dataclasses import replace
+
+    from dlrun.dsl import check, parse
+    from dlrun.errors import DslError
+
+    model = parse(AUG_NET.format(aug="").replace("input 1x6x6\n  flatten\n", "input 36\n"))
+    for data in (replace(model.data, augment=(ir.Augment("flip", {"p": 0.5}),)),
+                 replace(model.data, layout="channels_last"), replace(model.data, resize="crop")):
+        with pytest.raises(DslError, match="is for image inputs"):
+            check(replace(model, data=data))
