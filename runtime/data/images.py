@@ -3,7 +3,8 @@ names are the subfolders' names, sorted), and image files or folders of them to 
 
 Files: ``.png``, ``.jpg``/``.jpeg``, ``.bmp``, ``.gif`` (``dsl.dataformats.IMAGE_SUFFIXES``;
 a GIF's first frame), searched through the subfolders in sorted order; hidden files (a name
-starting with ``.``) are skipped, any other file is an error naming it. Each image becomes
+starting with ``.``, files and folders) are skipped, links to folders followed, any other file
+is an error naming it. Each image becomes
 the model's input ``CxHxW``: grayscale (``L``) for C = 1, RGB for C = 3 (an alpha channel
 is dropped), 16-bit and floating-point images refused; an image of another size is refused
 unless the data block says ``resize stretch`` (bilinear, to H x W, the aspect ratio not
@@ -58,9 +59,16 @@ def image_files(root: Path, shown: str) -> list[str]:
     """Every image below ``root``, as sorted ``/``-separated paths relative to it; a
     DataError for a file that is not an image (by its name)."""
     found = []
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not _hidden(d))
+    seen = set()
+    # links to folders are followed (os.walk would list them and skip their images); one
+    # that leads back into a folder already searched is an error, not a loop
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
         rel = os.path.relpath(folder, root)
+        if real in seen:
+            raise DataError(f"{shown}{rel}/: a link to a folder already searched (a loop or a duplicate)")
+        seen.add(real)
+        dirs[:] = sorted(d for d in dirs if not _hidden(d))
         for name in sorted(files):
             if _hidden(name):
                 continue

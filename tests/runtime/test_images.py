@@ -620,3 +620,14 @@ def test_a_model_built_in_python_is_held_to_the_same_image_rules():
                  replace(model.data, layout="channels_last"), replace(model.data, resize="crop")):
         with pytest.raises(DslError, match="is for image inputs"):
             check(replace(model, data=data))
+
+
+def test_nested_and_linked_folders_are_searched_loops_refused(tmp_path):
+    image_set(tmp_path / "imgs")
+    save_image(tmp_path / "imgs/cat/more/deep.png", np.zeros((4, 5)))
+    save_image(tmp_path / "elsewhere/far.png", np.zeros((4, 5)))
+    os.symlink(tmp_path / "elsewhere", tmp_path / "imgs/dog/linked")
+    s = load_folder(tmp_path)
+    assert len(s.train) == 8
+    os.symlink(tmp_path / "imgs/dog", tmp_path / "imgs/dog/again")
+    data_error(lambda: load_folder(tmp_path), "imgs/dog/again/: a link to a folder already searched")
