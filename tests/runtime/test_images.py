@@ -631,3 +631,36 @@ def test_nested_and_linked_folders_are_searched_loops_refused(tmp_path):
     assert len(s.train) == 8
     os.symlink(tmp_path / "imgs/dog", tmp_path / "imgs/dog/again")
     data_error(lambda: load_folder(tmp_path), "imgs/dog/again/: a link to a folder already searched")
+
+
+def reference_augment(img, steps, bits):
+    """One image through the steps one at a time, as the docs describe them."""
+    _, h, w = img.shape
+    img = img.copy()
+    for k, (kind, p) in enumerate(steps):
+        a, b = bits[2 * k], bits[2 * k + 1]
+        if kind == "flip":
+            if float(a >> np.uint64(11)) * 2.0**-53 < p["p"]:
+                img = img[:, :, ::-1].copy()
+            continue
+        reach = p["padding"] if kind == "crop" else p["pixels"]
+        dy, dx = int(a % np.uint64(2 * reach + 1)) - reach, int(b % np.uint64(2 * reach + 1)) - reach
+        mode = "constant" if kind == "crop" else "edge"
+        padded = np.pad(img, ((0, 0), (reach, reach), (reach, reach)), mode=mode)
+        img = padded[:, reach + dy : reach + dy + h, reach + dx : reach + dx + w].copy()
+    return img
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_a_chain_of_steps_equals_the_steps_one_after_another(dtype):
+    steps = [("shift", {"pixels": 2}), ("flip", {"p": 0.5}), ("crop", {"padding": 3}), ("shift", {"pixels": 1})]
+    a = aug(*steps, seed=3, shape=(3, 7, 5))
+    rng = np.random.default_rng(0)
+    x = rng.integers(1, 250, (40, 3 * 7 * 5)).astype(dtype)
+    pos = rng.permutation(100)[:40]
+    y = x.copy()
+    a.apply(y, pos, epoch=4)
+    bits = draws(3, 4, pos, 2 * len(steps))
+    for i in range(40):
+        want = reference_augment(x[i].reshape(3, 7, 5), steps, bits[i])
+        assert np.array_equal(y[i].reshape(3, 7, 5), want), i
