@@ -65,7 +65,8 @@ class Augmenter:
         Every step moves pixels (``out[y, x] = in[r(y), c(x)]``, or zero where a crop
         uncovers), so the steps compose, per sample, into one row map and one column map
         with their masks: the batch is gathered once, whatever the number of steps (a loop
-        over the samples took twice as long at batch 64 of 28x28). ``x`` must be
+        over the samples took 1.16 ms against 0.73 ms for a batch of 64 28x28 images, crop
+        and flip, measured on this busy machine). ``x`` must be
         C-contiguous (the feeder's own buffer): it is changed through a reshaped view."""
         if not x.flags.c_contiguous:
             raise ValueError("Augmenter.apply: x must be C-contiguous (it is changed in place)")
