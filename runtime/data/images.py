@@ -6,7 +6,8 @@ a GIF's first frame), searched through the subfolders in sorted order; hidden fi
 starting with ``.``, files and folders) are skipped, links to folders followed, any other file
 is an error naming it. Each image becomes
 the model's input ``CxHxW``: grayscale (``L``) for C = 1, RGB for C = 3 (an alpha channel
-is dropped), 16-bit and floating-point images refused; an image of another size is refused
+is dropped), 16-bit and floating-point images refused, a JPEG's EXIF orientation applied
+(as viewers show the photo); an image of another size is refused
 unless the data block says ``resize stretch`` (bilinear, to H x W, the aspect ratio not
 kept) or ``resize crop`` (scaled, bilinear, until it covers H x W, then the centre cut out).
 Pixels stay uint8 ``(n, C, H, W)``, so ``scale 1/255`` works as for arrays.
@@ -28,6 +29,9 @@ from dlrun.runtime.data.reader import Raw, Reader
 from dlrun.runtime.data.text import one_line, shape_text
 
 _MODES = {1: "L", 3: "RGB"}
+# images are refused above this many pixels before they are decoded (Pillow itself refuses
+# beyond about 179 million, and only warns from about 89 million)
+MAX_PIXELS = 1 << 26
 # modes whose values do not fit 8 bits: converting them to L/RGB would clip silently
 _WIDE_MODES = ("I", "F", "I;16", "I;16B", "I;16L", "I;16N")
 
@@ -110,9 +114,13 @@ def read_image(path: Path, shown: str, size: tuple[int, int, int], resize: str |
     c, h, w = size
     try:
         with open_regular(path) as f, Image.open(f) as im:
+            if im.size[0] * im.size[1] > MAX_PIXELS:
+                raise DataError(f"{shown}: image is {im.size[0]} wide and {im.size[1]} high, more than "
+                                f"the {MAX_PIXELS:,} pixels dlrun decodes (damaged header?)")
             if im.mode in _WIDE_MODES:
                 raise DataError(f"{shown}: a {im.mode} image (more than 8 bits per value); expected 8-bit "
                                 f"grayscale or color images")
+            im = ImageOps.exif_transpose(im)  # a photo's orientation tag, as viewers show it
             if im.size != (w, h):
                 if resize is None:
                     raise DataError(

@@ -664,3 +664,20 @@ def test_a_chain_of_steps_equals_the_steps_one_after_another(dtype):
     for i in range(40):
         want = reference_augment(x[i].reshape(3, 7, 5), steps, bits[i])
         assert np.array_equal(y[i].reshape(3, 7, 5), want), i
+
+
+def test_orientation_tag_is_applied_and_huge_headers_refused(tmp_path, monkeypatch):
+    from dlrun.runtime.data import images as I
+
+    a = np.zeros((5, 4), np.uint8)  # 4 wide, 5 high as stored
+    a[0, :] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to view: 5 wide, 4 high
+    p = tmp_path / "imgs/cat/r.png"
+    p.parent.mkdir(parents=True)
+    Image.fromarray(a).save(p, exif=exif)
+    save_image(tmp_path / "imgs/dog/d.png", np.zeros((4, 5)))
+    x = load_folder(tmp_path).train.x  # the model's 1x4x5: only the viewed orientation fits
+    assert np.array_equal(x[0, 0], np.rot90(a, -1))
+    monkeypatch.setattr(I, "MAX_PIXELS", 19)
+    data_error(lambda: load_folder(tmp_path), "r.png: image is 4 wide and 5 high, more than the 19 pixels")
