@@ -196,7 +196,6 @@ class DataBlock:
                          "add 'label NAME' to the data block")
 
 
-
 def check_data_input(data: ir.Data, input_shape, r) -> None:
     """The data block against the model's input: image statements (``layout``, ...) need an
     image input ``CxHxW``, image folders one of 1 (grayscale) or 3 (RGB) channels."""
