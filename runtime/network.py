@@ -91,6 +91,8 @@ class Network:
             for j in layer.inputs:
                 self.consumers[j].append(layer.index)
         self.is_chain = all(layer.inputs == (layer.index - 1,) for layer in compute)
+        for layer in compute:
+            layer.producers = [self.layers[j] for j in layer.inputs]
 
         # a layer whose default init follows the activation after it (dense linear, then
         # batchnorm / dropout / an activation layer) sees the layers that follow it alone
@@ -134,6 +136,16 @@ class Network:
         self.init_parameters()
         self._proba_buf = None
         self._chain = None
+
+    def random_inputs(self, rng, n: int):
+        """``n`` random rows of what this network takes (gradcheck): standard normal values,
+        or what the layers reading the input ask for (an embedding: token ids)."""
+        for layer in self.compute:
+            if 0 in layer.inputs:
+                x = layer.random_input(rng, n)
+                if x is not None:
+                    return x
+        return rng.standard_normal((n, self.input_features))
 
     def _followers(self, layer) -> list:
         """The layers after ``layer`` that take its output alone, in order, as far as each
@@ -269,6 +281,8 @@ class Network:
             mapping[id(layer)] = twin
         remap = lambda seq: [mapping[id(l)] for l in seq]
         clone.layers = remap(self.layers)
+        for twin in clone.layers:
+            twin.producers = remap(twin.producers)
         clone.compute = remap(self.compute)
         clone.body = remap(self.body)
         clone._backward_layers = remap(self._backward_layers)

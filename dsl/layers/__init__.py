@@ -14,18 +14,21 @@ from dlrun.dsl.layers.activation import Activation
 from dlrun.dsl.layers.base import MANY, LayerSpec, ShapeError, dims, prod
 from dlrun.dsl.layers.batchnorm import BatchNorm
 from dlrun.dsl.layers.concat import Concat
+from dlrun.dsl.layers.conv1d import Conv1D
 from dlrun.dsl.layers.conv2d import Conv2D
 from dlrun.dsl.layers.dense import Dense
 from dlrun.dsl.layers.dropout import Dropout
+from dlrun.dsl.layers.embedding import Embedding
 from dlrun.dsl.layers.flatten import Flatten
 from dlrun.dsl.layers.global_pool import GlobalAvgPool, GlobalMaxPool
 from dlrun.dsl.layers.input import Input
 from dlrun.dsl.layers.pool import AvgPool, MaxPool
+from dlrun.dsl.layers.pool1d import AvgPool1D, MaxPool1D
 
 #: keyword -> spec, in the order the reference documents them.
 SPECS: dict[str, LayerSpec] = {s.kind: s for s in (
-    Input(), Dense(), Conv2D(), MaxPool(), AvgPool(), GlobalAvgPool(), GlobalMaxPool(), Activation(),
-    BatchNorm(), Dropout(), Flatten(), Add(), Concat())}
+    Input(), Dense(), Conv2D(), MaxPool(), AvgPool(), Embedding(), Conv1D(), MaxPool1D(), AvgPool1D(),
+    GlobalAvgPool(), GlobalMaxPool(), Activation(), BatchNorm(), Dropout(), Flatten(), Add(), Concat())}
 
 
 #: statement keyword -> the spec of the layer it makes ('relu' -> the activation layer).

@@ -128,5 +128,12 @@ class LayerSpec:
         return self.kind
 
     def text(self, layer) -> str:
-        """The canonical statement, without ``as``/``from=``."""
-        return " ".join([self.kind] + non_default(self.params, layer.params))
+        """The canonical statement, without ``as``/``from=``: the required positional values
+        bare, then the settings that differ from their defaults as name=value."""
+        from dlrun.dsl.printing import pair_text, value_text
+
+        lead = [p for p in self.params[:self.positional] if p.required]
+        bare = [pair_text(layer.params[p.name], short=False) if p.type in ("pair", "padding")
+                else value_text(layer.params[p.name]) for p in lead]
+        skip = tuple(p.name for p in lead)
+        return " ".join([self.kind] + bare + non_default(self.params, layer.params, skip=skip))

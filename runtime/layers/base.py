@@ -75,6 +75,7 @@ class Layer:
         self.index = index
         self.spec = SPECS[node.kind]
         self.inputs = (index - 1,) if index > 0 else ()  # set by the network
+        self.producers = []   # the layers feeding it (set by the network)
         if self.joins:   # a list of shapes, one per input
             self.in_shapes = [tuple(int(d) for d in s) for s in in_shape]
             self.in_shape = self.in_shapes[0]
@@ -142,9 +143,28 @@ class Layer:
     def backward(self, dy):
         return dy
 
+    # -- valid steps of sequences -------------------------------------------------------
+    def in_lengths(self):
+        """The valid steps of each sample of this layer's input (int64 (n,)), from the layer
+        feeding it, or None when nothing before it knows (no embedding)."""
+        return self.producers[0].out_lengths() if self.producers else None
+
+    def out_lengths(self):
+        """The valid steps of this layer's output: its input's when it keeps the time axis
+        (dropout, batchnorm, activations), else None; window layers map them."""
+        if self.joins or len(self.out_shape) != 2 or len(self.in_shape) != 2 \
+                or self.out_shape[0] != self.in_shape[0]:
+            return None
+        return self.in_lengths()
+
     # -- hooks the network calls (defaults: nothing to do) ------------------------------
     def see_followers(self, followers):
         """The layers that take this layer's output alone, in order (see Dense)."""
+
+    def random_input(self, rng, n):
+        """Random input rows this layer accepts when it reads the model's input (gradcheck);
+        None: any numbers."""
+        return None
 
     def seed_from(self, rng):
         """Draw this layer's own random stream from the network's dropout generator."""

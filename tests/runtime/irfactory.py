@@ -119,3 +119,22 @@ def mlp(inputs=4, hidden=(8,), outputs=3, activation_name="tanh", out="softmax",
         layers.append(dense(h, activation_name))
     layers.append(dense(outputs, out))
     return model(layers, **kw)
+
+
+def embedding(dim, vocab):
+    return ir.Layer("embedding", {"dim": dim, "vocab": vocab})
+
+
+def conv1d(filters, kernel, activation="linear", stride=1, padding="valid", dilation=1, init=None,
+           bias=True, l1=None, l2=None, **aparams):
+    return ir.Layer("conv1d", {
+        "filters": filters, "kernel": kernel, "activation": act(activation, **aparams), "stride": stride,
+        "padding": _pair(padding), "dilation": dilation, "init": init, "bias": bias, "l1": l1, "l2": l2})
+
+
+def maxpool1d(kernel, stride=None, padding=0):
+    return ir.Layer("maxpool1d", {"kernel": kernel, "stride": stride, "padding": _pair(padding)})
+
+
+def avgpool1d(kernel, stride=None, padding=0):
+    return ir.Layer("avgpool1d", {"kernel": kernel, "stride": stride, "padding": _pair(padding)})

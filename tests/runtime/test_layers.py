@@ -50,6 +50,17 @@ CASES = (
         ("global_maxpool", F.global_maxpool(), (3, 4, 2)),
         ("batchnorm-channels", F.batchnorm(0.9, 1e-5), (3, 2, 2)),
         ("dropout-image", F.dropout(0.3), (2, 3, 3)),
+        # sequences: time x channels (token ids for an embedding)
+        ("embedding", F.embedding(4, 11), (6,)),
+        ("conv1d-relu-same", F.conv1d(5, 3, "relu", padding="same"), (7, 3)),
+        ("conv1d-stride-dilation-pad", F.conv1d(4, 2, "tanh", stride=2, padding=(1, 2), dilation=2), (9, 2)),
+        ("conv1d-swish-nobias", F.conv1d(3, 1, "swish", bias=False), (4, 5)),
+        ("maxpool1d-2", F.maxpool1d(2), (8, 3)),
+        ("maxpool1d-3-stride1-pad1", F.maxpool1d(3, stride=1, padding=1), (5, 2)),
+        ("avgpool1d-2", F.avgpool1d(2), (7, 3)),
+        ("avgpool1d-3-pad1", F.avgpool1d(3, stride=2, padding=1), (6, 2)),
+        ("global_avgpool-time", F.global_avgpool(), (5, 3)),
+        ("global_maxpool-time", F.global_maxpool(), (4, 2)),
         # layers joining several outputs take a list of shapes
         ("add-2", F.add(), [(4,), (4,)]),
         ("add-3-image", F.add(), [(2, 2, 3), (2, 2, 3), (2, 2, 3)]),
@@ -73,8 +84,12 @@ def _one_input(rng, n, features):
 
 
 def _inputs(layer, n, seed=1):
-    """One input batch, or a list of them for a layer that joins several."""
+    """One input batch, or a list of them for a layer that joins several (token ids for a
+    layer that reads ids)."""
     rng = np.random.default_rng(seed)
+    ids = layer.random_input(rng, n)
+    if ids is not None:
+        return ids
     if layer.joins:
         return [_one_input(rng, n, int(np.prod(s))) for s in layer.in_shapes]
     return _one_input(rng, n, layer.in_features)
@@ -123,7 +138,11 @@ def test_gradients_match_finite_differences(label, node, in_shape):
     dx = layer.backward(dy)
     dxs = [None if d is None else d.copy() for d in _as_list(dx)]
     analytic = {name: g.copy() for name, g in layer.grads.items()}
+    reads_ids = layer.random_input(np.random.default_rng(0), 1) is not None
     for k, (d, xk) in enumerate(zip(dxs, _as_list(x))):
+        if reads_ids:       # token ids have no gradient
+            assert d is None
+            continue
         assert_grad_close(d, numeric_grad(loss, xk), what=f"{label} dx{k}")
     for name, p in layer.params.items():
         assert_grad_close(analytic[name], numeric_grad(loss, p), what=f"{label} d{name}")
@@ -204,5 +223,5 @@ def test_unknown_layer_kind_lists_known_ones():
     from dlrun.dsl import ir
     from dlrun.errors import UsageError
 
-    with pytest.raises(UsageError, match="known: activation, add, avgpool, batchnorm, concat, conv2d, dense"):
+    with pytest.raises(UsageError, match="known: activation, add, avgpool, avgpool1d, batchnorm, concat, conv1d, conv2d, dense"):
         make_layer(ir.Layer("conv", {}), (3,), 2)

@@ -1,0 +1,87 @@
+"""``conv1d FILTERS K [ACTIVATION]``: a convolution over time of (n, T, C) batches, channels
+last, W (K, C, F): one im2col of the batch and one GEMM (``kernels/seq.pyx``), bias and
+activation fused into the output pass."""
+import numpy as np
+
+from dlrun.kernels import activations as kact
+from dlrun.kernels import seq as kseq
+
+from dlrun.runtime.layers.activation import NEEDS_INPUT
+from dlrun.runtime.layers.init import WeightedLayer, init_weights
+from dlrun.runtime.layers.registry import register
+
+
+def shorter(lengths, out, stride, steps):
+    """The valid lengths after a window layer: output step o counts while the input step it is
+    aligned with, o * stride, is one of the input's valid steps: ceil(length / stride), at most
+    the output's steps (a sample of length 0 stays 0)."""
+    np.floor_divide(lengths + (stride - 1), stride, out=out)
+    np.minimum(out, steps, out=out)
+    out[lengths == 0] = 0
+    return out
+
+
+@register("conv1d")
+class Conv1D(WeightedLayer):
+    kind = "conv1d"
+
+    def __init__(self, node, in_shape, index=0):
+        super().__init__(node, in_shape, index)
+        p = node.params
+        self.filters = int(p["filters"])
+        self.k = int(p["kernel"])
+        self.stride = int(p["stride"])
+        self.dilation = int(p["dilation"])
+        _, self.pads = self.spec.geometry(node, self.in_shape)
+        self.w_shape = (self.k, self.in_shape[1], self.filters)
+        self._x = self._y = self._z = None
+
+    def param_specs(self, l1=0.0, l2=0.0):
+        return self.weight_specs(self.w_shape, (self.filters,), l1, l2)
+
+    def init_params(self, rng):
+        k, c, f = self.w_shape
+        init_weights(self.params["w"], self.resolved_init(), rng, fans=(k * c, k * f))
+        if self.use_bias:
+            self.params["b"][...] = 0
+
+    def _args(self):
+        return self.stride, self.pads[0], self.pads[1], self.dilation
+
+    def _col(self, n):
+        return self.buffer("col", n, self.out_shape[0] * self.k * self.in_shape[1]).reshape(-1)
+
+    def forward(self, x, training):
+        n = x.shape[0]
+        y = self.buffer("y", n, self.out_features)
+        x3 = x.reshape((n,) + self.in_shape)
+        w, b = self.params["w"], self.params.get("b")
+        if self.act in NEEDS_INPUT:
+            z = self.buffer("z", n, self.out_features)
+            kseq.conv1d_forward(x3, w, b, z.reshape((n,) + self.out_shape), self._col(n), *self._args())
+            kact.activation_forward(self.act, z, y, self.alpha)
+            self._z = z
+        else:
+            kseq.conv1d_forward(x3, w, b, y.reshape((n,) + self.out_shape), self._col(n), *self._args(),
+                                activation=self.act, alpha=self.alpha)
+        self._x, self._y = x, y
+        return y
+
+    def out_lengths(self):
+        lengths = self.in_lengths()
+        if lengths is None:
+            return None
+        out = self.buffer("lengths", lengths.shape[0], 1, np.int64).reshape(-1)
+        return shorter(lengths, out, self.stride, self.out_shape[0])
+
+    def backward(self, dy):
+        n = dy.shape[0]
+        if self.act != "linear":
+            z = self._z if self.act in NEEDS_INPUT else None
+            kact.activation_backward(self.act, self._y, dy, dy, self.alpha, z)
+        dx = self.buffer("dx", n, self.in_features) if self.need_dx else None
+        kseq.conv1d_backward(self._x.reshape((n,) + self.in_shape), self.params["w"],
+                             dy.reshape((n,) + self.out_shape),
+                             None if dx is None else dx.reshape((n,) + self.in_shape),
+                             self.grads["w"], self.grads.get("b"), self._col(n), *self._args())
+        return dx
