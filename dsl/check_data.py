@@ -48,8 +48,11 @@ class DataBlock:
             try:
                 if kw in ("train", "validation", "test"):
                     values[kw] = self.source(item, fraction_ok=(kw != "train"))
-                elif kw == "label":
+                elif kw in ("label", "text"):
                     values[kw] = self.label(item)
+                elif kw == "tokens":
+                    p = self.bind("'tokens'", T.TOKENS, item.args, npos=1, where=item.keyword_pos, flags=True)
+                    values[kw] = ir.Tokens(**p, pos=item.pos)
                 elif kw == "augment":
                     augments.append(self.augment(item, augments))
                 elif kw in ("layout", "resize"):
@@ -72,7 +75,9 @@ class DataBlock:
                        values.get("label"), tuple(preprocess), stmt.pos,
                        seen["label"].pos if "label" in seen else ir.NOWHERE,
                        layout=values.get("layout"), resize=values.get("resize"), augment=tuple(augments),
-                       settings_pos={k: seen[k].keyword_pos for k in T.IMAGE_ONLY if k in seen})
+                       settings_pos={k: seen[k].keyword_pos for k in T.IMAGE_ONLY + T.TEXT_ONLY if k in seen},
+                       text=values.get("text"),
+                       tokens=values.get("tokens", ir.Tokens()) if "text" in values else None)
         self.check_data(data, seen)
         return data
 
@@ -122,6 +127,11 @@ class DataBlock:
             self.r.error(pos_args[0].pos, f"'{path}' is one image file; a data block reads a folder "
                          f"of class subfolders, written with a trailing '/': {kw} \"images/{kw}/\"")
             raise _Bad
+        if fmt == "txt":
+            self.r.error(pos_args[0].pos, f"'{path}' is a text file to predict on; a data block reads its "
+                         f"texts and labels from a CSV file: {kw} \"data/{kw}.csv\" with 'text COLUMN' "
+                         f"and 'label COLUMN'")
+            raise _Bad
         for a in item.args:
             if a.key == "labels" and fmt == "imagefolder":
                 self.r.error(a.key_pos, "an image folder's labels are its class subfolders; "
@@ -140,7 +150,7 @@ class DataBlock:
             self.r.error(pos_args[0].pos, f"{kind} need a label file: write "
                          f"train {quote(path)} labels=\"FILE\"")
             raise _Bad
-        if p["labels"] is not None and data_format(p["labels"]) in (None, "image", "imagefolder"):
+        if p["labels"] is not None and data_format(p["labels"]) in (None, "image", "imagefolder", "txt"):
             self.r.error(next(a.value.pos for a in item.args if a.key == "labels"),
                          f"unsupported label file '{p['labels']}': expected " + ", ".join(T.DATA_FORMATS))
             raise _Bad
@@ -164,16 +174,19 @@ class DataBlock:
         return ir.Augment(kind, p, item.pos)
 
     def label(self, item: Statement):
+        """``label NAME`` / ``text NAME``: a CSV column, by name."""
+        kw = item.keyword
+        example = "label species" if kw == "label" else "text review"
         args = item.args
         if len(args) != 1 or args[0].key is not None:
-            self.r.error(item.keyword_pos, "'label' takes one CSV column name, e.g. 'label species'")
+            self.r.error(item.keyword_pos, f"'{kw}' takes one CSV column name, e.g. '{example}'")
             raise _Bad
         v = args[0].value
         if isinstance(v, Ref):
             return v.name
         if isinstance(v, Str) and v.value:
             return v.value
-        self.r.error(v.pos, f"'label' takes a CSV column name, got '{_expr_text(v)}'")
+        self.r.error(v.pos, f"'{kw}' takes a CSV column name, got '{_expr_text(v)}'")
         raise _Bad
 
     def check_data(self, data: ir.Data, seen):
@@ -194,6 +207,21 @@ class DataBlock:
         elif data.train is not None and data_format(data.train.path) == "csv":
             self.r.error(seen["train"].args[0].pos, "which column of the CSV file holds the labels? "
                          "add 'label NAME' to the data block")
+        if "tokens" in seen and data.text is None:
+            self.r.error(seen["tokens"].keyword_pos, "'tokens' says how a text column becomes token ids, "
+                         "but the data block names no text column: add 'text COLUMN'")
+        if data.text is not None:
+            for kw in ("train", "validation", "test"):
+                src = getattr(data, kw)
+                if isinstance(src, ir.Source) and data_format(src.path) != "csv":
+                    self.r.error(src.pos, f"'text' names a CSV column, but the {kw} file '{src.path}' "
+                                 "is not .csv; texts are read from a CSV file's text column")
+            if data.label is not None and data.label == data.text:
+                self.r.error(seen["text"].args[0].pos, f"the text column '{data.text}' is also the "
+                             "label column; expected two different columns")
+            for pre in data.preprocess:
+                self.r.error(pre.pos, f"'{pre.kind}' changes numbers; a text column's token ids are "
+                             "not preprocessed (remove it, or drop 'text' for numeric inputs)")
 
 
 def check_data_input(data: ir.Data, input_shape, r) -> None:
@@ -215,6 +243,16 @@ def check_data_input(data: ir.Data, input_shape, r) -> None:
                 r.error(a.pos, f"'augment {a.kind}' {name}={pixels} would move the whole image out of "
                         f"view: the input's images are {shape[1]} high and {shape[2]} wide; expected "
                         f"{name} < {min(shape[1:])}")
+    if data.text is not None:
+        tokens = data.tokens or ir.Tokens()
+        where = data.settings_pos.get("text", data.pos)
+        if len(shape) != 1:
+            r.error(where, f"a text column becomes one row of token ids per sample, so the model's "
+                    f"input is their count (e.g. 'input 200'), but it is {text}")
+        elif tokens.max_length is not None and tokens.max_length != shape[0]:
+            r.error(data.settings_pos.get("tokens", tokens.pos),
+                    f"'tokens' max_length={tokens.max_length} ids per sample, but the model's input is "
+                    f"{text}; expected the same count (or leave max_length out: the input's size is taken)")
     for src in (data.train, data.validation, data.test):
         if isinstance(src, ir.Source) and data_format(src.path) == "imagefolder" \
                 and (len(shape) != 3 or shape[0] not in (1, 3)):

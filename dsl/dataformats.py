@@ -9,10 +9,11 @@ name pattern like IDX's), then its reader in ``runtime/data/`` (see docs/archite
 
 A path ending in ``/`` names a folder of images, one subfolder per class (``imagefolder``);
 a ``.png``/``.jpg``/``.jpeg``/``.bmp``/``.gif`` file is one image (``image``: something to
-predict on, not a data block's source).
+predict on, not a data block's source); a ``.txt`` file holds texts, one per line, to predict
+on with a model that reads texts (``txt``).
 
 >>> data_format("data/iris.csv"), data_format("train-images-idx3-ubyte.gz"), data_format("x.txt")
-('csv', 'idx', None)
+('csv', 'idx', 'txt')
 >>> data_format("pets/train/"), data_format("cat.PNG")
 ('imagefolder', 'image')
 """
@@ -29,13 +30,14 @@ FORMATS: dict[str, str] = {
     "idx": "IDX (*-idx3-ubyte, *-idx1-ubyte, *.idx; optionally .gz)",
     "imagefolder": "an image folder (a path ending in /, one subfolder of images per class)",
     "image": "an image file (.png, .jpg, .jpeg, .bmp, .gif) to predict on",
+    "txt": "a text file (.txt, one text per line) to predict on",
 }
 
 #: The formats as listed in messages.
 DATA_FORMATS: tuple[str, ...] = tuple(FORMATS.values())
 
 # file name suffix (lower case) -> format name
-_SUFFIXES = {".npz": "npz", ".npy": "npy", ".csv": "csv"}
+_SUFFIXES = {".npz": "npz", ".npy": "npy", ".csv": "csv", ".txt": "txt"}
 
 #: suffixes of the image files read (lower case; Pillow reads them)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")

@@ -245,6 +245,12 @@ def format_model(model: ir.Model) -> str:
                 lines.append(INDENT * 2 + _source_text(kw, src))
         if d.label is not None:
             lines.append(INDENT * 2 + f"label {quote(d.label)}")
+        if d.text is not None:
+            lines.append(INDENT * 2 + f"text {quote(d.text)}")
+            tok = d.tokens or ir.Tokens()
+            params = {"max_length": tok.max_length, "vocab": tok.vocab, "min_count": tok.min_count}
+            lines.append(INDENT * 2 + " ".join(["tokens", tok.unit] + (["lowercase"] if tok.lowercase else [])
+                                               + non_default(T.TOKENS[2:], params)))
         if d.layout is not None:
             lines.append(INDENT * 2 + f"layout {d.layout}")
         if d.resize is not None:

@@ -181,6 +181,24 @@ class Augment:
 
 
 @dataclass(frozen=True)
+class Tokens:
+    """How a text column becomes token ids (the data block's ``tokens``; ``runtime/data/tokens.py``).
+
+    ``unit``: 'chars' | 'words'; ``lowercase``; ``max_length``: ids per sample (None: the
+    model's input size); ``vocab``: at most this many tokens besides the reserved ids 0
+    (padding) and 1 (out of vocabulary), None for no cap; ``min_count``: fewest times a token
+    is seen in the training split to be kept.
+    """
+
+    unit: str = "chars"
+    lowercase: bool = False
+    max_length: int | None = None
+    vocab: int | None = None
+    min_count: int = 1
+    pos: Pos = NOWHERE
+
+
+@dataclass(frozen=True)
 class Data:
     """Where the data comes from and how it is prepared.
 
@@ -192,7 +210,9 @@ class Data:
     how image files of another size become the input's H x W (None: they are refused).
     ``augment``: random changes of the training images, in order.
     ``settings_pos``: the position of each
-    image statement given (``layout``, ...), for the checks against the input.
+    image or text statement given (``layout``, ``text``, ...), for the checks against the input.
+    ``text``: the CSV column of texts (None: the inputs are numbers); ``tokens``: how its
+    texts become token ids (set whenever ``text`` is: the defaults when not written).
     """
 
     train: Source | None = None
@@ -206,6 +226,8 @@ class Data:
     resize: str | None = None
     augment: tuple[Augment, ...] = ()
     settings_pos: Mapping[str, Pos] = field(default_factory=dict)
+    text: str | None = None
+    tokens: Tokens | None = None
 
 
 @dataclass(frozen=True)

@@ -185,6 +185,20 @@ SOURCE: tuple[Param, ...] = (
 )
 
 #: data block statement -> parameters.
+#: Upper limit of ``tokens max_length=`` and ``vocab=`` (far above any real text model; stops typos).
+MAX_TOKENS = 10_000_000
+#: ``tokens``: how a text column becomes a row of token ids (``runtime/data/tokens.py``)
+TOKENS: tuple[Param, ...] = (
+    Param("unit", "name", "chars", choices=("chars", "words"),
+          doc="a token is one character, or one word (a run of letters and digits) or punctuation mark"),
+    Param("lowercase", "bool", False, doc="texts are lower-cased before they are split into tokens"),
+    Param("max_length", "int", None, lo=1, hi=MAX_TOKENS, nullable=True,
+          doc="tokens per sample, padded or truncated (default and required value: the model's input size)"),
+    Param("vocab", "int", None, lo=1, hi=MAX_TOKENS, nullable=True,
+          doc="keep at most this many of the most frequent training tokens (besides the 2 reserved ids)"),
+    Param("min_count", "int", 1, lo=1, hi=MAX_TOKENS,
+          doc="keep only tokens seen at least this many times in the training split"),
+)
 DATA: dict[str, tuple[Param, ...]] = {
     "train": SOURCE,
     "validation": SOURCE,
@@ -199,6 +213,8 @@ DATA: dict[str, tuple[Param, ...]] = {
                      doc="how image files of another size become the input's H x W"),),
     "augment": (Param("kind", "name", choices=("crop", "flip", "shift"),
                       doc="a random change of each training image (see AUGMENT)"),),
+    "text": (Param("column", "str", doc="the CSV column holding each sample's text, by name"),),
+    "tokens": TOKENS,
 }
 #: Upper limit of an augmentation's padding or shift, in pixels.
 MAX_SHIFT = 1024
@@ -214,6 +230,8 @@ AUGMENT: dict[str, tuple[Param, ...]] = {
 PREPROCESS = ("scale", "standardize", "minmax")
 #: data block statements that apply to image inputs (``input CxHxW``) only
 IMAGE_ONLY = ("layout", "resize", "augment")
+#: data block statements of text inputs (a CSV's text column)
+TEXT_ONLY = ("text", "tokens")
 #: data block statements that may be given more than once
 REPEATABLE = PREPROCESS + ("augment",)
 

@@ -216,6 +216,18 @@ class Model:
         return None if self._data_record is None else self._data_record.feature_names
 
     @property
+    def tokenizer(self):
+        """A text model's tokenizer (``data.tokens.Tokenizer``: settings and vocabulary, from
+        ``fit`` or the loaded weights), else None."""
+        return None if self._data_record is None else self._data_record.tokenizer
+
+    @property
+    def vocab_size(self) -> int | None:
+        """A text model's token id count (the reserved 0 = padding and 1 = out of vocabulary
+        included), once known from ``fit`` or the loaded weights; else None."""
+        return None if self._data_record is None else self._data_record.vocab_size
+
+    @property
     def task(self) -> str:
         """'classification', 'binary' or 'regression' (decided by the loss)."""
         return self.network.task
@@ -298,9 +310,22 @@ class Model:
         """The data block's ``layout`` (how image arrays are ordered), or None."""
         return self.ir.data.layout if self.ir.data is not None else None
 
+    def _text_column(self):
+        return self.ir.data.text if self.ir.data is not None else None
+
     def _inputs(self, x, source="x"):
         """Check inputs for prediction: (n, *input_shape), (n, features), or another shape
-        the data rules read into the input (``data.checks.input_reading``)."""
+        the data rules read into the input (``data.checks.input_reading``); for a text
+        model also a list of strings, tokenized with its vocabulary."""
+        from dlrun.runtime.data.tokens import as_texts
+
+        path = isinstance(x, (str, os.PathLike))
+        texts = None if path else as_texts(x)
+        if (path or texts is not None) and self.tokenizer is None and self._text_column() is not None:
+            raise UsageError(f"{self.name} reads texts: its vocabulary comes from fit() or load_weights(); "
+                             f"call one of them first")
+        if texts is not None and self.tokenizer is not None:
+            return self.tokenizer.encode(texts, self.network.dtype, source=source)
         if isinstance(x, (str, os.PathLike)):
             from dlrun.runtime.data import load_inputs
 
@@ -311,7 +336,8 @@ class Model:
                                feature_names=self.feature_names,
                                against=record.origin if record is not None else "",
                                pre=self.preprocessor, dtype=self.network.dtype, layout=self._layout,
-                               resize=self.ir.data.resize if self.ir.data is not None else None)
+                               resize=self.ir.data.resize if self.ir.data is not None else None,
+                               tokenizer=self.tokenizer, text=self._text_column())
         if isinstance(x, np.ndarray) and x.dtype.kind in "uif" and x.ndim >= 2 and x.shape[0] > 0:
             # fast path for well-formed arrays (what a serving loop passes); anything else,
             # including non-finite values, takes the checking path for its error message
@@ -376,7 +402,8 @@ class Model:
                 # arrays bring no split and no column names: keep only the names known so far
                 from dlrun.runtime.data import DataRecord
 
-                self._data_record = DataRecord(self.feature_names, origin=self._data_record.origin)
+                self._data_record = DataRecord(self.feature_names, origin=self._data_record.origin,
+                                               tokenizer=self._data_record.tokenizer)
             if not self.preprocessor.fitted:
                 self.preprocessor.fit(train.x)
             self._check_range(train.x)
@@ -560,6 +587,7 @@ class Model:
                 raise WeightsError(
                     f"{where}the data block's preprocessing differs from the one {path} was trained with: "
                     f"{diff} (weights only fit their own preprocessing: restore it, or train again)")
+        self._check_tokenizer(loaded.data.tokenizer if loaded.data is not None else None, path)
         pre = Preprocessor.from_state(steps, loaded.preprocess)
         if self.task != "regression" and loaded.class_names is not None:
             if len(loaded.class_names) != (self.network.output_features if self.task == "classification" else 2):
@@ -572,6 +600,30 @@ class Model:
         self._data_record = loaded.data
         self._splits = None  # read again: the weights' split and column names apply
         return self
+
+
+    def _check_tokenizer(self, saved, path) -> None:
+        """The data block's text column and ``tokens`` against the tokenizer saved in the
+        weights ``path`` (None: trained on numbers); WeightsError naming the first difference."""
+        from dlrun.errors import WeightsError
+        from dlrun.runtime.data.tokens import tokenizer_difference
+
+        where = f"{self.path}: " if self.path else ""
+        text = self._text_column()
+        if saved is None and text is not None:
+            raise WeightsError(f"{where}the data block reads the text column '{text}', but {path} was trained "
+                               f"on numbers (it holds no vocabulary); train the text model again")
+        if saved is None:
+            return
+        if text is None:
+            raise WeightsError(f"{where}{path} was trained on texts ({saved.describe()}), but the model "
+                               f"file's data block names no text column: add 'text COLUMN' and "
+                               f"'{saved.describe()}'")
+        diff = tokenizer_difference(saved, self.ir.data.tokens, self.input_shape)
+        if diff:
+            raise WeightsError(f"{where}the data block's tokens differ from those {path} was trained with: "
+                               f"{diff} (the weights only fit their own tokenizer: write "
+                               f"'{saved.describe()}', or train again)")
 
 
 def _reads_as_is(shape, input_shape, layout) -> bool:

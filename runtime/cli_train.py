@@ -391,10 +391,18 @@ def _predict_run(args) -> int:
 
     model = Model(model_ir, base_dir=os.path.dirname(os.path.abspath(args.model)), path=args.model)
     model.load_weights(args.weights)
-    from dlrun.runtime.data import input_names
+    from dlrun.runtime.data import input_names, input_texts
 
-    files = input_names(os.path.abspath(args.input))  # image files: one named row each
-    x = model._inputs(os.path.abspath(args.input))
+    first = "file"
+    if model.tokenizer is not None:  # texts: one row each, named by the text (shortened)
+        from dlrun.runtime.data.tokens import short
+
+        texts, shown = input_texts(os.path.abspath(args.input), model_ir.data.text if model_ir.data else None)
+        x = model.tokenizer.encode(texts, model.network.dtype, source=shown)
+        files, first = [short(t) for t in texts.tolist()], "text"
+    else:
+        files = input_names(os.path.abspath(args.input))  # image files: one named row each
+        x = model._inputs(os.path.abspath(args.input))
     if files is not None and len(files) != x.shape[0]:
         from dlrun.errors import DataError
 
@@ -425,12 +433,12 @@ def _predict_run(args) -> int:
 
         write_file(args.output, lambda f: np.save(f, np.asarray(values), allow_pickle=False))
         return 0
-    lines = [",".join(_csv_cell(h) for h in (["file"] if files else []) + header)]
+    lines = [",".join(_csv_cell(h) for h in ([first] if files is not None else []) + header)]
     if values.ndim == 1:
         rows = [_csv_cell(v) for v in values.tolist()]
     else:
         rows = [",".join(f"{v:.9g}" for v in row) for row in values.tolist()]
-    if files:
+    if files is not None:
         rows = [f"{_csv_cell(f)},{r}" for f, r in zip(files, rows)]
     lines.extend(rows)
     text = "\n".join(lines) + "\n"

@@ -17,6 +17,9 @@ Contents (array names in the archive):
     data.split                str, JSON {"files": {role: [file, sha256]}, "fractions": {role: f},
                               "seed": int or null}: the data trained on (``data.DataRecord``)
     data.split_rows           uint8 per training-file row: 0 training, 1 validation, 2 test
+    data.tokenizer            str, JSON of a text model's tokenizer settings (``tokens.Tokenizer``)
+    data.vocab                unicode array: its vocabulary, the tokens of ids 2, 3, ...
+    data.vocab_size           int64: the ids in use, the reserved 0 (padding) and 1 (OOV) included
 
 The ``data.*`` arrays are optional: files written before them load as before (CSV features
 matched by position, the split drawn again from the seed, preprocessing checked only by the
@@ -47,6 +50,7 @@ from dlrun._version import __version__
 from dlrun.dsl import ir
 from dlrun.dsl.layers import SPECS
 from dlrun.runtime.data import PREPROCESS_KINDS, SPLIT_CODES, DataRecord
+from dlrun.runtime.data.tokens import Tokenizer
 from dlrun.runtime.fileio import replace_atomically
 from dlrun.errors import UsageError, WeightsError
 from dlrun.fileopen import NotReadable, open_regular
@@ -249,6 +253,8 @@ def data_arrays(data: DataRecord) -> dict:
         }, sort_keys=True))
     if data.rows is not None:
         arrays["data.split_rows"] = np.asarray(data.rows, dtype=np.uint8)
+    if data.tokenizer is not None:
+        arrays.update(data.tokenizer.arrays())
     return arrays
 
 
@@ -257,9 +263,10 @@ def read_data_record(arrays, path) -> DataRecord | None:
     names = arrays.get("data.feature_names")
     split = arrays.get("data.split")
     rows = arrays.get("data.split_rows")
-    if names is None and split is None:
+    tokenizer = Tokenizer.from_arrays(arrays, path)
+    if names is None and split is None and tokenizer is None:
         return None
-    record = DataRecord(origin=f"the weights {path}")
+    record = DataRecord(origin=f"the weights {path}", tokenizer=tokenizer)
     if names is not None:
         if names.dtype.kind != "U" or names.ndim != 1 or len(set(names.tolist())) != names.shape[0]:
             raise WeightsError(f"{path}: damaged data.feature_names (expected distinct strings)")

@@ -13,6 +13,9 @@ IDX        MNIST's format (``*-idx3-ubyte`` images, ``*-idx1-ubyte`` labels, opt
            ``.gz``); images stay uint8                                             ``idx.py``
 images     a folder of class subfolders (``"pets/train/"``: a trailing ``/``), or image
            files / folders to predict on; read with Pillow, uint8              ``images.py``
+texts      a CSV's text column (``text COLUMN``), tokenized by the data block's ``tokens``
+           into rows of token ids (``tokens.py``); ``.txt`` files of one text per line to
+           predict on                                                            ``txt.py``
 
 The other modules: ``reader`` (the contract every format's reader meets), ``formats`` (the
 registry: format name -> reader), ``checks`` (inputs against the model), ``labels`` (tasks,
@@ -30,7 +33,7 @@ from dlrun.runtime.data.checks import check_input_layout, check_label_count, che
 from dlrun.runtime.data.dataset import Dataset, Splits, make_dataset
 from dlrun.runtime.data.formats import READERS, reader_for, resolve_path
 from dlrun.runtime.data.labels import TASKS, class_names_of, task_for_loss
-from dlrun.runtime.data.load import input_names, load_inputs, load_splits
+from dlrun.runtime.data.load import input_names, input_texts, load_inputs, load_splits
 from dlrun.runtime.data.preprocess import PREPROCESS_KINDS, Preprocessor, preprocess_difference
 from dlrun.runtime.data.split import SPLIT_CODES, DataRecord, data_fingerprint
 from dlrun.runtime.data.text import quote
@@ -38,7 +41,7 @@ from dlrun.runtime.data.text import quote
 __all__ = [
     "TASKS", "PREPROCESS_KINDS", "SPLIT_CODES", "READERS",
     "Dataset", "Splits", "DataRecord", "Preprocessor",
-    "load_splits", "load_inputs", "input_names", "make_dataset", "class_names_of", "task_for_loss",
+    "load_splits", "load_inputs", "input_names", "input_texts", "make_dataset", "class_names_of", "task_for_loss",
     "check_input_layout", "check_label_count", "check_model_range",
     "data_fingerprint", "preprocess_difference", "reader_for", "resolve_path", "quote",
 ]

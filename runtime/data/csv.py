@@ -125,7 +125,7 @@ def read_csv(p: Path, shown: str) -> Table:
                 rows.append(row)
                 lines.append(reader.line_num)
     except UnicodeDecodeError:
-        raise DataError(f"{shown}: not UTF-8 text; expected a CSV file with a header row") from None
+        raise DataError(f"{shown}: {_utf8_where(p)}not UTF-8 text; expected a CSV file with a header row") from None
     except csv.Error as err:
         line = reader.line_num if reader is not None else 1
         raise DataError(f"{shown}: line {line}: malformed CSV ({err})") from None
@@ -149,6 +149,21 @@ def read_csv(p: Path, shown: str) -> Table:
         raise DataError(f"{shown}: has a header but no data rows")
     columns = list(zip(*rows))
     return Table(header, columns, np.asarray(lines, dtype=np.int64), shown, first)
+
+
+def _utf8_where(p: Path) -> str:
+    """``'line L, column C: '`` of the first byte of ``p`` that is not UTF-8 ('' if not found)."""
+    from dlrun.runtime.data.txt import utf8_where
+
+    try:
+        with open_regular(p) as f:
+            data = f.read()
+        data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return utf8_where(data, err) + ": "
+    except (OSError, NotReadable):
+        pass
+    return ""
 
 
 def csv_numbers(table: Table, cols: Sequence[int]) -> np.ndarray:

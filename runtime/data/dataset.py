@@ -25,11 +25,13 @@ class Dataset:
     ``y``: classification: int64 class indices ``(n,)``; binary: float64 ``(n, 1)`` in [0, 1];
     regression: float64 ``(n, outputs)``; None when there are no labels.
     ``source``: where the data came from (a path, for messages).
+    ``vocab_size``: for token ids (a text column), the ids in use, reserved ids included.
     """
 
     x: np.ndarray
     y: np.ndarray | None
     source: str
+    vocab_size: int | None = None
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -54,6 +56,16 @@ class Splits:
     @property
     def feature_names(self) -> list[str] | None:
         return None if self.record is None else self.record.feature_names
+
+    @property
+    def vocab_size(self) -> int | None:
+        """A text model's token id count (the reserved ids 0 and 1 included), else None."""
+        return None if self.record is None else self.record.vocab_size
+
+    @property
+    def tokenizer(self):
+        """A text model's ``tokens.Tokenizer`` (fitted on ``train``), else None."""
+        return None if self.record is None else self.record.tokenizer
 
 
 def prepare(raw: Raw, input_shape, layout: str | None = None) -> None:

@@ -12,12 +12,12 @@ from pathlib import Path
 from dlrun.dsl.dataformats import DATA_FORMATS, data_format, is_folder_name
 from dlrun.errors import DataError
 from dlrun.fileopen import NotReadable, check_regular
-from dlrun.runtime.data import csv, idx, images, npy, npz
+from dlrun.runtime.data import csv, idx, images, npy, npz, txt
 from dlrun.runtime.data.reader import Reader
 
 #: format name (a key of ``dsl.dataformats.FORMATS``) -> its reader
 READERS: dict[str, Reader] = {r.name: r for r in (npz.READER, npy.READER, csv.READER, idx.READER,
-                                                  images.FOLDER_READER, images.FILE_READER)}
+                                                  images.FOLDER_READER, images.FILE_READER, txt.READER)}
 
 
 def reader_for(p: Path) -> Reader:

@@ -19,23 +19,29 @@ from dlrun.dsl import ir
 from dlrun.errors import DataError, DataWarning
 from dlrun.runtime.data.checks import check_model_range, prepare_x
 from dlrun.runtime.data.dataset import Splits, prepare, to_dataset
-from dlrun.runtime.data.formats import check_file, open_source, reader_for, resolve_path
+from dlrun.runtime.data.formats import READERS, check_file, open_source, reader_for, resolve_path
 from dlrun.runtime.data.labels import check_class_count, check_held_out_classes, check_task, class_names
 from dlrun.runtime.data.preprocess import Preprocessor
 from dlrun.runtime.data.reader import Raw
+from dlrun.runtime.data.tokens import Tokenizer, read_text_source, read_texts
 from dlrun.runtime.data.split import (DataRecord, check_record, data_fingerprint, draw_split, saved_split,
                                       split_off, split_rows)
 
 
 def read_source(src: ir.Source, base_dir, label: str | None, role: str, need_y: bool = True,
                 features: Sequence[str] | None = None, against: str = "", input_shape=None,
-                resize: str | None = None) -> Raw:
+                resize: str | None = None, text: str | None = None) -> Raw:
     """One data file's raw arrays (its inputs, and its labels or those of its ``labels=``
     file); a CSV's features are the columns named ``features`` (all but the label when
     None), matched by name against those of ``against`` (messages). ``resize``: the data
-    block's (image folders)."""
+    block's (image folders). ``text``: the data block's text column: the inputs are then
+    the column's texts, a str array (``tokens.read_text_source``)."""
     p = resolve_path(src.path, base_dir)
     shown, reader = open_source(p, src.path, role)
+    if text is not None:
+        if reader is not READERS["csv"]:
+            raise DataError(f"{shown}: texts are read from a CSV file's text column '{text}'; got {reader.noun}")
+        return read_text_source(p, shown, text, label, need_y)
     raw = reader.read(p, shown, src, label=label, need_y=need_y, features=features, against=against,
                       input_shape=input_shape, resize=resize)
     if src.labels is not None:
@@ -71,8 +77,9 @@ def load_splits(data: ir.Data | None, *, base_dir, input_shape: tuple, n_outputs
     input_shape = tuple(int(d) for d in input_shape)
     features = saved.feature_names if saved is not None else None
     against = saved.origin if features is not None else ""
+    text = data.text
     raws = {"train": read_source(data.train, base_dir, data.label, "train", features=features, against=against,
-                                  input_shape=input_shape, resize=data.resize)}
+                                  input_shape=input_shape, resize=data.resize, text=text)}
     if features is None and raws["train"].feature_names is not None:
         features = raws["train"].feature_names
         against = f"the training file {raws['train'].source}"
@@ -81,7 +88,7 @@ def load_splits(data: ir.Data | None, *, base_dir, input_shape: tuple, n_outputs
         value = getattr(data, role)
         if isinstance(value, ir.Source):
             raws[role] = read_source(value, base_dir, data.label, role, features=features, against=against,
-                                      input_shape=input_shape, resize=data.resize)
+                                      input_shape=input_shape, resize=data.resize, text=text)
         elif value is not None:
             f = float(value)
             if not 0.0 < f < 1.0:
@@ -122,12 +129,28 @@ def load_splits(data: ir.Data | None, *, base_dir, input_shape: tuple, n_outputs
         sets.update(split_off(sets["train"], pos, fractions))
     elif saved is not None:
         check_record(saved, files, fractions, n_train)
+    if text is not None:
+        record.tokenizer = tokenize_splits(sets, data, input_shape, saved, dtype)
     pre = Preprocessor(data.preprocess).fit(sets["train"].x, source=sets["train"].source)
     if dtype is not None:
         for role, ds in sets.items():
             shown, where = wheres.get(role, wheres["train"])
             check_model_range(ds.x, pre, dtype, shown, where, pos.get(role) if fractions else None)
     return Splits(sets["train"], sets.get("validation"), sets.get("test"), names, pre, record)
+
+
+def tokenize_splits(sets: dict, data: ir.Data, input_shape, saved: DataRecord | None, dtype) -> Tokenizer:
+    """Every split's texts as token ids, in place; the tokenizer (``saved``'s, or the data
+    block's fitted on the training split). Each split reports once what was cut, left out of
+    the vocabulary (not the training split's: those are the vocabulary's caps) or empty."""
+    tok = saved.tokenizer if saved is not None and saved.tokenizer is not None else None
+    if tok is None:
+        tok = Tokenizer.from_ir(data.tokens, input_shape).fit(sets["train"].x)
+    dt = np.dtype(dtype if dtype is not None else np.float32)
+    for role, ds in sets.items():
+        ds.x = tok.encode(ds.x, dt, source=ds.source, count_oov=role != "train")
+        ds.vocab_size = tok.vocab_size
+    return tok
 
 
 def input_names(path, base_dir=None) -> list[str] | None:
@@ -138,10 +161,19 @@ def input_names(path, base_dir=None) -> list[str] | None:
     return reader.sample_names(p, shown)
 
 
+def input_texts(path, text: str | None, base_dir=None):
+    """``(texts, shown)``: the texts a text model predicts on in ``path`` (a CSV's ``text``
+    column or a ``.txt`` file's lines; see ``tokens.read_texts``)."""
+    p = resolve_path(path, base_dir)
+    shown, reader = open_source(p, path, "input")
+    return read_texts(p, shown, reader, text), shown
+
+
 def load_inputs(path, *, input_shape, label: str | None = None, base_dir=None,
                 feature_names: Sequence[str] | None = None, against: str = "the training data",
                 pre: "Preprocessor | None" = None, dtype=None, layout: str | None = None,
-                resize: str | None = None) -> np.ndarray:
+                resize: str | None = None, tokenizer: Tokenizer | None = None,
+                text: str | None = None) -> np.ndarray:
     """Inputs to predict on: ``.npz`` (array ``x`` or the only array), ``.npy``, ``.csv`` (header;
     the ``label`` column dropped if present), or IDX images; checked against ``input_shape``.
 
@@ -152,9 +184,14 @@ def load_inputs(path, *, input_shape, label: str | None = None, base_dir=None,
     ``layout``: the data block's (how image samples are ordered; ``checks.input_reading``);
     ``resize``: the data block's (image files of another size). An image file is one
     sample; a folder, every image in it (``sample_names`` lists them in order).
+    ``tokenizer``: a text model's (the inputs are then a CSV's ``text`` column or a ``.txt``
+    file's lines, as token ids in ``dtype``).
     """
     p = resolve_path(path, base_dir)
     shown, reader = open_source(p, path, "input")
+    if tokenizer is not None:
+        texts = read_texts(p, shown, reader, text)
+        return tokenizer.encode(texts, np.dtype(dtype if dtype is not None else np.float32), source=shown)
     input_shape = tuple(int(d) for d in input_shape)
     x, where = reader.read_inputs(p, shown, label=label, feature_names=feature_names, against=against,
                                   input_shape=input_shape, resize=resize)

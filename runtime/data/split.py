@@ -11,13 +11,16 @@ from __future__ import annotations
 import hashlib
 import warnings
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 
 from dlrun.errors import DataError, DataWarning
 from dlrun.runtime.data.arrays import chunk_rows
 from dlrun.runtime.data.dataset import Dataset
+
+if TYPE_CHECKING:
+    from dlrun.runtime.data.tokens import Tokenizer
 
 # held-out split -> its code in ``DataRecord.rows`` (0 = training)
 SPLIT_CODES = {"validation": 1, "test": 2}
@@ -37,6 +40,8 @@ class DataRecord:
     they were drawn with; ``rows``: one uint8 per row of the training file, 0 training,
     ``SPLIT_CODES[role]`` held out (None without fractions).
     ``origin``: where the record comes from, for messages (``'the weights W.npz'``).
+    ``tokenizer``: a text model's ``tokens.Tokenizer`` (settings and vocabulary), else None;
+    ``vocab_size`` its id count, the reserved ids 0 and 1 included.
     """
 
     feature_names: list[str] | None = None
@@ -45,6 +50,11 @@ class DataRecord:
     split_seed: int | None = None
     rows: np.ndarray | None = None
     origin: str = "the weights"
+    tokenizer: "Tokenizer | None" = None
+
+    @property
+    def vocab_size(self) -> int | None:
+        return None if self.tokenizer is None else self.tokenizer.vocab_size
 
 
 def data_fingerprint(*datasets) -> str:

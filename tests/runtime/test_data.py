@@ -460,8 +460,8 @@ def test_csv_only_blank_lines_or_header(tmp_path):
 
 
 def test_unknown_extension(tmp_path):
-    (tmp_path / "d.txt").write_text("1 2 3")
-    data_error(lambda: load(tmp_path / "d.txt"), "d.txt", "unknown data format", ".npz, .npy, .csv")
+    (tmp_path / "d.json").write_text("1 2 3")
+    data_error(lambda: load(tmp_path / "d.json"), "d.json", "unknown data format", ".npz, .npy, .csv")
 
 
 def test_truncated_npz(tmp_path):

@@ -21,7 +21,7 @@ FORMAT_MODULES = {"dsl/dataformats.py", *(f"runtime/data/{name}.py" for name in 
 NAMES = {
     "d.npz": "npz", "D.NPZ": "npz", "x.npy": "npy", "data/iris.csv": "csv", "a.b.csv": "csv",
     "train-images-idx3-ubyte": "idx", "t10k-labels.idx1-ubyte.gz": "idx", "x.idx": "idx", "x.IDX3": "idx",
-    "x.txt": None, "x.npz.gz": None, "csv": None, "x.json": None,
+    "x.txt": "txt", "X.TXT": "txt", "x.txt.gz": None, "x.npz.gz": None, "csv": None, "x.json": None,
 }
 
 
