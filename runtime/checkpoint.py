@@ -77,6 +77,11 @@ def model_identity(model_ir) -> dict:
     train = d.get("train")
     if isinstance(train, dict):
         train.pop("epochs", None)
+    data = d.get("data")
+    if isinstance(data, dict):
+        for key in ("text", "tokens"):  # a model without texts: as written before texts existed
+            if data.get(key) is None:
+                data.pop(key, None)
     return d
 
 
