@@ -3,10 +3,8 @@ last, W (K, C, F): one im2col of the batch and one GEMM (``kernels/seq.pyx``), b
 activation fused into the output pass."""
 import numpy as np
 
-from dlrun.kernels import activations as kact
 from dlrun.kernels import seq as kseq
 
-from dlrun.runtime.layers.activation import NEEDS_INPUT
 from dlrun.runtime.layers.init import WeightedLayer, init_weights
 from dlrun.runtime.layers.registry import register
 
@@ -53,19 +51,16 @@ class Conv1D(WeightedLayer):
 
     def forward(self, x, training):
         n = x.shape[0]
-        y = self.buffer("y", n, self.out_features)
         x3 = x.reshape((n,) + self.in_shape)
         w, b = self.params["w"], self.params.get("b")
-        if self.act in NEEDS_INPUT:
-            z = self.buffer("z", n, self.out_features)
-            kseq.conv1d_forward(x3, w, b, z.reshape((n,) + self.out_shape), self._col(n), *self._args())
-            kact.activation_forward(self.act, z, y, self.alpha)
-            self._z = z
-        else:
-            kseq.conv1d_forward(x3, w, b, y.reshape((n,) + self.out_shape), self._col(n), *self._args(),
-                                activation=self.act, alpha=self.alpha)
-        self._x, self._y = x, y
-        return y
+        col = self._col(n)
+
+        def conv(out, activation, alpha):
+            kseq.conv1d_forward(x3, w, b, out.reshape((n,) + self.out_shape), col, *self._args(),
+                                activation=activation, alpha=alpha)
+
+        self._x = x
+        return self.fused_forward(self.buffer("y", n, self.out_features), conv)
 
     def out_lengths(self):
         lengths = self.in_lengths()
@@ -76,9 +71,7 @@ class Conv1D(WeightedLayer):
 
     def backward(self, dy):
         n = dy.shape[0]
-        if self.act != "linear":
-            z = self._z if self.act in NEEDS_INPUT else None
-            kact.activation_backward(self.act, self._y, dy, dy, self.alpha, z)
+        self.activation_grad(dy)
         dx = self.buffer("dx", n, self.in_features) if self.need_dx else None
         kseq.conv1d_backward(self._x.reshape((n,) + self.in_shape), self.params["w"],
                              dy.reshape((n,) + self.out_shape),

@@ -5,10 +5,8 @@ Forward is one kernel call (im2col + GEMM with bias and activation fused into th
 pass, ``kernels/conv.pyx``); gelu and swish, whose derivative needs the pre-activation, keep
 it in a buffer of their own. The im2col workspace is a buffer of the layer, allocated once.
 """
-from dlrun.kernels import activations as kact
 from dlrun.kernels import conv as kconv
 
-from dlrun.runtime.layers.activation import NEEDS_INPUT
 from dlrun.runtime.layers.init import WeightedLayer, init_weights
 from dlrun.runtime.layers.registry import register
 
@@ -46,27 +44,20 @@ class Conv2D(WeightedLayer):
 
     def forward(self, x, training):
         n = x.shape[0]
-        y = self.buffer("y", n, self.out_features)
         col = self.buffer("col", 1, self.col_size)
         x4 = x.reshape((n,) + self.in_shape)
         w, b = self.params["w"], self.params.get("b")
-        if self.act in NEEDS_INPUT:
-            z = self.buffer("z", n, self.out_features)
-            kconv.conv2d_forward(x4, w, b, z.reshape((n,) + self.out_shape), col, *self._conv_args())
-            kact.activation_forward(self.act, z, y, self.alpha)
-            self._z = z
-        else:
-            kconv.conv2d_forward(x4, w, b, y.reshape((n,) + self.out_shape), col, *self._conv_args(),
-                                 activation=self.act, alpha=self.alpha)
-        self._x, self._y = x, y
-        return y
+
+        def conv(out, activation, alpha):
+            kconv.conv2d_forward(x4, w, b, out.reshape((n,) + self.out_shape), col, *self._conv_args(),
+                                 activation=activation, alpha=alpha)
+
+        self._x = x
+        return self.fused_forward(self.buffer("y", n, self.out_features), conv)
 
     def backward(self, dy):
         n = dy.shape[0]
-        if self.act != "linear":
-            # dZ := dY * f'(.) written over dY (the caller is done with it)
-            z = self._z if self.act in NEEDS_INPUT else None
-            kact.activation_backward(self.act, self._y, dy, dy, self.alpha, z)
+        self.activation_grad(dy)
         dx = self.buffer("dx", n, self.in_features) if self.need_dx else None
         col = self.buffer("col", 1, self.col_size)
         kconv.conv2d_backward(self._x.reshape((n,) + self.in_shape), self.params["w"],

@@ -2,7 +2,9 @@
 bias, init, per-layer l1/l2) and weight initialisation."""
 import math
 
-from dlrun.runtime.layers.activation import activation_args
+from dlrun.kernels import activations as kact
+
+from dlrun.runtime.layers.activation import NEEDS_INPUT, activation_args
 from dlrun.runtime.layers.base import Layer, ParamSpec
 
 RELU_FAMILY = frozenset({"relu", "leaky_relu", "elu", "gelu", "swish"})
@@ -74,3 +76,25 @@ class WeightedLayer(Layer):
         if self.use_bias:
             specs.append(ParamSpec("b", tuple(b_shape), "bias"))
         return specs
+
+    # -- the activation fused into the layer's operation ---------------------------------
+    def fused_forward(self, y, op):
+        """``y := f(op)``: ``op(out, activation, alpha)`` writes the operation into ``out``
+        with the activation fused; gelu and swish, whose derivative needs the
+        pre-activation, keep it in a buffer of its own."""
+        if self.act in NEEDS_INPUT:
+            z = self.buffer("z", y.shape[0], self.out_features)
+            op(z, "linear", 0.0)
+            kact.activation_forward(self.act, z, y, self.alpha)
+            self._z = z
+        else:
+            op(y, self.act, self.alpha)
+        self._y = y
+        return y
+
+    def activation_grad(self, dy):
+        """dZ := dY * f'(.) written over dY (the caller is done with it)."""
+        if self.act != "linear":
+            z = self._z if self.act in NEEDS_INPUT else None
+            kact.activation_backward(self.act, self._y, dy, dy, self.alpha, z)
+        return dy
