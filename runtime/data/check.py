@@ -5,7 +5,8 @@ checked with the package's checks; nothing is converted, preprocessed or split. 
 
 ``.npy`` / ``.npz`` inputs, IDX images   the array's header only (shape and dtype)
 labels (an ``.npz``'s label array, a ``labels=`` file)   in full: the classes are checked
-``.csv``                                   in full (the label column is in the text)
+``.csv``                                   in full (the label column is in the text; a text
+                                           column's texts are read, not tokenized)
 
 Whenever a header cannot be read on its own (a damaged archive, an array the data block does
 not name, ...), the file is read as training reads it, so the message is training's.
@@ -103,6 +104,8 @@ def check_data(model: ir.Model, base_dir) -> tuple[list[tuple[ir.Pos, str]], dic
 def _statement_pos(err: DataError, src: ir.Source, data: ir.Data) -> ir.Pos:
     if getattr(err, "statement", None) == "label" and data.label_pos.line:
         return data.label_pos
+    if getattr(err, "statement", None) == "text" and "text" in data.settings_pos:
+        return data.settings_pos["text"]
     return src.pos
 
 
@@ -110,6 +113,10 @@ def _probe(src: ir.Source, role: str, data: ir.Data, base_dir, features=None, ag
            input_shape=None) -> _Probe:
     p = resolve_path(src.path, base_dir)
     shown, reader = open_source(p, src.path, role)
+    if data.text is not None:  # texts: one row of input_shape token ids each, once tokenized
+        raw = load.read_source(src, base_dir, data.label, role, text=data.text)
+        return _Probe(role, src.pos, (raw.x.shape[0],) + tuple(input_shape), np.dtype(np.float32), raw.y,
+                      raw.source, raw.y_source, raw.y_where)
     header = reader.read_header(p, shown, src)  # None: the file is read in full below
     if header is not None:
         y, y_source, y_where = _labels(p, reader, src, role, data, base_dir)
