@@ -4,7 +4,7 @@ elaborator that does it.
 """
 from __future__ import annotations
 
-from dlrun.dsl import ir, tables as T
+from dlrun.dsl import audio as A, ir, tables as T
 from dlrun.dsl.dataformats import data_format
 from dlrun.dsl.transform import Let, Ref, Statement, Str
 from dlrun.dsl.values import Word, _Bad, _expr_text, quote, show
@@ -55,6 +55,12 @@ class DataBlock:
                     values[kw] = ir.Tokens(**p, pos=item.pos)
                 elif kw == "augment":
                     augments.append(self.augment(item, augments))
+                elif kw == "audio":
+                    values[kw] = self.bind("'audio'", T.DATA[kw], item.args, npos=0, where=item.keyword_pos,
+                                           example="e.g. 'audio rate=8000 duration=1.0'")
+                elif kw == "features":
+                    values[kw] = self.bind("'features'", T.DATA[kw], item.args, npos=1, where=item.keyword_pos,
+                                           example="e.g. 'features logmel bands=40'")
                 elif kw in ("layout", "resize"):
                     p = self.bind(f"'{kw}'", T.DATA[kw], item.args, npos=1, where=item.keyword_pos,
                                   example=f"e.g. '{kw} {T.DATA[kw][0].choices[-1]}'")
@@ -71,15 +77,54 @@ class DataBlock:
                 bad = True
         if bad:
             return None
+        audio = self.audio(values, seen)
+        if audio is False:
+            return None
+        if audio is None:
+            for i, step in enumerate(preprocess):
+                if step.kind == "standardize" and step.params.get("per") == "band":
+                    self.r.error(step.pos, "'standardize per=band' pools audio features over time, but the "
+                                 "data block has no 'audio' and 'features' statements")
+                    return None
+        else:
+            for i, step in enumerate(preprocess):
+                if step.kind == "standardize" and step.params.get("per") == "band" \
+                        and any(s.kind == "minmax" for s in preprocess[:i]):
+                    self.r.error(step.pos, "'standardize per=band' after 'minmax': minmax scales each value "
+                                 "on its own, so a band's values no longer share one scale; put it first")
+                    return None
         data = ir.Data(values.get("train"), values.get("validation"), values.get("test"),
                        values.get("label"), tuple(preprocess), stmt.pos,
                        seen["label"].pos if "label" in seen else ir.NOWHERE,
                        layout=values.get("layout"), resize=values.get("resize"), augment=tuple(augments),
-                       settings_pos={k: seen[k].keyword_pos for k in T.IMAGE_ONLY + T.TEXT_ONLY if k in seen},
+                       settings_pos={k: seen[k].keyword_pos for k in T.IMAGE_ONLY + T.TEXT_ONLY + T.AUDIO_ONLY
+                                     if k in seen},
                        text=values.get("text"),
-                       tokens=values.get("tokens", ir.Tokens()) if "text" in values else None)
+                       tokens=values.get("tokens", ir.Tokens()) if "text" in values else None,
+                       audio=audio)
         self.check_data(data, seen)
         return data
+
+    def audio(self, values, seen):
+        """``ir.Audio`` from the ``audio`` and ``features`` statements (None: neither given;
+        False: a problem, reported)."""
+        given = [k for k in T.AUDIO_ONLY if k in values]
+        if not given:
+            return None
+        if len(given) == 1:
+            other = "features" if given[0] == "audio" else "audio"
+            example = "features logmel bands=40" if other == "features" else "audio rate=8000 duration=1.0"
+            self.r.error(seen[given[0]].keyword_pos, f"'{given[0]}' needs '{other}' beside it in the data "
+                         f"block, e.g. '{example}'")
+            return False
+        a, f = values["audio"], values["features"]
+        audio = ir.Audio(a["rate"], float(a["duration"]), a["align"], a["classes"], f["kind"],
+                         {k: v for k, v in f.items() if k != "kind"}, seen["audio"].pos)
+        why = A.problem(audio)
+        if why is not None:
+            self.r.error(seen["features"].keyword_pos, f"'features {audio.features}': {why}")
+            return False
+        return audio
 
     def source(self, item: Statement, fraction_ok: bool):
         kw = item.keyword
@@ -123,6 +168,10 @@ class DataBlock:
             self.r.error(pos_args[0].pos, f"unsupported data file '{path}': expected "
                          + ", ".join(T.DATA_FORMATS))
             raise _Bad
+        if fmt == "wav":
+            self.r.error(pos_args[0].pos, f"'{path}' is one WAV file; a data block reads a folder of clips, "
+                         f"written with a trailing '/': {kw} \"clips/{kw}/\"")
+            raise _Bad
         if fmt == "image":
             self.r.error(pos_args[0].pos, f"'{path}' is one image file; a data block reads a folder "
                          f"of class subfolders, written with a trailing '/': {kw} \"images/{kw}/\"")
@@ -150,7 +199,7 @@ class DataBlock:
             self.r.error(pos_args[0].pos, f"{kind} need a label file: write "
                          f"train {quote(path)} labels=\"FILE\"")
             raise _Bad
-        if p["labels"] is not None and data_format(p["labels"]) in (None, "image", "imagefolder", "txt"):
+        if p["labels"] is not None and data_format(p["labels"]) in (None, "image", "imagefolder", "txt", "wav"):
             self.r.error(next(a.value.pos for a in item.args if a.key == "labels"),
                          f"unsupported label file '{p['labels']}': expected " + ", ".join(T.DATA_FORMATS))
             raise _Bad
@@ -226,7 +275,8 @@ class DataBlock:
 
 def check_data_input(data: ir.Data, input_shape, r) -> None:
     """The data block against the model's input: image statements (``layout``, ...) need an
-    image input ``CxHxW``, image folders one of 1 (grayscale) or 3 (RGB) channels."""
+    image input ``CxHxW``, image folders one of 1 (grayscale) or 3 (RGB) channels; audio
+    features the shape ``dsl/audio.py`` gives (``mismatch``), read from folders."""
     shape = tuple(input_shape)
     text = "x".join(map(str, shape))
     given = {"layout": data.layout is not None, "resize": data.resize is not None, "augment": bool(data.augment)}
@@ -253,6 +303,15 @@ def check_data_input(data: ir.Data, input_shape, r) -> None:
             r.error(data.settings_pos.get("tokens", tokens.pos),
                     f"'tokens' max_length={tokens.max_length} ids per sample, but the model's input is "
                     f"{text}; expected the same count (or leave max_length out: the input's size is taken)")
+    if data.audio is not None:
+        why = A.mismatch(data.audio, shape)
+        if why is not None:
+            r.error(data.settings_pos.get("features", data.pos), why)
+        for src in (data.train, data.validation, data.test):
+            if isinstance(src, ir.Source) and data_format(src.path) != "imagefolder":
+                r.error(src.pos, f"'{src.path}': with 'audio' and 'features' the data block reads folders of "
+                        f"WAV clips, written with a trailing '/'")
+        return
     for src in (data.train, data.validation, data.test):
         if isinstance(src, ir.Source) and data_format(src.path) == "imagefolder" \
                 and (len(shape) != 3 or shape[0] not in (1, 3)):

@@ -10,12 +10,14 @@ name pattern like IDX's), then its reader in ``runtime/data/`` (see docs/archite
 A path ending in ``/`` names a folder of images, one subfolder per class (``imagefolder``);
 a ``.png``/``.jpg``/``.jpeg``/``.bmp``/``.gif`` file is one image (``image``: something to
 predict on, not a data block's source); a ``.txt`` file holds texts, one per line, to predict
-on with a model that reads texts (``txt``).
+on with a model that reads texts (``txt``). A data block with ``audio`` and ``features``
+reads its folders as folders of WAV clips instead (``runtime/data/formats.open_source`` is
+told); a ``.wav`` file is one clip to predict on (``wav``).
 
 >>> data_format("data/iris.csv"), data_format("train-images-idx3-ubyte.gz"), data_format("x.txt")
 ('csv', 'idx', 'txt')
->>> data_format("pets/train/"), data_format("cat.PNG")
-('imagefolder', 'image')
+>>> data_format("pets/train/"), data_format("cat.PNG"), data_format("7_a_0.wav")
+('imagefolder', 'image', 'wav')
 """
 from __future__ import annotations
 
@@ -31,6 +33,8 @@ FORMATS: dict[str, str] = {
     "imagefolder": "an image folder (a path ending in /, one subfolder of images per class)",
     "image": "an image file (.png, .jpg, .jpeg, .bmp, .gif) to predict on",
     "txt": "a text file (.txt, one text per line) to predict on",
+    "audiofolder": "a folder of WAV clips (a path ending in /, with 'audio' and 'features' in the data block)",
+    "wav": "a WAV file (.wav) to predict on (a data block with 'audio' reads a folder of them)",
 }
 
 #: The formats as listed in messages.
@@ -41,6 +45,9 @@ _SUFFIXES = {".npz": "npz", ".npy": "npy", ".csv": "csv", ".txt": "txt"}
 
 #: suffixes of the image files read (lower case; Pillow reads them)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+
+#: suffixes of sound files (lower case; read with Python's wave module)
+WAV_SUFFIXES = (".wav",)
 
 # MNIST's names (train-images-idx3-ubyte, t10k-labels.idx1-ubyte) and a plain .idx/.idx3
 IDX_NAME = re.compile(r"idx[0-9]-?u?byte$|\.idx[0-9]?$", re.IGNORECASE)
@@ -67,6 +74,8 @@ def data_format(path) -> str | None:
     name = os.path.basename(str(path)).lower()
     if name.endswith(IMAGE_SUFFIXES):
         return "image"
+    if name.endswith(WAV_SUFFIXES):
+        return "wav"
     for suffix, fmt in _SUFFIXES.items():
         if name.endswith(suffix):
             return fmt

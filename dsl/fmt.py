@@ -257,11 +257,17 @@ def format_model(model: ir.Model) -> str:
             lines.append(INDENT * 2 + f"resize {d.resize}")
         for a in d.augment:
             lines.append(INDENT * 2 + " ".join(["augment", a.kind] + non_default(T.AUGMENT[a.kind], a.params)))
+        if d.audio is not None:
+            a = d.audio
+            lines.append(INDENT * 2 + " ".join(["audio"] + non_default(T.DATA["audio"], {
+                "rate": a.rate, "duration": a.duration, "align": a.align, "classes": a.classes})))
+            lines.append(INDENT * 2 + " ".join(["features", a.features]
+                                               + non_default(T.DATA["features"][1:], a.params)))
         for pre in d.preprocess:
             if pre.kind == "scale":
                 lines.append(INDENT * 2 + f"scale {value_text(pre.params['factor'])}")
             else:
-                lines.append(INDENT * 2 + pre.kind)
+                lines.append(INDENT * 2 + " ".join([pre.kind] + non_default(T.DATA[pre.kind], pre.params)))
         lines.append(INDENT + "}")
     lines += _layer_lines(model.layers)
     loss = model.loss

@@ -199,6 +199,23 @@ class Tokens:
 
 
 @dataclass(frozen=True)
+class Audio:
+    """The data block's ``audio`` and ``features`` statements: clips are read at ``rate`` Hz,
+    padded or cropped to ``duration`` seconds from ``align`` (start | centre | onset), labelled
+    by ``classes`` (auto | folders | prefix), and turned into ``features`` (waveform |
+    spectrogram | power | logmel | mfcc) with ``params`` (window, hop, bands, fmin, fmax,
+    coeffs; see ``dsl/tables.py``'s ``DATA``). ``dsl/audio.py`` gives the shape they make."""
+
+    rate: int
+    duration: float
+    align: str = "start"
+    classes: str = "auto"
+    features: str = "logmel"
+    params: Mapping[str, Any] = field(default_factory=dict)
+    pos: Pos = NOWHERE
+
+
+@dataclass(frozen=True)
 class Data:
     """Where the data comes from and how it is prepared.
 
@@ -213,6 +230,8 @@ class Data:
     image or text statement given (``layout``, ``text``, ...), for the checks against the input.
     ``text``: the CSV column of texts (None: the inputs are numbers); ``tokens``: how its
     texts become token ids (set whenever ``text`` is: the defaults when not written).
+    ``audio``: the ``audio`` and ``features`` statements (None: the sources are not sound);
+    with them a folder (a path ending in ``/``) is a folder of WAV clips.
     """
 
     train: Source | None = None
@@ -228,6 +247,7 @@ class Data:
     settings_pos: Mapping[str, Pos] = field(default_factory=dict)
     text: str | None = None
     tokens: Tokens | None = None
+    audio: Audio | None = None
 
 
 @dataclass(frozen=True)

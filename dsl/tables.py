@@ -205,7 +205,9 @@ DATA: dict[str, tuple[Param, ...]] = {
     "test": SOURCE,
     "label": (Param("column", "str", doc="label column of a CSV file, by name"),),
     "scale": (Param("factor", "float", doc="multiply every input by this factor"),),
-    "standardize": (),
+    "standardize": (Param("per", "name", "feature", choices=("feature", "band"),
+                          doc="feature: a mean and std per input value; band: per band of audio features, "
+                              "pooled over time (see AUDIO)"),),
     "minmax": (),
     "layout": (Param("order", "name", choices=("channels_first", "channels_last"),
                      doc="how image arrays order a sample's values when both orders fit the input"),),
@@ -215,6 +217,23 @@ DATA: dict[str, tuple[Param, ...]] = {
                       doc="a random change of each training image (see AUGMENT)"),),
     "text": (Param("column", "str", doc="the CSV column holding each sample's text, by name"),),
     "tokens": TOKENS,
+    "audio": (Param("rate", "int", lo=1, hi=384_000, doc="sample rate in Hz; clips at another rate are resampled"),
+              Param("duration", "float", lo=0.0, hi=3600.0, lo_open=True,
+                    doc="seconds; each clip is padded with zeros or cropped to it"),
+              Param("align", "name", "start", choices=("start", "centre", "onset"),
+                    doc="where the kept part of a clip begins: its start, its centre, or its detected onset"),
+              Param("classes", "name", "auto", choices=("auto", "folders", "prefix"),
+                    doc="labels of a folder of clips: its subfolders' names, or each file name's part before "
+                        "the first '_' (auto: folders when it has subfolders)")),
+    "features": (Param("kind", "name", choices=("waveform", "spectrogram", "power", "logmel", "mfcc"),
+                       doc="what the input layer receives from each clip"),
+                 Param("window", "int", 256, lo=2, hi=1 << 16, doc="frame length in samples (Hann window)"),
+                 Param("hop", "int", 128, lo=1, hi=1 << 16, doc="samples between frame starts"),
+                 Param("bands", "int", 40, lo=1, hi=1024, doc="mel bands (logmel, mfcc)"),
+                 Param("fmin", "float", 0.0, lo=0.0, doc="lowest frequency of the mel bands, Hz"),
+                 Param("fmax", "float", None, nullable=True, lo=0.0, lo_open=True,
+                       doc="highest frequency of the mel bands, Hz (None: half the rate)"),
+                 Param("coeffs", "int", 13, lo=1, hi=1024, doc="cepstral coefficients kept (mfcc)")),
 }
 #: Upper limit of an augmentation's padding or shift, in pixels.
 MAX_SHIFT = 1024
@@ -232,6 +251,8 @@ PREPROCESS = ("scale", "standardize", "minmax")
 IMAGE_ONLY = ("layout", "resize", "augment")
 #: data block statements of text inputs (a CSV's text column)
 TEXT_ONLY = ("text", "tokens")
+#: data block statements that describe audio clips (a data block with them reads folders of WAV files)
+AUDIO_ONLY = ("audio", "features")
 #: data block statements that may be given more than once
 REPEATABLE = PREPROCESS + ("augment",)
 

@@ -189,7 +189,10 @@ class Model:
         self._lr = lr
         self.optimizer = None
         steps = model_ir.data.preprocess if model_ir.data is not None else ()
-        self.preprocessor = Preprocessor(steps)
+        from dlrun.runtime.data.load import band_groups
+
+        bands = band_groups(model_ir.data, model_ir.input_shape) if model_ir.data is not None else None
+        self.preprocessor = Preprocessor(steps, bands=bands)
         self.class_names = None
         self.history = None
         self._splits = None
@@ -337,7 +340,8 @@ class Model:
                                against=record.origin if record is not None else "",
                                pre=self.preprocessor, dtype=self.network.dtype, layout=self._layout,
                                resize=self.ir.data.resize if self.ir.data is not None else None,
-                               tokenizer=self.tokenizer, text=self._text_column())
+                               tokenizer=self.tokenizer, text=self._text_column(),
+                               audio=self.ir.data.audio if self.ir.data is not None else None)
         if isinstance(x, np.ndarray) and x.dtype.kind in "uif" and x.ndim >= 2 and x.shape[0] > 0:
             # fast path for well-formed arrays (what a serving loop passes); anything else,
             # including non-finite values, takes the checking path for its error message

@@ -79,7 +79,7 @@ def model_identity(model_ir) -> dict:
         train.pop("epochs", None)
     data = d.get("data")
     if isinstance(data, dict):
-        for key in ("text", "tokens"):  # a model without texts: as written before texts existed
+        for key in ("text", "tokens", "audio"):  # a model without texts or sound: as written before them
             if data.get(key) is None:
                 data.pop(key, None)
     return d

@@ -401,7 +401,8 @@ def _predict_run(args) -> int:
         x = model.tokenizer.encode(texts, model.network.dtype, source=shown)
         files, first = [short(t) for t in texts.tolist()], "text"
     else:
-        files = input_names(os.path.abspath(args.input))  # image files: one named row each
+        audio = model_ir.data.audio if model_ir.data is not None else None
+        files = input_names(os.path.abspath(args.input), audio=audio)  # image and WAV files: one named row each
         x = model._inputs(os.path.abspath(args.input))
     if files is not None and len(files) != x.shape[0]:
         from dlrun.errors import DataError

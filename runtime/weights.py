@@ -298,6 +298,8 @@ def _valid_step(step) -> bool:
     """A step as ``Preprocessor.spec()`` writes it."""
     if not isinstance(step, dict) or step.get("kind") not in PREPROCESS_KINDS:
         return False
+    if step["kind"] == "standardize" and "per" in step:
+        return set(step) == {"kind", "per"} and step["per"] == "band"
     if step["kind"] != "scale":
         return set(step) == {"kind"}
     return set(step) == {"kind", "factor"} and type(step["factor"]) in (int, float)

@@ -112,7 +112,7 @@ def _statement_pos(err: DataError, src: ir.Source, data: ir.Data) -> ir.Pos:
 def _probe(src: ir.Source, role: str, data: ir.Data, base_dir, features=None, against=None,
            input_shape=None) -> _Probe:
     p = resolve_path(src.path, base_dir)
-    shown, reader = open_source(p, src.path, role)
+    shown, reader = open_source(p, src.path, role, data.audio)
     if data.text is not None:  # texts: one row of input_shape token ids each, once tokenized
         raw = load.read_source(src, base_dir, data.label, role, text=data.text)
         return _Probe(role, src.pos, (raw.x.shape[0],) + tuple(input_shape), np.dtype(np.float32), raw.y,
@@ -124,7 +124,7 @@ def _probe(src: ir.Source, role: str, data: ir.Data, base_dir, features=None, ag
             return _Probe(role, src.pos, header[0], header[1], y, shown, y_source, y_where)
     # as training reads it: the whole file, with the readers' own messages
     raw = load.read_source(src, base_dir, data.label, role, features=features, against=against or "",
-                           input_shape=input_shape, resize=data.resize)
+                           input_shape=input_shape, resize=data.resize, audio=data.audio)
     return _Probe(role, src.pos, raw.x.shape, raw.x.dtype, raw.y, raw.source, raw.y_source, raw.y_where,
                   raw.feature_names)
 

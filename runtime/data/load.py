@@ -30,14 +30,15 @@ from dlrun.runtime.data.split import (DataRecord, check_record, data_fingerprint
 
 def read_source(src: ir.Source, base_dir, label: str | None, role: str, need_y: bool = True,
                 features: Sequence[str] | None = None, against: str = "", input_shape=None,
-                resize: str | None = None, text: str | None = None) -> Raw:
+                resize: str | None = None, text: str | None = None, audio=None) -> Raw:
     """One data file's raw arrays (its inputs, and its labels or those of its ``labels=``
     file); a CSV's features are the columns named ``features`` (all but the label when
     None), matched by name against those of ``against`` (messages). ``resize``: the data
     block's (image folders). ``text``: the data block's text column: the inputs are then
-    the column's texts, a str array (``tokens.read_text_source``)."""
+    the column's texts, a str array (``tokens.read_text_source``). ``audio``: the data
+    block's (folders of clips)."""
     p = resolve_path(src.path, base_dir)
-    shown, reader = open_source(p, src.path, role)
+    shown, reader = open_source(p, src.path, role, audio)
     if text is not None:
         if reader is not READERS["csv"]:
             raise DataError(f"{shown}: texts are read from a CSV file's text column '{text}'; got {reader.noun}")
@@ -79,7 +80,7 @@ def load_splits(data: ir.Data | None, *, base_dir, input_shape: tuple, n_outputs
     against = saved.origin if features is not None else ""
     text = data.text
     raws = {"train": read_source(data.train, base_dir, data.label, "train", features=features, against=against,
-                                  input_shape=input_shape, resize=data.resize, text=text)}
+                                  input_shape=input_shape, resize=data.resize, text=text, audio=data.audio)}
     if features is None and raws["train"].feature_names is not None:
         features = raws["train"].feature_names
         against = f"the training file {raws['train'].source}"
@@ -88,7 +89,7 @@ def load_splits(data: ir.Data | None, *, base_dir, input_shape: tuple, n_outputs
         value = getattr(data, role)
         if isinstance(value, ir.Source):
             raws[role] = read_source(value, base_dir, data.label, role, features=features, against=against,
-                                      input_shape=input_shape, resize=data.resize, text=text)
+                                      input_shape=input_shape, resize=data.resize, text=text, audio=data.audio)
         elif value is not None:
             f = float(value)
             if not 0.0 < f < 1.0:
@@ -131,7 +132,7 @@ def load_splits(data: ir.Data | None, *, base_dir, input_shape: tuple, n_outputs
         check_record(saved, files, fractions, n_train)
     if text is not None:
         record.tokenizer = tokenize_splits(sets, data, input_shape, saved, dtype)
-    pre = Preprocessor(data.preprocess).fit(sets["train"].x, source=sets["train"].source)
+    pre = Preprocessor(data.preprocess, bands=band_groups(data, input_shape)).fit(sets["train"].x, source=sets["train"].source)
     if dtype is not None:
         for role, ds in sets.items():
             shown, where = wheres.get(role, wheres["train"])
@@ -153,11 +154,23 @@ def tokenize_splits(sets: dict, data: ir.Data, input_shape, saved: DataRecord | 
     return tok
 
 
-def input_names(path, base_dir=None) -> list[str] | None:
+def band_groups(data: ir.Data, input_shape):
+    """The band of each input value when the data block reads audio features (``standardize
+    per=band`` pools over them), else None."""
+    if data.audio is None:
+        return None
+    from dlrun.dsl.audio import order_of
+    from dlrun.runtime.data.features import Features
+
+    order = order_of(data.audio, input_shape)
+    return Features(data.audio).band_groups(order) if order is not None else None
+
+
+def input_names(path, base_dir=None, audio=None) -> list[str] | None:
     """The names of the samples ``load_inputs(path)`` reads, in its order, when its format
-    names them (an image file, the images of a folder), else None."""
+    names them (an image file, the images of a folder, WAV clips), else None."""
     p = resolve_path(path, base_dir)
-    shown, reader = open_source(p, path, "input")
+    shown, reader = open_source(p, path, "input", audio)
     return reader.sample_names(p, shown)
 
 
@@ -173,7 +186,7 @@ def load_inputs(path, *, input_shape, label: str | None = None, base_dir=None,
                 feature_names: Sequence[str] | None = None, against: str = "the training data",
                 pre: "Preprocessor | None" = None, dtype=None, layout: str | None = None,
                 resize: str | None = None, tokenizer: Tokenizer | None = None,
-                text: str | None = None) -> np.ndarray:
+                text: str | None = None, audio=None) -> np.ndarray:
     """Inputs to predict on: ``.npz`` (array ``x`` or the only array), ``.npy``, ``.csv`` (header;
     the ``label`` column dropped if present), or IDX images; checked against ``input_shape``.
 
@@ -185,10 +198,11 @@ def load_inputs(path, *, input_shape, label: str | None = None, base_dir=None,
     ``resize``: the data block's (image files of another size). An image file is one
     sample; a folder, every image in it (``sample_names`` lists them in order).
     ``tokenizer``: a text model's (the inputs are then a CSV's ``text`` column or a ``.txt``
-    file's lines, as token ids in ``dtype``).
+    file's lines, as token ids in ``dtype``). ``audio``: the data block's; a WAV file is
+    then one clip, a folder every clip in it.
     """
     p = resolve_path(path, base_dir)
-    shown, reader = open_source(p, path, "input")
+    shown, reader = open_source(p, path, "input", audio)
     if tokenizer is not None:
         texts = read_texts(p, shown, reader, text)
         return tokenizer.encode(texts, np.dtype(dtype if dtype is not None else np.float32), source=shown)

@@ -1,5 +1,11 @@
 """The data block's preprocessing: ``scale`` (factor), ``standardize``, ``minmax``, in order.
 
+``standardize per=band`` (audio features) shares one mean and std among the values of a band
+(``bands``: the band of each input value, from ``features.Features.band_groups``): the
+per-value moments are pooled exactly (equal counts: the band's mean is the mean of its
+values' means, its variance the mean of their variances plus the spread of their means) and
+saved per value as any standardisation, so the weights file and ``from_state`` do not change.
+
 Every step is affine per feature, so the chain is one ``x * a + b`` (``Preprocessor.affine``),
 fitted on the training split only and applied one batch at a time into the caller's float
 buffer. Saved with the weights as ``spec()`` (the steps) and ``state()`` (the statistics);
@@ -52,9 +58,12 @@ class Preprocessor:
     [[-1.0, 0.0], [1.0, 0.0]]
     """
 
-    def __init__(self, steps: Iterable = ()):
+    def __init__(self, steps: Iterable = (), bands: np.ndarray | None = None):
         self.steps = tuple(steps)
         self.kinds = tuple(_step_kind(s) for s in self.steps)
+        self.per = tuple((getattr(s, "params", {}) or {}).get("per", "feature") if k == "standardize" else None
+                         for s, k in zip(self.steps, self.kinds))
+        self.bands = None if bands is None else np.asarray(bands, dtype=np.int64)
         self.factors = tuple(_step_factor(s) if k == "scale" else None for s, k in zip(self.steps, self.kinds))
         self.stats: list[dict[str, np.ndarray]] = [{} for _ in self.steps]
         self.n_features: int | None = None
@@ -84,6 +93,9 @@ class Preprocessor:
             self.n_features = features
             self.fitted = True
             return self
+        if "band" in self.per and (self.bands is None or self.bands.shape != (features,)):
+            raise DataError(f"{source}: 'standardize per=band' needs audio features (the data block's "
+                            f"'audio' and 'features')")
         stats = self._statistics(x2)
         for kind, st in zip(self.kinds, stats):
             for name, values in st.items():
@@ -131,17 +143,26 @@ class Preprocessor:
                 np.maximum(hi, chunk.max(axis=0), out=hi)
             count += k
         std = np.sqrt(m2 / count)
+        if "band" in self.per:
+            sizes = np.bincount(self.bands).astype(np.float64)
+            b_mean = np.bincount(self.bands, mean) / sizes
+            b_var = np.bincount(self.bands, m2 / count + (mean - b_mean[self.bands]) ** 2) / sizes
+            band_mean, band_std = b_mean[self.bands], np.sqrt(b_var)[self.bands]
         # walk the chain: statistics of the data as each step sees it
         a = np.ones(features)
         b = np.zeros(features)
         stats: list[dict[str, np.ndarray]] = []
-        for kind, factor in zip(self.kinds, self.factors):
+        for kind, factor, per in zip(self.kinds, self.factors, self.per):
             if kind == "scale":
                 a, b = a * factor, b * factor
                 stats.append({})
             elif kind == "standardize":
-                m = a * mean + b
-                sd = np.abs(a) * std
+                # per band: the steps before it are scales and standardisations (the checker
+                # refuses minmax first), so a and b are constant over a band and the pooled
+                # moments map through them
+                mu, sigma = (band_mean, band_std) if per == "band" else (mean, std)
+                m = a * mu + b
+                sd = np.abs(a) * sigma
                 sd = np.where(sd <= 1e-12 * np.abs(m), 1.0, sd)
                 stats.append({"mean": m, "std": sd})
                 a, b = a / sd, (b - m) / sd
@@ -226,7 +247,8 @@ class Preprocessor:
     # -- saving -------------------------------------------------------------------------------
     def spec(self) -> list[dict]:
         """The steps as saved with the weights: ``[{"kind": "scale", "factor": 0.0625}, {"kind": "standardize"}]``."""
-        return [{"kind": k, "factor": f} if k == "scale" else {"kind": k} for k, f in zip(self.kinds, self.factors)]
+        return [{"kind": k, "factor": f} if k == "scale" else {"kind": k, "per": p} if p == "band" else {"kind": k}
+                for k, f, p in zip(self.kinds, self.factors, self.per)]
 
     def state(self) -> dict[str, np.ndarray]:
         """The fitted statistics as named float64 arrays (keys ``step{i}.{kind}.{stat}``)."""
@@ -275,7 +297,9 @@ class Preprocessor:
 
 
 def _step_text(step: Mapping) -> str:
-    return f"scale {step['factor']!r}" if step.get("kind") == "scale" else str(step.get("kind"))
+    if step.get("kind") == "scale":
+        return f"scale {step['factor']!r}"
+    return str(step.get("kind")) + (" per=band" if step.get("per") == "band" else "")
 
 
 def preprocess_difference(saved: Sequence[Mapping], steps: Sequence) -> str | None:

@@ -13,6 +13,7 @@ a format takes:
 ``read_header``      ``dlrun check --data``: the inputs' ``(shape, dtype)`` from the header alone
 ``read_own_labels``  ``dlrun check --data``: the labels the file holds, without its inputs
 ``sample_names``     ``predict``: the name of each sample read (an image folder's files)
+``with_audio``       the reader for a data block's ``audio`` settings (WAV readers)
 
 Readers raise ``DataError`` naming the file (``shown``) and, where it applies, the line and
 column or the array and sample.
@@ -84,6 +85,11 @@ class Reader:
         """``(shape, dtype)`` of the inputs from the file's header, or None when the file must
         be read in full (then ``read`` says what is wrong, or reads it)."""
         return None
+
+    def with_audio(self, audio) -> "Reader":
+        """The reader for a data block with ``audio`` (``ir.Audio``): the WAV readers are built
+        for its rate, duration and features; the others are themselves."""
+        return self
 
     def sample_names(self, p: Path, shown: str) -> list[str] | None:
         """Names of the samples ``read_inputs`` reads, in its order, when the format has them
