@@ -25,6 +25,10 @@ def test_model_data_loads_and_fits(path):
         if not (SHARED / "data" / "mnist").is_dir():
             pytest.skip(f"MNIST not found under {SHARED / 'data' / 'mnist'}")
         base = SHARED
+    if "spoken_digits" in str(model.data.train.path):
+        if not (SHARED / "data" / "spoken_digits").is_dir():
+            pytest.skip(f"spoken digits not found under {SHARED / 'data' / 'spoken_digits'}")
+        base = SHARED
     task = D.task_for_loss(model.loss.name)
     n_out = int(np.prod(model.output_shape))
     splits = D.load_splits(model.data, base_dir=base, input_shape=model.input_shape, n_outputs=n_out,
