@@ -329,6 +329,13 @@ class Model:
                              f"call one of them first")
         if texts is not None and self.tokenizer is not None:
             return self.tokenizer.encode(texts, self.network.dtype, source=source)
+        audio = self.ir.data.audio if self.ir.data is not None else None
+        if audio is not None and isinstance(x, (list, tuple)) and x \
+                and all(isinstance(c, np.ndarray) and c.ndim == 1 for c in x):
+            # a list of clips (1-D waveforms at the data block's rate): features as for WAV files
+            from dlrun.runtime.data.audio import waveforms_to_input
+
+            return self._check_range(waveforms_to_input(x, audio, self.input_shape, source), source)
         if isinstance(x, (str, os.PathLike)):
             from dlrun.runtime.data import load_inputs
 
@@ -494,7 +501,8 @@ class Model:
     def predict(self, x, batch_size=256) -> np.ndarray:
         """Class probabilities (n, classes) -- for binary models P(class 1) (n, 1) -- or
         regression outputs (n, outputs), in the model's dtype. ``x``: (n, *input_shape)
-        or (n, features), or the path of an input file.
+        or (n, features), or the path of an input file; a model that reads sound also takes
+        a list of 1-D waveforms at its data block's rate (cut or padded, then its features).
 
         Safe to call from several threads at once: each thread runs its own copy of the
         network's buffers over the shared parameters (the kernels release the GIL)."""

@@ -228,6 +228,21 @@ def clips_to_input(waves: np.ndarray, audio, input_shape, shown: str) -> np.ndar
     return to_input(feats(waves), order)
 
 
+def waveforms_to_input(clips, audio, input_shape, shown: str = "x") -> np.ndarray:
+    """A list of 1-D waveforms at ``audio.rate`` (``Model.predict``): cut or padded as the data
+    block says, as features shaped as the input; an empty or non-finite clip is an error
+    naming it."""
+    n = A.n_samples(audio)
+    waves = np.empty((len(clips), n), np.float32)
+    for i, c in enumerate(clips):
+        c = np.asarray(c)
+        if c.dtype.kind not in "iuf" or c.size == 0 or (c.dtype.kind == "f" and not np.isfinite(c).all()):
+            raise DataError(f"{shown}[{i}]: expected a non-empty 1-D array of finite samples "
+                            f"(got {c.size} values of dtype {c.dtype})")
+        waves[i] = fix_length(c.astype(np.float32), n, audio.align, audio.rate)
+    return clips_to_input(waves, audio, input_shape, shown)
+
+
 class AudioFolderReader(Reader):
     """A folder of WAV clips: a data source (labels from subfolders or file names) or inputs
     to predict on. Built for the data block's ``audio`` (``formats.open_source``)."""

@@ -277,6 +277,12 @@ def test_a_conv_net_trains_on_a_folder_of_clips_and_predicts_wav_files(tmp_path,
 
     m = dlrun.load(str(net), weights=str(w))
     assert m.predict(str(tmp_path / "held")).shape == (8, 2)
+    # ... and waveforms (a list of 1-D arrays at the declared rate), as their WAV files give
+    eight = next(p for p in sorted((tmp_path / "held").rglob("*.wav")) if au.read_wav(p, "")[1] == 8000)
+    clip, _ = au.read_wav(eight, eight.name)
+    assert np.array_equal(m.predict([clip]), m.predict(str(eight)))
+    with pytest.raises(DataError, match=r"x\[1\]: expected a non-empty 1-D array"):
+        m.predict([clip, np.zeros(0, np.float32)])
     # bad inputs: one clear error naming the file, exit 2
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "x.wav").write_bytes(b"not a wav file at all")
