@@ -2,7 +2,7 @@
 dlrun's per-layer times, in interleaved rounds.
 
     python benchmarks/cnn.py [--quick] [--threads 1,2] [--batches 64,256] [--rounds N]
-                             [--mnist DIR] [--markdown FILE] [--dlrun-src CHECKOUT]
+                             [--mnist DIR] [--markdown FILE] [--baseline CHECKOUT]
 
 Recipe: input 1x28x28, conv2d 16 3x3 same, batchnorm, relu, maxpool 2x2, conv2d 32 3x3 same,
 batchnorm, relu, maxpool 2x2, flatten, dense 128 relu, dropout 0.25, dense 10 softmax;
@@ -25,9 +25,10 @@ before and after.
   at batch 1 and 64, median microseconds per call.
 - per-layer times (dlrun only): each layer's forward (training mode) and backward, median ms.
 
-``--quick`` is a smoke run (one round, few steps). ``--dlrun-src`` benchmarks the dlrun of
-another checkout with its kernels built in place (``python setup.py build_ext --inplace``),
-e.g. the commit before a change, for before/after tables.
+``--quick`` is a smoke run (one round, few steps). ``--baseline CHECKOUT`` adds a third tool,
+the dlrun of another checkout with its kernels built in place (``python setup.py build_ext
+--inplace``), e.g. the commit before a change, run in the same interleaved rounds: a
+before/after table measured under the same load.
 """
 from __future__ import annotations
 
@@ -224,10 +225,11 @@ class Child:
     def __init__(self, tool, threads, args, max_batch):
         env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
                    MKL_NUM_THREADS=str(threads))
-        src = args.dlrun_src if tool == "dlrun" else None
+        src = args.baseline if tool == "baseline" else None
+        kind = "dlrun" if tool == "baseline" else tool
         # python -c BOOT script args: BOOT swaps in the checkout's dlrun, then runs the script
         cmd = [sys.executable] + (["-c", _SRC_BOOT] if src else []) + [
-            os.path.abspath(__file__), "--child", tool, "--threads", str(threads),
+            os.path.abspath(__file__), "--child", kind, "--threads", str(threads),
             "--mnist", args.mnist, "--max-batch", str(max_batch)]
         cwd = os.path.abspath(src) if src else None
         self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
@@ -293,14 +295,15 @@ def run(args):
     started = datetime.datetime.now(datetime.timezone.utc)
     print(f"load average before: {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}", flush=True)
     results = {"threads": {}}
-    tools = ("dlrun", "pytorch")
+    tools = ("dlrun", "pytorch") + (("baseline",) if args.baseline else ())
+    ours = [t for t in tools if t != "pytorch"]
     for th in threads:
         kids = {t: Child(t, th, args, max(batches + lat_batches)) for t in tools}
         info = {t: k.hello for t, k in kids.items()}
         train = {(t, b): [] for t in tools for b in batches}
         lat = {(t, b): [] for t in tools for b in lat_batches}
-        ratio_train = {b: [] for b in batches}
-        ratio_lat = {b: [] for b in lat_batches}
+        ratio_train = {(t, b): [] for t in ours for b in batches}
+        ratio_lat = {(t, b): [] for t in ours for b in lat_batches}
         for r in range(rounds + 1):           # round 0 is the warm-up
             order = list(tools) if r % 2 == 0 else list(reversed(tools))
             got = {}
@@ -315,18 +318,20 @@ def run(args):
             for b in batches:
                 for t in tools:
                     train[t, b].append(got[t, "train", b] * 1e3)
-                ratio_train[b].append(got["dlrun", "train", b] / got["pytorch", "train", b])
+                for t in ours:
+                    ratio_train[t, b].append(got[t, "train", b] / got["pytorch", "train", b])
             for b in lat_batches:
                 for t in tools:
                     lat[t, b].append(got[t, "predict", b] * 1e6)
-                ratio_lat[b].append(got["dlrun", "predict", b] / got["pytorch", "predict", b])
+                for t in ours:
+                    ratio_lat[t, b].append(got[t, "predict", b] / got["pytorch", "predict", b])
             print(f"threads {th} round {r}/{rounds} done", flush=True)
-        layers = {b: kids["dlrun"].ask(op="layers", batch=b, reps=3 if args.quick else args.layer_reps)["layers"]
-                  for b in batches}
+        layers = {(t, b): kids[t].ask(op="layers", batch=b, reps=3 if args.quick else args.layer_reps)["layers"]
+                  for t in ours for b in batches}
         for k in kids.values():
             k.close()
         results["threads"][th] = {"info": info, "train": train, "lat": lat, "ratio_train": ratio_train,
-                                  "ratio_lat": ratio_lat, "layers": layers}
+                                  "ratio_lat": ratio_lat, "layers": layers, "ours": ours}
     load1 = os.getloadavg()
     print(f"load average after: {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}", flush=True)
     results.update(load=(load0, load1), started=started, rounds=rounds, steps=steps, calls=calls,
@@ -351,39 +356,47 @@ def markdown(res, args, argv):
              "ratio = dlrun / PyTorch per round, median [min-max]. Epoch = median step x "
              f"{EPOCH_SAMPLES} / batch steps (extrapolated).")
     L.append("")
+    names = {"dlrun": "dlrun", "baseline": "dlrun baseline", "pytorch": "PyTorch"}
     for th, r in res["threads"].items():
-        d, t = r["info"]["dlrun"], r["info"]["pytorch"]
+        ours = r["ours"]
         L.append(f"### {th} thread{'s' if th > 1 else ''}")
         L.append("")
-        L.append(f"dlrun {d['info'].get('dlrun')} ({d['info'].get('dlrun_path')}); torch {t['info'].get('torch')} "
-                 f"(set_num_threads {t['info'].get('threads')}); data: {d['data']}.")
+        for t in ours + ["pytorch"]:
+            h = r["info"][t]
+            i = h["info"]
+            what = (f"dlrun {i.get('dlrun')} ({i.get('dlrun_path')})" if t != "pytorch" else
+                    f"torch {i.get('torch')} (set_num_threads {i.get('threads')})")
+            L.append(f"- {names[t]}: {what}; data: {h['data']}")
         L.append("")
-        L.append("| batch | dlrun ms/step | PyTorch ms/step | dlrun / PyTorch | dlrun s/epoch | PyTorch s/epoch |")
-        L.append("| ---: | --- | --- | --- | ---: | ---: |")
+        L.append("| batch | tool | ms/step | / PyTorch (paired) | s/epoch |")
+        L.append("| ---: | --- | --- | --- | ---: |")
         for b in res["batches"]:
-            dl, pt = r["train"]["dlrun", b], r["train"]["pytorch", b]
             steps = -(-EPOCH_SAMPLES // b)
-            L.append(f"| {b} | {spread(dl)} | {spread(pt)} | {spread(r['ratio_train'][b])} | "
-                     f"{med(dl) * steps / 1e3:.1f} | {med(pt) * steps / 1e3:.1f} |")
+            for t in ours + ["pytorch"]:
+                v = r["train"][t, b]
+                ratio = spread(r["ratio_train"][t, b]) if t != "pytorch" else "1"
+                L.append(f"| {b} | {names[t]} | {spread(v)} | {ratio} | {med(v) * steps / 1e3:.1f} |")
         L.append("")
-        L.append("| predict batch | dlrun µs | PyTorch µs | dlrun / PyTorch |")
+        L.append("| predict batch | tool | µs per call | / PyTorch (paired) |")
         L.append("| ---: | --- | --- | --- |")
         for b in res["lat_batches"]:
-            L.append(f"| {b} | {spread(r['lat']['dlrun', b])} | {spread(r['lat']['pytorch', b])} | "
-                     f"{spread(r['ratio_lat'][b])} |")
+            for t in ours + ["pytorch"]:
+                ratio = spread(r["ratio_lat"][t, b]) if t != "pytorch" else "1"
+                L.append(f"| {b} | {names[t]} | {spread(r['lat'][t, b])} | {ratio} |")
         L.append("")
-        L.append("dlrun per layer (median ms, forward in training mode / backward):")
+        L.append("Per layer (median ms of " + ("3" if args.quick else str(args.layer_reps))
+                 + " steps, forward in training mode / backward):")
         L.append("")
-        head = "| layer | " + " | ".join(f"batch {b} fwd | batch {b} bwd" for b in res["batches"]) + " |"
-        L.append(head)
-        L.append("| --- |" + " ---: | ---: |" * len(res["batches"]))
-        names = [row[0] for row in r["layers"][res["batches"][0]]]
-        for i, name in enumerate(names):
+        cols = [(t, b) for b in res["batches"] for t in ours]
+        L.append("| layer | " + " | ".join(f"{names[t]} b{b} fwd | {names[t]} b{b} bwd" for t, b in cols) + " |")
+        L.append("| --- |" + " ---: | ---: |" * len(cols))
+        first = r["layers"][cols[0]]
+        for i, row in enumerate(first):
             cells = []
-            for b in res["batches"]:
-                _, f, bk = r["layers"][b][i]
+            for key in cols:
+                _, f, bk = r["layers"][key][i]
                 cells += [f"{f:.3f}", "" if bk is None else f"{bk:.3f}"]
-            L.append(f"| {name} | " + " | ".join(cells) + " |")
+            L.append(f"| {row[0]} | " + " | ".join(cells) + " |")
         L.append("")
     return "\n".join(L) + "\n"
 
@@ -414,7 +427,7 @@ def main(argv=None):
     ap.add_argument("--layer-reps", type=int, default=20)
     ap.add_argument("--mnist", default=DEFAULT_MNIST)
     ap.add_argument("--markdown", help="write the CNN section into this file (e.g. benchmarks/RESULTS.md)")
-    ap.add_argument("--dlrun-src", help="benchmark the dlrun of this checkout (kernels built in place)")
+    ap.add_argument("--baseline", help="also run the dlrun of this checkout (kernels built in place)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--max-batch", type=int, default=256, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
