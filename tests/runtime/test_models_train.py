@@ -35,3 +35,17 @@ def test_mnist_mlp_short_run(tmp_path):
     out = json.loads(proc.stdout)
     assert out["epochs_run"] == 1
     assert out["metrics"]["test"]["accuracy"] >= 0.95
+
+
+@pytest.mark.skipif(not (MNIST_ROOT / "data" / "langid").is_dir(),
+                    reason="langid not found in ../shared/data/langid")
+def test_langid_short_run(tmp_path):
+    # two epochs of models/langid.net: the text pipeline (CSV text column, tokens, embedding,
+    # conv1d, max over time ignoring padding) learns the languages
+    proc = subprocess.run(
+        [sys.executable, "-m", "dlrun", "train", str(ROOT / "models" / "langid.net"), "--data-root",
+         str(MNIST_ROOT), "--epochs", "2", "--json", "--quiet", "--out", str(tmp_path / "w.npz")],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["metrics"]["test"]["accuracy"] >= 0.93
