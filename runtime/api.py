@@ -283,6 +283,7 @@ class Model:
                 saved=self._data_record, dtype=self.network.dtype,
             )
         sp = self._splits
+        self._check_vocab(sp.vocab_size)
         if self.class_names is not None and sp.class_names is not None and sp.class_names != self.class_names:
             from dlrun.errors import DataError
 
@@ -312,6 +313,22 @@ class Model:
     def _layout(self):
         """The data block's ``layout`` (how image arrays are ordered), or None."""
         return self.ir.data.layout if self.ir.data is not None else None
+
+    def _check_vocab(self, vocab_size) -> None:
+        """The data's token ids against every ``embedding``'s ``vocab=`` (ids at or above it
+        have no row): DataError naming the layer and both counts."""
+        if vocab_size is None:
+            return
+        from dlrun.errors import DataError
+
+        for layer in self.ir.layers:
+            rows = layer.params.get("vocab") if layer.kind == "embedding" else None
+            if rows is not None and int(rows) < vocab_size:
+                where = f"{self.path}:{layer.pos.line}: " if self.path and layer.pos.line else ""
+                raise DataError(
+                    f"{where}'embedding' has vocab={int(rows)} rows, but the data's vocabulary has {vocab_size} "
+                    f"ids ({vocab_size - 2} tokens and the reserved 0 and 1); write vocab={vocab_size}, or cap "
+                    f"the tokens with 'tokens ... vocab={max(int(rows) - 2, 1)}'")
 
     def _text_column(self):
         return self.ir.data.text if self.ir.data is not None else None

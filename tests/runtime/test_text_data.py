@@ -268,6 +268,16 @@ def test_an_embedding_model_trains_on_texts_and_predicts_strings(folder):
         assert np.array_equal(m2.predict(["der hund", "the dog", ""]), m.predict(["der hund", "the dog", ""]))
 
 
+def test_an_embedding_smaller_than_the_vocabulary_is_refused(folder):
+    (folder / "t.net").write_text(model_text(layers=EMBED.replace("vocab=42", "vocab=10")))
+    m = dlrun.load(folder / "t.net")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        with pytest.raises(DataError, match=r"t\.net:\d+: 'embedding' has vocab=10 rows, but the data's "
+                                            r"vocabulary has \d+ ids .*tokens \.\.\. vocab=8"):
+            m.fit()
+
+
 @pytest.mark.skipif(not (SHARED / "train.csv").exists(), reason="../shared/data/langid not present")
 def test_langid_reads_through_the_pipeline(tmp_path):
     for name in ("train.csv", "test.csv"):
