@@ -7,8 +7,9 @@ Hann window; ``spectrogram`` is the magnitude of their real FFT, ``power`` its s
 mel scale, as librosa's default, between ``fmin`` and ``fmax``), floored at 1e-10 so a
 silent clip gives a finite constant (log 1e-10 = -23.0), and ``mfcc`` the first ``coeffs``
 of the orthonormal DCT-II of the log-mel bands. ``waveform`` is the clip itself,
-``(n, samples)``. Computed in float32 in chunks of clips (a 2,010-clip set of 1 s at 8 kHz
-takes about 0.2 s here; see the test log in docs/architecture.md).
+``(n, samples)``. Computed in float32 in chunks of clips (log-mel of the 2,010 one-second
+8 kHz training clips of the spoken digits: 0.13 s on the idle 2-core machine, 0.3-0.4 s
+under load; forming |X|^2 before the mel sums took 0.42-0.54 s under the same load).
 """
 from __future__ import annotations
 
