@@ -407,7 +407,7 @@ def _predict_run(args) -> int:
     if files is not None and len(files) != x.shape[0]:
         from dlrun.errors import DataError
 
-        raise DataError(f"{args.input}: the folder changed while it was read ({len(files)} images listed, "
+        raise DataError(f"{args.input}: the folder changed while it was read ({len(files)} files listed, "
                         f"{x.shape[0]} read); run predict again")
     task = model.task
     if args.proba and task == "regression":
