@@ -30,6 +30,7 @@ import numpy as np
 
 from dlrun.dsl import audio as A
 from dlrun.dsl.dataformats import WAV_SUFFIXES
+from dlrun.runtime.data.folders import files_below, hidden
 from dlrun.errors import DataError
 from dlrun.fileopen import NotReadable, open_regular
 from dlrun.runtime.data.features import Features, to_input
@@ -143,30 +144,10 @@ def read_clips(root: Path, files: list[str], shown: str, audio) -> np.ndarray:
     return out
 
 
-def _hidden(name: str) -> bool:
-    return name.startswith(".")
-
-
 def wav_files(root: Path, shown: str) -> list[str]:
     """Every WAV file below ``root``, sorted ``/``-separated paths relative to it; a DataError
     for another file."""
-    found = []
-    seen = set()
-    for folder, dirs, files in os.walk(root, followlinks=True):
-        real = os.path.realpath(folder)
-        rel = os.path.relpath(folder, root)
-        if real in seen:
-            raise DataError(f"{shown}{rel}/: a link to a folder already searched (a loop or a duplicate)")
-        seen.add(real)
-        dirs[:] = sorted(d for d in dirs if not _hidden(d))
-        for name in sorted(files):
-            if _hidden(name):
-                continue
-            path = name if rel == "." else f"{rel}/{name}".replace(os.sep, "/")
-            if not name.lower().endswith(WAV_SUFFIXES):
-                raise DataError(f"{shown}{path}: not a WAV file (expected {', '.join(WAV_SUFFIXES)})")
-            found.append(path)
-    return sorted(found)
+    return files_below(root, shown, WAV_SUFFIXES, "a WAV file")
 
 
 def labelled_clips(root: Path, shown: str, classes: str) -> tuple[list[str], list[str]]:
@@ -174,7 +155,7 @@ def labelled_clips(root: Path, shown: str, classes: str) -> tuple[list[str], lis
     if not root.is_dir():
         raise DataError(f"{shown}: folder of clips not found" if not root.exists() else f"{shown}: not a folder")
     try:
-        entries = sorted(e for e in os.listdir(root) if not _hidden(e))
+        entries = sorted(e for e in os.listdir(root) if not hidden(e))
     except OSError as err:
         raise DataError(f"{shown}: cannot list the folder ({one_line(err)})") from None
     subfolders = [e for e in entries if (root / e).is_dir()]

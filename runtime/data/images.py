@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from dlrun.dsl.dataformats import IMAGE_SUFFIXES
+from dlrun.runtime.data.folders import files_below, hidden
 from dlrun.errors import DataError
 from dlrun.fileopen import NotReadable, open_regular
 from dlrun.runtime.data.reader import Raw, Reader
@@ -55,32 +56,10 @@ def image_size(input_shape, shown: str) -> tuple[int, int, int]:
     return shape
 
 
-def _hidden(name: str) -> bool:
-    return name.startswith(".")
-
-
 def image_files(root: Path, shown: str) -> list[str]:
     """Every image below ``root``, as sorted ``/``-separated paths relative to it; a
     DataError for a file that is not an image (by its name)."""
-    found = []
-    seen = set()
-    # links to folders are followed (os.walk would list them and skip their images); one
-    # that leads back into a folder already searched is an error, not a loop
-    for folder, dirs, files in os.walk(root, followlinks=True):
-        real = os.path.realpath(folder)
-        rel = os.path.relpath(folder, root)
-        if real in seen:
-            raise DataError(f"{shown}{rel}/: a link to a folder already searched (a loop or a duplicate)")
-        seen.add(real)
-        dirs[:] = sorted(d for d in dirs if not _hidden(d))
-        for name in sorted(files):
-            if _hidden(name):
-                continue
-            path = name if rel == "." else f"{rel}/{name}".replace(os.sep, "/")
-            if not name.lower().endswith(IMAGE_SUFFIXES):
-                raise DataError(f"{shown}{path}: not an image file (expected {', '.join(IMAGE_SUFFIXES)})")
-            found.append(path)
-    return sorted(found)
+    return files_below(root, shown, IMAGE_SUFFIXES, "an image file")
 
 
 def class_folders(root: Path, shown: str) -> list[tuple[str, list[str]]]:
@@ -89,7 +68,7 @@ def class_folders(root: Path, shown: str) -> list[tuple[str, list[str]]]:
         raise DataError(f"{shown}: image folder not found" if not root.exists()
                         else f"{shown}: not a folder (an image folder is written with a trailing '/')")
     try:
-        entries = sorted(e for e in os.listdir(root) if not _hidden(e))
+        entries = sorted(e for e in os.listdir(root) if not hidden(e))
     except OSError as err:
         raise DataError(f"{shown}: cannot list the image folder ({one_line(err)})") from None
     stray = [e for e in entries if not (root / e).is_dir()]
