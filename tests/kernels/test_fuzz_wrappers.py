@@ -23,7 +23,8 @@ import sys
 import numpy as np
 
 EXAMPLES = int(os.environ.get("DLRUN_KERNEL_FUZZ_EXAMPLES", "150"))
-MODULES = ["blas", "activations", "dense", "batchnorm", "dropout", "losses", "optim", "chain", "conv", "pool"]
+MODULES = ["blas", "activations", "dense", "batchnorm", "dropout", "losses", "optim", "chain", "conv", "pool",
+           "seq"]
 ACTS = ["linear", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "softplus", "gelu", "swish", "softmax"]
 
 # argument kinds: ("f", dims) float array; ("f?", dims) float array or None; ("i", dims) int labels;
@@ -147,6 +148,41 @@ F = {
                                    ("argmax", "idx", ("n", "d"))],
         "global_maxpool_backward": [("dy", "f", ("n", "d")), ("argmax", "idx", ("n", "d")),
                                     ("dx", "f", ("n", "d", "k", "o"))],
+    },
+    "seq": {
+        "embedding_forward": [("ids", "f", ("n", "d")), ("w", "f", ("k", "o")), ("y", "f", ("n", "d", "o")),
+                              ("lengths", "idx", ("n",))],
+        "embedding_backward": [("ids", "f", ("n", "d")), ("dy", "f", ("n", "d", "o")), ("dw", "f", ("k", "o")),
+                               ("mark", "u8", ("k",)), ("rows", "idx", ("k",)), ("n_stale", "int")],
+        "conv1d_output_length": [("t", "int"), ("k", "int"), ("stride", "int"), ("pad_left", "int"),
+                                 ("pad_right", "int"), ("dilation", "int")],
+        "conv1d_forward": [("x", "f", ("n", "d", "k")), ("w", "f", ("o", "k", "d")), ("b", "f?", ("d",)),
+                           ("y", "f", ("n", "d", "d")), ("col", "f", ("dko",)), ("stride", "int"),
+                           ("pad_left", "int"), ("pad_right", "int"), ("dilation", "int"),
+                           ("activation", "name"), ("alpha", "s")],
+        "conv1d_backward": [("x", "f", ("n", "d", "k")), ("w", "f", ("o", "k", "d")), ("dz", "f", ("n", "d", "d")),
+                            ("dx", "f?", ("n", "d", "k")), ("dw", "f", ("o", "k", "d")), ("db", "f?", ("d",)),
+                            ("col", "f", ("dko",)), ("stride", "int"), ("pad_left", "int"), ("pad_right", "int"),
+                            ("dilation", "int")],
+        "pool1d_output_length": [("t", "int"), ("k", "int"), ("stride", "int"), ("pad_left", "int"),
+                                 ("pad_right", "int")],
+        "maxpool1d_forward": [("x", "f", ("n", "d", "k")), ("y", "f", ("n", "o", "k")),
+                              ("argmax", "idx", ("n", "o", "k")), ("kernel", "int"), ("stride", "int"),
+                              ("pad_left", "int"), ("pad_right", "int")],
+        "maxpool1d_backward": [("dy", "f", ("n", "o", "k")), ("argmax", "idx", ("n", "o", "k")),
+                               ("dx", "f", ("n", "d", "k")), ("kernel", "int"), ("stride", "int"),
+                               ("pad_left", "int"), ("pad_right", "int")],
+        "avgpool1d_forward": [("x", "f", ("n", "d", "k")), ("y", "f", ("n", "o", "k")), ("kernel", "int"),
+                              ("stride", "int"), ("pad_left", "int"), ("pad_right", "int")],
+        "avgpool1d_backward": [("dy", "f", ("n", "o", "k")), ("dx", "f", ("n", "d", "k")), ("kernel", "int"),
+                               ("stride", "int"), ("pad_left", "int"), ("pad_right", "int")],
+        "seq_global_max_forward": [("x", "f", ("n", "d", "k")), ("lengths", "idx", ("n",)), ("y", "f", ("n", "k")),
+                                   ("argmax", "idx", ("n", "k"))],
+        "seq_global_max_backward": [("dy", "f", ("n", "k")), ("argmax", "idx", ("n", "k")),
+                                    ("dx", "f", ("n", "d", "k"))],
+        "seq_global_avg_forward": [("x", "f", ("n", "d", "k")), ("lengths", "idx", ("n",)), ("y", "f", ("n", "k"))],
+        "seq_global_avg_backward": [("dy", "f", ("n", "k")), ("lengths", "idx", ("n",)),
+                                    ("dx", "f", ("n", "d", "k"))],
     },
     "chain": {
         "take_affine": [("x", "f", ("n", "d")), ("idx", "idx", ("k",)), ("a", "ab", ("d",)), ("b", "ab", ("d",)),
