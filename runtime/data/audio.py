@@ -30,7 +30,7 @@ import numpy as np
 
 from dlrun.dsl import audio as A
 from dlrun.dsl.dataformats import WAV_SUFFIXES
-from dlrun.runtime.data.folders import files_below, hidden
+from dlrun.runtime.data.folders import files_below, folder_shown, hidden
 from dlrun.errors import DataError
 from dlrun.fileopen import NotReadable, open_regular
 from dlrun.runtime.data.features import Features, to_input
@@ -188,9 +188,6 @@ def labelled_clips(root: Path, shown: str, classes: str) -> tuple[list[str], lis
     return files, labels
 
 
-def _folder_shown(shown: str) -> str:
-    return shown if shown.endswith("/") else shown + "/"
-
 
 def _features(audio, input_shape, shown: str):
     order = A.order_of(audio, input_shape)
@@ -243,7 +240,7 @@ class AudioFolderReader(Reader):
         return self.audio
 
     def read(self, p, shown, src, *, label, need_y, features, against, input_shape, resize=None):
-        shown = _folder_shown(shown)
+        shown = folder_shown(shown)
         audio = self._need_audio(shown)
         feats, order = _features(audio, input_shape, shown)  # before any file is read
         files, labels = labelled_clips(Path(p), shown, audio.classes)
@@ -251,17 +248,17 @@ class AudioFolderReader(Reader):
         return Raw(x, np.array(labels), shown, shown, _where(files, shown), lambda i: f"{shown}{files[i]}")
 
     def read_labels(self, p, shown, label):
-        raise DataError(f"{_folder_shown(shown)}: a folder of clips cannot be a labels file")
+        raise DataError(f"{folder_shown(shown)}: a folder of clips cannot be a labels file")
 
     def read_inputs(self, p, shown, *, label, feature_names, against, input_shape, resize=None):
-        shown = _folder_shown(shown)
+        shown = folder_shown(shown)
         audio = self._need_audio(shown)
         feats, order = _features(audio, input_shape, shown)
         files = self.sample_names(p, shown)
         return to_input(feats(read_clips(Path(p), files, shown, audio)), order), _where(files, shown)
 
     def sample_names(self, p, shown) -> list[str]:
-        shown = _folder_shown(shown)
+        shown = folder_shown(shown)
         if not Path(p).is_dir():
             raise DataError(f"{shown}: folder not found")
         files = wav_files(Path(p), shown)

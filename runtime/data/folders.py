@@ -9,6 +9,11 @@ from pathlib import Path
 from dlrun.errors import DataError
 
 
+def folder_shown(shown: str) -> str:
+    """How messages show a folder: with its trailing ``/``."""
+    return shown if shown.endswith("/") else shown + "/"
+
+
 def hidden(name: str) -> bool:
     return name.startswith(".")
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from dlrun.dsl.dataformats import IMAGE_SUFFIXES
-from dlrun.runtime.data.folders import files_below, hidden
+from dlrun.runtime.data.folders import files_below, folder_shown, hidden
 from dlrun.errors import DataError
 from dlrun.fileopen import NotReadable, open_regular
 from dlrun.runtime.data.reader import Raw, Reader
@@ -135,9 +135,6 @@ def read_images(root: Path, files: list[str], shown: str, size, resize) -> np.nd
     return x
 
 
-def _folder_shown(shown: str) -> str:
-    return shown if shown.endswith("/") else shown + "/"
-
 
 def _pixel_where(files: list[str], shown: str, size):
     c, h, w = size
@@ -157,7 +154,7 @@ class ImageFolderReader(Reader):
     noun = "image folders"
 
     def read(self, p, shown, src, *, label, need_y, features, against, input_shape, resize=None):
-        shown = _folder_shown(shown)
+        shown = folder_shown(shown)
         size = image_size(input_shape, shown)
         classes = class_folders(p, shown)
         files = [f for _, fs in classes for f in fs]
@@ -168,18 +165,18 @@ class ImageFolderReader(Reader):
         return Raw(x, y, shown, shown, _pixel_where(files, shown, size), lambda i: f"{shown}{files[i]}")
 
     def read_labels(self, p, shown, label):
-        raise DataError(f"{_folder_shown(shown)}: an image folder cannot be a labels file (its labels are "
+        raise DataError(f"{folder_shown(shown)}: an image folder cannot be a labels file (its labels are "
                         f"its class subfolders)")
 
     def read_inputs(self, p, shown, *, label, feature_names, against, input_shape, resize=None):
-        shown = _folder_shown(shown)
+        shown = folder_shown(shown)
         files = self.sample_names(p, shown)
         size = image_size(input_shape, shown)
         return read_images(p, files, shown, size, resize), _pixel_where(files, shown, size)
 
     def sample_names(self, p, shown) -> list[str]:
         """The images to predict on, in the order ``read_inputs`` reads them."""
-        shown = _folder_shown(shown)
+        shown = folder_shown(shown)
         if not Path(p).is_dir():
             raise DataError(f"{shown}: image folder not found")
         files = image_files(Path(p), shown)
