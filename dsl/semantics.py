@@ -94,6 +94,14 @@ def check_semantics(model_parts: dict, r: Reporter, anchor: Pos, *, shapes: bool
                     "'validation' set (e.g. 'validation 0.15')")
     if data is not None and typed:
         check_data_input(data, next(l.shape for l in typed if spec(l.kind).inputs == 0), r)
+        if data.text is None:
+            # the data block reads no text: nothing gives what the layer leaves out
+            for layer in typed:
+                what = spec(layer.kind).awaits(layer)
+                if what is not None:
+                    r.error(_word(r, layer.pos), f"'{spec(layer.kind).word(layer)}' takes {what} from the "
+                            "data's tokens, but the data block reads no text column; add 'text COLUMN' "
+                            "(and 'tokens ...'), or write the size (e.g. 'vocab=N')")
     norms = [l for l in layers if spec(l.kind).batch_statistics]
     if norms and train.batch_size == 1:
         r.error(train.pos, f"batch=1 with '{norms[0].kind}' (line {norms[0].pos.line}): batch norm "

@@ -14,8 +14,9 @@ from dlrun.dsl.layers import spec
 
 
 def layer_costs(model: ir.Model) -> list[dict]:
-    """Per layer: name, kind, shape, params (trainable), buffers (non-trainable), flops,
-    inputs (indices of the layers feeding it)."""
+    """Per layer: name, kind, shape, params (trainable; None while a size awaits the data,
+    as an embedding's vocabulary), buffers (non-trainable), flops, inputs (indices of the
+    layers feeding it)."""
     rows = []
     layers = model.layers
     for i, layer in enumerate(layers):
@@ -54,7 +55,7 @@ def summarize(model: ir.Model) -> str:
     table = [header]
     for r in rows:
         row = (str(r["index"]), r["name"], r["kind"], "x".join(map(str, r["shape"])),
-               f"{r['params']:,}", f"{r['flops']:,}")
+               "?" if r["params"] is None else f"{r['params']:,}", f"{r['flops']:,}")
         if graph:
             row += (", ".join(rows[j]["name"] for j in r["inputs"]),)
         table.append(row)
@@ -66,7 +67,8 @@ def summarize(model: ir.Model) -> str:
                          for c, (cell, w) in enumerate(zip(row, widths))).rstrip()
 
     rule = "-" * len(fmt(header))
-    total_params = sum(r["params"] for r in rows)
+    total_params = sum(r["params"] or 0 for r in rows)
+    pending = [r["name"] for r in rows if r["params"] is None]
     total_buffers = sum(r["buffers"] for r in rows)
     total_flops = sum(r["flops"] for r in rows)
     out = [f"model {model.name}: input {'x'.join(map(str, model.input_shape))} -> output "
@@ -75,8 +77,9 @@ def summarize(model: ir.Model) -> str:
     out += [fmt(row) for row in table[1:]]
     out.append(rule)
     out.append(f"total parameters: {total_params:,} trainable"
-               + (f" + {total_buffers:,} running statistics" if total_buffers else ""))
-    out.append(f"parameter memory: {_human_bytes((total_params + total_buffers) * itemsize)} "
-               f"({model.train.dtype})")
+               + (f" + {total_buffers:,} running statistics" if total_buffers else "")
+               + (f" + those of {', '.join(pending)} (sized by the data's vocabulary)" if pending else ""))
+    out.append(f"parameter memory: {'over ' if pending else ''}"
+               f"{_human_bytes((total_params + total_buffers) * itemsize)} ({model.train.dtype})")
     out.append(f"FLOPs per sample (forward): {total_flops:,} ({_human_count(total_flops)})")
     return "\n".join(out) + "\n"

@@ -70,10 +70,17 @@ cdef Py_ssize_t _embed_fwd(Py_ssize_t n, Py_ssize_t t, Py_ssize_t v, Py_ssize_t 
     return -1
 
 
-cdef Py_ssize_t _embed_bwd(Py_ssize_t n, Py_ssize_t t, Py_ssize_t d, const floating* ids,
+cdef Py_ssize_t _embed_bwd(Py_ssize_t n, Py_ssize_t t, Py_ssize_t v, Py_ssize_t d, const floating* ids,
                            const floating* dy, floating* dw, uint8_t* mark, int64_t* rows,
                            Py_ssize_t n_stale) noexcept nogil:
+    """Returns the number of rows written, or -1 - the flat position of the first bad id
+    (then nothing is written)."""
     cdef Py_ssize_t i, j, s, k, count = 0
+    cdef floating f
+    for s in range(n * t):   # every id checked before any row is touched
+        f = ids[s]
+        if not (f >= 0 and f < v) or f != <floating>(<Py_ssize_t>f):
+            return -1 - s
     for i in range(n_stale):
         k = rows[i]
         mark[k] = 0
@@ -141,14 +148,16 @@ def embedding_backward(ids, dy, dw, mark, rows, n_stale):
     cdef Py_ssize_t stale = n_stale
     if stale < 0 or stale > v:
         raise ValueError(f"{fn}: argument 'n_stale' = {n_stale!r} must be in [0, {v}]")
-    arr = (<object>ids)
-    if arr.size and (not np.all(arr >= 0) or not np.all(arr < v) or not np.all(arr == np.floor(arr))):
-        raise ValueError(f"{fn}: argument 'ids' must hold whole numbers in [0, {v})")
     cdef Py_ssize_t count
     with nogil:
         count = float_dispatch_ssize(is_float32(I), _embed_bwd[float], _embed_bwd[double],
-                                     n, t, d, data(I), data(DY), data(DW),
+                                     n, t, v, d, data(I), data(DY), data(DW),
                                      <uint8_t*>data(<cnp.ndarray>mark), <int64_t*>data(R), stale)
+    if count < 0:
+        bad = -1 - count
+        value = (<object>ids).reshape(-1)[bad]
+        raise ValueError(f"{fn}: argument 'ids' holds {value!r} at row {bad // t}, position {bad % t}; "
+                         f"expected a token id: a whole number in [0, {v})")
     return count
 
 

@@ -35,6 +35,10 @@ from dlrun.runtime.train import History, Trainer, evaluate as _evaluate
 __all__ = ["load", "loads", "Model", "History"]
 
 # input dtypes the inference chain converts itself (others go through Preprocessor.apply)
+#: the vocabulary of an embedding awaiting the data in a model's outline (shapes only: never trained
+#: or run)
+_STAND_IN_VOCAB = 2
+
 _CHAIN_INPUTS = (np.dtype(np.uint8), np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -178,6 +182,7 @@ class Model:
     """
 
     def __init__(self, model_ir, base_dir=".", path=None, *, dtype=None, seed=None, lr=None, warnings=()):
+        from dlrun.dsl.layers import awaiting, settle
         from dlrun.runtime.data import Preprocessor
         from dlrun.runtime.network import Network, rng_for
 
@@ -185,7 +190,13 @@ class Model:
         self.path = path
         self.warnings = list(warnings)
         self.base_dir = os.fspath(base_dir)
-        self.network = Network(model_ir, dtype=dtype, seed=seed)
+        # the network; while a layer takes a size from the data (an embedding's vocabulary),
+        # None until fit() or load_weights() settles it, with an outline (the same network
+        # over stand-in sizes) answering shapes, dtype and seed meanwhile
+        self._net_args = {"dtype": dtype, "seed": seed}
+        self._awaiting = awaiting(model_ir)
+        self._net = None if self._awaiting else Network(model_ir, **self._net_args)
+        self._outline = self._net or Network(settle(model_ir, _STAND_IN_VOCAB), **self._net_args)
         self._lr = lr
         self.optimizer = None
         steps = model_ir.data.preprocess if model_ir.data is not None else ()
@@ -197,9 +208,49 @@ class Model:
         self.history = None
         self._splits = None
         self._data_record = None  # data.DataRecord of the data trained on (or of the loaded weights)
-        self._shuffle_rng = rng_for(self.network.seed, "shuffle")
+        self._shuffle_rng = rng_for(self._outline.seed, "shuffle")
         self._local = threading.local()  # per-thread inference networks (see predict)
         self._guard = _Guard()            # fit runs alone (see _Guard)
+
+    # -- the network ---------------------------------------------------------------------
+    @property
+    def network(self):
+        """The runtime network (``runtime.network.Network``). A model whose layers take a
+        size from the data (an ``embedding`` without ``vocab=``) has it once ``fit`` or
+        ``load_weights`` has read that size; before, UsageError."""
+        if self._net is None:
+            index, what = self._awaiting[0]
+            layer = self.ir.layers[index]
+            raise UsageError(f"{self._where(layer)}{self.name}: '{layer.kind}' takes {what} from the data, "
+                             "so the network exists once fit() or load_weights() has read it")
+        return self._net
+
+    def _where(self, layer) -> str:
+        return f"{self.path}:{layer.pos.line}: " if self.path and layer.pos.line else ""
+
+    def _network_for(self, vocab_size, error=None):
+        """The network for data of ``vocab_size`` token ids (None: no token ids): this
+        model's own, checked against the data's vocabulary, or, while its layers await the
+        data, a new one over the sizes the data settle (not yet this model's: see
+        ``_use_network``). ``error``: the exception class of a disagreement (DataError)."""
+        from dlrun.dsl.layers import DataMismatch, settle
+        from dlrun.errors import DataError
+        from dlrun.runtime.network import Network
+
+        try:
+            model = settle(self.ir if self._awaiting else self._net.model, vocab_size)
+        except DataMismatch as e:
+            raise (error or DataError)(f"{self._where(self.ir.layers[e.index])}{e}") from None
+        if self._net is not None and model == self._net.model:
+            return self._net
+        return Network(model, **self._net_args)
+
+    def _use_network(self, net) -> None:
+        """Make ``net`` (from ``_network_for``) this model's network; a new one (weights
+        trained on another vocabulary) comes with a new optimizer at the next fit."""
+        if net is not self._net:
+            self._net = self._outline = net
+            self.optimizer = None
 
     # -- description ---------------------------------------------------------------------
     @property
@@ -208,11 +259,11 @@ class Model:
 
     @property
     def input_shape(self) -> tuple:
-        return tuple(self.network.input_shape)
+        return tuple(self._outline.input_shape)
 
     @property
     def output_shape(self) -> tuple:
-        return tuple(self.network.output_shape)
+        return tuple(self._outline.output_shape)
 
     @property
     def feature_names(self) -> list | None:
@@ -233,7 +284,7 @@ class Model:
     @property
     def task(self) -> str:
         """'classification', 'binary' or 'regression' (decided by the loss)."""
-        return self.network.task
+        return self._outline.task
 
     def summary(self) -> str:
         """The table ``dlrun summary`` prints (``dsl/summary.py``): layers, output shapes,
@@ -258,9 +309,9 @@ class Model:
 
         from dlrun.dsl.summary import summarize
 
-        model = self.ir
-        if model.train.dtype != self.network.dtype.name:
-            model = replace(model, train=replace(model.train, dtype=self.network.dtype.name))
+        model = self.ir if self._net is None else self._net.model   # with the sizes the data settled
+        if model.train.dtype != self._outline.dtype.name:
+            model = replace(model, train=replace(model.train, dtype=self._outline.dtype.name))
         return summarize(model).rstrip("\n")
 
     def __repr__(self):
@@ -279,11 +330,11 @@ class Model:
 
             self._splits = load_splits(
                 self.ir.data, base_dir=self.base_dir, input_shape=self.input_shape,
-                n_outputs=self.network.output_features, task=self.task, seed=self.ir.train.seed,
-                saved=self._data_record, dtype=self.network.dtype,
+                n_outputs=self._outline.output_features, task=self.task, seed=self.ir.train.seed,
+                saved=self._data_record, dtype=self._outline.dtype,
             )
         sp = self._splits
-        self._check_vocab(sp.vocab_size)
+        self._use_network(self._network_for(sp.vocab_size))
         if self.class_names is not None and sp.class_names is not None and sp.class_names != self.class_names:
             from dlrun.errors import DataError
 
@@ -298,7 +349,7 @@ class Model:
         names = class_names if class_names is not None else self.class_names
         if names is None and y is not None and self.task != "regression":
             names = class_names_of(np.asarray(y))
-        ds = make_dataset(x, y, input_shape=self.input_shape, n_outputs=self.network.output_features,
+        ds = make_dataset(x, y, input_shape=self.input_shape, n_outputs=self._outline.output_features,
                           task=self.task, class_names=names, source=source, layout=self._layout)
         return ds, names
 
@@ -306,29 +357,13 @@ class Model:
         """``x`` (checked arrays) against the model's dtype after preprocessing (data.check_model_range)."""
         from dlrun.runtime.data import check_model_range
 
-        check_model_range(x, self.preprocessor, self.network.dtype, source, lambda i, j: f"x[{i}], feature {j}")
+        check_model_range(x, self.preprocessor, self._outline.dtype, source, lambda i, j: f"x[{i}], feature {j}")
         return x
 
     @property
     def _layout(self):
         """The data block's ``layout`` (how image arrays are ordered), or None."""
         return self.ir.data.layout if self.ir.data is not None else None
-
-    def _check_vocab(self, vocab_size) -> None:
-        """The data's token ids against every ``embedding``'s ``vocab=`` (ids at or above it
-        have no row): DataError naming the layer and both counts."""
-        if vocab_size is None:
-            return
-        from dlrun.errors import DataError
-
-        for layer in self.ir.layers:
-            rows = layer.params.get("vocab") if layer.kind == "embedding" else None
-            if rows is not None and int(rows) < vocab_size:
-                where = f"{self.path}:{layer.pos.line}: " if self.path and layer.pos.line else ""
-                raise DataError(
-                    f"{where}'embedding' has vocab={int(rows)} rows, but the data's vocabulary has {vocab_size} "
-                    f"ids ({vocab_size - 2} tokens and the reserved 0 and 1); write vocab={vocab_size}, or cap "
-                    f"the tokens with 'tokens ... vocab={max(int(rows) - 2, 1)}'")
 
     def _text_column(self):
         return self.ir.data.text if self.ir.data is not None else None
@@ -345,7 +380,7 @@ class Model:
             raise UsageError(f"{self.name} reads texts: its vocabulary comes from fit() or load_weights(); "
                              f"call one of them first")
         if texts is not None and self.tokenizer is not None:
-            return self.tokenizer.encode(texts, self.network.dtype, source=source)
+            return self.tokenizer.encode(texts, self._outline.dtype, source=source)
         audio = self.ir.data.audio if self.ir.data is not None else None
         if audio is not None and isinstance(x, (list, tuple)) and x \
                 and all(isinstance(c, np.ndarray) and c.ndim == 1 for c in x):
@@ -362,7 +397,7 @@ class Model:
             return load_inputs(os.path.abspath(os.fspath(x)), input_shape=self.input_shape, label=label,
                                feature_names=self.feature_names,
                                against=record.origin if record is not None else "",
-                               pre=self.preprocessor, dtype=self.network.dtype, layout=self._layout,
+                               pre=self.preprocessor, dtype=self._outline.dtype, layout=self._layout,
                                resize=self.ir.data.resize if self.ir.data is not None else None,
                                tokenizer=self.tokenizer, text=self._text_column(),
                                audio=self.ir.data.audio if self.ir.data is not None else None)
@@ -371,7 +406,7 @@ class Model:
             # including non-finite values, takes the checking path for its error message
             shape = x.shape[1:]
             as_is = shape == self.input_shape and _reads_as_is(shape, self.input_shape, self._layout)
-            if (as_is or (x.ndim == 2 and shape[0] == self.network.input_features)) \
+            if (as_is or (x.ndim == 2 and shape[0] == self._outline.input_features)) \
                     and (x.dtype.kind != "f" or np.isfinite(x).all()):
                 return self._check_range(x, source)
         ds, _ = self._dataset(x, None, source)
@@ -418,6 +453,9 @@ class Model:
             self.class_names = sp.class_names
             self._data_record = sp.record
         else:
+            # arrays bring no vocabulary: a layer awaiting one is an error (the tokens the
+            # model was loaded with, if any, still hold)
+            self._use_network(self._network_for(self.vocab_size))
             train, names = self._dataset(x, y, "x")
             if validation_data is not None:
                 try:
@@ -605,9 +643,16 @@ class Model:
     def _load_weights(self, path) -> "Model":
         from dlrun.errors import WeightsError
         from dlrun.runtime.data import Preprocessor, preprocess_difference
-        from dlrun.runtime.weights import apply_weights, read_weights
+        from dlrun.runtime.weights import apply_weights, check_weights, read_data_record, read_meta, read_npz
 
-        loaded = read_weights(path, self.network)
+        path = os.fspath(path)
+        arrays = read_npz(path)
+        net = self._net
+        if self._awaiting:   # the layers awaiting the data take its sizes from those trained on
+            read_meta(arrays, path)
+            record = read_data_record(arrays, path)
+            net = self._network_for(None if record is None else record.vocab_size, error=WeightsError)
+        loaded = check_weights(arrays, path, net)
         steps = self.ir.data.preprocess if self.ir.data is not None else ()
         if loaded.preprocess_spec is not None:
             diff = preprocess_difference(loaded.preprocess_spec, steps)
@@ -619,11 +664,12 @@ class Model:
         self._check_tokenizer(loaded.data.tokenizer if loaded.data is not None else None, path)
         pre = Preprocessor.from_state(steps, loaded.preprocess)
         if self.task != "regression" and loaded.class_names is not None:
-            if len(loaded.class_names) != (self.network.output_features if self.task == "classification" else 2):
+            if len(loaded.class_names) != (self._outline.output_features if self.task == "classification" else 2):
                 from dlrun.errors import WeightsError
 
                 raise WeightsError(f"{path}: {len(loaded.class_names)} class names do not fit the model's outputs")
-        apply_weights(loaded, self.network)
+        apply_weights(loaded, net)
+        self._use_network(net)
         self.preprocessor = pre
         self.class_names = loaded.class_names
         self._data_record = loaded.data

@@ -87,10 +87,11 @@ def _check(args) -> int:
             irs[path] = model
         else:
             params = _param_count(model)
+            params = f"{params:,} parameters" if params is not None else "parameters sized by the data"
             w = f", {len(warnings)} warning{'s' if len(warnings) != 1 else ''}" if warnings else ""
             print(f"{path}: ok: model {model.name}, {len(model.layers)} layers, "
                   f"{'x'.join(map(str, model.input_shape))} -> {'x'.join(map(str, model.output_shape))}, "
-                  f"{params:,} parameters, loss {model.loss.name}, optimizer {model.optimizer.name}{w}"
+                  f"{params}, loss {model.loss.name}, optimizer {model.optimizer.name}{w}"
                   f"{data_note}")
     if args.ir:
         import json
@@ -137,10 +138,12 @@ def _check_data(path, model, args) -> tuple[bool, str]:
     return True, f"; data ok ({', '.join(parts)})"
 
 
-def _param_count(model) -> int:
+def _param_count(model) -> int | None:
+    """The model's trainable parameters; None while some layer's size awaits the data."""
     from dlrun.dsl.summary import layer_costs
 
-    return sum(r["params"] for r in layer_costs(model))
+    counts = [r["params"] for r in layer_costs(model)]
+    return None if None in counts else sum(counts)
 
 
 def _summary(args) -> int:

@@ -346,8 +346,9 @@ def read_weights(path, net) -> LoadedWeights:
     return check_weights(read_npz(path), path, net)
 
 
-def check_weights(arrays, path, net) -> LoadedWeights:
-    """Check the arrays of a weights file (or checkpoint) read from ``path`` against ``net``."""
+def read_meta(arrays, path) -> dict:
+    """The ``meta.*`` strings of a weights file's (or checkpoint's) arrays read from ``path``,
+    its format checked (WeightsError: not dlrun's, too new, damaged)."""
     if "meta.format_version" not in arrays:
         raise WeightsError(f"{path}: not a dlrun weights file (no meta.format_version)")
     try:
@@ -369,6 +370,12 @@ def check_weights(arrays, path, net) -> LoadedWeights:
         if a is None or a.dtype.kind != "U" or a.ndim != 0:
             raise WeightsError(f"{path}: damaged metadata (meta.{key} missing or not a string)")
         meta[key] = str(a)
+    return meta
+
+
+def check_weights(arrays, path, net) -> LoadedWeights:
+    """Check the arrays of a weights file (or checkpoint) read from ``path`` against ``net``."""
+    meta = read_meta(arrays, path)
     try:
         saved_arch = json.loads(meta["architecture"])
     except ValueError:

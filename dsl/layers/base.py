@@ -36,6 +36,10 @@ WEIGHT_SETTINGS = (
 )
 
 
+class DataMismatch(Exception):
+    """A layer's settings do not fit the data (its message says what and what is expected)."""
+
+
 class ShapeError(Exception):
     """A layer cannot take the shape(s) it receives; ``str(err)`` is the message. ``pos``
     (optional) points at the part of the statement at fault (default: its keyword)."""
@@ -111,8 +115,21 @@ class LayerSpec:
         return self.passthrough
 
     def cost(self, layer, in_shapes, out_shape) -> tuple[int, int, int]:
-        """(trainable parameters, non-trainable buffers, forward FLOPs) per sample."""
+        """(trainable parameters, non-trainable buffers, forward FLOPs) per sample; the
+        parameters are None while a size they depend on awaits the data (``awaits``)."""
         return 0, 0, 0
+
+    def awaits(self, layer) -> str | None:
+        """What the layer still takes from the data because the file leaves it out (e.g.
+        "its vocabulary size"), or None: the network can only be built once it is known."""
+        return None
+
+    def from_data(self, layer, vocab_size) -> dict:
+        """The parameters the data settles (those ``awaits`` names), as ``{name: value}``;
+        checks the file's own values against the data. ``vocab_size``: the data's token id
+        count (the reserved ids included), None when the data has no token ids. Raises
+        ``DataMismatch`` when the two disagree or the data lacks what is awaited."""
+        return {}
 
     def word(self, layer) -> str:
         """How messages name the layer's kind: 'dense', 'relu' for an activation layer."""

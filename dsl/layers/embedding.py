@@ -3,7 +3,7 @@ vectors, ``y[t] := W[id_t]``, W (vocabulary, DIM). Padding (id 0) maps to a zero
 never trains; the positions after a sample's last token are padding for the layers that pool
 over time."""
 from dlrun.dsl import tables as T
-from dlrun.dsl.layers.base import LayerSpec, ShapeError, dims
+from dlrun.dsl.layers.base import DataMismatch, LayerSpec, ShapeError, dims
 
 
 class Embedding(LayerSpec):
@@ -11,10 +11,11 @@ class Embedding(LayerSpec):
     params = (
         T.Param("dim", "int", lo=1, hi=T.MAX_INT, doc="size of each token's vector"),
         T.Param("vocab", "int", None, lo=2, hi=T.MAX_INT, nullable=True,
-                doc="vocabulary size, the reserved ids 0 (padding) and 1 (unknown) included"),
+                doc="vocabulary size, the reserved ids 0 (padding) and 1 (unknown) included; "
+                    "left out: the size of the data's vocabulary"),
     )
     positional = 1
-    example = "e.g. 'embedding 32 vocab=200'"
+    example = "e.g. 'embedding 32'"
     has_weights = True
     kernels = ("seq",)
 
@@ -26,8 +27,30 @@ class Embedding(LayerSpec):
         return (shape[0], layer.params["dim"])
 
     def cost(self, layer, in_shapes, out_shape):
-        v = layer.params.get("vocab") or 0
-        return v * layer.params["dim"], 0, 0
+        v = layer.params.get("vocab")
+        return (None if v is None else v * layer.params["dim"]), 0, 0
+
+    def awaits(self, layer):
+        return "its vocabulary size" if layer.params.get("vocab") is None else None
+
+    def from_data(self, layer, vocab_size):
+        rows = layer.params.get("vocab")
+        if vocab_size is None:
+            if rows is None:
+                raise DataMismatch(
+                    f"'embedding {layer.params['dim']}' takes its vocabulary size from the data's "
+                    "tokens, but these data have no token ids (a data block with 'text COLUMN' makes "
+                    f"them); with token ids of your own write 'embedding {layer.params['dim']} vocab=N'")
+            return {}
+        if rows is None:
+            return {"vocab": int(vocab_size)}
+        if int(rows) < vocab_size:
+            raise DataMismatch(
+                f"'embedding' has vocab={int(rows)} rows, but the data's vocabulary has {vocab_size} ids "
+                f"({vocab_size - 2} tokens and the reserved 0 and 1); leave vocab= out (the data's size is "
+                f"taken), write vocab={vocab_size}, or cap the tokens with 'tokens ... "
+                f"vocab={max(int(rows) - 2, 1)}'")
+        return {}
 
     def label(self, layer):
         return f"embedding {layer.params['dim']}"

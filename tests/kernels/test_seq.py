@@ -114,6 +114,13 @@ def test_embedding_refuses_ids_out_of_range_or_fractional():
     for bad in (5.0, -1.0, 1.5, np.nan):
         with pytest.raises(ValueError, match="expected a token id"):
             K.embedding_forward(np.array([[1.0, bad]]), w, y, lengths)
+    # backward checks every id before it writes a row: dw, mark and rows stay as they were
+    dw, mark, rows = np.full((5, 2), 3.0), np.zeros(5, np.uint8), np.zeros(5, np.int64)
+    rows[0] = 4
+    for bad in (5.0, -1.0, 1.5, np.nan):
+        with pytest.raises(ValueError, match=r"holds .* at row 0, position 1; expected a token id"):
+            K.embedding_backward(np.array([[2.0, bad]]), np.ones((1, 2, 2)), dw, mark, rows, 1)
+        assert (dw == 3).all() and not mark.any() and rows[0] == 4
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -78,8 +78,18 @@ def test_global_pooling_ignores_the_padding_after_the_last_token():
     assert np.isfinite(out).all()
 
 
-def test_embedding_without_a_vocabulary_size_is_refused():
+def test_an_embedding_sized_by_the_data_needs_data_with_token_ids():
     import pytest
 
-    with pytest.raises(dlrun.UsageError, match="needs its vocabulary size"):
-        dlrun.loads(TEXT.replace("embedding 8 vocab=30", "embedding 8"))
+    m = dlrun.loads(TEXT.replace("embedding 8 vocab=30", "embedding 8"))
+    assert m.input_shape == (16,) and m.output_shape == (3,)   # the outline answers shapes
+    with pytest.raises(dlrun.UsageError, match="'embedding' takes its vocabulary size from the data, so the "
+                                               r"network exists once fit\(\) or load_weights\(\) has read it"):
+        m.network
+    with pytest.raises(dlrun.UsageError, match="takes its vocabulary size"):
+        m.predict(_ids(4)[0])
+    x, y = _ids()
+    with pytest.raises(dlrun.DataError, match="these data have no token ids.*write 'embedding 8 vocab=N'"):
+        m.fit(x, y)
+    table = m.summary()
+    assert "sized by the data's vocabulary" in table and "  ?  " in table

@@ -268,6 +268,39 @@ def test_an_embedding_model_trains_on_texts_and_predicts_strings(folder):
         assert np.array_equal(m2.predict(["der hund", "the dog", ""]), m.predict(["der hund", "the dog", ""]))
 
 
+def test_an_embedding_without_vocab_takes_the_data_vocabulary_and_keeps_it_with_the_weights(folder):
+    m = fitted(folder, tokens="tokens chars lowercase vocab=40", layers=EMBED.replace(" vocab=42", ""))
+    emb = m.network.layers[1]
+    assert emb.params["w"].shape == (m.vocab_size, 8) and m.vocab_size <= 42
+    assert f"{m.vocab_size * 8:,}" in m.summary()
+    m.save(folder / "w.npz")
+    # the weights settle the size without reading the data again; the same network as training's
+    m2 = dlrun.load(folder / "t.net", weights=folder / "w.npz")
+    assert m2.network.layers[1].params["w"].shape == emb.params["w"].shape
+    texts = ["der hund", "the dog", ""]
+    assert np.array_equal(m2.predict(texts), m.predict(texts))
+    # the same file with vocab= written out reads the same weights (the same architecture)
+    (folder / "v.net").write_text(model_text(tokens="tokens chars lowercase vocab=40",
+                                             layers=EMBED.replace("vocab=42", f"vocab={m.vocab_size}")))
+    m3 = dlrun.load(folder / "v.net", weights=folder / "w.npz")
+    assert np.array_equal(m3.predict(texts), m.predict(texts))
+
+
+def test_weights_without_a_vocabulary_do_not_settle_an_embedding(folder):
+    (folder / "t.net").write_text(model_text(layers=EMBED.replace(" vocab=42", "")))
+    numbers = dlrun.loads(model_text(layers=EMBED).split("  data {")[0] + "  input 32\n" + EMBED
+                          + "  loss cross_entropy\n  optimizer adam\n}\n")
+    x = np.random.default_rng(0).integers(0, 42, (16, 32)).astype(np.float32)
+    numbers.fit(x, np.arange(16) % 2, epochs=1)
+    numbers.save(folder / "n.npz")
+    m = dlrun.load(folder / "t.net")
+    with pytest.raises(WeightsError, match="takes its vocabulary size from the data's tokens, but these data "
+                                           "have no token ids"):
+        m.load_weights(folder / "n.npz")
+    with pytest.raises(dlrun.UsageError, match="takes its vocabulary size from the data"):
+        m.network   # the failed load left the model as it was
+
+
 def test_an_embedding_smaller_than_the_vocabulary_is_refused(folder):
     (folder / "t.net").write_text(model_text(layers=EMBED.replace("vocab=42", "vocab=10")))
     m = dlrun.load(folder / "t.net")
