@@ -277,13 +277,25 @@ def test_an_embedding_without_vocab_takes_the_data_vocabulary_and_keeps_it_with_
     # the weights settle the size without reading the data again; the same network as training's
     m2 = dlrun.load(folder / "t.net", weights=folder / "w.npz")
     assert m2.network.layers[1].params["w"].shape == emb.params["w"].shape
-    texts = ["der hund", "the dog", ""]
+    texts = ["der hund", "the dog", "le chat"]
     assert np.array_equal(m2.predict(texts), m.predict(texts))
     # the same file with vocab= written out reads the same weights (the same architecture)
     (folder / "v.net").write_text(model_text(tokens="tokens chars lowercase vocab=40",
                                              layers=EMBED.replace("vocab=42", f"vocab={m.vocab_size}")))
     m3 = dlrun.load(folder / "v.net", weights=folder / "w.npz")
     assert np.array_equal(m3.predict(texts), m.predict(texts))
+
+
+def test_a_run_whose_embedding_takes_the_data_vocabulary_resumes_bit_exactly(folder):
+    text = model_text(tokens="tokens chars lowercase vocab=40", layers=EMBED.replace(" vocab=42", ""))
+    whole = fitted(folder, text)
+    (folder / "t.net").write_text(text)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        dlrun.load(folder / "t.net").fit(epochs=2, checkpoint=folder / "ck")
+        again = dlrun.load(folder / "t.net")
+        again.fit(checkpoint=folder / "ck", resume=True)
+    assert again.network.store.flat.tobytes() == whole.network.store.flat.tobytes()
 
 
 def test_weights_without_a_vocabulary_do_not_settle_an_embedding(folder):
