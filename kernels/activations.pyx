@@ -14,6 +14,13 @@ from activations cimport (act_code, act_needs_input, act_forward_rows, act_backw
 
 cnp.import_array()
 
+cdef void _rows(int act, floating* y, const floating* x, const floating* bias, Py_ssize_t n,
+                Py_ssize_t d, floating alpha) noexcept nogil:
+    """Y := f(X + bias) over (n, d) rows: activation_forward's core, compiled once here (and
+    run by kernels/chain.pyx through a pointer, so both give the same bits)."""
+    act_forward_rows(act, y, x, bias, n, d, alpha)
+
+
 ACTIVATIONS = ("linear", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "softplus", "gelu",
                "swish", "softmax")
 
@@ -40,8 +47,8 @@ def activation_forward(name, x, y, alpha=0.0, bias=None):
         check_no_overlap(Y, B, fn, "y", "bias", False)
     cdef void* bp = data_or_null(B)
     with nogil:
-        float_dispatch(is_float32(X), act_forward_rows[float], act_forward_rows[double],
-                       act, data(Y), data(X), bp, n, d, al)
+        float_dispatch(is_float32(X), _rows[float], _rows[double], act, data(Y), data(X), bp, n,
+                       d, al)
     return y
 
 
@@ -79,3 +86,12 @@ def activation_backward(name, y, dy, dx, alpha=0.0, x=None):
         float_dispatch(is_float32(Yv), act_backward_rows[float], act_backward_rows[double],
                        act, data(DX), data(DY), data(Yv), xp, n, d, al)
     return dx
+
+
+# ---- the forward core kernels/chain.pyx runs (see cores.pxd)
+from cores cimport activation_rows_f32_t, activation_rows_f64_t, core_capsule
+
+cdef activation_rows_f32_t _core_f32 = _rows[float]
+cdef activation_rows_f64_t _core_f64 = _rows[double]
+CORES = {"activation_rows_f32": core_capsule(<void*>_core_f32),
+         "activation_rows_f64": core_capsule(<void*>_core_f64)}

@@ -496,3 +496,17 @@ def batchnorm2d_backward(dy, xhat, gamma, inv_std, dx, dgamma, dbeta, accumulate
                        data(DY), data(XH), n, c, hw, data(G), data(IS), dxp, data(DG), data(DB),
                        acc)
     return dx
+
+
+# ---- the inference cores kernels/chain.pyx runs (see cores.pxd)
+from cores cimport (batchnorm_eval_f32_t, batchnorm_eval_f64_t, batchnorm2d_eval_f32_t,
+                    batchnorm2d_eval_f64_t, core_capsule)
+
+cdef batchnorm_eval_f32_t _core_eval_f32 = bn_forward_eval[float]
+cdef batchnorm_eval_f64_t _core_eval_f64 = bn_forward_eval[double]
+cdef batchnorm2d_eval_f32_t _core_eval2d_f32 = bn2d_forward_eval[float]
+cdef batchnorm2d_eval_f64_t _core_eval2d_f64 = bn2d_forward_eval[double]
+CORES = {"batchnorm_eval_f32": core_capsule(<void*>_core_eval_f32),
+         "batchnorm_eval_f64": core_capsule(<void*>_core_eval_f64),
+         "batchnorm2d_eval_f32": core_capsule(<void*>_core_eval2d_f32),
+         "batchnorm2d_eval_f64": core_capsule(<void*>_core_eval2d_f64)}

@@ -1,11 +1,16 @@
 # distutils: extra_compile_args = -fno-trapping-math -ffp-contract=off
-"""Raw inputs to model rows, and inference of a whole chain of row-wise ops in one call.
+"""Raw inputs to model rows, and inference of a whole network in one call.
 
     take_affine(x, idx, a, b, out)      out[i, :] := x[idx[i], :] * a + b   (idx None: x[i])
-    chain = Chain(dtype, in_features)
+    chain = Chain(dtype, in_shape)      in_shape: features, or (C, H, W) for images
     chain.add_dense(w, b, activation="linear", alpha=0.0)     y := f(x W + b)
     chain.add_batchnorm(gamma, beta, mean, var, eps)          y := gamma (x - mean) / sqrt(var + eps) + beta
-    chain.add_activation(name, alpha=0.0)                     y := f(x)  (softmax row-wise)
+    chain.add_batchnorm2d(gamma, beta, mean, var, eps)        the same per channel of C x H x W
+    chain.add_activation(name, alpha=0.0)                     y := f(x)  (softmax over each sample)
+    chain.add_conv2d(w, b, stride, padding, dilation, groups, activation, alpha)
+    chain.add_maxpool(kernel, stride, padding), chain.add_avgpool(kernel, stride, padding)
+    chain.add_global_maxpool(), chain.add_global_avgpool()   (C, H, W) -> (C,)
+    chain.add_flatten()                                       (C, H, W) -> (C*H*W,): no work
     chain.run(x, a, b, out)             out := ops(x * a + b)
 
 ``x`` is uint8, float32 or float64 (n, in_features); ``a`` and ``b`` are the preprocessing's
@@ -13,11 +18,24 @@ per-feature (or scalar) scale and shift, float64. The conversion computes ``x * 
 float64 (a product, then a sum, each rounded to float64) and rounds once to the output dtype,
 bit for bit what ``Preprocessor.apply`` gives; ``a == 1, b == 0`` is a plain conversion.
 
-A ``Chain`` runs the whole network with the GIL released and no Python between the layers:
-GEMV for a single row, GEMM otherwise, bias + activation fused after each product, batch norm
-in inference mode as a per-column scale and shift computed from the running statistics at each
-call (so later training or loaded weights show through: the chain holds the arrays, not
-copies). Its buffers grow to the largest batch seen; one chain per thread.
+A ``Chain`` runs the whole network with the GIL released and no Python between the layers.
+Each op knows the per-sample shape it reads and writes (``chain.shape`` is the last one);
+every sample is a contiguous row of the buffers (NCHW for images), so flatten costs nothing.
+Parameters and running statistics are the caller's arrays, read at each call (later training
+or loaded weights show through). Its buffers grow to the largest batch seen and are reused:
+no allocation per call once warm. One chain per thread (the buffers are its own).
+
+Two ways to run the ops:
+- a chain of row ops only (dense, batch norm per feature, activations: an MLP) takes the
+  shortcuts measured for it: a zero-skipping product or GEMV for a single row, the input's zero
+  columns compacted away for the first product; bias, activation and batch norm run in this
+  module's loops. Equal to the layers' forward to rounding (not bit for bit).
+- ``exact`` (set by the constructor, and by adding any image op: conv2d, pooling, batch norm
+  per channel) runs every op through the very core the layer's kernel runs (conv.pyx,
+  pool.pyx, batchnorm.pyx, dense.pyx, activations.pyx, taken by pointer: see cores.pxd), with
+  the layers' order of operations (gelu and swish after a linear product), so the result is
+  bit for bit the layer-by-layer forward in eval mode. (An inline copy here would not be: this
+  file is compiled with -ffp-contract=off for the conversion, the kernels without.)
 """
 cimport numpy as cnp
 from cython cimport floating
@@ -26,14 +44,42 @@ from libc.math cimport sqrt
 from libc.stdlib cimport realloc, free
 
 from _common cimport (check_float_array, check_same_dtype, check_shape, check_finite_float,
-                      check_layout, received, float_dispatch_int, is_float32, data)
+                      check_layout, check_blas_dim, received, float_dispatch_int, is_float32,
+                      data)
 from blas cimport gemm_rm, gemv_rm
 from dense cimport nonzero_columns, gather_columns
-from activations cimport act_code, act_forward_rows, ACT_LINEAR, ACT_SOFTMAX
+from activations cimport act_code, act_forward_rows, act_needs_input, ACT_LINEAR, ACT_SOFTMAX
+from conv cimport ConvGeom, parse_pair, parse_padding
+from cores cimport (core_pointer, conv2d_forward_f32_t, conv2d_forward_f64_t, maxpool_forward_t,
+                    avgpool_f32_t, avgpool_f64_t, batchnorm_eval_f32_t, batchnorm_eval_f64_t,
+                    batchnorm2d_eval_f32_t, batchnorm2d_eval_f64_t, dense_forward_f32_t,
+                    dense_forward_f64_t, activation_rows_f32_t, activation_rows_f64_t)
 
 import numpy as np
 
+from dlrun.kernels import activations as _activations, batchnorm as _batchnorm
+from dlrun.kernels import conv as _conv, dense as _dense, pool as _pool
+
 cnp.import_array()
+
+# the layers' own cores (see cores.pxd), taken once
+cdef conv2d_forward_f32_t conv_f32 = <conv2d_forward_f32_t>core_pointer(_conv, "conv2d_forward_f32")
+cdef conv2d_forward_f64_t conv_f64 = <conv2d_forward_f64_t>core_pointer(_conv, "conv2d_forward_f64")
+cdef maxpool_forward_t maxpool_core = <maxpool_forward_t>core_pointer(_pool, "maxpool_forward")
+cdef avgpool_f32_t avgpool_f32 = <avgpool_f32_t>core_pointer(_pool, "avgpool_f32")
+cdef avgpool_f64_t avgpool_f64 = <avgpool_f64_t>core_pointer(_pool, "avgpool_f64")
+cdef batchnorm_eval_f32_t bn_f32 = <batchnorm_eval_f32_t>core_pointer(_batchnorm, "batchnorm_eval_f32")
+cdef batchnorm_eval_f64_t bn_f64 = <batchnorm_eval_f64_t>core_pointer(_batchnorm, "batchnorm_eval_f64")
+cdef batchnorm2d_eval_f32_t bn2d_f32 = <batchnorm2d_eval_f32_t>core_pointer(
+    _batchnorm, "batchnorm2d_eval_f32")
+cdef batchnorm2d_eval_f64_t bn2d_f64 = <batchnorm2d_eval_f64_t>core_pointer(
+    _batchnorm, "batchnorm2d_eval_f64")
+cdef dense_forward_f32_t dense_f32 = <dense_forward_f32_t>core_pointer(_dense, "dense_forward_f32")
+cdef dense_forward_f64_t dense_f64 = <dense_forward_f64_t>core_pointer(_dense, "dense_forward_f64")
+cdef activation_rows_f32_t act_f32 = <activation_rows_f32_t>core_pointer(
+    _activations, "activation_rows_f32")
+cdef activation_rows_f64_t act_f64 = <activation_rows_f64_t>core_pointer(
+    _activations, "activation_rows_f64")
 
 cdef extern from *:
     """
@@ -199,19 +245,25 @@ cdef enum:
     OP_DENSE = 0
     OP_BATCHNORM = 1
     OP_ACTIVATION = 2
+    OP_CONV2D = 3
+    OP_MAXPOOL = 4       # windows, or a whole map (global)
+    OP_AVGPOOL = 5
+    OP_BATCHNORM2D = 6
 
 
 cdef struct Op:
     int kind
     int act
+    bint act_after   # exact: f applied after a linear op, as the layer does for gelu / swish
     double alpha
     double eps
-    Py_ssize_t d_in
+    Py_ssize_t d_in  # features of one sample in and out
     Py_ssize_t d_out
-    void* w          # dense: (d_in, d_out); batchnorm: gamma
-    void* b          # dense: bias or NULL; batchnorm: beta
+    void* w          # dense: (d_in, d_out); conv2d: (F, C/groups, kh, kw); batchnorm: gamma
+    void* b          # dense, conv2d: bias or NULL; batchnorm: beta
     void* mean
     void* var
+    ConvGeom g       # conv2d, pooling: per-sample geometry (g.n is set at each call)
 
 
 cdef int run_ops(const Op* ops, int n_ops, Py_ssize_t n, floating* x, floating* buf0,
@@ -296,6 +348,100 @@ cdef int run_ops(const Op* ops, int n_ops, Py_ssize_t n, floating* x, floating* 
                     for j in range(d):
                         dst[i * d + j] = row[j] * sc[j] + sh[j]
             cur = dst
+    return 0
+
+
+cdef inline void act_rows(int act, floating* y, const floating* x, Py_ssize_t n, Py_ssize_t d,
+                          double alpha) noexcept nogil:
+    if floating is float:
+        act_f32(act, y, x, NULL, n, d, <float>alpha)
+    else:
+        act_f64(act, y, x, NULL, n, d, alpha)
+
+
+cdef int variance_ok(const floating* var, Py_ssize_t d) noexcept nogil:
+    cdef Py_ssize_t j
+    for j in range(d):
+        if not var[j] >= 0:
+            return 0
+    return 1
+
+
+cdef int run_exact(const Op* ops, int n_ops, Py_ssize_t n, floating* x, floating* buf0,
+                   floating* buf1, floating* out, floating* col, int64_t* am,
+                   int* why) noexcept nogil:
+    """Apply ops to x (n, d_in of the first op) -> out through the layers' own cores (see the
+    module doc); x is overwritten. Returns -1 - k when op k fails: why = 1, a negative or NaN
+    running variance; 2, no memory for batch norm's scale and shift."""
+    cdef int k, act
+    cdef Py_ssize_t s
+    cdef const Op* op
+    cdef ConvGeom g
+    cdef floating* cur = x
+    cdef floating* dst
+    cdef bint single = floating is float
+    for k in range(n_ops):
+        op = &ops[k]
+        act = ACT_LINEAR if op.act_after else op.act
+        if op.kind == OP_ACTIVATION or op.kind == OP_BATCHNORM or op.kind == OP_BATCHNORM2D:
+            dst = out if k == n_ops - 1 else cur           # element-wise: in place, or into out
+        else:
+            dst = out if k == n_ops - 1 else (buf0 if cur != buf0 else buf1)
+        if op.kind == OP_DENSE:
+            if floating is float:
+                dense_f32(act, <int>n, <int>op.d_in, <int>op.d_out, cur, <float*>op.w,
+                          <float*>op.b, dst, <float>op.alpha)
+            else:
+                dense_f64(act, <int>n, <int>op.d_in, <int>op.d_out, cur, <double*>op.w,
+                          <double*>op.b, dst, op.alpha)
+        elif op.kind == OP_CONV2D:
+            g = op.g
+            g.n = n
+            # nb = 1: one GEMM per (sample, group), what the layer's workspace gives
+            if floating is float:
+                conv_f32(&g, act, cur, <float*>op.w, <float*>op.b, dst, col, 1, <float>op.alpha)
+            else:
+                conv_f64(&g, act, cur, <double*>op.w, <double*>op.b, dst, col, 1, op.alpha)
+        elif op.kind == OP_MAXPOOL:
+            # sample by sample: the window indices (not needed here) fill one sample's scratch
+            g = op.g
+            g.n = 1
+            for s in range(n):
+                maxpool_core(&g, cur + s * op.d_in, dst + s * op.d_out, am, single)
+        elif op.kind == OP_AVGPOOL:
+            g = op.g
+            g.n = n
+            if floating is float:
+                avgpool_f32(&g, cur, dst, False, False)
+            else:
+                avgpool_f64(&g, cur, dst, False, False)
+        elif op.kind == OP_BATCHNORM or op.kind == OP_BATCHNORM2D:
+            s = op.d_out if op.kind == OP_BATCHNORM else op.g.c
+            if not variance_ok(<floating*>op.var, s):
+                why[0] = 1
+                return -1 - k
+            if op.kind == OP_BATCHNORM2D:
+                if floating is float:
+                    bn2d_f32(cur, n, op.g.c, op.g.h * op.g.w, <float*>op.w, <float*>op.b,
+                             <float*>op.mean, <float*>op.var, op.eps, dst)
+                else:
+                    bn2d_f64(cur, n, op.g.c, op.g.h * op.g.w, <double*>op.w, <double*>op.b,
+                             <double*>op.mean, <double*>op.var, op.eps, dst)
+            else:
+                if floating is float:
+                    s = bn_f32(cur, n, op.d_out, <float*>op.w, <float*>op.b, <float*>op.mean,
+                               <float*>op.var, op.eps, dst)
+                else:
+                    s = bn_f64(cur, n, op.d_out, <double*>op.w, <double*>op.b, <double*>op.mean,
+                               <double*>op.var, op.eps, dst)
+                if s != 0:
+                    why[0] = 2
+                    return -1 - k
+        else:
+            act_rows(op.act, dst, cur, n, op.d_out, op.alpha)
+        if op.act_after:
+            act_rows(op.act, dst, dst, n, op.d_out, op.alpha)
+        cur = dst
     return 0
 
 
@@ -396,18 +542,33 @@ def take_affine(x, idx, a, b, out):
     return out
 
 
+cdef tuple _in_shape(object shape):
+    """A per-sample shape: an int (features) or a tuple of ints, each >= 1."""
+    items = (shape,) if not isinstance(shape, (tuple, list)) else tuple(shape)
+    if not items or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1
+                        for v in items):
+        raise ValueError(f"Chain: in_shape must be an int >= 1 or a tuple of them (C, H, W), got "
+                         f"{shape!r}")
+    return tuple(int(v) for v in items)
+
+
 cdef class Chain:
-    """A chain of dense / batch norm / activation ops run in one call (see the module doc)."""
+    """A network's inference ops run in one call (see the module doc)."""
 
     cdef Op* ops
     cdef int n_ops
     cdef readonly object dtype
     cdef readonly Py_ssize_t in_features
     cdef readonly Py_ssize_t out_features
+    cdef readonly tuple in_shape
+    cdef readonly tuple shape      # per-sample shape after the last op
+    cdef readonly bint exact       # every op through the layers' own cores (module doc)
     cdef Py_ssize_t width          # widest row of any stage
+    cdef Py_ssize_t col_size       # the largest convolution workspace (one sample)
+    cdef Py_ssize_t am_size        # the largest max-pool output of one sample (its indices)
     cdef Py_ssize_t capacity       # rows the buffers hold
     cdef list keep                 # the arrays the ops point into
-    cdef cnp.ndarray xbuf, buf0, buf1, scratch
+    cdef cnp.ndarray xbuf, buf0, buf1, scratch, col, am
     cdef cnp.ndarray wc, cols     # the first dense op's compacted weights, non-zero columns
 
     def __cinit__(self):
@@ -417,17 +578,21 @@ cdef class Chain:
     def __dealloc__(self):
         free(self.ops)
 
-    def __init__(self, dtype, in_features):
+    def __init__(self, dtype, in_shape, exact=False):
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise TypeError(f"Chain: dtype must be float32 or float64, got {self.dtype}")
-        if int(in_features) < 1:
-            raise ValueError(f"Chain: in_features must be >= 1, got {in_features}")
-        self.in_features = self.out_features = self.width = int(in_features)
+        if not isinstance(exact, (bool, np.bool_)):
+            raise TypeError(f"Chain: exact must be True or False, got {received(exact)}")
+        self.in_shape = self.shape = _in_shape(in_shape)
+        self.in_features = self.out_features = self.width = int(np.prod(self.in_shape))
+        self.exact = bool(exact)
+        self.col_size = self.am_size = 0
         self.capacity = 0
         self.keep = []
 
-    cdef Op* _push(self, int kind, Py_ssize_t d_out) except NULL:
+    cdef Op* _push(self, int kind, tuple shape) except NULL:
+        cdef Py_ssize_t d_out = int(np.prod(shape))
         cdef Op* grown = <Op*>realloc(self.ops, (self.n_ops + 1) * sizeof(Op))
         if grown == NULL:
             raise MemoryError("Chain: cannot grow the op list")
@@ -435,13 +600,18 @@ cdef class Chain:
         cdef Op* op = &self.ops[self.n_ops]
         op.kind = kind
         op.act = ACT_LINEAR
+        op.act_after = False
         op.alpha = 0.0
         op.eps = 0.0
         op.d_in = self.out_features
         op.d_out = d_out
         op.w = op.b = op.mean = op.var = NULL
+        op.g.n = op.g.c = op.g.h = op.g.w = op.g.f = op.g.kh = op.g.kw = 0
+        op.g.oh = op.g.ow = op.g.pt = op.g.pb = op.g.pl = op.g.pr = 0
+        op.g.sh = op.g.sw = op.g.dh = op.g.dw = op.g.groups = 1
         self.n_ops += 1
         self.out_features = d_out
+        self.shape = shape
         if d_out > self.width:
             self.width = d_out
         self.capacity = 0          # buffers are re-made for the new widths
@@ -456,48 +626,155 @@ cdef class Chain:
         self.keep.append(a)
         return a
 
+    cdef tuple _image(self, str fn):
+        """(C, H, W): the per-sample shape an image op needs."""
+        if len(self.shape) != 3:
+            raise ValueError(f"{fn}: needs images C x H x W; the chain's samples have shape "
+                             f"{self.shape}")
+        return self.shape
+
+    cdef _activation(self, Op* op, activation, double alpha, str fn, bint fused):
+        """The op's activation; ``fused``: applied in the op's output pass, except gelu and
+        swish, which an exact chain applies after the linear op as the layers do."""
+        op.act = act_code(activation, fn, alpha)
+        op.alpha = alpha
+        op.act_after = fused and act_needs_input(op.act)
+
     def add_dense(self, w, b=None, activation="linear", alpha=0.0):
         """y := f(x W + b)   w (features so far, out), b (out,) or None."""
         fn = "Chain.add_dense"
         cdef double al = check_finite_float(alpha, fn, "alpha")
-        cdef int act = act_code(activation, fn, al)
+        act_code(activation, fn, al)
         cdef Py_ssize_t d_in = self.out_features
         cdef cnp.ndarray W = check_float_array(w, fn, "w", 2, False)
         if W.shape[0] != d_in:
             raise ValueError(f"{fn}: argument 'w' has shape {(<object>W).shape}; expected "
                              f"({d_in}, out)")
+        check_blas_dim(W.shape[1], fn, "out")
+        check_blas_dim(d_in, fn, "in")
         W = self._param(w, fn, "w", (d_in, W.shape[1]))
         cdef cnp.ndarray B = self._param(b, fn, "b", (W.shape[1],)) if b is not None else None
-        cdef Op* op = self._push(OP_DENSE, W.shape[1])
-        op.act = act
-        op.alpha = al
+        cdef Op* op = self._push(OP_DENSE, (int(W.shape[1]),))
+        self._activation(op, activation, al, fn, True)
         op.w = cnp.PyArray_DATA(W)
         op.b = cnp.PyArray_DATA(B) if B is not None else NULL
 
-    def add_batchnorm(self, gamma, beta, mean, var, eps):
-        """y := gamma (x - mean) / sqrt(var + eps) + beta   (inference mode; all (features,))."""
-        fn = "Chain.add_batchnorm"
-        cdef Py_ssize_t d = self.out_features
+    cdef _batchnorm(self, str fn, int kind, Py_ssize_t d, gamma, beta, mean, var, eps):
         cdef double e = check_finite_float(eps, fn, "eps")
         if not e > 0:
             raise ValueError(f"{fn}: argument 'eps' must be > 0, got {e}")
         arrays = [self._param(a, fn, name, (d,)) for a, name in
                   ((gamma, "gamma"), (beta, "beta"), (mean, "mean"), (var, "var"))]
-        cdef Op* op = self._push(OP_BATCHNORM, d)
+        cdef tuple shape = self.shape
+        cdef Op* op = self._push(kind, shape)
+        if kind == OP_BATCHNORM2D:
+            op.g.c, op.g.h, op.g.w = shape
         op.eps = e
         op.w = cnp.PyArray_DATA(arrays[0])
         op.b = cnp.PyArray_DATA(arrays[1])
         op.mean = cnp.PyArray_DATA(arrays[2])
         op.var = cnp.PyArray_DATA(arrays[3])
 
+    def add_batchnorm(self, gamma, beta, mean, var, eps):
+        """y := gamma (x - mean) / sqrt(var + eps) + beta   (inference mode; all (features,))."""
+        self._batchnorm("Chain.add_batchnorm", OP_BATCHNORM, self.out_features, gamma, beta,
+                        mean, var, eps)
+
+    def add_batchnorm2d(self, gamma, beta, mean, var, eps):
+        """The same per channel of C x H x W samples (inference mode; all (C,))."""
+        fn = "Chain.add_batchnorm2d"
+        c = self._image(fn)[0]
+        self._batchnorm(fn, OP_BATCHNORM2D, c, gamma, beta, mean, var, eps)
+        self.exact = True
+
     def add_activation(self, name, alpha=0.0):
-        """y := f(x) element-wise (softmax over each row)."""
+        """y := f(x) element-wise (softmax over each sample's features)."""
         fn = "Chain.add_activation"
         cdef double al = check_finite_float(alpha, fn, "alpha")
-        cdef int act = act_code(name, fn, al)
-        cdef Op* op = self._push(OP_ACTIVATION, self.out_features)
-        op.act = act
-        op.alpha = al
+        act_code(name, fn, al)
+        cdef Op* op = self._push(OP_ACTIVATION, self.shape)
+        self._activation(op, name, al, fn, False)
+
+    def add_conv2d(self, w, b=None, stride=1, padding=0, dilation=1, groups=1,
+                   activation="linear", alpha=0.0):
+        """y := f(conv(x, w) + b)   x (C, H, W) per sample, w (F, C/groups, kh, kw), b (F,) or
+        None; stride, padding, dilation as conv2d_forward takes them. Any activation but
+        softmax."""
+        fn = "Chain.add_conv2d"
+        cdef double al = check_finite_float(alpha, fn, "alpha")
+        if act_code(activation, fn, al) == ACT_SOFTMAX:
+            raise ValueError(f"{fn}: activation 'softmax' is not fused into a convolution; add "
+                             f"it with add_activation")
+        c, h, wd = self._image(fn)
+        cdef cnp.ndarray W = check_float_array(w, fn, "w", 4, False)
+        f, cg, kh, kw = (<object>W).shape
+        if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+            raise ValueError(f"{fn}: argument 'groups' must be an int >= 1, got {groups!r}")
+        if c % groups or f % groups or cg != c // groups or f < 1 or kh < 1 or kw < 1:
+            raise ValueError(f"{fn}: argument 'w' has shape {(<object>W).shape}; expected "
+                             f"(filters, {c} // groups, kh, kw), each >= 1, with groups = {groups} "
+                             f"dividing the {c} input channels and the filters")
+        # the kernel's own shape rule (and its messages)
+        _, _, oh, ow = _conv.conv2d_output_shape((1, c, h, wd), (f, cg, kh, kw), stride, padding,
+                                                 dilation)
+        check_blas_dim(oh * ow, fn, "output pixels")
+        check_blas_dim(cg * kh * kw, fn, "patch size")
+        W = self._param(w, fn, "w", (f, cg, kh, kw))
+        cdef cnp.ndarray B = self._param(b, fn, "b", (f,)) if b is not None else None
+        cdef Op* op = self._push(OP_CONV2D, (f, oh, ow))
+        op.g.c, op.g.h, op.g.w, op.g.f, op.g.kh, op.g.kw = c, h, wd, f, kh, kw
+        op.g.oh, op.g.ow, op.g.groups = oh, ow, groups
+        op.g.sh, op.g.sw = parse_pair(stride, fn, "stride", 1)
+        op.g.dh, op.g.dw = parse_pair(dilation, fn, "dilation", 1)
+        op.g.pt, op.g.pb, op.g.pl, op.g.pr = parse_padding(padding, fn)
+        self._activation(op, activation, al, fn, True)
+        op.w = cnp.PyArray_DATA(W)
+        op.b = cnp.PyArray_DATA(B) if B is not None else NULL
+        self.col_size = max(self.col_size, cg * kh * kw * oh * ow)
+        self.exact = True
+
+    cdef _pool(self, str fn, int kind, kernel, stride, padding):
+        c, h, w = self._image(fn)
+        # the kernel's own shape rule (and its messages)
+        _, _, oh, ow = _pool.pool2d_output_shape((1, c, h, w), kernel, stride, padding)
+        cdef Op* op = self._push(kind, (c, oh, ow))
+        op.g.c, op.g.h, op.g.w, op.g.f, op.g.oh, op.g.ow = c, h, w, c, oh, ow
+        op.g.kh, op.g.kw = parse_pair(kernel, fn, "kernel", 1)
+        op.g.sh, op.g.sw = parse_pair(kernel if stride is None else stride, fn, "stride", 1)
+        op.g.pt, op.g.pb, op.g.pl, op.g.pr = parse_padding(padding, fn)
+        if kind == OP_MAXPOOL:
+            self.am_size = max(self.am_size, c * oh * ow)
+        self.exact = True
+
+    def add_maxpool(self, kernel, stride=None, padding=0):
+        """Window maxima of each channel (maxpool2d_forward's geometry)."""
+        self._pool("Chain.add_maxpool", OP_MAXPOOL, kernel, stride, padding)
+
+    def add_avgpool(self, kernel, stride=None, padding=0):
+        """Window means of each channel over the input pixels in the window (padding is not
+        data: avgpool2d_forward with count_include_pad=False)."""
+        self._pool("Chain.add_avgpool", OP_AVGPOOL, kernel, stride, padding)
+
+    cdef _global(self, str fn, int kind):
+        c, h, w = self._image(fn)
+        cdef Op* op = self._push(kind, (c,))
+        # one window over the whole map (pool.pyx's global geometry)
+        op.g.c, op.g.h, op.g.w, op.g.f, op.g.kh, op.g.kw, op.g.oh, op.g.ow = c, h, w, c, h, w, 1, 1
+        if kind == OP_MAXPOOL:
+            self.am_size = max(self.am_size, c)
+        self.exact = True
+
+    def add_global_maxpool(self):
+        """(C, H, W) -> (C,): each channel's maximum."""
+        self._global("Chain.add_global_maxpool", OP_MAXPOOL)
+
+    def add_global_avgpool(self):
+        """(C, H, W) -> (C,): each channel's mean."""
+        self._global("Chain.add_global_avgpool", OP_AVGPOOL)
+
+    def add_flatten(self):
+        """(C, H, W) -> (C*H*W,): the samples are contiguous rows already; no op, no work."""
+        self.shape = (self.out_features,)
 
     def __len__(self):
         return self.n_ops
@@ -507,8 +784,10 @@ cdef class Chain:
         self.buf0 = np.empty(n * self.width, self.dtype)
         self.buf1 = np.empty(n * self.width, self.dtype)
         self.scratch = np.empty(2 * self.width, self.dtype)
+        self.col = np.empty(max(self.col_size, 1), self.dtype)
+        self.am = np.empty(max(self.am_size, 1), np.int64)
         self.wc = self.cols = None
-        if n > 1 and self.n_ops and self.ops[0].kind == OP_DENSE:
+        if not self.exact and n > 1 and self.n_ops and self.ops[0].kind == OP_DENSE:
             self.wc = np.empty(self.ops[0].d_in * self.ops[0].d_out, self.dtype)
             self.cols = np.empty(self.ops[0].d_in, np.int64)
         self.capacity = n
@@ -529,6 +808,7 @@ cdef class Chain:
         check_shape(OUT, (n, self.out_features), fn, "out", "(rows of x, outputs of the chain)")
         if n == 0:
             return out
+        check_blas_dim(n, fn, "rows")
         if n > self.capacity:
             self._grow(n)
         A, B, a_vec, b_vec, has_b, identity = _affine_args(a, b, self.in_features, fn)
@@ -539,17 +819,28 @@ cdef class Chain:
         _affine(X, NULL, n, A, B, a_vec, b_vec, has_b, identity, first)
         if self.n_ops == 0:
             return out
-        cdef int rc
+        cdef int rc, why = 1
         cdef void* px = cnp.PyArray_DATA(self.xbuf)
         cdef void* p0 = cnp.PyArray_DATA(self.buf0)
         cdef void* p1 = cnp.PyArray_DATA(self.buf1)
         cdef void* ps = cnp.PyArray_DATA(self.scratch)
+        cdef void* pcol = cnp.PyArray_DATA(self.col)
+        cdef int64_t* pam = <int64_t*>cnp.PyArray_DATA(self.am)
         cdef void* pw = cnp.PyArray_DATA(self.wc) if self.wc is not None else NULL
         cdef long long* pc = <long long*>cnp.PyArray_DATA(self.cols) if self.cols is not None else NULL
         with nogil:
-            rc = float_dispatch_int(is_float32(OUT), run_ops[float], run_ops[double],
-                                    self.ops, self.n_ops, n, px, p0, p1, ps, data(OUT), pw, pc)
+            if self.exact:
+                rc = float_dispatch_int(is_float32(OUT), run_exact[float], run_exact[double],
+                                        self.ops, self.n_ops, n, px, p0, p1, data(OUT), pcol, pam,
+                                        &why)
+            else:
+                rc = float_dispatch_int(is_float32(OUT), run_ops[float], run_ops[double],
+                                        self.ops, self.n_ops, n, px, p0, p1, ps, data(OUT), pw,
+                                        pc)
         if rc:
+            if why == 2:
+                raise MemoryError(f"{fn}: op {-1 - rc} (batch norm): no memory for its scale and "
+                                  f"shift")
             raise ValueError(f"{fn}: op {-1 - rc} (batch norm) has a negative or NaN running "
                              f"variance; a variance must be >= 0")
         return out

@@ -326,3 +326,12 @@ def conv2d_backward(x, w, dz, dx, dw, db, col, stride=1, padding=0, dilation=1, 
         float_dispatch(is_float32(X), _backward[float], _backward[double],
                        &g, data(X), data(W), data(DZ), dxp, data(DW), dbp, data(C), nb, acc)
     return dx, dw, db
+
+
+# ---- the forward core kernels/chain.pyx runs (see cores.pxd)
+from cores cimport conv2d_forward_f32_t, conv2d_forward_f64_t, core_capsule
+
+cdef conv2d_forward_f32_t _core_f32 = _forward[float]
+cdef conv2d_forward_f64_t _core_f64 = _forward[double]
+CORES = {"conv2d_forward_f32": core_capsule(<void*>_core_f32),
+         "conv2d_forward_f64": core_capsule(<void*>_core_f64)}

@@ -299,3 +299,12 @@ def dense_backward_compact(xc, cols, k, dz, dw, db, scratch):
         float_dispatch(is_float32(DZ), _compact_backward[float], _compact_backward[double],
                        n, d_in, d_out, data(XC), pc, kk, data(DZ), data(DW), dbp, data(S))
     return None
+
+
+# ---- the forward core kernels/chain.pyx runs (see cores.pxd)
+from cores cimport dense_forward_f32_t, dense_forward_f64_t, core_capsule
+
+cdef dense_forward_f32_t _core_f32 = _forward[float]
+cdef dense_forward_f64_t _core_f64 = _forward[double]
+CORES = {"dense_forward_f32": core_capsule(<void*>_core_f32),
+         "dense_forward_f64": core_capsule(<void*>_core_f64)}

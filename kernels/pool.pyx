@@ -381,3 +381,14 @@ def global_maxpool_forward(x, y, argmax):
 def global_maxpool_backward(dy, argmax, dx):
     """dx (N, C, H, W) := dy (N, C) at the maxima saved by global_maxpool_forward, 0 elsewhere."""
     return _max_backward("global_maxpool_backward", dy, argmax, dx, True)
+
+
+# ---- the forward cores kernels/chain.pyx runs (see cores.pxd)
+from cores cimport maxpool_forward_t, avgpool_f32_t, avgpool_f64_t, core_capsule
+
+cdef maxpool_forward_t _core_max = _max_fwd
+cdef avgpool_f32_t _core_avg_f32 = _avg[float]
+cdef avgpool_f64_t _core_avg_f64 = _avg[double]
+CORES = {"maxpool_forward": core_capsule(<void*>_core_max),
+         "avgpool_f32": core_capsule(<void*>_core_avg_f32),
+         "avgpool_f64": core_capsule(<void*>_core_avg_f64)}

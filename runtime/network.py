@@ -255,15 +255,23 @@ class Network:
         ``kernels.chain.Chain``: built once, it holds this network's parameter and running
         statistic arrays themselves (training shows through) and buffers of its own.
         ``chain.run(x, a, b, out)`` converts raw rows (``x * a + b``) and runs every layer
-        with the GIL released. None when a layer has no chain form."""
+        with the GIL released. None when a layer has no chain form.
+
+        A network with image layers gets an exact chain: bit for bit what ``predict`` gives
+        layer by layer (an MLP's chain takes its measured shortcuts: equal to rounding).
+        The chain's buffers are its own: one per thread (``inference_copy`` makes one each)."""
         if self._chain is None:
             if not self.is_chain:
                 return None
-            chain = Chain(self.dtype, self.input_features)
+            chain = Chain(self.dtype, self.input_shape)
             layers = list(self.body) + ([self._tail] if self._tail is not None else [])
             for layer in layers:
                 if not layer.add_to_chain(chain):
                     return None
+                if tuple(chain.shape) != tuple(layer.out_shape):
+                    raise RuntimeError(f"{layer.describe()}: the inference chain's samples have "
+                                       f"shape {chain.shape} after it; the layer gives "
+                                       f"{layer.out_shape}")
             if self.loss.proba_act is not None:
                 chain.add_activation(self.loss.proba_act)
             self._chain = chain

@@ -31,10 +31,9 @@ class BatchNorm(Layer):
         return a.reshape((a.shape[0],) + self.in_shape) if self.channels else a
 
     def add_to_chain(self, chain):
-        if self.channels:
-            return False
         p, st = self.params, self.state
-        chain.add_batchnorm(p["gamma"], p["beta"], st["running_mean"], st["running_var"], self.eps)
+        add = chain.add_batchnorm2d if self.channels else chain.add_batchnorm
+        add(p["gamma"], p["beta"], st["running_mean"], st["running_var"], self.eps)
         return True
 
     def param_specs(self, l1=0.0, l2=0.0):

@@ -29,6 +29,11 @@ class Conv2D(WeightedLayer):
                                                     self.pads, self.dilation, self.groups)
         self._x = self._y = self._z = None
 
+    def add_to_chain(self, chain):
+        chain.add_conv2d(self.params["w"], self.params.get("b"), *self._conv_args(), self.act,
+                         self.alpha)
+        return True
+
     def param_specs(self, l1=0.0, l2=0.0):
         return self.weight_specs(self.w_shape, (self.filters,), l1, l2)
 

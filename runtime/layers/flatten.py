@@ -13,4 +13,5 @@ class Flatten(Layer):
     keeps_init = True
 
     def add_to_chain(self, chain):
+        chain.add_flatten()
         return True

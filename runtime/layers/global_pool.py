@@ -28,6 +28,12 @@ class _GlobalPool(Layer):
 class GlobalAvgPool(_GlobalPool):
     kind = "global_avgpool"
 
+    def add_to_chain(self, chain):
+        if self.over_time:   # the valid steps of each sample are not the chain's to know
+            return False
+        chain.add_global_avgpool()
+        return True
+
     def forward(self, x, training):
         y = self.buffer("y", x.shape[0], self.out_features)
         if self.over_time:
@@ -49,6 +55,12 @@ class GlobalAvgPool(_GlobalPool):
 @register("global_maxpool")
 class GlobalMaxPool(_GlobalPool):
     kind = "global_maxpool"
+
+    def add_to_chain(self, chain):
+        if self.over_time:
+            return False
+        chain.add_global_maxpool()
+        return True
 
     def forward(self, x, training):
         n = x.shape[0]

@@ -29,6 +29,10 @@ class _Pool(Layer):
 class MaxPool(_Pool):
     kind = "maxpool"
 
+    def add_to_chain(self, chain):
+        chain.add_maxpool(self.kernel, self.stride, self.pads)
+        return True
+
     def forward(self, x, training):
         n = x.shape[0]
         y = self.buffer("y", n, self.out_features)
@@ -49,6 +53,10 @@ class MaxPool(_Pool):
 @register("avgpool")
 class AvgPool(_Pool):
     kind = "avgpool"
+
+    def add_to_chain(self, chain):
+        chain.add_avgpool(self.kernel, self.stride, self.pads)
+        return True
 
     def forward(self, x, training):
         y = self.buffer("y", x.shape[0], self.out_features)

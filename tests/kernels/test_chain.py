@@ -259,3 +259,166 @@ def test_chain_passes_nan_on(dtype):
     one = np.empty((1, 4), dtype)
     chain.run(x[1:2].copy(), 1.0, 0.0, one)       # the single-row (GEMV) path
     assert np.isnan(one).all()
+
+
+# ---------------------------------------------------------------- image ops, exact chains
+from dlrun.kernels import activations as KA, batchnorm as KB, conv as KC, dense as KD, pool as KP  # noqa: E402
+
+
+def _bn_params(rng, c, dtype):
+    return (rng.uniform(0.5, 1.5, c).astype(dtype), rng.normal(0, 0.5, c).astype(dtype),
+            rng.normal(0, 0.5, c).astype(dtype), rng.uniform(0.2, 2.0, c).astype(dtype))
+
+
+CONVS = [  # (C, H, W), filters, kernel, stride, padding, dilation, groups, activation
+    ((3, 9, 8), 4, (3, 3), 1, 1, 1, 1, "relu"),
+    ((4, 7, 10), 6, (2, 3), (2, 1), (1, 0, 2, 1), 2, 2, "tanh"),
+    ((2, 6, 6), 4, (1, 1), 1, 0, 1, 2, "gelu"),
+    ((1, 5, 7), 3, (3, 2), 2, (2, 1), (1, 2), 1, "swish"),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", range(len(CONVS)))
+def test_image_ops_are_the_kernels_bit_for_bit(dtype, case):
+    (c, h, w), f, k, stride, padding, dilation, groups, act = CONVS[case]
+    rng = np.random.default_rng(case)
+    n = 5
+    x = rng.normal(0, 1, (n, c, h, w)).astype(dtype)
+    wt = rng.normal(0, 0.5, (f, c // groups) + k).astype(dtype)
+    b = rng.normal(0, 0.5, f).astype(dtype)
+    bn = _bn_params(rng, f, dtype)
+    chain = C.Chain(dtype, (c, h, w))
+    assert not chain.exact
+    chain.add_conv2d(wt, b, stride, padding, dilation, groups, act)
+    assert chain.exact
+    # the layers' way: conv2d_forward (gelu and swish after the linear convolution)
+    ys = KC.conv2d_output_shape(x.shape, wt.shape, stride, padding, dilation)
+    assert chain.shape == ys[1:]
+    y = np.empty(ys, dtype)
+    col = np.empty(KC.conv2d_workspace_size(x.shape, wt.shape, stride, padding, dilation, groups), dtype)
+    fused = act not in ("gelu", "swish")
+    KC.conv2d_forward(x, wt, b, y, col, stride, padding, dilation, groups, act if fused else "linear")
+    if not fused:
+        KA.activation_forward(act, y.reshape(n, -1), y.reshape(n, -1))
+    chain.add_batchnorm2d(*bn, 1e-3)
+    KB.batchnorm2d_forward_eval(y, *bn, 1e-3, y)
+    chain.add_maxpool(2, 1, 0)
+    m = np.empty(KP.pool2d_output_shape(y.shape, 2, 1, 0), dtype)
+    KP.maxpool2d_forward(y, m, np.empty(m.shape, np.int64), 2, 1, 0)
+    chain.add_avgpool(2, 1, 1)
+    a = np.empty(KP.pool2d_output_shape(m.shape, 2, 1, 1), dtype)
+    KP.avgpool2d_forward(m, a, 2, 1, 1)
+    chain.add_activation("sigmoid")
+    KA.activation_forward("sigmoid", a.reshape(n, -1), a.reshape(n, -1))
+    assert chain.shape == a.shape[1:]
+    chain.add_global_maxpool()
+    g = np.empty((n, f), dtype)
+    KP.global_maxpool_forward(a, g, np.empty((n, f), np.int64))
+    assert chain.shape == (f,)
+    out = np.empty((n, f), dtype)
+    chain.run(x.reshape(n, -1), 1.0, 0.0, out)
+    assert out.tobytes() == g.tobytes()
+    # global average pooling, flatten and a dense op after it
+    chain2 = C.Chain(dtype, (c, h, w))
+    chain2.add_conv2d(wt, None, stride, padding, dilation, groups, "elu", 0.5)
+    chain2.add_global_avgpool()
+    chain2.add_flatten()
+    wd = rng.normal(0, 0.5, (f, 3)).astype(dtype)
+    chain2.add_dense(wd, None, "softmax")
+    KC.conv2d_forward(x, wt, None, y, col, stride, padding, dilation, groups, "elu", 0.5)
+    KP.global_avgpool_forward(y, g)
+    want = np.empty((n, 3), dtype)
+    KD.dense_forward(g, wd, None, want, "softmax")
+    out2 = np.empty((n, 3), dtype)
+    chain2.run(x.reshape(n, -1), 1.0, 0.0, out2)
+    assert out2.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", ["tanh", "gelu", "swish", "softmax", "elu"])
+def test_an_exact_chain_of_row_ops_is_the_layer_kernels(dtype, act):
+    # the row ops' own loops in this module round differently from the kernels (it is
+    # compiled with -ffp-contract=off); an exact chain runs the kernels' code
+    rng = np.random.default_rng(4)
+    x = rng.normal(0, 2, (9, 20)).astype(dtype)
+    x[:, :12] = 0      # a one-row product would skip these zeros
+    w = rng.normal(0, 0.5, (20, 16)).astype(dtype)
+    b = rng.normal(0, 0.5, 16).astype(dtype)
+    bn = _bn_params(rng, 16, dtype)
+    for n in (1, 9):
+        chain = C.Chain(dtype, 20, exact=True)
+        chain.add_dense(w, b, act, 0.3)
+        chain.add_batchnorm(*bn, 1e-5)
+        chain.add_activation(act, 0.3)
+        z = np.empty((n, 16), dtype)
+        if act in ("gelu", "swish"):
+            KD.dense_forward(x[:n], w, b, z, "linear")
+            KA.activation_forward(act, z, z)
+        else:
+            KD.dense_forward(x[:n], w, b, z, act, 0.3)
+        KB.batchnorm_forward_eval(z, *bn, 1e-5, z)
+        KA.activation_forward(act, z, z, 0.3)
+        out = np.empty((n, 16), dtype)
+        chain.run(x[:n], 1.0, 0.0, out)
+        assert out.tobytes() == z.tobytes()
+
+
+def test_image_chain_reuses_its_buffers_once_warm():
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    chain = C.Chain(np.float32, (2, 16, 16))
+    chain.add_conv2d(rng.normal(0, 1, (8, 2, 3, 3)).astype(np.float32), None, 1, 1)
+    chain.add_maxpool(2)
+    chain.add_flatten()
+    chain.add_dense(rng.normal(0, 1, (512, 4)).astype(np.float32))
+    x = rng.normal(0, 1, (64, 512)).astype(np.float32)
+    out = np.empty((64, 4), np.float32)
+    chain.run(x, 1.0, 0.0, out)             # grows the buffers to 64 rows
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for n in (64, 1, 17, 64):
+            chain.run(x[:n], 1.0, 0.0, out[:n])
+        grown = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    # one 64-row buffer of the widest stage alone is 64 * 2048 * 4 bytes = 512 KiB
+    assert grown < 16 * 1024, grown
+
+
+def test_image_chain_bad_calls():
+    f32 = np.float32
+    with pytest.raises(ValueError, match=r"in_shape must be an int >= 1 or a tuple"):
+        C.Chain(f32, (2, 0, 3))
+    flat = C.Chain(f32, 12)
+    with pytest.raises(ValueError, match=r"Chain.add_conv2d: needs images C x H x W; the chain's samples "
+                                         r"have shape \(12,\)"):
+        flat.add_conv2d(np.zeros((1, 1, 1, 1), f32))
+    with pytest.raises(ValueError, match="Chain.add_maxpool: needs images"):
+        flat.add_maxpool(2)
+    with pytest.raises(ValueError, match="Chain.add_global_avgpool: needs images"):
+        flat.add_global_avgpool()
+    with pytest.raises(ValueError, match="Chain.add_batchnorm2d: needs images"):
+        flat.add_batchnorm2d(*[np.ones(12, f32)] * 4, 1e-5)
+    im = C.Chain(f32, (4, 5, 5))
+    with pytest.raises(ValueError, match="'softmax' is not fused into a convolution"):
+        im.add_conv2d(np.zeros((2, 4, 3, 3), f32), None, activation="softmax")
+    with pytest.raises(ValueError, match=r"'w' has shape \(3, 2, 3, 3\); expected \(filters, 4 // groups"):
+        im.add_conv2d(np.zeros((3, 2, 3, 3), f32), None, groups=2)
+    with pytest.raises(ValueError, match="'groups' must be an int >= 1"):
+        im.add_conv2d(np.zeros((2, 4, 3, 3), f32), None, groups=0)
+    with pytest.raises(ValueError, match="window .* is larger than the padded input"):
+        im.add_conv2d(np.zeros((2, 4, 6, 6), f32))
+    with pytest.raises(TypeError, match="expected the chain's float32"):
+        im.add_conv2d(np.zeros((2, 4, 3, 3)))
+    with pytest.raises(ValueError, match="'padding' .* must be smaller than the kernel"):
+        im.add_maxpool(2, 1, 2)
+    with pytest.raises(ValueError, match=r"argument 'gamma' has shape \(5,\)"):
+        im.add_batchnorm2d(*[np.ones(5, f32)] * 4, 1e-5)
+    assert len(im) == 0 and im.shape == (4, 5, 5)      # nothing was added by a refused call
+    im.add_batchnorm2d(np.ones(4, f32), np.zeros(4, f32), np.zeros(4, f32),
+                       np.array([1, 1, np.nan, 1], f32), 1e-5)
+    with pytest.raises(ValueError, match=r"op 0 \(batch norm\) has a negative or NaN running variance"):
+        im.run(np.ones((2, 100), f32), 1.0, 0.0, np.empty((2, 100), f32))

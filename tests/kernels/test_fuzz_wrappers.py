@@ -192,6 +192,14 @@ F = {
                   ("activation", "name"), ("alpha", "s"), ("gamma", "f", ("k",)), ("beta", "f", ("k",)),
                   ("mean", "f", ("k",)), ("var", "f", ("k",)), ("eps", "s"), ("last", "name"),
                   ("x", "f", ("n", "d")), ("a", "ab", ("d",)), ("bb", "ab", ("d",)), ("out", "f", ("n", "k"))],
+        # an image Chain (C, H, W) = (d, k, o): every image op, then run (see chain_image_call)
+        "ChainImage": [("dtype", "dtype"), ("c", "dim", "d"), ("h", "dim", "k"), ("w_", "dim", "o"),
+                       ("w", "f", ("k", "d", "one", "one")), ("b", "f?", ("k",)), ("stride", "int"),
+                       ("padding", "int"), ("dilation", "int"), ("groups", "int"), ("activation", "name"),
+                       ("alpha", "s"), ("gamma", "f", ("k",)), ("beta", "f", ("k",)), ("mean", "f", ("k",)),
+                       ("var", "f", ("k",)), ("eps", "s"), ("kernel", "int"), ("pool_stride", "int"),
+                       ("x", "f", ("n", "dko")), ("a", "ab", ("dko",)), ("bb", "ab", ("dko",)),
+                       ("out", "f", ("n", "k"))],
     },
 }
 
@@ -207,6 +215,24 @@ def chain_call(mod):
         return chain.run(x, a, bb, out)
 
     return call
+
+def chain_image_call(mod):
+    """``Chain(dtype, (c, h, w))``, then conv2d, batch norm per channel, max and average
+    pooling, global max pooling, flatten, and ``run``."""
+
+    def call(dtype, c, h, w_, w, b, stride, padding, dilation, groups, activation, alpha, gamma, beta,
+             mean, var, eps, kernel, pool_stride, x, a, bb, out):
+        chain = mod.Chain(dtype, (c, h, w_))
+        chain.add_conv2d(w, b, stride, padding, dilation, groups, activation, alpha)
+        chain.add_batchnorm2d(gamma, beta, mean, var, eps)
+        chain.add_maxpool(kernel, pool_stride, 0)
+        chain.add_avgpool(kernel, pool_stride, padding)
+        chain.add_global_maxpool()
+        chain.add_flatten()
+        return chain.run(x, a, bb, out)
+
+    return call
+
 
 GOOD_SCALARS = [0.0, 0.1, 0.5, 0.9, 1.0, 1e-5]
 # valid values of the scalars whose range is narrower than GOOD_SCALARS
@@ -450,7 +476,7 @@ def fuzz_module(module_name, examples, log_path):
     log = open(log_path, "w", buffering=1)
     stats = {}
     for fn_name, spec in F[module_name].items():
-        fn = chain_call(mod) if fn_name == "Chain" else getattr(mod, fn_name)
+        fn = {"Chain": chain_call, "ChainImage": chain_image_call}.get(fn_name, lambda m: getattr(m, fn_name))(mod)
         counts = {"ok": 0, "refused": 0}
 
         @settings(max_examples=examples, deadline=None, database=None, derandomize=True,
