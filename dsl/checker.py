@@ -65,6 +65,7 @@ def check_program(program: Program, r: Reporter, path: str | None) -> ir.Model |
         regularize=parts.get("regularize") or ir.Regularize(),
         train=parts.get("train") or ir.Train(),
         early_stopping=parts.get("early_stopping"),
+        schedule=parts.get("schedule"),
         data=parts.get("data"),
         path=path,
         pos=program.pos,

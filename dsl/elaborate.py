@@ -13,8 +13,14 @@ from dlrun.dsl.ir import Pos
 from dlrun.dsl.layers import KEYWORDS, MANY, SPECS, layer_keywords, spec
 from dlrun.dsl.losses import LOSSES
 from dlrun.dsl.optimizers import OPTIMIZERS, ir_params as optimizer_ir_params
+from dlrun.dsl.schedules import SCHEDULES
 from dlrun.dsl.transform import Arg, Call, Let, Program, Ref, Statement, Str
 from dlrun.dsl.values import Binder, Word, _Bad, _expr_text, show, span
+
+
+#: settings written as a name and its parameters: keyword -> (specs by name, an example)
+_NAMED = {"loss": (LOSSES, "loss cross_entropy"), "optimizer": (OPTIMIZERS, "optimizer adam lr=1e-3"),
+          "schedule": (SCHEDULES, "schedule cosine warmup=3")}
 
 
 class Elaborator(Binder, DataBlock):
@@ -327,7 +333,7 @@ class Elaborator(Binder, DataBlock):
         self.no_block(stmt)
         self.no_alias(stmt)
         try:
-            if kw in ("loss", "optimizer"):
+            if kw in _NAMED:
                 if not self.no_call(stmt):
                     raise _Bad
                 return self.named_setting(stmt)
@@ -358,8 +364,7 @@ class Elaborator(Binder, DataBlock):
 
     def named_setting(self, stmt: Statement):
         kw = stmt.keyword
-        specs = LOSSES if kw == "loss" else OPTIMIZERS
-        example = "loss cross_entropy" if kw == "loss" else "optimizer adam lr=1e-3"
+        specs, example = _NAMED[kw]
         pos_args = [a for a in stmt.args if a.key is None]
         if not pos_args:
             self.r.error(stmt.keyword_pos, f"'{kw}' needs a name first, e.g. '{example}' "
@@ -394,6 +399,8 @@ class Elaborator(Binder, DataBlock):
                            npos=0, where=name_pos, flags=True)
         if kw == "loss":
             return ir.Loss(name, params, stmt.pos)
+        if kw == "schedule":   # its rules need the run's epochs: checked with the model (semantics)
+            return ir.Schedule(name, params, stmt.pos)
         problem = OPTIMIZERS[name].problem(params)
         if problem is not None:
             self.r.error(name_pos, problem)

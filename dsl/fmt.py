@@ -17,6 +17,7 @@ import re
 from dlrun.dsl import ir, tables as T
 from dlrun.dsl.losses import LOSSES
 from dlrun.dsl.optimizers import OPTIMIZERS
+from dlrun.dsl.schedules import SCHEDULES
 from dlrun.dsl.parser import STRING_OR_COMMENT
 from dlrun.dsl.printing import arg_text, expr_text, non_default, quote, value_text
 from dlrun.dsl.transform import Let, Statement
@@ -272,6 +273,10 @@ def format_model(model: ir.Model) -> str:
     lines += _layer_lines(model.layers)
     loss = model.loss
     lines.append(INDENT + " ".join(["loss", loss.name] + non_default(LOSSES[loss.name].params, loss.params)))
+    sched = model.schedule
+    if sched is not None:
+        lines.append(INDENT + " ".join(["schedule", sched.name] + non_default(SCHEDULES[sched.name].params,
+                                                                             sched.params)))
     reg = model.regularize
     reg_args = non_default(T.REGULARIZE, {"l1": reg.l1, "l2": reg.l2})
     if reg_args:

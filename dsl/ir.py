@@ -147,6 +147,17 @@ class EarlyStopping:
 
 
 @dataclass(frozen=True)
+class Schedule:
+    """name: a learning-rate schedule of ``dsl/schedules.py`` (step, multistep, exponential,
+    cosine, plateau, constant); params: every parameter of that schedule, defaults filled in
+    (plateau's better direction follows its monitor: ``tables.MAXIMIZED_MONITORS``)."""
+
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    pos: Pos = NOWHERE
+
+
+@dataclass(frozen=True)
 class Source:
     """A data file. ``path`` is as written (relative paths resolve against the model file).
 
@@ -285,6 +296,7 @@ class Model:
     regularize: Regularize = Regularize()
     train: Train = Train()
     early_stopping: EarlyStopping | None = None
+    schedule: Schedule | None = None
     data: Data | None = None
     path: str | None = None
     pos: Pos = NOWHERE

@@ -14,6 +14,18 @@ from dlrun.dsl.losses import CLASSIFICATION_LOSSES, LOSSES
 from dlrun.dsl.output import decide_output, layer_label as _layer_label
 
 
+def _check_monitor(r: Reporter, who: str, monitor: str, pos: Pos, train, data) -> None:
+    """A monitored quantity (early stopping's, a plateau schedule's) must be one the run
+    reports: its metric among the train metrics, a validation set for a ``val_`` one."""
+    base = monitor[4:] if monitor.startswith("val_") else monitor
+    if base != "loss" and base not in train.metrics:
+        r.error(pos, f"{who} monitors '{monitor}', but '{base}' is not among "
+                f"the train metrics; add 'metrics=[{base}]' to 'train'")
+    if monitor.startswith("val_") and data is not None and data.validation is None:
+        r.error(pos, f"{who} monitors '{monitor}', but the data block has no "
+                "'validation' set (e.g. 'validation 0.15')")
+
+
 def _word(r: Reporter, pos: Pos) -> Pos:
     """The span of the word that starts at ``pos`` (a statement's keyword)."""
     if pos.line <= 0 or pos.line > len(r.lines):
@@ -39,6 +51,7 @@ def check_semantics(model_parts: dict, r: Reporter, anchor: Pos, *, shapes: bool
     loss = model_parts.get("loss")
     train = model_parts.get("train") or ir.Train()
     es = model_parts.get("early_stopping")
+    sched = model_parts.get("schedule")
     data = model_parts.get("data")
 
     if not any(spec(l.kind).inputs == 0 for l in layers):
@@ -85,13 +98,15 @@ def check_semantics(model_parts: dict, r: Reporter, anchor: Pos, *, shapes: bool
                     f"'{es.monitor}', the worst one: '{es.monitor}' is better when "
                     f"{'larger' if best == 'max' else 'smaller'}; use mode={best} or leave mode "
                     "out (auto picks it)")
-        base = es.monitor[4:] if es.monitor.startswith("val_") else es.monitor
-        if base != "loss" and base not in train.metrics:
-            r.error(es.pos, f"early_stopping monitors '{es.monitor}', but '{base}' is not among "
-                    f"the train metrics; add 'metrics=[{base}]' to 'train'")
-        if es.monitor.startswith("val_") and data is not None and data.validation is None:
-            r.error(es.pos, f"early_stopping monitors '{es.monitor}', but the data block has no "
-                    "'validation' set (e.g. 'validation 0.15')")
+        _check_monitor(r, "early_stopping", es.monitor, es.pos, train, data)
+    if sched is not None:
+        from dlrun.dsl.schedules import SCHEDULES
+
+        problem = SCHEDULES[sched.name].problem(dict(sched.params), train.epochs)
+        if problem is not None:
+            r.error(sched.pos, f"schedule {sched.name}: {problem}")
+        if "monitor" in sched.params:
+            _check_monitor(r, f"schedule {sched.name}", sched.params["monitor"], sched.pos, train, data)
     if data is not None and typed:
         check_data_input(data, next(l.shape for l in typed if spec(l.kind).inputs == 0), r)
         if data.text is None:

@@ -13,6 +13,7 @@ Parameter types:
     name             a bare word from ``choices``
     str              a quoted string
     names            a list of words from ``choices``: ``[accuracy, mae]``
+    ints             a list of whole numbers, each in the range: ``[30, 60]``
     activation       an activation name, optionally with parameters: ``leaky_relu(alpha=0.1)``
     shape            a feature count ``64`` or a shape ``28x28`` / ``1x28x28``
     pair             a window extent or step: ``3`` (both axes) or ``3x5`` (height x width)
@@ -258,7 +259,7 @@ REPEATABLE = PREPROCESS + ("augment",)
 
 # ---------------------------------------------------------------------------- statements
 #: Statements of the model body other than layers, and what they take.
-SETTINGS = ("loss", "optimizer", "regularize", "train", "early_stopping")
+SETTINGS = ("loss", "optimizer", "schedule", "regularize", "train", "early_stopping")
 #: Statements that structure the file.
 STRUCTURE = ("dlrun", "model", "data", "let", "repeat", "as", "residual")
 #: Upper limit of one ``repeat`` count (far above any real network; stops typos like 1e9).
@@ -276,9 +277,10 @@ def all_names() -> dict[str, tuple[str, ...]]:
     from dlrun.dsl.layers import SPECS
     from dlrun.dsl.losses import LOSSES
     from dlrun.dsl.optimizers import OPTIMIZERS
+    from dlrun.dsl.schedules import SCHEDULES
 
     params = {"from"}
-    for spec in (*SPECS.values(), *LOSSES.values(), *OPTIMIZERS.values()):
+    for spec in (*SPECS.values(), *LOSSES.values(), *OPTIMIZERS.values(), *SCHEDULES.values()):
         params.update(p.name for p in spec.params)
     for table in (ACTIVATIONS, DATA, AUGMENT):
         for plist in table.values():
@@ -291,6 +293,7 @@ def all_names() -> dict[str, tuple[str, ...]]:
         "activations": tuple(ACTIVATIONS),
         "losses": tuple(LOSSES),
         "optimizers": tuple(OPTIMIZERS),
+        "schedules": tuple(SCHEDULES),
         "inits": INITS + tuple(INIT_ALIASES),
         "settings": SETTINGS,
         "data": tuple(DATA),

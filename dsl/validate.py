@@ -9,6 +9,7 @@ from dlrun.dsl.ir import Pos
 from dlrun.dsl.layers import SPECS
 from dlrun.dsl.losses import LOSSES
 from dlrun.dsl.optimizers import OPTIMIZERS
+from dlrun.dsl.schedules import SCHEDULES
 from dlrun.dsl.semantics import check_semantics
 
 
@@ -30,6 +31,9 @@ def _validate_params(owner: str, table, params, r: Reporter, pos: Pos):
                 r.error(pos, f"'{p.name}' of {owner} must be a {p.type} {p.range_text()}, got {v!r}")
         elif p.type == "bool" and not isinstance(v, bool):
             r.error(pos, f"'{p.name}' of {owner} must be true or false, got {v!r}")
+        elif p.type == "ints" and (not isinstance(v, (tuple, list)) or any(
+                isinstance(i, bool) or not isinstance(i, int) or not p.in_range(i) for i in v)):
+            r.error(pos, f"'{p.name}' of {owner} must be a list of ints {p.range_text()}, got {v!r}")
         elif p.type == "name" and p.choices and v not in p.choices:
             r.error(pos, f"unknown {p.name} '{v}' for {owner}" + suggest(str(v), p.choices))
 
@@ -100,12 +104,19 @@ def check_model(model: ir.Model, text: str | None = None) -> tuple[ir.Model, lis
                           "min_delta": es.min_delta, "restore_best": es.restore_best}, r, es.pos)
         if es.mode == "auto":
             r.error(es.pos, "early_stopping mode must be resolved to 'min' or 'max' in the IR")
+    sched = model.schedule
+    if sched is not None:
+        if sched.name not in SCHEDULES:
+            r.error(sched.pos, f"unknown schedule {sched.name!r}" + suggest(sched.name, SCHEDULES))
+        else:
+            _validate_params(f"schedule '{sched.name}'", SCHEDULES[sched.name].params, dict(sched.params), r,
+                             sched.pos)
     reg = model.regularize
     _validate_params("'regularize'", T.REGULARIZE, {"l1": reg.l1, "l2": reg.l2}, r, reg.pos)
     if r.errors:
         raise DslError(r.errors)
     parts = {"layers": layers, "loss": model.loss, "train": model.train,
-             "early_stopping": model.early_stopping, "data": model.data}
+             "early_stopping": model.early_stopping, "schedule": model.schedule, "data": model.data}
     typed, output = check_semantics(parts, r, model.pos)
     if r.errors:
         raise DslError(r.errors)

@@ -225,6 +225,21 @@ class Binder:
             if bad:
                 raise _Bad
             return tuple(out)
+        if kind == "ints":
+            items = expr.items if isinstance(expr, ListLit) else (expr,)
+            out = []
+            for item in items:
+                value = self.evaluate(item, what)
+                if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                        or (isinstance(value, float) and not value.is_integer()):
+                    self.r.error(item.pos, f"{what} lists whole numbers such as [30, 60], got "
+                                 f"'{_expr_text(item)}'")
+                    raise _Bad
+                if not param.in_range(value):
+                    self.r.error(item.pos, f"each value of {what} must be {param.range_text()}, got {show(value)}")
+                    raise _Bad
+                out.append(int(value))
+            return tuple(out)
         if kind == "activation":
             return self.activation(expr, what)
         if kind in ("pair", "padding"):

@@ -18,6 +18,7 @@ plus the training state, in the same pickle-free ``.npz``:
     ckpt.epoch.*          running loss sum and metric sums of the epoch in progress
     ckpt.history          str, JSON of the history so far (per-epoch metrics, best epoch)
     ckpt.early            str, JSON of the early-stopping state (best value, epoch, wait)
+    ckpt.schedule         str, JSON of a plateau schedule's state (cuts, best, wait; with a schedule)
     ckpt.best.*           the best epoch's parameters and statistics (restore-best)
     ckpt.checksum         str, sha256 over every other array (name, dtype, shape, bytes)
 
@@ -74,6 +75,8 @@ def model_identity(model_ir) -> dict:
             # a layer taking the one before it: written as before graphs existed, so the
             # checkpoints of a straight line of layers keep resuming
             layer.pop("inputs", None)
+    if d.get("schedule") is None:   # a model without a schedule: as written before schedules
+        d.pop("schedule", None)
     train = d.get("train")
     if isinstance(train, dict):
         train.pop("epochs", None)
@@ -335,6 +338,8 @@ class Checkpointer:
             "best_epoch": stopper.best_epoch if stopper else None,
             "wait": stopper.wait if stopper else 0,
         })
+        if trainer.schedule is not None:
+            arrays["ckpt.schedule"] = _text(trainer.schedule.state())
         if trainer.best_snap is not None:
             flat, states = trainer.best_snap
             arrays["ckpt.best.flat"] = flat
@@ -452,6 +457,14 @@ class Checkpointer:
             trainer.stopper.best = early.get("best")
             trainer.stopper.best_epoch = early.get("best_epoch")
             trainer.stopper.wait = int(early.get("wait") or 0)
+        if trainer.schedule is not None:
+            if "ckpt.schedule" not in arrays:
+                raise WeightsError(f"{path}: damaged checkpoint (no state of the schedule)")
+            state = _json(arrays, "ckpt.schedule", path)
+            try:
+                trainer.schedule.load_state(state)
+            except (TypeError, ValueError, AttributeError):
+                raise WeightsError(f"{path}: damaged checkpoint (ckpt.schedule)") from None
         if "ckpt.best.flat" in arrays:
             flat = arrays["ckpt.best.flat"]
             states = [arrays.get(f"ckpt.best.state.{i}") for i, _ in enumerate(net.named_state())]

@@ -250,6 +250,7 @@ def _train_run(args, created, locks) -> int:
             "best_epoch": history.best_epoch,
             "stopped_early": history.stopped_early,
             "metrics": final,
+            "history": history.epochs,   # per epoch: loss, metrics, val_*, lr (with a schedule), seconds
             "seconds": time.perf_counter() - started,
             "train_seconds": history.seconds,
             "weights": out,

@@ -136,6 +136,7 @@ class Optimizer:
         p = dict(opt.params)
         self.rule = RULES[opt.name](p)
         self.lr = float(lr if lr is not None else p["lr"])
+        self.base_lr = self.lr   # the rate a schedule moves (self.lr is the one in effect)
         clip = p.get("clip_norm")
         self.clip_norm = float(clip) if clip else None
         self.store = store

@@ -38,6 +38,7 @@ from dlrun.kernels.chain import take_affine
 from dlrun.runtime.data.augment import Augmenter
 from dlrun.runtime.metrics import Accumulator
 from dlrun.runtime.network import rng_for
+from dlrun.runtime.schedules import Schedule
 
 
 # input dtypes ``take_affine`` gathers and converts itself
@@ -101,6 +102,8 @@ class History:
 
 # shorter spellings for a progress line that must fit a terminal's width
 _SHORT = {"accuracy": "acc", "penalty": "pen"}
+# how a progress line shows a value other than with 4 decimals (a rate of 1e-5 would be 0.0000)
+_FORMATS = {"lr": ".3g"}
 
 
 def format_metrics(metrics, keys=None, *, short=False, sep="  ") -> str:
@@ -110,7 +113,7 @@ def format_metrics(metrics, keys=None, *, short=False, sep="  ") -> str:
         if k == "seconds" or (keys is not None and k not in keys):
             continue
         name = _SHORT.get(k, k) if short else k
-        parts.append(f"{name} {v:.4f}" if isinstance(v, float) else f"{name} {v}")
+        parts.append(f"{name} {v:{_FORMATS.get(k, '.4f')}}" if isinstance(v, float) else f"{name} {v}")
     return sep.join(parts)
 
 
@@ -427,6 +430,7 @@ class Trainer:
         self.history = None
         self.best_value = None
         self.best_snap = None
+        self.schedule = None   # the run's runtime.schedules.Schedule (set by run)
 
     def _best_snapshot(self):
         return self.net.store.flat.copy(), [a.copy() for _, _, a in self.net.named_state()]
@@ -462,6 +466,8 @@ class Trainer:
         feed = Feeder(self.train, self.pre, net.dtype, net.loss.target_dtype(net.dtype), cap,
                       Augmenter.for_model(net.model, self.seed))
         acc = Accumulator(net.task, net.output_features, cap, net.model.train.metrics)
+        sched = self.schedule = (None if net.model.schedule is None
+                                 else Schedule(net.model.schedule, opt.base_lr, self.epochs, batches))
         grad_buf = np.empty((cap, net.output_features), net.dtype)
         history = self.history = History(monitor=self.monitor)
         self.best_value, self.best_snap = None, None
@@ -504,6 +510,8 @@ class Trainer:
                 total += loss * m
                 acc.update(out, y)
                 backward(grad)
+                if sched is not None:
+                    opt.lr = sched.rate(epoch, b)
                 step()
                 if opt.last_grad_norm is not None and not math.isfinite(opt.last_grad_norm):
                     # the clipping pass computes the norm anyway: a free check of every gradient
@@ -521,6 +529,9 @@ class Trainer:
             if self.validation is not None:
                 val = evaluate(net, self.validation, self.pre, max(bs, 256))
                 metrics.update({f"val_{k}": v for k, v in val.items()})
+            if sched is not None:
+                metrics["lr"] = sched.last   # the rate of the epoch's last batch
+                sched.end_epoch(metrics)
             metrics["seconds"] = time.perf_counter() - t0
             history.epochs.append(metrics)
             if self.progress:
