@@ -90,6 +90,10 @@ def check_semantics(model_parts: dict, r: Reporter, anchor: Pos, *, shapes: bool
                 r.error(train.pos, f"metric '{m}' needs class labels, but the loss '{loss.name}' is "
                         f"a regression loss (a regression run reports mse, mae and r2); remove "
                         f"'{m}' from 'metrics' or use {' or '.join(CLASSIFICATION_LOSSES)}")
+            if m in T.REGRESSION_METRICS and loss.name in CLASSIFICATION_LOSSES:
+                r.error(train.pos, f"metric '{m}' scores regression outputs, but the loss '{loss.name}' "
+                        f"trains a classifier (which reports {', '.join(T.CLASSIFICATION_METRICS)}); remove "
+                        f"'{m}' from 'metrics' or use a regression loss")
     if es is not None:
         best = "max" if es.monitor in T.MAXIMIZED_MONITORS else "min"
         if es.mode != best:

@@ -138,9 +138,13 @@ INIT_ALIASES = {"he": "he_normal", "xavier": "xavier_uniform"}
 # optimizer in dsl/optimizers.py.
 
 # ---------------------------------------------------------------------------- settings
-METRICS = ("accuracy", "mae", "mse")
-#: Metrics that need class labels.
-CLASSIFICATION_METRICS = ("accuracy",)
+METRICS = ("accuracy", "f1", "precision", "recall", "mae", "mse", "r2")
+#: Metrics that need class labels (f1, precision, recall: macro averages over the classes).
+CLASSIFICATION_METRICS = ("accuracy", "f1", "precision", "recall")
+#: Metrics of regression outputs only.
+REGRESSION_METRICS = ("r2",)
+#: Metrics whose best value is the largest.
+MAXIMIZED_METRICS = CLASSIFICATION_METRICS + REGRESSION_METRICS
 DTYPES = ("float32", "float64")
 
 REGULARIZE: tuple[Param, ...] = (
@@ -164,12 +168,13 @@ def monitor_choices() -> tuple[str, ...]:
 
 
 #: Monitors whose best value is the largest (early_stopping mode=auto picks max).
-MAXIMIZED_MONITORS = tuple(m for m in monitor_choices() if m.endswith("accuracy"))
+MAXIMIZED_MONITORS = tuple(m for m in monitor_choices() if m.removeprefix("val_") in MAXIMIZED_METRICS)
 
 EARLY_STOPPING: tuple[Param, ...] = (
     Param("monitor", "name", "val_loss", choices=monitor_choices(), doc="quantity watched after every epoch"),
     Param("mode", "name", "auto", choices=("auto", "min", "max"),
-          doc="min: lower is better; max: higher is better; auto: max for accuracy, min otherwise"),
+          doc="min: lower is better; max: higher is better; auto: max for accuracy, f1, precision, "
+              "recall and r2, min otherwise"),
     Param("patience", "int", 5, lo=0, hi=MAX_INT, doc="epochs without improvement before stopping"),
     Param("min_delta", "float", 0.0, lo=0.0, doc="smallest change that counts as an improvement"),
     Param("restore_best", "bool", True, doc="restore the best weights when training stops"),

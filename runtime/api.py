@@ -523,17 +523,20 @@ class Model:
             raise UsageError(
                 "the model's preprocessing statistics are not fitted: call fit() or load_weights() first")
 
-    def evaluate(self, x=None, y=None, *, split="test", batch_size=256) -> dict:
-        """Loss and metrics in inference mode: ``{"loss", "accuracy"}`` for classifiers,
-        ``{"loss", "mse", "mae", "r2"}`` for regression.
+    def evaluate(self, x=None, y=None, *, split="test", batch_size=256, report=False) -> dict:
+        """Loss and metrics in inference mode: ``{"loss", "accuracy"}`` for classifiers (and
+        the file's ``metrics=``: ``f1``, ``precision``, ``recall``, ``mse``, ``mae``),
+        ``{"loss", "mse", "mae", "r2"}`` for regression. ``report=True`` adds, for a
+        classifier, ``"report"``: ``{"classes", "confusion" (rows: true class, columns:
+        predicted), "per_class": {class: {precision, recall, f1, support}}}``.
 
         Without arrays, evaluates the model file's ``split`` ('test', 'validation' or 'train').
         Safe to call from several threads at once (each runs its own copy of the buffers).
         """
         with self._guard.reading("evaluate()"):
-            return self._evaluate(x, y, split, batch_size)
+            return self._evaluate(x, y, split, batch_size, report)
 
-    def _evaluate(self, x, y, split, batch_size) -> dict:
+    def _evaluate(self, x, y, split, batch_size, report=False) -> dict:
         if (x is None) != (y is None):
             raise UsageError("evaluate() takes both x and y, or neither (to use the model file's data)")
         if x is None:
@@ -551,7 +554,14 @@ class Model:
         if x is not None:
             self._check_range(ds.x)
         # the calling thread's copy of the buffers: the network's own are fit()'s
-        return _evaluate(self._inference_network(), ds, self.preprocessor, batch_size)
+        result = _evaluate(self._inference_network(), ds, self.preprocessor, batch_size, confusion=report)
+        if "confusion" in result:
+            from dlrun.runtime.metrics import class_report
+
+            confusion = result.pop("confusion")
+            names = self.class_names or [str(i) for i in range(confusion.shape[0])]
+            result["report"] = class_report(confusion, names)
+        return result
 
     def predict(self, x, batch_size=256) -> np.ndarray:
         """Class probabilities (n, classes) -- for binary models P(class 1) (n, 1) -- or

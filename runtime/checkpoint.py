@@ -330,6 +330,8 @@ class Checkpointer:
             arrays["ckpt.epoch.correct"] = np.array(acc.correct, np.int64)
             for name in ("sse", "sae", "sum_y", "sum_y2"):
                 arrays[f"ckpt.epoch.{name}"] = np.array(getattr(acc, name), np.float64)
+            if acc.track:
+                arrays["ckpt.epoch.confusion"] = acc.confusion.copy()
         arrays["ckpt.history"] = _text(trainer.history.to_dict())
         stopper = trainer.stopper
         arrays["ckpt.early"] = _text({
@@ -480,6 +482,8 @@ class Checkpointer:
                 acc.correct = int(arrays["ckpt.epoch.correct"])
                 for name in ("sse", "sae", "sum_y", "sum_y2"):
                     getattr(acc, name)[...] = arrays[f"ckpt.epoch.{name}"]
+                if acc.track:
+                    acc.confusion[...] = arrays["ckpt.epoch.confusion"]
             except (KeyError, ValueError, TypeError):
                 raise WeightsError(f"{path}: damaged checkpoint (metrics of the epoch in progress)") from None
         return epochs_done, batches_done, total

@@ -356,13 +356,36 @@ def _eval_run(args) -> int:
 
                 raise UsageError(f"{args.model}: the data has no {split} split")
             continue
-        results[split] = model.evaluate(split=split)
+        results[split] = model.evaluate(split=split, report=True)
+    reports = {split: m.pop("report") for split, m in results.items() if "report" in m}
     if args.json:
-        print(json.dumps({"model": model.name, "weights": os.path.abspath(args.weights), "metrics": results}))
+        print(json.dumps({"model": model.name, "weights": os.path.abspath(args.weights), "metrics": results,
+                          **({"reports": reports} if reports else {})}))
     else:
         for split, m in results.items():
             print(f"{split}: {_fmt_metrics(m)}")
+            if split in reports:
+                print(_report_text(reports[split]))
     return 0
+
+
+def _report_text(report) -> str:
+    """A classifier's confusion matrix (rows: true class, columns: predicted) and its
+    per-class precision, recall, F1 and support, as a table indented under its split."""
+    names = report["classes"]
+    rows = report["confusion"]
+    width = max([len(n) for n in names] + [len(str(v)) for row in rows for v in row] + [4])
+    head = max(len(n) for n in names + ["true \\ predicted"])
+    lines = ["  confusion (rows: true class, columns: predicted):",
+             "    " + "true \\ predicted".ljust(head) + "  " + "  ".join(n.rjust(width) for n in names)]
+    for name, row in zip(names, rows):
+        lines.append("    " + name.ljust(head) + "  " + "  ".join(str(v).rjust(width) for v in row))
+    lines.append("    " + "class".ljust(head) + "  precision  recall      f1  support")
+    for name in names:
+        c = report["per_class"][name]
+        lines.append("    " + name.ljust(head) + f"  {c['precision']:9.4f}  {c['recall']:6.4f}  {c['f1']:6.4f}"
+                     f"  {c['support']:7d}")
+    return "\n".join(lines)
 
 
 # -- predict ------------------------------------------------------------------------------

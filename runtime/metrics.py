@@ -1,7 +1,11 @@
 """Per-epoch metrics accumulated batch by batch without per-batch allocation.
 
-classification  accuracy (argmax of the logits == label)
-binary          accuracy (probability >= 0.5, the rule of predict)
+classification  accuracy (argmax of the logits == label); asked for: precision, recall, f1
+                (macro: the mean over the classes of each class's figure, a class never
+                predicted has precision 0, one never present recall 0, as scikit-learn's
+                ``zero_division=0``), from the confusion matrix (rows: true class, columns:
+                predicted), which ``class_report`` turns into per-class figures
+binary          as classification over the two classes (probability >= 0.5, the rule of predict)
 regression      mse, mae, r2 (coefficient of determination, averaged over outputs as
                 scikit-learn's ``r2_score`` does; 1 - SSE/SST per output)
 
@@ -18,22 +22,53 @@ import numpy as np
 from dlrun.kernels import activations as kact
 
 
+_CLASS_SCORES = ("precision", "recall", "f1")
+
+
 def metric_names(task: str, requested=()) -> tuple[str, ...]:
     """The metrics reported besides the loss for ``task`` and the file's ``metrics=``."""
     if task in ("classification", "binary"):
-        return ("accuracy",) + tuple(m for m in ("mse", "mae") if m in requested)
+        return ("accuracy",) + tuple(m for m in _CLASS_SCORES + ("mse", "mae") if m in requested)
     return ("mse", "mae", "r2")
+
+
+def class_scores(confusion) -> dict[str, np.ndarray]:
+    """Per class (the rows of ``confusion``: true class; columns: predicted): ``precision``,
+    ``recall``, ``f1`` (0 where undefined) and ``support`` (the class's samples)."""
+    c = np.asarray(confusion, np.float64)
+    tp = np.diag(c)
+    predicted, support = c.sum(axis=0), c.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted > 0, tp / predicted, 0.0)
+        recall = np.where(support > 0, tp / support, 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    return {"precision": precision, "recall": recall, "f1": f1, "support": support.astype(np.int64)}
+
+
+def class_report(confusion, class_names) -> dict:
+    """``{"classes", "confusion", "per_class": {name: {precision, recall, f1, support}}}``
+    (JSON-ready) of a confusion matrix."""
+    s = class_scores(confusion)
+    names = [str(n) for n in class_names]
+    return {"classes": names, "confusion": np.asarray(confusion).tolist(),
+            "per_class": {n: {"precision": float(s["precision"][i]), "recall": float(s["recall"][i]),
+                              "f1": float(s["f1"][i]), "support": int(s["support"][i])}
+                          for i, n in enumerate(names)}}
 
 
 class Accumulator:
     """``reset()``, ``update(out, y)`` per batch, ``result() -> dict``."""
 
-    def __init__(self, task: str, outputs: int, capacity: int = 0, requested=()):
+    def __init__(self, task: str, outputs: int, capacity: int = 0, requested=(), confusion: bool = False):
+        """``confusion``: keep the confusion matrix (a classifier's; kept anyway when
+        precision, recall or f1 are requested)."""
         self.task = task
         self.outputs = outputs
         self.names = metric_names(task, requested)
         # classifiers asked for mse/mae: compare probabilities with one-hot targets
         self.proba_errors = task != "regression" and ("mse" in self.names or "mae" in self.names)
+        self.classes = 0 if task == "regression" else (2 if task == "binary" else outputs)
+        self.track = self.classes > 0 and (confusion or any(m in self.names for m in _CLASS_SCORES))
         self._cap = 0
         self._ensure(max(capacity, 1))
         self.reset()
@@ -54,6 +89,8 @@ class Accumulator:
         self.sae = np.zeros(self.outputs)
         self.sum_y = np.zeros(self.outputs)
         self.sum_y2 = np.zeros(self.outputs)
+        # rows: true class, columns: predicted (classifiers)
+        self.confusion = np.zeros((self.classes, self.classes), np.int64)
 
     def update(self, out, y):
         """``out``: logits or probabilities (classification: (n, k); binary: logits (n, 1)) or
@@ -67,6 +104,7 @@ class Accumulator:
             hit = self._hit[:n]
             np.equal(pred, y, out=hit)
             self.correct += int(np.count_nonzero(hit))
+            self._confuse(y, pred)
             if self.proba_errors:
                 p = self._probabilities(out, "softmax")
                 p[np.arange(n), y] -= 1.0
@@ -78,7 +116,9 @@ class Accumulator:
             p = self._probabilities(out, "sigmoid")
             hit = self._hit[:n]
             np.greater_equal(p.reshape(n), 0.5, out=hit)
-            np.equal(hit, y.reshape(n) > 0.5, out=hit)
+            truth = y.reshape(n) > 0.5
+            self._confuse(truth, hit)
+            np.equal(hit, truth, out=hit)
             self.correct += int(np.count_nonzero(hit))
             if self.proba_errors:
                 p -= y.reshape(n, 1)
@@ -92,6 +132,12 @@ class Accumulator:
             y2 = y.reshape(n, -1)
             self.sum_y += y2.sum(axis=0, dtype=np.float64)
             self.sum_y2 += np.square(y2, dtype=np.float64).sum(axis=0)
+
+    def _confuse(self, truth, pred):
+        if not self.track:
+            return
+        k = self.classes
+        self.confusion += np.bincount(truth.astype(np.int64) * k + pred, minlength=k * k).reshape(k, k)
 
     def _probabilities(self, logits, act):
         n = logits.shape[0]
@@ -111,6 +157,9 @@ class Accumulator:
             return {}
         if self.task in ("classification", "binary"):
             out = {"accuracy": self.correct / self.count}
+            if any(m in self.names for m in _CLASS_SCORES):
+                s = class_scores(self.confusion)
+                out.update({m: float(s[m].mean()) for m in _CLASS_SCORES if m in self.names})
             k = self.outputs
             if "mse" in self.names:
                 out["mse"] = float(self.sse.sum() / (self.count * k))

@@ -286,14 +286,16 @@ class Feeder:
         return xin, (None if self.y is None else self.y[start:stop])
 
 
-def evaluate(net, dataset, preprocessor, batch_size=256) -> dict:
-    """Inference-mode loss and metrics of ``net`` on a labelled dataset."""
+def evaluate(net, dataset, preprocessor, batch_size=256, confusion=False) -> dict:
+    """Inference-mode loss and metrics of ``net`` on a labelled dataset; ``confusion``: a
+    classifier's also has ``"confusion"``, its confusion matrix (rows: true class, columns:
+    predicted; int64)."""
     n = len(dataset)
     if n == 0:
         raise UsageError("cannot evaluate on an empty dataset")
     batch_size = max(1, min(int(batch_size), n))
     feed = Feeder(dataset, preprocessor, net.dtype, net.loss.target_dtype(net.dtype), batch_size)
-    acc = Accumulator(net.task, net.output_features, batch_size, net.model.train.metrics)
+    acc = Accumulator(net.task, net.output_features, batch_size, net.model.train.metrics, confusion=confusion)
     grad = np.empty((batch_size, net.output_features), net.dtype)
     total = 0.0
     for start in range(0, n, batch_size):
@@ -302,7 +304,10 @@ def evaluate(net, dataset, preprocessor, batch_size=256) -> dict:
         out = net.forward(x, training=False, logits=True)
         total += net.loss(out, y, grad[: stop - start]) * (stop - start)
         acc.update(out, y)
-    return {"loss": total / n, **acc.result()}
+    result = {"loss": total / n, **acc.result()}
+    if confusion and acc.track:
+        result["confusion"] = acc.confusion
+    return result
 
 
 def first_nonfinite(net, x) -> str | None:
