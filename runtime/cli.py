@@ -41,8 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="dlrun", description="Train, evaluate and run .net models.")
     parser.add_argument("--version", action="version", version=f"dlrun {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    parser.commands = {}   # name -> its parser (an unknown option is reported with its usage)
     for name, (module, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = parser.commands[name] = sub.add_parser(name, help=help_text, description=help_text)
         importlib.import_module(module).add_arguments(name, p)
     return parser
 
@@ -58,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         if not argv:
             parser.print_help()
             return 2
-        args = parser.parse_args(argv)
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:   # argparse would word it with the top-level usage
+            parser.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
         module = importlib.import_module(COMMANDS[args.command][0])
         return int(module.run(args.command, args) or 0)
     except DlrunError as err:

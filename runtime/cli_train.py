@@ -33,7 +33,8 @@ def add_arguments(name, parser):
         parser.add_argument("--force", action="store_true",
                             help="let --out replace an existing file that is not a dlrun weights file")
         parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
-        parser.add_argument("--quiet", action="store_true", help="no progress output")
+        parser.add_argument("--quiet", action="store_true",
+                            help="no progress output: only the test result (when the data has a test split)")
     elif name == "eval":
         parser.add_argument("--weights", required=True, metavar="W.npz", help="weights file written by train")
         parser.add_argument("--data-root", metavar="DIR", help="resolve data paths against DIR instead of the model's folder")
@@ -233,7 +234,7 @@ def _train_run(args, created, locks) -> int:
         ds = getattr(splits, split)
         if ds is not None and len(ds):
             final[split] = model.evaluate(split=split)
-    if "test" in final and not args.quiet:
+    if "test" in final:   # the run's result: shown with --quiet too
         _err(f"test: {_fmt_metrics(final['test'])}")
     try:
         model.save(out, force=args.force)

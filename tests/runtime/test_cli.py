@@ -21,3 +21,14 @@ def test_a_model_file_is_still_the_default_command(capsys, tmp_path, monkeypatch
     (tmp_path / "model").write_text("not a model")  # an existing file without .net is a model file
     assert cli.main(["model"]) == 2
     assert "unknown command" not in capsys.readouterr().err
+
+
+def test_an_unknown_option_of_a_subcommand_shows_that_subcommand_s_usage(capsys):
+    from dlrun.runtime.cli import main
+
+    assert main(["train", "model.net", "--bogus"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dlrun train: error: unrecognized arguments: --bogus")
+    assert "usage: dlrun train " in err and "usage: dlrun [-h]" not in err
+    assert main(["eval", "m.net", "--weights", "w.npz", "--frob", "1"]) == 2
+    assert "usage: dlrun eval " in capsys.readouterr().err

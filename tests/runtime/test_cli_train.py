@@ -31,6 +31,8 @@ def models(tmp_path):
 
 def test_train_eval_predict_iris(models, tmp_path):
     p = dlrun("train", models / "iris.net", "--json", "--quiet")
+    # --quiet keeps the run's result (the test line) and drops the progress
+    assert p.stderr.startswith("test: loss ") and p.stderr.count("\n") == 1, p.stderr
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
     assert out["model"] == "iris"
