@@ -11,6 +11,8 @@
     chain.add_maxpool(kernel, stride, padding), chain.add_avgpool(kernel, stride, padding)
     chain.add_global_maxpool(), chain.add_global_avgpool()   (C, H, W) -> (C,)
     chain.add_flatten()                                       (C, H, W) -> (C*H*W,): no work
+    v = chain.value; chain.use(v)       graphs: a handle of the current value; read it again
+    chain.add_add([v1, v2, ...]), chain.add_concat([v1, v2, ...], axis)
     chain.run(x, a, b, out)             out := ops(x * a + b)
 
 ``x`` is uint8, float32 or float64 (n, in_features); ``a`` and ``b`` are the preprocessing's
@@ -31,7 +33,7 @@ Two ways to run the ops:
   columns compacted away for the first product; bias, activation and batch norm run in this
   module's loops. Equal to the layers' forward to rounding (not bit for bit).
 - ``exact`` (set by the constructor, and by adding any image op: conv2d, pooling, batch norm
-  per channel) runs every op through the very core the layer's kernel runs (conv.pyx,
+  per channel, or a graph: ``use`` of an earlier value, add, concat) runs every op through the very core the layer's kernel runs (conv.pyx,
   pool.pyx, batchnorm.pyx, dense.pyx, activations.pyx, taken by pointer: see cores.pxd), with
   the layers' order of operations (gelu and swish after a linear product), so the result is
   bit for bit the layer-by-layer forward in eval mode. (An inline copy here would not be: this
@@ -41,7 +43,7 @@ cimport numpy as cnp
 from cython cimport floating
 from libc.stdint cimport uint8_t, int64_t
 from libc.math cimport sqrt
-from libc.stdlib cimport realloc, free
+from libc.stdlib cimport calloc, realloc, free
 
 from _common cimport (check_float_array, check_same_dtype, check_shape, check_finite_float,
                       check_layout, check_blas_dim, received, float_dispatch_int, is_float32,
@@ -249,6 +251,8 @@ cdef enum:
     OP_MAXPOOL = 4       # windows, or a whole map (global)
     OP_AVGPOOL = 5
     OP_BATCHNORM2D = 6
+    OP_ADD = 7           # the sum of several values (in the order given)
+    OP_CONCAT = 8        # several values side by side along an axis of the sample
 
 
 cdef struct Op:
@@ -264,6 +268,13 @@ cdef struct Op:
     void* mean
     void* var
     ConvGeom g       # conv2d, pooling: per-sample geometry (g.n is set at each call)
+    # exact chains: the buffers (slots, planned by Chain._plan) the op reads and writes
+    int src          # slot of the input (0: the converted input)
+    int dst          # slot of the output; -1: the caller's out
+    int n_src        # add, concat: the inputs, their slots in srcs
+    int* srcs
+    Py_ssize_t outer     # concat: sample = outer blocks, each the inputs' inner[i] values
+    Py_ssize_t* inner
 
 
 cdef int run_ops(const Op* ops, int n_ops, Py_ssize_t n, floating* x, floating* buf0,
@@ -367,27 +378,57 @@ cdef int variance_ok(const floating* var, Py_ssize_t d) noexcept nogil:
     return 1
 
 
-cdef int run_exact(const Op* ops, int n_ops, Py_ssize_t n, floating* x, floating* buf0,
-                   floating* buf1, floating* out, floating* col, int64_t* am,
+cdef void join_ops(const Op* op, Py_ssize_t n, floating** slots, floating* dst) noexcept nogil:
+    """add: dst := ((v0 + v1) + v2) + ... element by element (np.add's order); concat: each
+    sample's outer blocks, the inputs' inner values side by side."""
+    cdef Py_ssize_t i, s, o, j, m
+    cdef const floating* a
+    cdef const floating* b
+    cdef const floating* src
+    cdef floating* row
+    if op.kind == OP_ADD:
+        m = n * op.d_out
+        a = slots[op.srcs[0]]
+        for j in range(1, op.n_src):
+            b = slots[op.srcs[j]]
+            for i in range(m):
+                dst[i] = a[i] + b[i]
+            a = dst
+        return
+    for s in range(n):
+        row = dst + s * op.d_out
+        for o in range(op.outer):
+            for j in range(op.n_src):
+                m = op.inner[j]
+                src = slots[op.srcs[j]] + (s * op.outer + o) * m
+                for i in range(m):
+                    row[i] = src[i]
+                row += m
+
+
+cdef int run_exact(const Op* ops, int n_ops, Py_ssize_t n, floating** slots, floating* out,
+                   int final, Py_ssize_t final_d, floating* col, int64_t* am,
                    int* why) noexcept nogil:
-    """Apply ops to x (n, d_in of the first op) -> out through the layers' own cores (see the
-    module doc); x is overwritten. Returns -1 - k when op k fails: why = 1, a negative or NaN
-    running variance; 2, no memory for batch norm's scale and shift."""
+    """Apply ops to slots[0] (n, the chain's input features) -> out through the layers' own
+    cores (see the module doc), each op reading and writing the slots planned for it (the
+    last one out; ``final`` >= 0: copy that slot, final_d values a sample, to out at the end). Returns -1 - k when op k
+    fails: why = 1, a negative or NaN running variance; 2, no memory for batch norm's scale
+    and shift."""
     cdef int k, act
     cdef Py_ssize_t s
     cdef const Op* op
     cdef ConvGeom g
-    cdef floating* cur = x
+    cdef floating* cur
     cdef floating* dst
     cdef bint single = floating is float
     for k in range(n_ops):
         op = &ops[k]
         act = ACT_LINEAR if op.act_after else op.act
-        if op.kind == OP_ACTIVATION or op.kind == OP_BATCHNORM or op.kind == OP_BATCHNORM2D:
-            dst = out if k == n_ops - 1 else cur           # element-wise: in place, or into out
-        else:
-            dst = out if k == n_ops - 1 else (buf0 if cur != buf0 else buf1)
-        if op.kind == OP_DENSE:
+        cur = slots[op.src]
+        dst = out if op.dst < 0 else slots[op.dst]
+        if op.kind == OP_ADD or op.kind == OP_CONCAT:
+            join_ops(op, n, slots, dst)
+        elif op.kind == OP_DENSE:
             if floating is float:
                 dense_f32(act, <int>n, <int>op.d_in, <int>op.d_out, cur, <float*>op.w,
                           <float*>op.b, dst, <float>op.alpha)
@@ -441,7 +482,10 @@ cdef int run_exact(const Op* ops, int n_ops, Py_ssize_t n, floating* x, floating
             act_rows(op.act, dst, cur, n, op.d_out, op.alpha)
         if op.act_after:
             act_rows(op.act, dst, dst, n, op.d_out, op.alpha)
-        cur = dst
+    if final >= 0:
+        cur = slots[final]
+        for s in range(n * final_d):
+            out[s] = cur[s]
     return 0
 
 
@@ -568,7 +612,13 @@ cdef class Chain:
     cdef Py_ssize_t am_size        # the largest max-pool output of one sample (its indices)
     cdef Py_ssize_t capacity       # rows the buffers hold
     cdef list keep                 # the arrays the ops point into
-    cdef cnp.ndarray xbuf, buf0, buf1, scratch, col, am
+    # values: 0 is the converted input, k + 1 the output of op k; ``current`` is the one the
+    # next op reads (``use`` picks another: a graph); inputs[k] are the values op k reads
+    cdef int current
+    cdef list inputs
+    cdef list shapes               # per value
+    cdef int final_slot            # exact: the slot copied to out at the end (-1: none)
+    cdef cnp.ndarray xbuf, buf0, buf1, scratch, col, am, arena, slots
     cdef cnp.ndarray wc, cols     # the first dense op's compacted weights, non-zero columns
 
     def __cinit__(self):
@@ -576,6 +626,11 @@ cdef class Chain:
         self.n_ops = 0
 
     def __dealloc__(self):
+        cdef int k
+        if self.ops != NULL:
+            for k in range(self.n_ops):
+                free(self.ops[k].srcs)
+                free(self.ops[k].inner)
         free(self.ops)
 
     def __init__(self, dtype, in_shape, exact=False):
@@ -590,6 +645,10 @@ cdef class Chain:
         self.col_size = self.am_size = 0
         self.capacity = 0
         self.keep = []
+        self.current = 0
+        self.inputs = []
+        self.shapes = [self.in_shape]
+        self.final_slot = -1
 
     cdef Op* _push(self, int kind, tuple shape) except NULL:
         cdef Py_ssize_t d_out = int(np.prod(shape))
@@ -609,7 +668,14 @@ cdef class Chain:
         op.g.n = op.g.c = op.g.h = op.g.w = op.g.f = op.g.kh = op.g.kw = 0
         op.g.oh = op.g.ow = op.g.pt = op.g.pb = op.g.pl = op.g.pr = 0
         op.g.sh = op.g.sw = op.g.dh = op.g.dw = op.g.groups = 1
+        op.src = op.dst = op.n_src = 0
+        op.srcs = NULL
+        op.inner = NULL
+        op.outer = 1
         self.n_ops += 1
+        self.inputs.append([self.current])
+        self.shapes.append(shape)
+        self.current = self.n_ops
         self.out_features = d_out
         self.shape = shape
         if d_out > self.width:
@@ -776,13 +842,137 @@ cdef class Chain:
         """(C, H, W) -> (C*H*W,): the samples are contiguous rows already; no op, no work."""
         self.shape = (self.out_features,)
 
+    # -- graphs: values other than the last one ------------------------------------------
+    @property
+    def value(self):
+        """A handle of the current value (what the next op reads): pass it to ``use``,
+        ``add_add`` or ``add_concat`` later."""
+        return (self.current, self.shape)
+
+    cdef int _value(self, object handle, str fn) except -1:
+        if not (isinstance(handle, tuple) and len(handle) == 2 and isinstance(handle[0], int)
+                and 0 <= handle[0] <= self.n_ops and isinstance(handle[1], tuple)
+                and int(np.prod(handle[1])) == int(np.prod(self.shapes[handle[0]]))):
+            raise ValueError(f"{fn}: {handle!r} is not a value of this chain (take one from "
+                             f"chain.value)")
+        return handle[0]
+
+    def use(self, handle):
+        """Make an earlier value the one the next op reads (a branch of a graph)."""
+        cdef int v = self._value(handle, "Chain.use")
+        if v != self.current:
+            self.exact = True        # the planned slots run graphs; the shortcuts do not
+        self.current = v
+        self.shape = tuple(handle[1])
+        self.out_features = int(np.prod(self.shape))
+
+    cdef Op* _join(self, str fn, int kind, list handles, tuple shape) except NULL:
+        cdef list ids = [self._value(h, fn) for h in handles]
+        cdef Op* op = self._push(kind, shape)
+        self.inputs[len(self.inputs) - 1] = ids
+        op.n_src = len(ids)
+        op.srcs = <int*>calloc(len(ids), sizeof(int))
+        op.inner = <Py_ssize_t*>calloc(len(ids), sizeof(Py_ssize_t))
+        if op.srcs == NULL or op.inner == NULL:
+            raise MemoryError(f"{fn}: no memory for the op's inputs")
+        op.d_in = op.d_out
+        self.exact = True
+        self.capacity = 0
+        return op
+
+    def add_add(self, handles):
+        """y := v0 + v1 + ... (in that order) of values of one shape (``chain.value``
+        handles); the result is the current value."""
+        fn = "Chain.add_add"
+        handles = list(handles)
+        if len(handles) < 2:
+            raise ValueError(f"{fn}: needs at least two values, got {len(handles)}")
+        shapes = [tuple(h[1]) if isinstance(h, tuple) and len(h) == 2 else None for h in handles]
+        if any(sh != shapes[0] for sh in shapes):
+            raise ValueError(f"{fn}: the values have shapes {shapes}; an addition needs one shape")
+        self._join(fn, OP_ADD, handles, shapes[0])
+
+    def add_concat(self, handles, axis):
+        """The values side by side along ``axis`` of the sample shape (the channels of an
+        image: 0); every other extent equal."""
+        fn = "Chain.add_concat"
+        handles = list(handles)
+        if len(handles) < 2:
+            raise ValueError(f"{fn}: needs at least two values, got {len(handles)}")
+        shapes = [tuple(h[1]) if isinstance(h, tuple) and len(h) == 2 else () for h in handles]
+        rank = len(shapes[0])
+        if isinstance(axis, bool) or not isinstance(axis, int) or not 0 <= axis < max(rank, 1):
+            raise ValueError(f"{fn}: argument 'axis' must be an axis of the sample shape "
+                             f"{shapes[0]}, got {axis!r}")
+        if any(len(sh) != rank or sh[:axis] != shapes[0][:axis] or sh[axis + 1:] != shapes[0][axis + 1:]
+               for sh in shapes):
+            raise ValueError(f"{fn}: the values have shapes {shapes}; they must agree on every "
+                             f"axis but {axis}")
+        out = shapes[0][:axis] + (sum(sh[axis] for sh in shapes),) + shapes[0][axis + 1:]
+        cdef Op* op = self._join(fn, OP_CONCAT, handles, out)
+        op.outer = int(np.prod(out[:axis], dtype=np.int64))
+        for j, sh in enumerate(shapes):
+            op.inner[j] = int(np.prod(sh[axis:], dtype=np.int64))
+
+    cdef _plan(self):
+        """Give every value of an exact chain a buffer (slot) until its last reader has run:
+        slot 0 is the converted input, the others hold ``width`` values a sample; an
+        element-wise op writes over its input when nothing reads that input later; the last
+        op writes the caller's out (or, when the final value is an earlier one, that slot is
+        copied there)."""
+        cdef int k, j, v, dst, n_slots = 1
+        cdef Op* op
+        cdef int final = self.current
+        last = [-1] * (self.n_ops + 1)
+        for k, ins in enumerate(self.inputs):
+            for v in ins:
+                last[v] = k
+        last[final] = self.n_ops          # kept to the end
+        slot = {0: 0}
+        free_slots = []
+        for k in range(self.n_ops):
+            op = &self.ops[k]
+            ins = self.inputs[k]
+            if k == self.n_ops - 1 and final == k + 1:
+                dst = -1
+            elif (op.kind == OP_ACTIVATION or op.kind == OP_BATCHNORM
+                  or op.kind == OP_BATCHNORM2D) and last[ins[0]] == k:
+                dst = slot[ins[0]]
+            elif free_slots:
+                dst = free_slots.pop()
+            else:
+                dst = n_slots
+                n_slots += 1
+            op.src = slot[ins[0]]
+            for j in range(op.n_src):
+                op.srcs[j] = slot[ins[j]]
+            op.dst = dst
+            for v in set(ins):
+                if last[v] == k and slot[v] != dst and slot[v] != 0:
+                    free_slots.append(slot[v])
+            slot[k + 1] = dst
+            if last[k + 1] < 0 and dst > 0:      # read by nothing
+                free_slots.append(dst)
+        self.final_slot = -1 if (self.n_ops and final == self.n_ops) else slot[final]
+        return n_slots
+
     def __len__(self):
         return self.n_ops
 
     cdef _grow(self, Py_ssize_t n):
+        cdef Py_ssize_t i, n_slots
         self.xbuf = np.empty((n, self.in_features), self.dtype)
-        self.buf0 = np.empty(n * self.width, self.dtype)
-        self.buf1 = np.empty(n * self.width, self.dtype)
+        if self.exact:
+            n_slots = self._plan()
+            self.arena = np.empty(max(n_slots - 1, 1) * n * self.width, self.dtype)
+            self.slots = np.empty(n_slots, np.intp)
+            self.slots[0] = self.xbuf.ctypes.data
+            for i in range(1, n_slots):
+                self.slots[i] = self.arena.ctypes.data + (i - 1) * n * self.width * self.dtype.itemsize
+            self.buf0 = self.buf1 = None
+        else:
+            self.buf0 = np.empty(n * self.width, self.dtype)
+            self.buf1 = np.empty(n * self.width, self.dtype)
         self.scratch = np.empty(2 * self.width, self.dtype)
         self.col = np.empty(max(self.col_size, 1), self.dtype)
         self.am = np.empty(max(self.am_size, 1), np.int64)
@@ -821,8 +1011,11 @@ cdef class Chain:
             return out
         cdef int rc, why = 1
         cdef void* px = cnp.PyArray_DATA(self.xbuf)
-        cdef void* p0 = cnp.PyArray_DATA(self.buf0)
-        cdef void* p1 = cnp.PyArray_DATA(self.buf1)
+        cdef void* p0 = cnp.PyArray_DATA(self.buf0) if self.buf0 is not None else NULL
+        cdef void* p1 = cnp.PyArray_DATA(self.buf1) if self.buf1 is not None else NULL
+        cdef void** pslots = <void**>cnp.PyArray_DATA(self.slots) if self.exact else NULL
+        cdef int final = self.final_slot
+        cdef Py_ssize_t final_d = self.out_features
         cdef void* ps = cnp.PyArray_DATA(self.scratch)
         cdef void* pcol = cnp.PyArray_DATA(self.col)
         cdef int64_t* pam = <int64_t*>cnp.PyArray_DATA(self.am)
@@ -831,8 +1024,8 @@ cdef class Chain:
         with nogil:
             if self.exact:
                 rc = float_dispatch_int(is_float32(OUT), run_exact[float], run_exact[double],
-                                        self.ops, self.n_ops, n, px, p0, p1, data(OUT), pcol, pam,
-                                        &why)
+                                        self.ops, self.n_ops, n, pslots, data(OUT), final,
+                                        final_d, pcol, pam, &why)
             else:
                 rc = float_dispatch_int(is_float32(OUT), run_ops[float], run_ops[double],
                                         self.ops, self.n_ops, n, px, p0, p1, ps, data(OUT), pw,

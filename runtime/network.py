@@ -257,17 +257,24 @@ class Network:
         ``chain.run(x, a, b, out)`` converts raw rows (``x * a + b``) and runs every layer
         with the GIL released. None when a layer has no chain form.
 
-        A network with image layers gets an exact chain: bit for bit what ``predict`` gives
-        layer by layer (an MLP's chain takes its measured shortcuts: equal to rounding).
-        The chain's buffers are its own: one per thread (``inference_copy`` makes one each)."""
+        A graph runs as one chain too: each layer reads the values of the layers feeding it
+        (``chain.use``; a join gets their handles). A network with image layers, or a graph,
+        gets an exact chain: bit for bit what ``predict`` gives layer by layer (a straight
+        MLP's chain takes its measured shortcuts: equal to rounding). The chain's buffers are
+        its own: one per thread (``inference_copy`` makes one each)."""
         if self._chain is None:
-            if not self.is_chain:
-                return None
             chain = Chain(self.dtype, self.input_shape)
+            values = {0: chain.value}
             layers = list(self.body) + ([self._tail] if self._tail is not None else [])
             for layer in layers:
-                if not layer.add_to_chain(chain):
+                if layer.joins:
+                    joined = layer.add_to_chain(chain, [values[j] for j in layer.inputs])
+                else:
+                    chain.use(values[layer.inputs[0]])
+                    joined = layer.add_to_chain(chain)
+                if not joined:
                     return None
+                values[layer.index] = chain.value
                 if tuple(chain.shape) != tuple(layer.out_shape):
                     raise RuntimeError(f"{layer.describe()}: the inference chain's samples have "
                                        f"shape {chain.shape} after it; the layer gives "

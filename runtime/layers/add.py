@@ -14,6 +14,10 @@ class Add(Layer):
     kind = "add"
     joins = True
 
+    def add_to_chain(self, chain, inputs=None):
+        chain.add_add(inputs)
+        return True
+
     def forward(self, xs, training):
         y = self.buffer("y", xs[0].shape[0], self.out_features)
         np.add(xs[0], xs[1], out=y)

@@ -179,9 +179,11 @@ class Layer:
     def set_randomness(self, enabled: bool):
         """gradcheck turns randomness (dropout masks) off."""
 
-    def add_to_chain(self, chain) -> bool:
-        """Append this layer's inference to a ``kernels.chain.Chain``; False when it has no
-        chain form (the network then predicts layer by layer)."""
+    def add_to_chain(self, chain, inputs=None) -> bool:
+        """Append this layer's inference to a ``kernels.chain.Chain``, reading the chain's
+        current value (a layer that ``joins`` gets its inputs' ``chain.value`` handles in
+        ``inputs``); False when it has no chain form (the network then predicts layer by
+        layer)."""
         return False
 
     # -- buffers -----------------------------------------------------------------------

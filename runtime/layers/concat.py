@@ -17,6 +17,10 @@ class Concat(Layer):
         super().__init__(node, in_shapes, index)
         self.axis = 1 + feature_axis(self.out_shape)   # in the (n, *shape) view
 
+    def add_to_chain(self, chain, inputs=None):
+        chain.add_concat(inputs, self.axis - 1)
+        return True
+
     def forward(self, xs, training):
         n = xs[0].shape[0]
         y = self.buffer("y", n, self.out_features)

@@ -422,3 +422,65 @@ def test_image_chain_bad_calls():
                        np.array([1, 1, np.nan, 1], f32), 1e-5)
     with pytest.raises(ValueError, match=r"op 0 \(batch norm\) has a negative or NaN running variance"):
         im.run(np.ones((2, 100), f32), 1.0, 0.0, np.empty((2, 100), f32))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_graph_values_add_concat_and_use(dtype):
+    rng = np.random.default_rng(7)
+    x = rng.normal(0, 1, (6, 2 * 3 * 4)).astype(dtype)
+    w1 = rng.normal(0, 0.5, (2, 2, 1, 1)).astype(dtype)
+    w2 = rng.normal(0, 0.5, (3, 2, 3, 3)).astype(dtype)
+    chain = C.Chain(dtype, (2, 3, 4))
+    v0 = chain.value
+    chain.add_activation("tanh")                 # not over the input: the concat reads it
+    t = chain.value
+    chain.add_conv2d(w1)
+    a = chain.value
+    chain.use(t)
+    chain.add_conv2d(w2, None, 1, 1)
+    b = chain.value
+    chain.add_add([a, a, t])                     # a value twice
+    s = chain.value
+    chain.add_concat([s, b, v0], 0)
+    assert chain.shape == (7, 3, 4) and chain.exact
+    chain.add_flatten()
+    f = chain.value
+    chain.add_activation("relu")
+    chain.use(f)                                 # the result is an earlier value
+    # the same with the kernels
+    n = x.shape[0]
+    x4 = x.reshape(n, 2, 3, 4)
+    tt = np.empty_like(x4)
+    KA.activation_forward("tanh", x4.reshape(n, -1), tt.reshape(n, -1))
+    aa = np.empty((n, 2, 3, 4), dtype)
+    KC.conv2d_forward(tt, w1, None, aa, np.empty(24 * 4, dtype))
+    bb = np.empty((n, 3, 3, 4), dtype)
+    KC.conv2d_forward(tt, w2, None, bb, np.empty(18 * 12, dtype), 1, 1)
+    ss = aa + aa + tt
+    want = np.concatenate([ss, bb, x4], axis=1).reshape(n, -1)
+    out = np.empty((n, 84), dtype)
+    for rows in (n, 1, n):
+        chain.run(x[:rows], 1.0, 0.0, out[:rows])
+        assert out[:rows].tobytes() == want[:rows].tobytes()
+
+
+def test_graph_bad_calls():
+    f32 = np.float32
+    chain = C.Chain(f32, (2, 3))
+    v = chain.value
+    chain.add_activation("relu")
+    with pytest.raises(ValueError, match="Chain.use: .* is not a value of this chain"):
+        chain.use((5, (2, 3)))
+    with pytest.raises(ValueError, match="Chain.use: .* is not a value of this chain"):
+        chain.use("a")
+    with pytest.raises(ValueError, match="needs at least two values"):
+        chain.add_add([v])
+    with pytest.raises(ValueError, match=r"an addition needs one shape"):
+        chain.add_add([v, (1, (3, 2))])
+    with pytest.raises(ValueError, match="must agree on every axis but 1"):
+        chain.add_concat([v, (1, (3, 2))], 1)
+    with pytest.raises(ValueError, match="'axis' must be an axis of the sample shape"):
+        chain.add_concat([v, chain.value], 2)
+    assert len(chain) == 1
+    chain.add_concat([v, chain.value], 1)
+    assert chain.shape == (2, 6)

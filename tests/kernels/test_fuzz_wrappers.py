@@ -217,14 +217,20 @@ def chain_call(mod):
     return call
 
 def chain_image_call(mod):
-    """``Chain(dtype, (c, h, w))``, then conv2d, batch norm per channel, max and average
-    pooling, global max pooling, flatten, and ``run``."""
+    """``Chain(dtype, (c, h, w))``, then conv2d, batch norm per channel, an addition and a
+    concatenation of values (a graph), max and average pooling, global max pooling, flatten,
+    and ``run``."""
 
     def call(dtype, c, h, w_, w, b, stride, padding, dilation, groups, activation, alpha, gamma, beta,
              mean, var, eps, kernel, pool_stride, x, a, bb, out):
         chain = mod.Chain(dtype, (c, h, w_))
         chain.add_conv2d(w, b, stride, padding, dilation, groups, activation, alpha)
+        v = chain.value
         chain.add_batchnorm2d(gamma, beta, mean, var, eps)
+        chain.add_add([v, chain.value, v])
+        s = chain.value
+        chain.add_concat([v, s], 0)
+        chain.use(s)
         chain.add_maxpool(kernel, pool_stride, 0)
         chain.add_avgpool(kernel, pool_stride, padding)
         chain.add_global_maxpool()

@@ -202,3 +202,38 @@ def test_sequence_layers_keep_the_layer_path():
     m = F.model([F.input_(6), F.embedding(4, 11), F.conv1d(3, 2, "relu"), F.global_maxpool(),
                  F.dense(2, "softmax")])
     assert Network(m).inference_chain() is None
+
+
+# ---------------------------------------------------------------- graphs: one chain too
+from test_cnn import CNN as GRAPH_CNN  # noqa: E402  (conv branches joined by concat)
+
+SEQ_CONCAT = """dlrun 1
+model s {
+  input 3x4
+  dropout 0.1 as x
+  activation relu as a
+  activation tanh from=x as b
+  concat a b
+  flatten
+  dense 5 gelu as h
+  dense 5 tanh from=h as g
+  add h g
+  dense 2 softmax
+  loss cross_entropy
+  optimizer adam
+  train epochs=1 batch=8 seed=1
+}
+"""
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("which", ["digits_resnet", "cnn_concat", "sequence_concat_add"])
+def test_graphs_predict_bit_for_bit_through_one_chain(which, dtype):
+    if which == "digits_resnet":
+        text, path = (ROOT / "models" / "digits_resnet.net").read_text(), str(ROOT / "models" / "digits_resnet.net")
+    else:
+        text, path = (GRAPH_CNN if which == "cnn_concat" else SEQ_CONCAT), "<string>"
+    net = Network(dsl.parse(text, path), dtype=dtype)
+    assert not net.is_chain
+    _scramble(net, seed=5)
+    assert_chain_is_layer_path(net)
