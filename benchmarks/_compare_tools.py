@@ -139,15 +139,16 @@ def gemm_shapes(batch):
     ]
 
 
-def gemm_times(batch, repeats):
-    """``[(name, flops, best seconds, median seconds)]`` of ``np.matmul(op(A), op(B), out=C)``.
+def gemm_times(batch, repeats, shapes=None):
+    """``[(name, flops, best seconds, median seconds)]`` of ``np.matmul(op(A), op(B), out=C)``
+    for each GEMM of ``shapes`` (default: the MLP's ``gemm_shapes(batch)``).
 
     The best of ``repeats`` calls is the floor (a burst of a few ms is easily hit by other
     work on the machine; the best call is what the hardware and BLAS can do).
     """
     rng = np.random.default_rng(0)
     out = []
-    for name, m, k, n, ta, tb in gemm_shapes(batch):
+    for name, m, k, n, ta, tb in shapes or gemm_shapes(batch):
         a = rng.random((k, m) if ta else (m, k), dtype=np.float32)
         b = rng.random((n, k) if tb else (k, n), dtype=np.float32)
         c = np.empty((m, n), np.float32)
@@ -169,6 +170,10 @@ class TorchRunner(Runner):
 
     name = "pytorch"
     adam_options = {}
+    #: predict() converts its input with ``tensor`` (else: float32 as given, no copy)
+    convert_predict = False
+    #: evaluate() on this many test rows at a time (None: all at once)
+    eval_chunk = None
 
     def __init__(self, data):
         try:
@@ -178,13 +183,21 @@ class TorchRunner(Runner):
         self.torch = torch
         torch.set_num_threads(THREADS)
         x, y, xt, yt = data
-        # The usual PyTorch set-up: the whole set as a float32 tensor scaled to [0, 1].
-        self.X = torch.from_numpy(x).float().div_(255.0)
+        # The usual PyTorch set-up: the whole set as one tensor (images: float32 in [0, 1]).
+        self.X = self.tensor(x)
         self.Y = torch.from_numpy(y.astype(np.int64))
-        self.Xt = torch.from_numpy(xt).float().div_(255.0)
+        self.Xt = self.tensor(xt)
         self.Yt = torch.from_numpy(yt.astype(np.int64))
         self.models = {}
         self.xt, self.yt = xt, yt
+
+    def tensor(self, x):
+        """A tool's input array as the tensor its network takes (uint8 pixels: scaled)."""
+        return self.torch.from_numpy(x).float().div_(255.0)
+
+    def build(self, torch):
+        """``(network, learning rate, label smoothing)`` of a fresh model."""
+        return torch_model(torch, DROPOUT), LR, LABEL_SMOOTHING
 
     def info(self):
         d = super().info()
@@ -199,8 +212,8 @@ class TorchRunner(Runner):
         t = self.torch
         nn = t.nn
         t.manual_seed(seed)
-        model = torch_model(t, DROPOUT)
-        opt = t.optim.Adam(model.parameters(), lr=LR, **self.adam_options)
+        model, lr, self.label_smoothing = self.build(t)
+        opt = t.optim.Adam(model.parameters(), lr=lr, **self.adam_options)
         gen = t.Generator().manual_seed(seed)
         self.models[batch] = (model, opt, gen)
 
@@ -216,7 +229,7 @@ class TorchRunner(Runner):
             idx = perm[start:start + batch]
             xb, yb = self.X[idx], self.Y[idx]
             opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(xb), yb, label_smoothing=LABEL_SMOOTHING)
+            loss = loss_fn(model(xb), yb, label_smoothing=self.label_smoothing)
             loss.backward()
             opt.step()
             total += loss.item() * idx.shape[0]
@@ -226,8 +239,9 @@ class TorchRunner(Runner):
         t = self.torch
         model = self.model(batch)[0]
         model.eval()
+        step = self.eval_chunk or self.Xt.shape[0]
         with t.inference_mode():
-            pred = model(self.Xt).argmax(1)
+            pred = t.cat([model(self.Xt[i:i + step]).argmax(1) for i in range(0, self.Xt.shape[0], step)])
         return float((pred == self.Yt).float().mean())
 
     def predict(self, batch, x):
@@ -235,7 +249,7 @@ class TorchRunner(Runner):
         model = self.model(batch)[0]
         model.eval()
         with t.inference_mode():
-            return t.softmax(model(t.from_numpy(x)), 1).numpy()
+            return t.softmax(model(self.tensor(x) if self.convert_predict else t.from_numpy(x)), 1).numpy()
 
 
 class TorchFusedRunner(TorchRunner):
@@ -268,7 +282,7 @@ class DlrunRunner(Runner):
     name = "dlrun"
     raw_input = True    # the model file's ``scale 1/255`` runs inside predict()
 
-    def __init__(self, data):
+    def __init__(self, data, model_file=MODEL_FILE, text=None, base_dir=None):
         super().__init__(data)
         try:
             import dlrun
@@ -276,14 +290,21 @@ class DlrunRunner(Runner):
             self.loads = dlrun.loads
         except (ImportError, AttributeError) as e:
             raise ToolUnavailable(f"dlrun's Python API is not available ({e})") from None
-        if not os.path.isfile(MODEL_FILE):
-            raise ToolUnavailable(f"{MODEL_FILE} does not exist yet")
-        with open(MODEL_FILE, encoding="utf-8") as f:
-            self.text = f.read()
+        if text is None:
+            if not os.path.isfile(model_file):
+                raise ToolUnavailable(f"{model_file} does not exist yet")
+            with open(model_file, encoding="utf-8") as f:
+                text = f.read()
+            self.model_file = os.path.relpath(model_file, REPO)
+        else:
+            self.model_file = "(recipe text)"
+        self.text = text
+        self.base_dir = base_dir or os.path.dirname(MODEL_FILE)
 
     def info(self):
         d = super().info()
-        d.update(dlrun=self.dlrun.__version__, model_file=os.path.relpath(MODEL_FILE, REPO))
+        d.update(dlrun=self.dlrun.__version__, model_file=self.model_file,
+                 dlrun_path=os.path.dirname(self.dlrun.__file__))
         return d
 
     def model_text(self, batch, seed):
@@ -294,8 +315,7 @@ class DlrunRunner(Runner):
         return text
 
     def setup(self, batch, seed):
-        self.models[batch] = self.loads(self.model_text(batch, seed),
-                                        base_dir=os.path.dirname(MODEL_FILE))
+        self.models[batch] = self.loads(self.model_text(batch, seed), base_dir=self.base_dir)
 
     def epoch(self, batch):
         # fit() continues from the current weights and optimizer state; uint8 images are
@@ -469,6 +489,8 @@ def handle(runner, msg, xt):
         return {"gemms": runner.gemm(msg["batch"], msg.get("repeats", 50))}
     if cmd == "latency":
         return {"ns": latency(runner, msg["batch"], msg["n"], msg["calls"], msg.get("warmup", 50), xt)}
+    if cmd == "layers":
+        return {"layers": runner.layers(msg["batch"], msg.get("reps", 20))}
     if cmd == "profile":
         return {"profile": profile_epoch(runner, msg["batch"], msg.get("top", 15))}
     if cmd == "rss":
@@ -476,7 +498,36 @@ def handle(runner, msg, xt):
     raise ValueError(f"unknown command {cmd!r}")
 
 
-def serve(tool, mnist, limit):
+WORKLOADS = ("mlp", "cnn", "text", "audio")
+
+
+def load_data(tool, args):
+    """The data tuple ``(x, y, xt, yt)`` of ``tool`` in ``args.workload`` and the training rows
+    of a full epoch. mlp / cnn: MNIST from ``--mnist`` (uint8; ``--limit`` keeps the first
+    training rows); text / audio: the arrays ``compare.py`` prepared with dlrun's data block
+    (``--data``)."""
+    if args.workload in ("mlp", "cnn"):
+        from _compare_data import load_mnist
+        return load_mnist(args.mnist, args.limit), 60000
+    from _compare_seq import load_arrays
+    return load_arrays(args.data, tool), int(np.load(args.data)["n_full"])
+
+
+def make_runner(tool, args, data):
+    """``(runner, test inputs for latency)`` of ``tool`` in ``args.workload`` on ``data``."""
+    if args.workload == "mlp":
+        table = RUNNERS
+    elif args.workload == "cnn":
+        from _compare_cnn import RUNNERS as table
+    else:
+        from _compare_seq import runners
+        table = runners(args.workload, args.data_root, args.data)
+    if tool not in table:
+        raise ToolUnavailable(f"no {tool} runner for the {args.workload} workload")
+    return table[tool](data), data[2]
+
+
+def serve(tool, args):
     """Answer JSON commands on stdin until EOF or ``quit``; the first reply says ready or why not."""
     proto = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)           # the tool's own prints go to stderr
@@ -486,43 +537,42 @@ def serve(tool, mnist, limit):
         proto.write(json.dumps(obj) + "\n")
 
     try:
-        from _compare_data import load_mnist
-        data = load_mnist(mnist, limit)
-        runner = RUNNERS[tool](data)
+        data, full = load_data(tool, args)
+        runner, xt = make_runner(tool, args, data)
+        described = {"train": int(data[0].shape[0]), "train_full": full}
     except ToolUnavailable as e:
         reply({"ok": False, "unavailable": str(e)})
         return 0
     except Exception as e:  # the parent reports it and goes on without this tool
         reply({"ok": False, "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()})
         return 1
-    reply({"ok": True, "pid": os.getpid()})
+    reply({"ok": True, "pid": os.getpid(), "data": described})
     for line in sys.stdin:
         msg = json.loads(line)
         if msg["cmd"] == "quit":
             break
         try:
-            reply({"ok": True, **handle(runner, msg, data[2])})
+            reply({"ok": True, **handle(runner, msg, xt)})
         except Exception as e:
             reply({"ok": False, "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()})
     return 0
 
 
-def memory(tool, mnist, limit, batch):
+def memory(tool, args):
     """Train one epoch in this fresh process; print peak RSS and its parts as one JSON line."""
     proto = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     rec = {"ok": True, "rss_start_kib": proc_status_kib("VmRSS")}
     try:
-        from _compare_data import load_mnist
-        data = load_mnist(mnist, limit)
+        data, _ = load_data(tool, args)
         rec["rss_data_kib"] = proc_status_kib("VmRSS")
-        runner = RUNNERS[tool](data)
+        runner, _ = make_runner(tool, args, data)
         del data
         rec["rss_ready_kib"] = proc_status_kib("VmRSS")
-        runner.setup(batch, 0)
+        runner.setup(args.batch, 0)
         t0 = time.perf_counter()
-        runner.epoch(batch)
+        runner.epoch(args.batch)
         rec["seconds"] = time.perf_counter() - t0
         rec["vmhwm_kib"] = proc_status_kib("VmHWM")
     except ToolUnavailable as e:
@@ -537,8 +587,11 @@ def main(argv=None):
     import argparse
 
     p = argparse.ArgumentParser(description="compare.py's worker: one tool in this process")
-    p.add_argument("tool", choices=sorted(RUNNERS))
-    p.add_argument("--mnist", required=True)
+    p.add_argument("tool", choices=sorted(set(RUNNERS) | {"prepare"}))
+    p.add_argument("--workload", choices=WORKLOADS, default="mlp")
+    p.add_argument("--mnist", help="MNIST folder (mlp, cnn)")
+    p.add_argument("--data", help="the prepared arrays (text, audio; written by 'prepare')")
+    p.add_argument("--data-root", help="the folder the model file's data paths resolve against")
     p.add_argument("--limit", type=int, default=None, help="train on the first N samples only")
     p.add_argument("--memory", action="store_true", help="one epoch, then print peak RSS")
     p.add_argument("--batch", type=int, default=128)
@@ -547,9 +600,14 @@ def main(argv=None):
     global LABEL_SMOOTHING
     LABEL_SMOOTHING = args.label_smoothing
     sys.path.insert(0, HERE)
+    if args.tool == "prepare":
+        # dlrun reads the model file's data block once; the arrays go to --data as .npz
+        from _compare_seq import prepare
+        print(json.dumps(prepare(args.workload, args.data_root, args.data, args.limit)))
+        return 0
     if args.memory:
-        return memory(args.tool, args.mnist, args.limit, args.batch)
-    return serve(args.tool, args.mnist, args.limit)
+        return memory(args.tool, args)
+    return serve(args.tool, args)
 
 
 if __name__ == "__main__":

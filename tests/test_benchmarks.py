@@ -1,0 +1,180 @@
+"""benchmarks/compare.py: the smoke run of every workload, and the PyTorch references being
+the networks of the model files.
+
+The smoke runs need the shared data (``../shared`` next to the checkout, or the folder in
+``DLRUN_DATA_ROOT``); without it they skip, and the run is checked to say so. Without PyTorch
+(a benchmark-only dependency) the run goes on with dlrun alone and says PyTorch is missing.
+"""
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
+DATA_ROOT = Path(os.environ.get("DLRUN_DATA_ROOT") or ROOT.parent / "shared")
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
+HAVE_ORT = importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None
+
+# workload -> (data folder it needs, record prefix, batch option)
+WORKLOADS = {
+    "mlp": ("mnist", "", ["--batch-sizes", "32"]),
+    "cnn": ("mnist", "cnn/", ["--cnn-batch-sizes", "32"]),
+    "text": ("langid", "text/", ["--seq-batch", "32"]),
+    "audio": ("spoken_digits", "audio/", ["--seq-batch", "32"]),
+}
+
+
+def run_compare(tmp_path, *args, timeout=900):
+    out = tmp_path / "run.json"
+    md = tmp_path / "run.md"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "compare.py"), "--json", str(out), "--markdown", str(md), *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(out.read_text()), md.read_text(), proc.stderr
+
+
+@pytest.mark.parametrize("workload", list(WORKLOADS))
+def test_quick_run_of_each_workload(tmp_path, workload):
+    folder, prefix, batch = WORKLOADS[workload]
+    if not (DATA_ROOT / "data" / folder).is_dir():
+        pytest.skip(f"{DATA_ROOT / 'data' / folder} not found (set DLRUN_DATA_ROOT)")
+    got, md, _ = run_compare(
+        tmp_path, "--quick", "--workloads", workload, "--data-root", str(DATA_ROOT), "--limit", "64",
+        "--rounds", "1", "--warmup", "0", "--latency-calls", "10", "--parts", "train,latency", *batch)
+    works = {(r["work"], r["tool"]) for r in got["records"]}
+    assert (f"{prefix}train_epoch_b32", "dlrun") in works
+    assert (f"{prefix}predict_latency_b1", "dlrun") in works
+    assert (f"{prefix}predict_latency_b64", "dlrun") in works
+    rec = next(r for r in got["records"] if r["work"] == f"{prefix}train_epoch_b32" and r["tool"] == "dlrun")
+    assert rec["partial_epoch_samples"] == 64 and rec["time_scaled_to_full_epoch"] > 1
+    if HAVE_TORCH:
+        assert (f"{prefix}train_epoch_b32", "pytorch") in works
+        assert "paired_ratio_to_pytorch" in rec
+        acc = next(r for r in got["records"] if r["work"] == f"{prefix}test_accuracy_b32" and r["tool"] == "dlrun")
+        assert acc["agrees"] is None      # partial epochs: no verdict
+    else:
+        assert any("PyTorch not installed" in n for n in got["notes"]), got["notes"]
+    if workload == "cnn" and HAVE_ORT:
+        # ONNX Runtime runs dlrun's trained weights: its accuracy must be dlrun's
+        assert (f"{prefix}predict_latency_b1", "onnxruntime") in works
+        assert any("ONNX Runtime runs a graph built from dlrun's trained weights" in n for n in got["notes"])
+    # what the report must say about the run
+    assert "Command: `python benchmarks/compare.py" in md
+    assert re.search(r"Load average \(1 / 5 / 15 min\) at start: [\d.]+ [\d.]+ [\d.]+; at end: [\d.]+", md)
+    assert "Machine: " in md and "Partial epochs" in md and "Smoke run" in md
+    assert got["meta"]["workloads"][workload]["train_samples"] == 64
+
+
+def test_absent_data_is_said_per_workload(tmp_path):
+    empty = tmp_path / "nothing"
+    empty.mkdir()
+    got, md, err = run_compare(tmp_path, "--quick", "--data-root", str(empty), "--parts", "train,latency,memory")
+    notes = " ".join(got["notes"])
+    for name, (folder, _, _) in WORKLOADS.items():
+        assert got["meta"]["workloads"][name]["skipped"]
+        assert str(empty / "data" / folder) in got["meta"]["workloads"][name]["skipped"]
+    assert notes.count("--data-root") >= 4
+    assert "Workloads: none; mlp skipped; cnn skipped; text skipped; audio skipped" in md
+    assert not got["records"]
+
+
+def test_unknown_workload_is_refused(tmp_path):
+    proc = subprocess.run([sys.executable, str(BENCH / "compare.py"), "--workloads", "mlp,video"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "unknown workload(s) video; known: mlp, cnn, text, audio" in proc.stderr
+
+
+def test_markdown_replaces_only_the_run_between_markers(tmp_path):
+    sys.path.insert(0, str(BENCH))
+    try:
+        from compare import RUN_BEGIN, RUN_END, write_markdown
+    finally:
+        sys.path.remove(str(BENCH))
+    path = tmp_path / "RESULTS.md"
+    path.write_text(f"# Results\n\nintro\n\n{RUN_BEGIN}\nold run\n{RUN_END}\n\n## History\nkept\n")
+    write_markdown(str(path), "# new run\n\nfigures\n")
+    text = path.read_text()
+    assert "old run" not in text and "# new run\n\nfigures" in text
+    assert text.startswith("# Results\n\nintro\n\n" + RUN_BEGIN) and text.endswith("## History\nkept\n")
+
+
+@pytest.mark.skipif(not HAVE_TORCH, reason="PyTorch not installed (benchmark-only dependency)")
+@pytest.mark.parametrize("model", ["langid", "spoken_digits"])
+def test_pytorch_reference_is_the_model_files_network(model):
+    # The PyTorch network compare.py races is translated from the model file: with dlrun's
+    # weights copied in it gives dlrun's probabilities, padding ignored in the max over time.
+    import torch
+
+    import dlrun
+    from dlrun import dsl
+
+    sys.path.insert(0, str(BENCH))
+    try:
+        from _compare_seq import torch_seq_net
+    finally:
+        sys.path.remove(str(BENCH))
+    path = ROOT / "models" / f"{model}.net"
+    text = path.read_text()
+    vocab = None
+    if model == "langid":
+        vocab = 40
+        text = re.sub(r"(\bembedding\s+\d+)", rf"\1 vocab={vocab}", text)
+    m = dlrun.loads(text, base_dir=str(ROOT))
+    rng = np.random.default_rng(0)
+    shape = m.input_shape
+    if model == "langid":
+        x = np.zeros((5,) + shape, np.float32)
+        for i, n in enumerate((1, 7, 60, 150, shape[0])):     # texts of different lengths, zero-padded
+            x[i, :n] = rng.integers(2, vocab, n)
+    else:
+        x = rng.standard_normal((5,) + shape).astype(np.float32)
+    m.preprocessor.fit(x)
+    for layer in m.network.body:
+        if layer.kind == "batchnorm":   # statistics per (step, channel) feature: their order matters
+            for arr, lo in ((layer.params["gamma"], 0.5), (layer.params["beta"], -0.5),
+                            (layer.state["running_mean"], -0.5), (layer.state["running_var"], 0.5)):
+                arr[...] = rng.uniform(lo, lo + 1, arr.shape)
+    want = m.predict(x)
+
+    torch.manual_seed(0)
+    net, _ = torch_seq_net(torch, dsl.load_file(str(path)), vocab)
+    with torch.no_grad():
+        mods = [mod for mod in net.mods if any(True for _ in mod.parameters())]
+        layers = [layer for layer in m.network.body if layer.params]
+        assert len(mods) == len(layers)
+        for mod, layer in zip(mods, layers):
+            p = layer.params
+            if layer.kind == "embedding":
+                mod.weight.copy_(torch.from_numpy(np.asarray(p["w"])))
+            elif layer.kind == "conv1d":                      # dlrun (K, C, F) -> (F, C, K)
+                mod.weight.copy_(torch.from_numpy(np.ascontiguousarray(np.asarray(p["w"]).transpose(2, 1, 0))))
+                mod.bias.copy_(torch.from_numpy(np.asarray(p["b"])))
+            elif layer.kind == "dense":                       # dlrun (in, out) -> (out, in)
+                mod.weight.copy_(torch.from_numpy(np.ascontiguousarray(np.asarray(p["w"]).T)))
+                mod.bias.copy_(torch.from_numpy(np.asarray(p["b"])))
+            elif layer.kind == "batchnorm":
+                mod.weight.copy_(torch.from_numpy(np.asarray(p["gamma"])))
+                mod.bias.copy_(torch.from_numpy(np.asarray(p["beta"])))
+                mod.running_mean.copy_(torch.from_numpy(np.asarray(layer.state["running_mean"])))
+                mod.running_var.copy_(torch.from_numpy(np.asarray(layer.state["running_var"])))
+            else:
+                raise AssertionError(f"unexpected layer with parameters: {layer.kind}")
+        net.eval()
+        xin = torch.from_numpy(x).long() if model == "langid" else torch.from_numpy(standardized(m, x))
+        got = torch.softmax(net(xin), 1).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def standardized(m, x):
+    flat = np.empty((x.shape[0], int(np.prod(x.shape[1:]))), np.float32)
+    m.preprocessor.apply(x.reshape(x.shape[0], -1), flat)
+    return flat.reshape(x.shape)
