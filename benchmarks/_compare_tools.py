@@ -611,4 +611,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    # the workload modules import this file as _compare_tools: let them find this very module,
+    # so that their ToolUnavailable is the one serve() catches
+    sys.modules.setdefault("_compare_tools", sys.modules[__name__])
     raise SystemExit(main())

@@ -61,7 +61,7 @@ def test_quick_run_of_each_workload(tmp_path, workload):
         acc = next(r for r in got["records"] if r["work"] == f"{prefix}test_accuracy_b32" and r["tool"] == "dlrun")
         assert acc["agrees"] is None      # partial epochs: no verdict
     else:
-        assert any("PyTorch not installed" in n for n in got["notes"]), got["notes"]
+        assert any("pytorch skipped: PyTorch not installed" in n for n in got["notes"]), got["notes"]
     if workload == "cnn" and HAVE_ORT:
         # ONNX Runtime runs dlrun's trained weights: its accuracy must be dlrun's
         assert (f"{prefix}predict_latency_b1", "onnxruntime") in works
@@ -84,6 +84,26 @@ def test_absent_data_is_said_per_workload(tmp_path):
     assert notes.count("--data-root") >= 4
     assert "Workloads: none; mlp skipped; cnn skipped; text skipped; audio skipped" in md
     assert not got["records"]
+
+
+def test_missing_pytorch_is_said_not_failed(tmp_path):
+    # a PyTorch that cannot be imported: the run goes on with dlrun and says why PyTorch is left out
+    if not (DATA_ROOT / "data" / "spoken_digits").is_dir():
+        pytest.skip(f"{DATA_ROOT / 'data' / 'spoken_digits'} not found (set DLRUN_DATA_ROOT)")
+    fake = tmp_path / "fake" / "torch"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text('raise ImportError("hidden by the test")\n')
+    env = dict(os.environ, PYTHONPATH=str(fake.parent))
+    out = tmp_path / "run.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "compare.py"), "--quick", "--workloads", "audio", "--data-root",
+         str(DATA_ROOT), "--limit", "32", "--rounds", "1", "--warmup", "0", "--parts", "train",
+         "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(out.read_text())
+    assert "Audio: models/spoken_digits.net: pytorch skipped: PyTorch not installed (hidden by the test); " \
+           "pip install torch==2.13.0" in got["notes"]
+    assert {r["tool"] for r in got["records"]} == {"dlrun"}
 
 
 def test_unknown_workload_is_refused(tmp_path):
