@@ -1271,11 +1271,24 @@ def main(argv=None):
                           + (f"\n\n**Partial epochs**: {wl.used} of {wl.full} training samples per "
                              f"epoch, times scaled by {wl.scale:g} to a full epoch; accuracy not "
                              "comparable." if wl.partial else ""))
+            later = args.workloads[args.workloads.index(name) + 1:]
+            if later or "startup" in args.parts:
+                report(args, meta, res, tables, ran, load_start, removed,
+                       pending=later + (["startup"] if "startup" in args.parts else []))
         if "startup" in args.parts:
             part_startup(args, env, res, tables)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
+    report(args, meta, res, tables, ran, load_start, removed)
+    return 0
+
+
+def report(args, meta, res, tables, ran, load_start, removed, pending=()):
+    """Render the run (head, summary, every table, targets); print it and write --markdown and
+    --json. ``pending``: workloads still to run -- written after each workload, so a run cut
+    short keeps what it measured (and says so)."""
+    tables = list(tables)
     load_end = os.getloadavg() if hasattr(os, "getloadavg") else None
     meta["loadavg_start_end"] = [load_start, load_end]
     for rec in res.records:     # the reference itself
@@ -1291,9 +1304,13 @@ def main(argv=None):
             "Machine: {cpu}, {logical_cpus} logical CPUs, {memory_mib} MiB; {os}; "
             "Python {python}".format(**meta["machine"]), "",
             f"Load average (1 / 5 / 15 min) at start: {la(load_start)}; at end: {la(load_end)}; "
-            f"finished {datetime.datetime.now(datetime.timezone.utc).strftime('%H:%M UTC')}", "",
+            f"{'written' if pending else 'finished'} {datetime.datetime.now(datetime.timezone.utc).strftime('%H:%M UTC')}", "",
             f"Workloads: {', '.join(w.name for w in ran) or 'none'}"
-            + "".join(f"; {n} skipped" for n in args.workloads if n not in [w.name for w in ran]), ""]
+            + "".join(f"; {n} skipped" for n in args.workloads
+                      if n not in [w.name for w in ran] and n not in pending), ""]
+    if pending:
+        head += [f"**Incomplete run**: written after the {ran[-1].name if ran else 'first'} workload; "
+                 f"still to run: {', '.join(pending)}.", ""]
     if load_start is not None and load_start[0] > BUSY_LOAD:
         head += [f"**Warning**: the machine was busy before this run started (load {load_start[0]:.2f} on "
                  f"{os.cpu_count()} CPUs): 2-thread timings then swing by several times; only the "
@@ -1319,16 +1336,19 @@ def main(argv=None):
     if not tg:
         tl.append("| (no dlrun measurement in this run) | | | |")
     text = "\n".join(head) + "\n\n" + "\n\n".join([summary_table(res, ran)] + tables + ["\n".join(tl)]) + "\n"
-    print(text)
+    if not pending:
+        print(text)
     if args.markdown:
         write_markdown(args.markdown, text)
     if args.json:
-        meta["finished_utc"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        meta["finished_utc"] = None if pending else datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"meta": meta, "records": res.records, "targets": tg, "notes": res.notes,
                        "dlrun_profile": res.profile}, f, indent=1)
-        log(f"wrote {args.json}")
-    return 0
+        if not pending:
+            log(f"wrote {args.json}")
+
+
 
 
 if __name__ == "__main__":
