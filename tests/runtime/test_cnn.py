@@ -3,6 +3,7 @@ save/load/predict, bit-exact resume, and the shipped digits CNN's accuracy."""
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import dlrun
 from dlrun import dsl
@@ -69,7 +70,11 @@ def test_batchnorm_after_a_convolution_keeps_statistics_per_channel():
     assert m.layers[2].shape == (4, 9, 9)
 
 
-def test_digits_cnn_reaches_its_accuracy():
-    model = dlrun.load(str(ROOT / "models" / "digits_cnn.net"))
+@pytest.mark.parametrize("seed", [None, 7])
+def test_digits_cnn_reaches_its_accuracy(seed):
+    """The file's seed and seed 7 (dlrun train --seed 7: 266 of 270 test images before the
+    label smoothing, 268 after); the comment in models/digits_cnn.net has the other seeds."""
+    path = ROOT / "models" / "digits_cnn.net"
+    model = dlrun.Model(dsl.load_file(str(path)), base_dir=path.parent, path=str(path), seed=seed)
     model.fit(progress=False)
-    assert model.evaluate()["accuracy"] >= 0.985
+    assert model.evaluate()["accuracy"] >= 0.989
