@@ -42,11 +42,13 @@ _STAND_IN_VOCAB = 2
 _CHAIN_INPUTS = (np.dtype(np.uint8), np.dtype(np.float32), np.dtype(np.float64))
 
 
-def load(path, weights=None) -> "Model":
+def load(path, weights=None, seed=None) -> "Model":
     """Parse, check and build the model in the ``.net`` file ``path``.
 
     Relative data paths in the file resolve against the file's folder. ``weights``: a
-    weights file to load (see ``Model.save``). Raises ``dlrun.DslError`` for a bad model
+    weights file to load (see ``Model.save``). ``seed``: instead of the file's ``train seed=``
+    for initialisation, shuffling and dropout (as ``dlrun train --seed``; the held-out
+    fractions of the file's data stay drawn from the file's seed). Raises ``dlrun.DslError`` for a bad model
     file, ``dlrun.WeightsError`` for weights that do not fit.
 
     >>> import dlrun, os, tempfile
@@ -66,20 +68,20 @@ def load(path, weights=None) -> "Model":
         raise UsageError(f"{path}: not a regular file, expected a .net model file")
     found: list = []
     model_ir = dsl.load_file(path, warnings=found)
-    model = Model(model_ir, base_dir=os.path.dirname(os.path.abspath(path)), path=path, warnings=found)
+    model = Model(model_ir, base_dir=os.path.dirname(os.path.abspath(path)), path=path, warnings=found, seed=seed)
     _issue(found)
     if weights is not None:
         model.load_weights(weights)
     return model
 
 
-def loads(text: str, base_dir=".", weights=None) -> "Model":
+def loads(text: str, base_dir=".", weights=None, seed=None) -> "Model":
     """Like ``load`` for the text of a model file; data paths resolve against ``base_dir``."""
     from dlrun import dsl
 
     found: list = []
     model_ir = dsl.parse(text, "<string>", warnings=found)
-    model = Model(model_ir, base_dir=os.path.abspath(os.fspath(base_dir)), warnings=found)
+    model = Model(model_ir, base_dir=os.path.abspath(os.fspath(base_dir)), warnings=found, seed=seed)
     _issue(found)
     if weights is not None:
         model.load_weights(weights)
@@ -365,6 +367,28 @@ class Model:
         """The data block's ``layout`` (how image arrays are ordered), or None."""
         return self.ir.data.layout if self.ir.data is not None else None
 
+    def _hold_out(self, train, seed):
+        """``(train, validation)`` of arrays given to ``fit``: the file's ``validation F``
+        fraction held out as the file's own data would be (``data.split.draw_split``), or
+        ``(train, None)`` without one. Copies: the caller's arrays are left as they are."""
+        from dlrun.errors import DataError
+        from dlrun.runtime.data import Dataset
+        from dlrun.runtime.data.split import draw_split
+
+        data = self.ir.data
+        fraction = data.validation if data is not None and isinstance(data.validation, float) else None
+        if not fraction:
+            return train, None
+        pos = draw_split(train, {"validation": fraction}, self.task,
+                         int(self.ir.train.seed if seed is None else seed))
+        keep, held = pos["train"], pos["validation"]
+        if held.shape[0] == 0 or keep.shape[0] == 0:
+            raise DataError(f"x: the data block's validation {fraction:g} of {len(train)} samples leaves "
+                            f"{'no validation' if held.shape[0] == 0 else 'no training'} samples; pass "
+                            "validation_data=(xv, yv) or more samples")
+        return (Dataset(train.x[keep], train.y[keep], "x"),
+                Dataset(train.x[held], train.y[held], "x (validation split)"))
+
     def _text_column(self):
         return self.ir.data.text if self.ir.data is not None else None
 
@@ -414,12 +438,15 @@ class Model:
 
     # -- training ------------------------------------------------------------------------
     def fit(self, x=None, y=None, *, validation_data=None, epochs=None, batch_size=None, progress=None,
-            checkpoint=None, resume=False) -> History:
+            checkpoint=None, resume=False, seed=None) -> History:
         """Train; returns a ``History``.
 
         Without arguments, trains on the model file's own data (train/validation splits)
         with its settings. With arrays, ``x`` (n, *input_shape) and ``y`` (class indices or
-        names, 0/1 for binary, (n, outputs) for regression); ``validation_data=(xv, yv)``.
+        names, 0/1 for binary, (n, outputs) for regression); ``validation_data=(xv, yv)``, or
+        else, when the file's data block says ``validation F``, that fraction of ``x, y`` is
+        held out (stratified by class for a classifier; drawn from ``seed``, default the file's
+        ``train seed=``), so early stopping and ``val_`` metrics work as with the file's data.
         ``epochs``/``batch_size`` override the file's values. Calling ``fit`` again
         continues training from the current weights and optimizer state. ``progress``:
         True prints a line (or a bar, on a terminal) per epoch to stderr; or an object
@@ -435,9 +462,9 @@ class Model:
         """
         with self._guard.writing("fit()"):
             return self._fit(x, y, validation_data=validation_data, epochs=epochs, batch_size=batch_size,
-                             progress=progress, checkpoint=checkpoint, resume=resume)
+                             progress=progress, checkpoint=checkpoint, resume=resume, seed=seed)
 
-    def _fit(self, x, y, *, validation_data, epochs, batch_size, progress, checkpoint, resume) -> History:
+    def _fit(self, x, y, *, validation_data, epochs, batch_size, progress, checkpoint, resume, seed=None) -> History:
         from dlrun.runtime.optimizers import Optimizer
 
         if (x is None) != (y is None):
@@ -463,6 +490,8 @@ class Model:
                 except (TypeError, ValueError):
                     raise UsageError("validation_data must be a pair (x, y)") from None
                 validation, _ = self._dataset(xv, yv, "validation_data", names)
+            else:
+                train, validation = self._hold_out(train, seed)
             self.class_names = names
             if self._data_record is not None:
                 # arrays bring no split and no column names: keep only the names known so far

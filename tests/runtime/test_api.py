@@ -178,3 +178,29 @@ def test_save_never_overwrites_the_models_inputs_or_a_foreign_file(tmp_path):
     m.save(w)  # a weights file is replaced without asking
     m.save(notes, force=True)
     assert notes.read_bytes()[:2] == b"PK"
+
+
+def test_fit_on_arrays_holds_out_the_files_validation_fraction_stratified_and_seeded(tmp_path):
+    text = ('dlrun 1\nmodel v {\n  data {\n    train "unused.npz"\n    validation 0.25\n  }\n  input 3\n'
+            '  dense 3 softmax\n  loss cross_entropy\n  optimizer adam lr=0.05\n  train epochs=3 batch=8 seed=4\n'
+            '  early_stopping monitor=val_loss patience=5\n}\n')
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], [40, 24, 16])
+    x = rng.standard_normal((80, 3)) + y[:, None]
+    x_before = x.copy()
+    m = dlrun.loads(text)
+    h = m.fit(x, y, progress=False)
+    assert "val_loss" in h.final and np.array_equal(x, x_before)   # early stopping has its validation
+    held = {}
+    for seed in (None, 4, 5):
+        mm = dlrun.loads(text)
+        train, val = mm._hold_out(mm._dataset(x, y, "x")[0], seed)
+        assert len(val) == 20 and len(train) == 60
+        assert np.bincount(val.y.astype(int)).tolist() == [10, 6, 4]   # stratified by class
+        held[seed] = val.x.tobytes()
+    assert held[None] == held[4] != held[5]   # the file's train seed by default; seed= moves it
+    # validation_data= replaces the hold-out; loads(seed=) moves the initialisation
+    m2 = dlrun.loads(text, seed=9)
+    assert m2.network.seed == 9
+    h2 = m2.fit(x, y, validation_data=(x[:10], y[:10]), progress=False, seed=5)
+    assert "val_loss" in h2.final
