@@ -177,6 +177,11 @@ def _train_run(args, created, locks) -> int:
     from dlrun.runtime.weights import check_replaceable, check_writable
 
     out = check_writable(out)  # before hours of training, not after
+    if args.data_root and not args.out and os.path.exists(out):
+        # runs of one model file on several data roots would replace each other's results
+        _err(f"warning: --data-root {args.data_root}: the weights go next to the model file, to {out}, "
+             f"replacing the weights there (perhaps trained on another data root); pass --out (and "
+             f"--checkpoint-dir) per data root to keep them apart")
     if args.no_checkpoint and (args.resume or args.checkpoint_dir):
         raise UsageError("--no-checkpoint cannot be combined with --resume or --checkpoint-dir")
     inputs = model_inputs(args.model, model_ir, base)

@@ -207,3 +207,14 @@ def test_every_command_that_reads_a_model_prints_its_warnings_once(models, tmp_p
         assert p.returncode == 0, (name, p.stderr)
         assert p.stderr.count("warning: 'flatten' does nothing here") == 1, (name, p.stderr)
         assert "does nothing" not in p.stdout, name
+
+
+def test_data_root_run_that_would_replace_weights_next_to_the_model_warns(models, tmp_path):
+    root = tmp_path / "root"
+    (root / "data").mkdir(parents=True)
+    shutil.copy(models / "data" / "iris.csv", root / "data" / "iris.csv")
+    first = dlrun("train", models / "iris.net", "--epochs", 1, "--data-root", root)
+    assert first.returncode == 0 and "warning: --data-root" not in first.stderr, first.stderr
+    again = dlrun("train", models / "iris.net", "--epochs", 1, "--data-root", root, "--force")
+    assert again.returncode == 0, again.stderr
+    assert f"the weights go next to the model file, to {models / 'iris.weights.npz'}" in again.stderr
