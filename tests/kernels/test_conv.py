@@ -227,3 +227,20 @@ def test_workspace_size_batch_block():
     for bad in (0, -1, 1.5, True, 2**21):
         with pytest.raises(ValueError, match="'batch_block'"):
             conv.conv2d_workspace_size(xs, ws, 1, 1, 1, 2, batch_block=bad)
+
+
+def test_bias_gradient_float32_plane_sum_keeps_small_terms():
+    """db sums each output plane in 16 float32 lanes, not one running total: after a first
+    value of 1, a running float32 total drops every later 2**-25 (half an ulp of 1 rounds to
+    even), losing all 2**20 of them (db = 1 instead of 1 + 2**-5); the lanes lose the 1/16
+    that share the lane of the 1."""
+    p = 2**20
+    dz = np.full((1, 1, 1, p), 2.0**-25, np.float32)
+    dz[0, 0, 0, 0] = 1
+    x = np.zeros((1, 1, 1, p), np.float32)
+    w = np.zeros((1, 1, 1, 1), np.float32)
+    dw, db = np.empty_like(w), np.empty(1, np.float32)
+    col = np.empty(conv.conv2d_workspace_size(x.shape, w.shape), np.float32)
+    conv.conv2d_backward(x, w, dz, None, dw, db, col)
+    exact = dz.astype(np.float64).sum()
+    assert abs(db[0] - exact) / exact < 2.5e-3, (db[0], exact)
