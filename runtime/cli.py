@@ -2,7 +2,7 @@
 
     dlrun model.net                 # = dlrun train model.net (a first word that is neither a
                                     # command nor a model file is refused: "did you mean")
-    dlrun train|eval|predict|gradcheck ...   (runtime/cli_train.py)
+    dlrun train|eval|predict|gradcheck|time ...   (runtime/cli_train.py)
     dlrun check|summary|fmt ...              (runtime/cli_dsl.py; never imports the kernels)
     dlrun --version
 
@@ -24,6 +24,7 @@ COMMANDS = {
     "eval": ("dlrun.runtime.cli_train", "evaluate saved weights on the model's data"),
     "predict": ("dlrun.runtime.cli_train", "predict with saved weights"),
     "gradcheck": ("dlrun.runtime.cli_train", "finite-difference check of every gradient"),
+    "time": ("dlrun.runtime.cli_train", "time every layer's forward and backward pass and the optimizer step"),
     "check": ("dlrun.runtime.cli_dsl", "parse and check model files"),
     "summary": ("dlrun.runtime.cli_dsl", "table of layers, shapes, parameters and FLOPs"),
     "fmt": ("dlrun.runtime.cli_dsl", "print a model file in canonical form"),

@@ -47,6 +47,11 @@ def add_arguments(name, parser):
         parser.add_argument("--output", metavar="FILE", help="write to FILE (.csv or .npy) instead of stdout (CSV)")
         parser.add_argument("--proba", action="store_true", help="class probabilities instead of labels")
         parser.add_argument("--batch-size", type=int, default=256, metavar="N", help="rows per forward pass (default 256)")
+    elif name == "time":
+        parser.add_argument("--batch-size", type=int, metavar="N", help="samples per step (default: the file's batch)")
+        parser.add_argument("--rounds", type=int, default=20, metavar="N", help="timed steps (default 20; median shown)")
+        parser.add_argument("--warmup", type=int, default=3, metavar="N", help="untimed steps first (default 3)")
+        parser.add_argument("--json", action="store_true", help="print the timings as JSON on stdout")
     elif name == "gradcheck":
         parser.add_argument("--batch-size", type=int, default=4, metavar="N", help="random samples (default 4)")
         parser.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the random batch and weights")
@@ -58,7 +63,7 @@ def add_arguments(name, parser):
 
 
 def run(name, args) -> int:
-    command = {"train": _train, "eval": _eval, "predict": _predict, "gradcheck": _gradcheck}[name]
+    command = {"train": _train, "eval": _eval, "predict": _predict, "gradcheck": _gradcheck, "time": _time}[name]
     try:
         return command(args)
     except MemoryError as err:
@@ -490,6 +495,23 @@ def _csv_cell(v) -> str:
 
 
 # -- gradcheck ----------------------------------------------------------------------------
+def _time(args) -> int:
+    import json
+
+    from dlrun.errors import UsageError
+    from dlrun.runtime.timing import format_timing, time_model
+
+    model_ir = _load_ir(args.model)
+    batch = model_ir.train.batch_size if args.batch_size is None else args.batch_size
+    _positive(batch, "--batch-size")
+    _positive(args.rounds, "--rounds")
+    if args.warmup < 0:
+        raise UsageError(f"--warmup must be >= 0, got {args.warmup}")
+    result = time_model(model_ir, batch=batch, rounds=args.rounds, warmup=args.warmup)
+    print(json.dumps(result) if args.json else format_timing(result))
+    return 0
+
+
 def _gradcheck(args) -> int:
     import json
 

@@ -27,7 +27,7 @@ from dlrun.runtime.losses import LossHead
 from dlrun.runtime.params import ParamStore
 
 # one random stream per purpose, all derived from the run's seed
-PURPOSES = {"init": 1, "shuffle": 2, "dropout": 3, "gradcheck": 4}
+PURPOSES = {"init": 1, "shuffle": 2, "dropout": 3, "gradcheck": 4, "timing": 5}
 
 
 def rng_for(seed: int, purpose: str) -> np.random.Generator:
