@@ -33,6 +33,9 @@ def add_arguments(name, parser):
         parser.add_argument("--force", action="store_true",
                             help="let --out replace an existing file that is not a dlrun weights file")
         parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+        parser.add_argument("--plot", metavar="FILE.png",
+                            help="write the loss and metric curves per epoch (training vs validation, the best "
+                                 "epoch marked) to FILE (.png, .pdf or .svg; needs pip install 'dlrun[plot]')")
         parser.add_argument("--quiet", action="store_true",
                             help="no progress output: only the test result (when the data has a test split)")
     elif name == "eval":
@@ -191,6 +194,17 @@ def _train_run(args, created, locks) -> int:
         raise UsageError("--no-checkpoint cannot be combined with --resume or --checkpoint-dir")
     inputs = model_inputs(args.model, model_ir, base)
     refuse_inputs(out, "--out", inputs)
+    plot = None
+    if args.plot:   # refused before training, not after
+        from dlrun.runtime.plot import require_matplotlib
+
+        if os.path.splitext(args.plot)[1].lower() not in (".png", ".pdf", ".svg"):
+            raise UsageError(f"--plot {args.plot}: expected a .png, .pdf or .svg file name")
+        plot = check_writable(args.plot)
+        refuse_inputs(plot, "--plot", inputs)
+        if same_file(plot, out):
+            raise UsageError(f"--plot {args.plot}: is also the weights file (--out)")
+        require_matplotlib()
     ckdir = None if args.no_checkpoint else os.path.abspath(args.checkpoint_dir or _default_checkpoint_dir(out))
     if ckdir is not None:
         refuse_inputs(ckdir, "--checkpoint-dir", inputs)
@@ -254,6 +268,12 @@ def _train_run(args, created, locks) -> int:
         raise WeightsError(f"{err}; {checkpoint.resume_hint()} and write the weights") from None
     if not args.quiet:
         _err(f"weights saved to {out}")
+    if plot is not None:
+        from dlrun.runtime.plot import plot_history
+
+        plot_history(history, plot, title=f"{model.name}: {history.epochs_run} epochs")
+        if not args.quiet:
+            _err(f"curves saved to {plot}")
     if args.json:
         print(json.dumps({
             "model": model.name,
@@ -265,6 +285,7 @@ def _train_run(args, created, locks) -> int:
             "seconds": time.perf_counter() - started,
             "train_seconds": history.seconds,
             "weights": out,
+            **({"plot": plot} if plot is not None else {}),
         }))
     return 0
 
