@@ -24,6 +24,7 @@ COMMANDS = {
     "eval": ("dlrun.runtime.cli_train", "evaluate saved weights on the model's data"),
     "predict": ("dlrun.runtime.cli_train", "predict with saved weights"),
     "gradcheck": ("dlrun.runtime.cli_train", "finite-difference check of every gradient"),
+    "export": ("dlrun.runtime.cli_train", "write trained weights as an ONNX model (the onnx extra)"),
     "time": ("dlrun.runtime.cli_train", "time every layer's forward and backward pass and the optimizer step"),
     "check": ("dlrun.runtime.cli_dsl", "parse and check model files"),
     "summary": ("dlrun.runtime.cli_dsl", "table of layers, shapes, parameters and FLOPs"),

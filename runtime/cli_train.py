@@ -50,6 +50,10 @@ def add_arguments(name, parser):
         parser.add_argument("--output", metavar="FILE", help="write to FILE (.csv or .npy) instead of stdout (CSV)")
         parser.add_argument("--proba", action="store_true", help="class probabilities instead of labels")
         parser.add_argument("--batch-size", type=int, default=256, metavar="N", help="rows per forward pass (default 256)")
+    elif name == "export":
+        parser.add_argument("--weights", required=True, metavar="W.npz", help="weights file written by train")
+        parser.add_argument("--output", required=True, metavar="FILE.onnx", help="the ONNX model to write")
+        parser.add_argument("--force", action="store_true", help="replace an existing file at --output")
     elif name == "time":
         parser.add_argument("--batch-size", type=int, metavar="N", help="samples per step (default: the file's batch)")
         parser.add_argument("--rounds", type=int, default=20, metavar="N", help="timed steps (default 20; median shown)")
@@ -66,7 +70,8 @@ def add_arguments(name, parser):
 
 
 def run(name, args) -> int:
-    command = {"train": _train, "eval": _eval, "predict": _predict, "gradcheck": _gradcheck, "time": _time}[name]
+    command = {"train": _train, "eval": _eval, "predict": _predict, "gradcheck": _gradcheck, "time": _time,
+               "export": _export}[name]
     try:
         return command(args)
     except MemoryError as err:
@@ -516,6 +521,28 @@ def _csv_cell(v) -> str:
 
 
 # -- gradcheck ----------------------------------------------------------------------------
+def _export(args) -> int:
+    from dlrun.errors import UsageError
+    from dlrun.runtime.api import Model, model_inputs
+    from dlrun.runtime.export import OPSET, export_onnx, require_onnx
+    from dlrun.runtime.fileio import refuse_inputs
+
+    if not args.output.lower().endswith(".onnx"):
+        raise UsageError(f"--output {args.output}: expected a file name ending in .onnx")
+    require_onnx()
+    model_ir = _load_ir(args.model)
+    model = Model(model_ir, base_dir=os.path.dirname(os.path.abspath(args.model)), path=args.model)
+    out = os.path.abspath(args.output)
+    refuse_inputs(out, "--output", model_inputs(args.model, model_ir, model.base_dir) + [("the weights", args.weights)])
+    if os.path.exists(out) and not args.force:
+        raise UsageError(f"--output {args.output}: exists (pass --force to replace it)")
+    model.load_weights(args.weights)
+    export_onnx(model, out)
+    _err(f"{model.name}: ONNX model (opset {OPSET}) "
+         f"written to {out}")
+    return 0
+
+
 def _time(args) -> int:
     import json
 

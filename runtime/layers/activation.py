@@ -34,6 +34,9 @@ class Activation(Layer):
         chain.add_activation(self.act, self.alpha)
         return True
 
+    def to_onnx(self, g, ins):
+        return g.activation(self.act, self.alpha, ins[0])
+
     def forward(self, x, training):
         y = self.buffer("y", x.shape[0], self.out_features)
         kact.activation_forward(self.act, x, y, self.alpha)

@@ -18,6 +18,12 @@ class Add(Layer):
         chain.add_add(inputs)
         return True
 
+    def to_onnx(self, g, ins):
+        y = ins[0]
+        for x in ins[1:]:
+            y = g.node("Add", [y, x])
+        return y
+
     def forward(self, xs, training):
         y = self.buffer("y", xs[0].shape[0], self.out_features)
         np.add(xs[0], xs[1], out=y)

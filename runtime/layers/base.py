@@ -186,6 +186,13 @@ class Layer:
         layer)."""
         return False
 
+    def to_onnx(self, graph, inputs) -> str | None:
+        """Write this layer's inference into ``graph`` (``runtime.export.Graph``) reading
+        the tensors named ``inputs`` (each ``(N, *shape)`` of the layer feeding it); returns
+        its output's name, ``(N, *out_shape)``, or None when it has no ONNX form (the
+        export is then refused naming the layer)."""
+        return None
+
     # -- buffers -----------------------------------------------------------------------
     def buffer(self, name: str, n: int, features: int, dtype=None) -> np.ndarray:
         """The first ``n`` rows of a reusable ``(capacity, features)`` buffer.

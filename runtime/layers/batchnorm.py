@@ -36,6 +36,13 @@ class BatchNorm(Layer):
         add(p["gamma"], p["beta"], st["running_mean"], st["running_var"], self.eps)
         return True
 
+    def to_onnx(self, g, ins):
+        # inference: one scale and shift per channel (feature) from the running statistics
+        p, st = self.params, self.state
+        scale = np.asarray(p["gamma"], np.float64) / np.sqrt(np.asarray(st["running_var"], np.float64) + self.eps)
+        shift = np.asarray(p["beta"], np.float64) - np.asarray(st["running_mean"], np.float64) * scale
+        return g.scale_shift(ins[0], scale, shift, self.in_shape)
+
     def param_specs(self, l1=0.0, l2=0.0):
         d = self.d
         return [ParamSpec("gamma", (d,), "scale"), ParamSpec("beta", (d,), "shift")]

@@ -21,6 +21,9 @@ class Concat(Layer):
         chain.add_concat(inputs, self.axis - 1)
         return True
 
+    def to_onnx(self, g, ins):
+        return g.node("Concat", ins, axis=self.axis)
+
     def forward(self, xs, training):
         n = xs[0].shape[0]
         y = self.buffer("y", n, self.out_features)

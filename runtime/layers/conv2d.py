@@ -34,6 +34,14 @@ class Conv2D(WeightedLayer):
                          self.alpha)
         return True
 
+    def to_onnx(self, g, ins):
+        top, bottom, left, right = self.pads
+        w, b = self.params["w"], self.params.get("b")
+        y = g.node("Conv", [ins[0], g.const(w, "w")] + ([g.const(b, "b")] if b is not None else []),
+                   kernel_shape=list(self.w_shape[2:]), strides=list(self.stride), pads=[top, left, bottom, right],
+                   dilations=list(self.dilation), group=self.groups)
+        return g.activation(self.act, self.alpha, y)
+
     def param_specs(self, l1=0.0, l2=0.0):
         return self.weight_specs(self.w_shape, (self.filters,), l1, l2)
 

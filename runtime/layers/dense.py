@@ -34,6 +34,12 @@ class Dense(WeightedLayer):
         chain.add_dense(self.params["w"], self.params.get("b"), self.act, self.alpha)
         return True
 
+    def to_onnx(self, g, ins):
+        x = ins[0] if len(self.in_shape) == 1 else g.node("Flatten", [ins[0]], axis=1)
+        w, b = self.params["w"], self.params.get("b")
+        y = g.node("Gemm", [x, g.const(w, "w")] + ([g.const(b, "b")] if b is not None else []))
+        return g.activation(self.act, self.alpha, y)
+
     def param_specs(self, l1=0.0, l2=0.0):
         return self.weight_specs((self.in_features, self.units), (self.units,), l1, l2)
 

@@ -41,6 +41,9 @@ class Dropout(Layer):
     def add_to_chain(self, chain):
         return True   # the identity at inference
 
+    def to_onnx(self, g, ins):
+        return ins[0]
+
     def forward(self, x, training):
         if not (training and self.enabled and self.rate > 0.0):
             self._mask = None

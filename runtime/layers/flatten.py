@@ -15,3 +15,6 @@ class Flatten(Layer):
     def add_to_chain(self, chain):
         chain.add_flatten()
         return True
+
+    def to_onnx(self, g, ins):
+        return g.node("Flatten", [ins[0]], axis=1)

@@ -34,6 +34,9 @@ class GlobalAvgPool(_GlobalPool):
         chain.add_global_avgpool()
         return True
 
+    def to_onnx(self, g, ins):
+        return None if self.over_time else g.node("Flatten", [g.node("GlobalAveragePool", ins)], axis=1)
+
     def forward(self, x, training):
         y = self.buffer("y", x.shape[0], self.out_features)
         if self.over_time:
@@ -61,6 +64,9 @@ class GlobalMaxPool(_GlobalPool):
             return False
         chain.add_global_maxpool()
         return True
+
+    def to_onnx(self, g, ins):
+        return None if self.over_time else g.node("Flatten", [g.node("GlobalMaxPool", ins)], axis=1)
 
     def forward(self, x, training):
         n = x.shape[0]

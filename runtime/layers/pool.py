@@ -20,6 +20,10 @@ class _Pool(Layer):
         self.stride = tuple(p["stride"] or p["kernel"])
         _, self.pads = self.spec.geometry(node, self.in_shape)
 
+    def _onnx_window(self):
+        top, bottom, left, right = self.pads
+        return {"kernel_shape": list(self.kernel), "strides": list(self.stride), "pads": [top, left, bottom, right]}
+
     def _nchw(self, x, y):
         n = x.shape[0]
         return x.reshape((n,) + self.in_shape), y.reshape((n,) + self.out_shape)
@@ -32,6 +36,9 @@ class MaxPool(_Pool):
     def add_to_chain(self, chain):
         chain.add_maxpool(self.kernel, self.stride, self.pads)
         return True
+
+    def to_onnx(self, g, ins):
+        return g.node("MaxPool", ins, **self._onnx_window())
 
     def forward(self, x, training):
         n = x.shape[0]
@@ -57,6 +64,9 @@ class AvgPool(_Pool):
     def add_to_chain(self, chain):
         chain.add_avgpool(self.kernel, self.stride, self.pads)
         return True
+
+    def to_onnx(self, g, ins):   # the mean over the window's input pixels: padding is not data
+        return g.node("AveragePool", ins, count_include_pad=0, **self._onnx_window())
 
     def forward(self, x, training):
         y = self.buffer("y", x.shape[0], self.out_features)
