@@ -36,6 +36,9 @@ def add_arguments(name, parser):
         parser.add_argument("--plot", metavar="FILE.png",
                             help="write the loss and metric curves per epoch (training vs validation, the best "
                                  "epoch marked) to FILE (.png, .pdf or .svg; needs pip install 'dlrun[plot]')")
+        parser.add_argument("--log-dir", metavar="DIR",
+                            help="write every epoch's loss, metrics and rate as TensorBoard scalars into DIR "
+                                 "(tensorboard --logdir DIR; needs pip install 'dlrun[tensorboard]')")
         parser.add_argument("--quiet", action="store_true",
                             help="no progress output: only the test result (when the data has a test split)")
     elif name == "eval":
@@ -210,6 +213,13 @@ def _train_run(args, created, locks) -> int:
         if same_file(plot, out):
             raise UsageError(f"--plot {args.plot}: is also the weights file (--out)")
         require_matplotlib()
+    if args.log_dir:
+        from dlrun.runtime.tensorboard import require_writer
+
+        refuse_inputs(os.path.abspath(args.log_dir), "--log-dir", inputs)
+        if os.path.exists(args.log_dir) and not os.path.isdir(args.log_dir):
+            raise UsageError(f"--log-dir {args.log_dir}: exists and is not a folder")
+        require_writer()
     ckdir = None if args.no_checkpoint else os.path.abspath(args.checkpoint_dir or _default_checkpoint_dir(out))
     if ckdir is not None:
         refuse_inputs(ckdir, "--checkpoint-dir", inputs)
@@ -240,6 +250,10 @@ def _train_run(args, created, locks) -> int:
     from dlrun.runtime.train import ConsoleProgress
 
     progress = ConsoleProgress(sys.stderr, args.quiet)
+    if args.log_dir:
+        from dlrun.runtime.tensorboard import ScalarLog
+
+        progress = ScalarLog(progress, args.log_dir)
     if not args.quiet:
         n_val = len(splits.validation) if splits.validation is not None else 0
         n_test = len(splits.test) if splits.test is not None else 0
