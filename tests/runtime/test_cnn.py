@@ -74,7 +74,6 @@ def test_batchnorm_after_a_convolution_keeps_statistics_per_channel():
 def test_digits_cnn_reaches_its_accuracy(seed):
     """The file's seed and seed 7 (dlrun train --seed 7: 266 of 270 test images before the
     label smoothing, 268 after); the comment in models/digits_cnn.net has the other seeds."""
-    path = ROOT / "models" / "digits_cnn.net"
-    model = dlrun.Model(dsl.load_file(str(path)), base_dir=path.parent, path=str(path), seed=seed)
+    model = dlrun.load(str(ROOT / "models" / "digits_cnn.net"), seed=seed)
     model.fit(progress=False)
     assert model.evaluate()["accuracy"] >= 0.989
