@@ -308,10 +308,13 @@ class DlrunRunner(Runner):
         return d
 
     def model_text(self, batch, seed):
-        """The model file with its batch size and seed replaced (when it states them)."""
+        """The model file with its batch size and seed replaced (when it states them), and
+        without its data block's ``validation F``: every tool trains on all the rows it is
+        given, with no validation pass (``fit(x, y)`` would hold that fraction out)."""
         text = self.text
         text = re.sub(r"(\bbatch(?:_size)?\b\s*[:=]?\s*)\d+", lambda m: m.group(1) + str(batch), text)
         text = re.sub(r"(\bseed\b\s*[:=]?\s*)\d+", lambda m: m.group(1) + str(seed), text)
+        text = re.sub(r"(?m)^[ \t]*validation[ \t]+[0-9.eE+-]+[ \t]*(#.*)?$\n?", "", text)
         return text
 
     def setup(self, batch, seed):
@@ -321,6 +324,9 @@ class DlrunRunner(Runner):
         # fit() continues from the current weights and optimizer state; uint8 images are
         # scaled per batch by the file's preprocessing.
         history = self.model(batch).fit(self.x, self.y, epochs=1, batch_size=batch)
+        held = [k for k in history.final if k.startswith("val_")]
+        if held:    # rows held out and a validation pass timed: not the other tools' epoch
+            raise RuntimeError(f"dlrun ran a validation pass ({', '.join(held)}) inside the timed epoch")
         return float(history.final.get("loss", float("nan")))
 
     def evaluate(self, batch):

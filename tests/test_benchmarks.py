@@ -106,6 +106,32 @@ def test_missing_pytorch_is_said_not_failed(tmp_path):
     assert {r["tool"] for r in got["records"]} == {"dlrun"}
 
 
+@pytest.mark.parametrize("model", ["mnist_mlp", "langid"])
+def test_dlrun_trains_on_every_row_it_is_given(model):
+    # the model files hold out 'validation 0.1' of arrays given to fit(); the benchmark's
+    # dlrun epoch must train on all the rows the other tools train on, with no validation pass
+    sys.path.insert(0, str(BENCH))
+    try:
+        import _compare_tools as ct
+    finally:
+        sys.path.remove(str(BENCH))
+    rng = np.random.default_rng(0)
+    if model == "mnist_mlp":
+        x = rng.integers(0, 256, (60, 784), dtype=np.uint8)
+        runner = ct.DlrunRunner((x, rng.integers(0, 10, 60), x[:10], rng.integers(0, 10, 10)))
+    else:
+        x = rng.integers(0, 40, (60, 200)).astype(np.float32)
+        text = re.sub(r"(\bembedding\s+\d+)", r"\1 vocab=40", (ROOT / "models" / "langid.net").read_text())
+        runner = ct.DlrunRunner((x, rng.integers(0, 8, 60), x[:10], rng.integers(0, 8, 10)), text=text,
+                                base_dir=str(ROOT))
+    assert re.search(r"^\s*validation\s", runner.text, re.M)      # the file says it
+    assert not re.search(r"^\s*validation\s", runner.model_text(16, 0), re.M)
+    runner.setup(16, 0)
+    runner.epoch(16)
+    final = runner.model(16).history.final
+    assert not [k for k in final if k.startswith("val_")], final
+
+
 def test_unknown_workload_is_refused(tmp_path):
     proc = subprocess.run([sys.executable, str(BENCH / "compare.py"), "--workloads", "mlp,video"],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
