@@ -460,9 +460,17 @@ class Model:
         One ``fit`` at a time per model: calling ``fit`` (or ``predict``/``evaluate``/
         ``save``/``load_weights``) from another thread while one runs raises ``UsageError``.
         """
+        from dlrun.runtime.parallel import world
+
+        comm = world()  # under mpiexec: data-parallel over its processes (runtime/parallel.py)
         with self._guard.writing("fit()"):
-            return self._fit(x, y, validation_data=validation_data, epochs=epochs, batch_size=batch_size,
-                             progress=progress, checkpoint=checkpoint, resume=resume, seed=seed)
+            comm.begin()
+            try:
+                return self._fit(x, y, validation_data=validation_data, epochs=epochs, batch_size=batch_size,
+                                 progress=progress, checkpoint=checkpoint, resume=resume, seed=seed)
+            except BaseException as err:
+                comm.fail(err)  # one process: raises err; MPI: reported once, or every rank ends
+                raise
 
     def _fit(self, x, y, *, validation_data, epochs, batch_size, progress, checkpoint, resume, seed=None) -> History:
         from dlrun.runtime.optimizers import Optimizer
@@ -518,8 +526,10 @@ class Model:
             import warnings
 
             from dlrun.runtime.checkpoint import open_checkpointer
+            from dlrun.runtime.parallel import world
 
-            checkpoint = open_checkpointer(checkpoint, self, resume=resume, batch_size=batch_size, lr=self._lr,
+            checkpoint = open_checkpointer(checkpoint, self, writer=world().lead, resume=resume,
+                                           batch_size=batch_size, lr=self._lr,
                                            epochs=epochs,
                                            class_names=self.class_names, quiet=True, data=self._data_record,
                                            report=lambda m: warnings.warn(m, stacklevel=3))

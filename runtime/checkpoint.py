@@ -260,6 +260,7 @@ class Checkpointer:
         self._pool = None      # one background writer: the next epoch runs during the fsync
         self._pending = None
         self.lock = None       # the folder's RunLock when this checkpointer took it: close releases it
+        self.writer = True     # False on the ranks other than 0 of a data-parallel run (reads only)
 
     # -- folder ---------------------------------------------------------------------------
     @staticmethod
@@ -307,6 +308,8 @@ class Checkpointer:
         ``wait``; ``flush``/``close`` wait for it (at most one write is in flight). With
         ``skip_if_busy`` (and not ``every_epoch``), nothing is done while a write is in flight
         (returns None)."""
+        if not self.writer:  # data-parallel training: rank 0 alone writes
+            return None
         if skip_if_busy and not self.every_epoch and self._pending is not None and not self._pending.done():
             return None
         net, opt = trainer.net, trainer.opt
@@ -501,12 +504,19 @@ def lock_folder(folder, *, hint="use another checkpoint folder") -> RunLock:
     return lock
 
 
-def open_checkpointer(folder, model, *, lock=None, **options) -> Checkpointer:
+def open_checkpointer(folder, model, *, lock=None, writer=True, **options) -> Checkpointer:
     """The ``Checkpointer`` of a run of ``model`` (a ``dlrun.Model``) into ``folder`` (created
     if needed). ``options`` (``resume``, ``batch_size``, ``lr``, ``epochs``, ``class_names``,
     ``report``, ``quiet``, ``data``) as for ``_open_checkpointer``. ``lock``: the folder's ``RunLock``
     when the caller took it (``lock_folder``) and releases it; by default the folder is
-    locked here and released by ``Checkpointer.close``."""
+    locked here and released by ``Checkpointer.close``. ``writer=False`` (the ranks other than
+    0 of a data-parallel run): reads the checkpoint to resume from, takes no lock, writes
+    nothing and reports nothing."""
+    if not writer:
+        options.update(quiet=True, report=None)
+        ck = _open_checkpointer(folder, model, **options)
+        ck.writer = False
+        return ck
     if lock is not None:
         return _open_checkpointer(folder, model, **options)
     lock = lock_folder(folder)

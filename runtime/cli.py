@@ -67,13 +67,28 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(COMMANDS[args.command][0])
         return int(module.run(args.command, args) or 0)
     except DlrunError as err:
-        print(str(err), file=sys.stderr)
+        err = _settled(err)
+        if str(err):  # a rank of a data-parallel run whose peer reported it prints nothing
+            print(str(err), file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("dlrun: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
+
+
+def _settled(err):
+    """Under mpiexec, the error the ranks agree to report (``parallel.World.fail``): the
+    first rank that failed prints it, the others exit with its code silently."""
+    parallel = sys.modules.get("dlrun.runtime.parallel")
+    if parallel is None or parallel.current() is None:
+        return err  # no run was started: nothing to settle
+    try:
+        parallel.current().fail(err)
+    except DlrunError as settled:
+        return settled
+    return err
 
 
 def _check_not_a_command(word: str) -> None:

@@ -158,10 +158,16 @@ def _default_weights_path(model_path):
 def _train(args) -> int:
     import contextlib
 
+    from dlrun.runtime.parallel import world
+
+    # under mpiexec: data-parallel; rank 0 alone prints, locks and writes (runtime/parallel.py)
+    lead = world().lead
     created = []  # folders this run made: a run failing before writing into them removes them
     with contextlib.ExitStack() as locks:  # the run's locks on its weights file and checkpoint folder
+        if not lead:  # quiet: warnings and progress come from rank 0 (errors still reach stderr)
+            locks.enter_context(contextlib.redirect_stderr(locks.enter_context(open(os.devnull, "w"))))
         try:
-            return _train_run(args, created, locks)
+            return _train_run(args, created, locks, lead)
         except BaseException:
             locks.close()  # removes the lock files, so the folders can be empty
             for folder in created:
@@ -169,7 +175,7 @@ def _train(args) -> int:
             raise
 
 
-def _train_run(args, created, locks) -> int:
+def _train_run(args, created, locks, lead=True) -> int:
     import json
     import time
     import warnings
@@ -192,7 +198,7 @@ def _train_run(args, created, locks) -> int:
     from dlrun.runtime.runlock import RunLock
     from dlrun.runtime.weights import check_replaceable, check_writable
 
-    out = check_writable(out)  # before hours of training, not after
+    out = check_writable(out) if lead else os.path.abspath(out)  # before hours of training, not after
     if args.data_root and not args.out and os.path.exists(out):
         # runs of one model file on several data roots would replace each other's results
         _err(f"warning: --data-root {args.data_root}: the weights go next to the model file, to {out}, "
@@ -233,10 +239,11 @@ def _train_run(args, created, locks) -> int:
     check_replaceable(out, "--out", args.force)
     # the run owns its weights file: a second run writing it is refused, and the temporary
     # files a killed final write left next to it can go
-    locks.enter_context(RunLock.for_file(out, hint="choose another --out"))
-    remove_stale_temps(os.path.dirname(out), lambda target: target == os.path.basename(out))
+    if lead:
+        locks.enter_context(RunLock.for_file(out, hint="choose another --out"))
+        remove_stale_temps(os.path.dirname(out), lambda target: target == os.path.basename(out))
     ck_lock = None
-    if ckdir is not None:
+    if ckdir is not None and lead:
         from dlrun.runtime.checkpoint import lock_folder
 
         fresh = not os.path.exists(ckdir)
@@ -246,7 +253,7 @@ def _train_run(args, created, locks) -> int:
     model = Model(model_ir, base_dir=base, path=args.model, seed=args.seed, lr=args.lr)
     with _warnings_on_stderr():
         splits = model.splits()  # load and check the data before training
-    checkpoint = None if ckdir is None else _checkpointer(args, ckdir, model, splits, ck_lock)
+    checkpoint = None if ckdir is None else _checkpointer(args, ckdir, model, splits, ck_lock, lead)
     from dlrun.runtime.train import ConsoleProgress
 
     progress = ConsoleProgress(sys.stderr, args.quiet)
@@ -267,6 +274,8 @@ def _train_run(args, created, locks) -> int:
                                 checkpoint=checkpoint)
         finally:
             progress.close()  # a bar cut short ends here, before the error's message
+    if not lead:
+        return 0  # rank 0 evaluates and writes the results
     if not args.quiet:
         note = " (stopped early)" if history.stopped_early else ""
         best = f"; best epoch {history.best_epoch} by {history.monitor}" if history.best_epoch else ""
@@ -323,13 +332,14 @@ def _default_checkpoint_dir(weights_path):
     return stem + ".ckpt"
 
 
-def _checkpointer(args, folder, model, splits, lock):
-    """The checkpointer of this run; with --resume, loaded from the newest intact file."""
+def _checkpointer(args, folder, model, splits, lock, lead=True):
+    """The checkpointer of this run; with --resume, loaded from the newest intact file (on
+    every rank of a data-parallel run; rank 0 alone writes)."""
     from dlrun.runtime.checkpoint import open_checkpointer
 
     return open_checkpointer(folder, model, resume=args.resume, batch_size=args.batch_size, lr=args.lr,
                              epochs=args.epochs, class_names=splits.class_names, report=_err, quiet=args.quiet,
-                             lock=lock, data=splits.record)
+                             lock=lock, data=splits.record, writer=lead)
 
 
 class _StopNow(KeyboardInterrupt):

@@ -92,6 +92,17 @@ class Accumulator:
         # rows: true class, columns: predicted (classifiers)
         self.confusion = np.zeros((self.classes, self.classes), np.int64)
 
+    def sums(self) -> np.ndarray:
+        """Every running sum as one float64 vector (to add the sums of several processes)."""
+        return np.concatenate(([self.count, self.correct], self.sse, self.sae, self.sum_y, self.sum_y2))
+
+    def set_sums(self, v) -> None:
+        """The inverse of ``sums``."""
+        k = self.outputs
+        self.count, self.correct = int(round(v[0])), int(round(v[1]))
+        for i, name in enumerate(("sse", "sae", "sum_y", "sum_y2")):
+            getattr(self, name)[...] = v[2 + i * k: 2 + (i + 1) * k]
+
     def update(self, out, y):
         """``out``: logits or probabilities (classification: (n, k); binary: logits (n, 1)) or
         regression outputs (n, outputs); ``y``: the batch's targets."""

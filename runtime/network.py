@@ -172,6 +172,19 @@ class Network:
             layer.seed_from(drop_rng)
         self._chain = None   # build() made new running-statistic arrays
 
+    def set_world(self, world):
+        """Data-parallel training over ``world`` (``runtime/parallel.py``): layers with batch
+        statistics sum them over its ranks (None: one process)."""
+        for layer in self.compute:
+            layer.set_world(world)
+            layer.set_shard(0, 0)   # whole batches until told otherwise
+
+    def set_shard(self, start: int, total: int):
+        """The next training forward runs rows ``start:`` of a global batch of ``total`` rows
+        (``total`` 0: whole batches)."""
+        for layer in self.compute:
+            layer.set_shard(start, total)
+
     def param_layers(self):
         return [l for l in self.compute if l.params]
 

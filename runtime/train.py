@@ -390,7 +390,7 @@ class Trainer:
     """Runs epochs of ``net`` on a training dataset; see the module docstring."""
 
     def __init__(self, net, optimizer, train, preprocessor, *, validation=None, epochs=10, batch_size=32,
-                 shuffle=True, seed=None, early_stopping=None, progress=None, checkpoint=None):
+                 shuffle=True, seed=None, early_stopping=None, progress=None, checkpoint=None, world=None):
         if len(train) == 0:
             raise UsageError("the training set is empty")
         if int(batch_size) < 1:
@@ -416,7 +416,13 @@ class Trainer:
         self.fold_single = bool(norms)
         self.shuffle = shuffle
         self.seed = net.seed if seed is None else int(seed)
-        self.progress = progress
+        # data-parallel over the MPI ranks when started by mpiexec (runtime/parallel.py)
+        if world is None:
+            from dlrun.runtime.parallel import world as current_world
+
+            world = current_world()
+        self.world = world
+        self.progress = progress if world.lead else None  # rank 0 alone reports
         self.stopper = None
         self.monitor = "val_loss" if self.validation is not None else "loss"
         if early_stopping is not None:
@@ -468,6 +474,30 @@ class Trainer:
         bs = self.batch_size
         n = len(self.train)
         batches, cap = batch_plan(n, bs, self.fold_single)
+        comm = self.world
+        par = comm.parallel
+        if par:
+            smallest = min(bs, n - (batches - 1) * bs)
+            if smallest < comm.size:
+                raise UsageError(
+                    f"a batch of {smallest} rows cannot be split between {comm.size} processes (each "
+                    f"computes a contiguous part of every batch and needs at least one row; the "
+                    f"batch size is {bs} and the training set has {n} rows): use at most {smallest} "
+                    f"processes or another batch size")
+        net.set_world(comm if par else None)
+        try:
+            return self._run(comm, batches, cap)
+        finally:
+            net.set_world(None)
+
+    def _run(self, comm, batches, cap):
+        from dlrun.runtime.checkpoint import Interrupted
+        from dlrun.runtime.parallel import PeerFailed
+
+        net, opt = self.net, self.opt
+        bs = self.batch_size
+        n = len(self.train)
+        par = comm.parallel
         feed = Feeder(self.train, self.pre, net.dtype, net.loss.target_dtype(net.dtype), cap,
                       Augmenter.for_model(net.model, self.seed))
         acc = Accumulator(net.task, net.output_features, cap, net.model.train.metrics)
@@ -477,12 +507,39 @@ class Trainer:
         history = self.history = History(monitor=self.monitor)
         self.best_value, self.best_snap = None, None
         started = time.perf_counter()
-        forward, backward, loss_fn, step = net.forward, net.backward, net.loss, opt.step
         ck = self.checkpoint
         first_epoch, first_batch, carried_total = 1, 0, 0.0
         if ck is not None and ck.resume is not None:
             done, first_batch, carried_total = ck.restore(self, acc)
             first_epoch = done + 1
+            if par and not comm.lead:
+                # the sums of the epoch in progress are the whole batch's: rank 0 carries them
+                carried_total = 0.0
+                acc.reset()
+        comm.agree()  # every rank is set up (or all stop here, the error reported once)
+        try:
+            self._epochs(comm, feed, acc, grad_buf, batches, first_epoch, first_batch, carried_total, started)
+        except Interrupted as err:  # every rank stops at the same batch boundary
+            comm.finish()
+            if par and not comm.lead:
+                raise PeerFailed(err.exit_code) from None
+            raise
+        except BaseException as err:
+            comm.fail(err)  # under MPI: "rank R: message" and every rank ends
+        comm.finish()
+        return history
+
+    def _epochs(self, comm, feed, acc, grad_buf, batches, first_epoch, first_batch, carried_total, started):
+        from dlrun.runtime.parallel import check_same_weights, shard
+
+        net, opt = self.net, self.opt
+        bs = self.batch_size
+        n = len(self.train)
+        par = comm.parallel
+        history = self.history
+        sched = self.schedule
+        forward, backward, loss_fn, step = net.forward, net.backward, net.loss, opt.step
+        ck = self.checkpoint
         for epoch in range(first_epoch, self.epochs + 1):
             if history.stopped_early:
                 break
@@ -496,15 +553,21 @@ class Trainer:
             else:
                 acc.reset()
                 total = 0.0
+            seen = min(start * bs, n)  # rows in ``total`` (rank 0's, when carried over)
             if self.progress:
                 self.progress.start_epoch(epoch, self.epochs, batches)
             for b in range(start, batches):
                 stop = n if b == batches - 1 else (b + 1) * bs
                 idx = order[b * bs:stop]
                 m = idx.shape[0]
+                if par:  # this rank's contiguous part of the global batch
+                    lo, hi = shard(m, comm.size, comm.rank)
+                    net.set_shard(lo, m)
+                    idx = idx[lo:hi]
+                mr = idx.shape[0]
                 x, y = feed.take(idx, epoch)
                 out = forward(x, True, True)
-                grad = grad_buf[:m]
+                grad = grad_buf[:mr]
                 loss = loss_fn(out, y, grad)
                 if not math.isfinite(loss):
                     where = first_nonfinite(net, x)
@@ -512,22 +575,37 @@ class Trainer:
                         f"epoch {epoch}, batch {b + 1}/{batches}: the loss is {loss}"
                         f"{'; first non-finite values: ' + where if where else ''}; "
                         f"lower the learning rate (lr={opt.lr:g}) or check the data")
-                total += loss * m
+                total += loss * mr
                 acc.update(out, y)
+                if par:
+                    # the loss is the mean over this rank's mr rows: scaled by mr / m, the
+                    # ranks' gradients sum to the gradient of the global batch's mean
+                    np.multiply(grad, mr / m, out=grad)
                 backward(grad)
                 if sched is not None:
                     opt.lr = sched.rate(epoch, b)
+                if par:
+                    comm.sum_into(net.store.grad)
                 step()
                 if opt.last_grad_norm is not None and not math.isfinite(opt.last_grad_norm):
                     # the clipping pass computes the norm anyway: a free check of every gradient
                     raise TrainingError(
                         f"epoch {epoch}, batch {b + 1}/{batches}: the gradient norm is "
                         f"{opt.last_grad_norm}; lower the learning rate (lr={opt.lr:g}) or check the data")
-                if self.progress:
-                    self.progress.batch(b + 1, total / stop)
+                seen += mr
+                if self.progress:  # under MPI: rank 0's running loss, over its own rows
+                    self.progress.batch(b + 1, total / seen)
+                if par and ck is not None:  # a signal stops every rank at the same batch
+                    sig = comm.max_int(ck.stop_signal or 0)
+                    ck.stop_signal = sig or None
                 if ck is not None and ck.stop_signal is not None and b + 1 < batches:
+                    if par:
+                        total = self._reduce_epoch_sums(total, acc)
                     self._interrupt(epoch, b + 1, batches, rng_state, total, acc)
             check_parameters(net, epoch, batches, batches, opt)
+            if par:
+                total = self._reduce_epoch_sums(total, acc)
+                check_same_weights(comm, net, epoch)
             metrics = {"loss": total / n, **acc.result()}
             if any(s.l1 or s.l2 for s in net.store.segments):
                 metrics["penalty"] = net.store.penalty()
@@ -560,15 +638,25 @@ class Trainer:
                 self.best_value = value
                 history.best_epoch = epoch
             if ck is not None:
+                if par:  # a signal that came during validation: every rank sees it here
+                    ck.stop_signal = comm.max_int(ck.stop_signal or 0) or None
                 last = stop or epoch == self.epochs or ck.stop_signal is not None
                 ck.save(self, epoch, 0, self.shuffle_rng.bit_generator.state, skip_if_busy=not last)
                 if ck.stop_signal is not None and epoch < self.epochs and not stop:
                     self._interrupt(epoch + 1, 0, batches, None, 0.0, None)
             if stop:
                 break
+        self._finish(history, started)
+
+    def _reduce_epoch_sums(self, total, acc):
+        """The epoch's loss sum and metric sums of every rank added (on every rank)."""
+        v = self.world.sum(np.concatenate(([total], acc.sums())))
+        acc.set_sums(v[1:])
+        return float(v[0])
+
+    def _finish(self, history, started):
         if self.stopper is not None and self.stopper.restore_best and self.best_snap is not None \
                 and history.best_epoch != history.epochs_run:
             self._restore(self.best_snap)
             history.restored_best = True
         history.seconds = time.perf_counter() - started
-        return history

@@ -179,6 +179,15 @@ class Layer:
     def set_randomness(self, enabled: bool):
         """gradcheck turns randomness (dropout masks) off."""
 
+    def set_shard(self, start: int, total: int):
+        """Data-parallel training (``runtime/parallel.py``): the next forward sees rows
+        ``start:`` of a global batch of ``total`` rows (what is drawn per row, such as
+        dropout masks, is drawn as for the whole batch)."""
+
+    def set_world(self, world):
+        """Data-parallel training: the ``parallel.World`` whose ranks hold the rest of each
+        batch (a layer with batch statistics sums them over it)."""
+
     def add_to_chain(self, chain, inputs=None) -> bool:
         """Append this layer's inference to a ``kernels.chain.Chain``, reading the chain's
         current value (a layer that ``joins`` gets its inputs' ``chain.value`` handles in

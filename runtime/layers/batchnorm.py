@@ -5,6 +5,13 @@ over batch, height and width; ``kernels/batchnorm.pyx``'s NCHW kernels).
 Training uses the batch statistics and updates the running ones
 (``running := momentum * running + (1 - momentum) * batch``); inference uses the running
 statistics. gamma starts at 1, beta at 0, running mean 0, running variance 1.
+
+Data-parallel training (``runtime/parallel.py``) synchronises the statistics: each rank
+holds a shard of the global batch, and the per-feature sums (forward: the sum, then the sum
+of squared deviations from the global mean; backward: ``sum dy`` and ``sum dy xhat``) are
+summed over the ranks, so every rank normalises with the global batch's statistics and N
+ranks compute what one process does (to rounding). That path runs in NumPy with float64
+sums (``_SyncedStats``); the one-process path is the fused kernel.
 """
 import numpy as np
 
@@ -26,6 +33,10 @@ class BatchNorm(Layer):
         self.channels = len(self.in_shape) == 3   # an image: statistics per channel
         self.d = self.spec.features(self.in_shape)
         self._xhat = self._inv_std = None
+        self._world = None   # set in data-parallel training (``set_world``)
+
+    def set_world(self, world):
+        self._world = world if world is not None and world.parallel else None
 
     def _image(self, a):
         return a.reshape((a.shape[0],) + self.in_shape) if self.channels else a
@@ -61,7 +72,10 @@ class BatchNorm(Layer):
         y = self.buffer("y", n, d)
         p, s = self.params, self.state
         im = self._image
-        if training:
+        if training and self._world is not None:
+            self._xhat = self.buffer("xhat", n, d)
+            _synced_forward(self, self._groups(x), self._groups(y), self._groups(self._xhat))
+        elif training:
             xhat = self.buffer("xhat", n, d)
             train = kbn.batchnorm2d_forward_train if self.channels else kbn.batchnorm_forward_train
             train(im(x), p["gamma"], p["beta"], s["running_mean"], s["running_var"],
@@ -72,10 +86,63 @@ class BatchNorm(Layer):
             infer(im(x), p["gamma"], p["beta"], s["running_mean"], s["running_var"], self.eps, im(y))
         return y
 
+    def _groups(self, a):
+        """``a`` as (n, features, values per feature): (n, d, 1) flat, (n, C, H*W) images."""
+        return a.reshape(a.shape[0], self.d, -1)
+
     def backward(self, dy):
         dx = self.buffer("dx", dy.shape[0], self.in_features)
+        if self._world is not None:
+            _synced_backward(self, self._groups(dy), self._groups(self._xhat), self._groups(dx))
+            return dx
         back = kbn.batchnorm2d_backward if self.channels else kbn.batchnorm_backward
         im = self._image
         back(im(dy), im(self._xhat), self.params["gamma"], self._inv_std, im(dx), self.grads["gamma"],
              self.grads["beta"])
         return dx
+
+
+def _synced_forward(layer, x, y, xhat):
+    """Training forward over a batch split between ranks: x, y, xhat (n, d, k) views of this
+    rank's shard; the statistics are those of the global batch (sums over every rank)."""
+    world, dt = layer._world, layer.dtype
+    p, s = layer.params, layer.state
+    # two passes (mean, then squared deviations from it), as exact as the kernel's shifted
+    # sums; the count of values per feature travels with the first
+    first = world.sum(np.concatenate(([x.shape[0] * x.shape[2]], x.sum(axis=(0, 2), dtype=np.float64))))
+    count = first[0]
+    mean = first[1:] / count
+    dev = x - mean.astype(dt)[None, :, None]
+    var = world.sum(np.einsum("ijk,ijk->j", dev, dev, dtype=np.float64)) / count
+    np.maximum(var, 0.0, out=var)
+    inv_std = (1.0 / np.sqrt(var + layer.eps)).astype(dt)
+    layer._inv_std[...] = inv_std
+    m = layer.momentum
+    s["running_mean"][...] = m * s["running_mean"] + (1 - m) * mean
+    unbiased = var * count / (count - 1) if count > 1 else var
+    s["running_var"][...] = m * s["running_var"] + (1 - m) * unbiased
+    np.multiply(dev, inv_std[None, :, None], out=xhat)
+    np.multiply(xhat, p["gamma"][None, :, None], out=y)
+    np.add(y, p["beta"][None, :, None], out=y)
+
+
+def _synced_backward(layer, dy, xhat, dx):
+    """Backward over a batch split between ranks: dgamma, dbeta get this rank's sums (the
+    gradient allreduce adds the others'); dx uses the global sums."""
+    world, dt = layer._world, layer.dtype
+    d = layer.d
+    local = np.empty(2 * d + 1, np.float64)
+    local[:d] = dy.sum(axis=(0, 2), dtype=np.float64)
+    local[d:2 * d] = np.einsum("ijk,ijk->j", dy, xhat, dtype=np.float64)
+    local[2 * d] = dy.shape[0] * dy.shape[2]
+    layer.grads["beta"][...] = local[:d]
+    layer.grads["gamma"][...] = local[d:2 * d]
+    total = world.sum(local)
+    count = total[2 * d]
+    a = (layer.params["gamma"].astype(np.float64) * layer._inv_std).astype(dt)[None, :, None]
+    mb = (total[:d] / count).astype(dt)[None, :, None]
+    mg = (total[d:2 * d] / count).astype(dt)[None, :, None]
+    np.multiply(xhat, mg, out=dx)
+    np.subtract(dy, dx, out=dx)
+    np.subtract(dx, mb, out=dx)
+    np.multiply(dx, a, out=dx)

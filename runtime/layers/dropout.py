@@ -2,7 +2,10 @@
 
 The mask comes from the kernel's counter-based generator: ``(seed, counter)`` fully
 determines it, and the counter advances by the number of elements per call, so a run is
-reproducible from the seed and can be resumed bit-exactly from a saved counter.
+reproducible from the seed and can be resumed bit-exactly from a saved counter. In
+data-parallel training a rank holding rows ``start:`` of a global batch starts at
+``counter + start * features`` and advances by the global batch: the masks do not depend on
+the number of ranks.
 """
 import numpy as np
 
@@ -24,6 +27,7 @@ class Dropout(Layer):
         self.counter = 0
         self.enabled = True  # gradcheck turns dropout off
         self._mask = None
+        self._shard = None   # (first row, rows of the global batch) in data-parallel training
 
     def seed_from(self, rng):
         self.seed = int(rng.integers(0, 2**63 - 1))
@@ -38,6 +42,9 @@ class Dropout(Layer):
     def set_randomness(self, enabled):
         self.enabled = bool(enabled)
 
+    def set_shard(self, start, total):
+        self._shard = (int(start), int(total)) if total else None
+
     def add_to_chain(self, chain):
         return True   # the identity at inference
 
@@ -51,8 +58,10 @@ class Dropout(Layer):
         n, d = x.shape[0], self.in_features
         y = self.buffer("y", n, d)
         mask = self.buffer("mask", n, d, np.uint8)
-        kdrop.dropout_forward(x, self.rate, self.seed, self.counter, y, mask)
-        self.counter += n * d
+        start, total = self._shard if self._shard is not None else (0, n)
+        # a shard of a global batch takes the mask rows one process would give those rows
+        kdrop.dropout_forward(x, self.rate, self.seed, self.counter + start * d, y, mask)
+        self.counter += total * d
         self._mask = mask
         return y
 

@@ -1,0 +1,194 @@
+"""Data-parallel training over MPI (runtime/parallel.py): ``mpiexec -n 2`` against one process.
+
+The runs use a short float64 copy of models/digits.net (dense, batch norm, dropout, L2, adam)
+and one BLAS thread per process, so the two ranks do not fight over the cores.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dlrun.errors import UsageError
+from dlrun.runtime import parallel
+
+ROOT = Path(__file__).resolve().parents[2]
+MODELS = ROOT / "models"
+
+
+def _mpiexec():
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        return None
+    here = Path(sys.executable).parent / "mpiexec"
+    return str(here) if here.exists() else shutil.which("mpiexec")
+
+
+MPIEXEC = _mpiexec()
+needs_mpi = pytest.mark.skipif(MPIEXEC is None, reason="mpi4py or mpiexec not installed (pip install '.[mpi]')")
+
+ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+for _name in parallel.SIZE_VARIABLES:
+    ENV.pop(_name, None)
+
+
+def _model(tmp_path, dtype="float64", epochs=3, batchnorm=True, data=True):
+    text = (MODELS / "digits.net").read_text()
+    text = text.replace("epochs=60", f"epochs={epochs} dtype={dtype}")
+    if not batchnorm:
+        text = text.replace("  batchnorm momentum=0.9\n", "")
+    path = tmp_path / f"digits_{dtype}.net"
+    path.write_text(text)
+    if data and not (tmp_path / "data").exists():
+        (tmp_path / "data").symlink_to(MODELS / "data")
+    return path
+
+
+def _run(n, args, timeout=120, script=None):
+    cmd = [sys.executable, "-m", "dlrun"] + [str(a) for a in args] if script is None else \
+        [sys.executable, str(script)] + [str(a) for a in args]
+    if n > 1:
+        cmd = [MPIEXEC, "-n", str(n)] + cmd
+    return subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def _train(n, model, out, *more):
+    r = _run(n, ["train", model, "--out", out, "--json", *more])
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def _flat(path):
+    with np.load(path) as z:
+        keys = sorted(k for k in z.files if k.startswith(("param.", "state.")))
+        return np.concatenate([z[k].astype(np.float64).ravel() for k in keys])
+
+
+def _rel(a, b):
+    return float(np.linalg.norm(a - b) / np.linalg.norm(a))
+
+
+# -- without mpiexec ----------------------------------------------------------------------
+def test_shards_cover_the_batch_in_order():
+    for m in (1, 2, 7, 32, 33):
+        for size in (1, 2, 3, 8):
+            if m < size:
+                continue
+            parts = [parallel.shard(m, size, r) for r in range(size)]
+            assert parts[0][0] == 0 and parts[-1][1] == m
+            assert all(a[1] == b[0] for a, b in zip(parts, parts[1:]))
+            assert max(b - a for a, b in parts) - min(b - a for a, b in parts) <= 1
+
+
+def test_launcher_without_mpi4py_names_the_extra(monkeypatch):
+    monkeypatch.setenv("PMI_SIZE", "2")
+    monkeypatch.setitem(sys.modules, "mpi4py", None)  # import fails
+    monkeypatch.setattr(parallel, "_WORLD", None)
+    with pytest.raises(UsageError, match=r"pip install 'dlrun\[mpi\]'"):
+        parallel.world()
+
+
+def test_one_process_world_without_a_launcher(monkeypatch):
+    for name in parallel.SIZE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(parallel, "_WORLD", None)
+    w = parallel.world()
+    assert (w.rank, w.size, w.parallel) == (0, 1, False)
+
+
+# -- two ranks ------------------------------------------------------------------------------
+@needs_mpi
+def test_two_ranks_match_one_in_float64_and_repeat_bit_for_bit(tmp_path):
+    model = _model(tmp_path)
+    one = _train(1, model, tmp_path / "one.npz", "--no-checkpoint")
+    two = _train(2, model, tmp_path / "two.npz", "--no-checkpoint")
+    again = _train(2, model, tmp_path / "again.npz", "--no-checkpoint")
+    a, b, c = (_flat(tmp_path / f) for f in ("one.npz", "two.npz", "again.npz"))
+    assert _rel(a, b) < 1e-9
+    assert np.array_equal(b, c)
+    for split in ("train", "validation", "test"):
+        for k, v in one["metrics"][split].items():
+            assert two["metrics"][split][k] == pytest.approx(v, rel=1e-9, abs=1e-12)
+
+
+@needs_mpi
+def test_two_ranks_match_one_in_float32(tmp_path):
+    # without batch norm: the bias of a dense layer feeding batch norm has a gradient of
+    # exactly 0 in exact arithmetic, so in float32 adam walks it on rounding noise (3 epochs:
+    # 4e-2 apart, dense weights 2e-5) whatever the number of ranks
+    model = _model(tmp_path, "float32", batchnorm=False)
+    _train(1, model, tmp_path / "one.npz", "--no-checkpoint")
+    _train(2, model, tmp_path / "two.npz", "--no-checkpoint")
+    assert _rel(_flat(tmp_path / "one.npz"), _flat(tmp_path / "two.npz")) < 1e-5
+
+
+@needs_mpi
+def test_resume_with_the_same_and_with_another_number_of_ranks(tmp_path):
+    model = _model(tmp_path, epochs=4)
+    _train(2, model, tmp_path / "full2.npz", "--checkpoint-dir", tmp_path / "ck_full")
+    _train(1, model, tmp_path / "full1.npz", "--no-checkpoint")
+    for n, ck in ((2, "ck_a"), (1, "ck_b")):
+        _train(2, model, tmp_path / f"half_{ck}.npz", "--epochs", 2, "--checkpoint-dir", tmp_path / ck)
+        _train(n, model, tmp_path / f"resumed_{ck}.npz", "--resume", "--checkpoint-dir", tmp_path / ck)
+    # the same number of ranks: as the uninterrupted run, bit for bit
+    assert np.array_equal(_flat(tmp_path / "full2.npz"), _flat(tmp_path / "resumed_ck_a.npz"))
+    # the checkpoint does not depend on the ranks: one process continues it
+    assert _rel(_flat(tmp_path / "full1.npz"), _flat(tmp_path / "resumed_ck_b.npz")) < 1e-9
+
+
+@needs_mpi
+def test_a_rank_that_raises_ends_every_rank(tmp_path):
+    model = _model(tmp_path)
+    script = tmp_path / "fails.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys, dlrun
+        from dlrun.runtime.parallel import world
+        m = dlrun.load(sys.argv[1])
+        if world().rank == 1:
+            calls = [0]
+            backward = m.network.backward
+            def failing(grad):
+                calls[0] += 1
+                if calls[0] == 5:
+                    raise RuntimeError("disk on fire")
+                return backward(grad)
+            m.network.backward = failing
+        m.fit()
+        print("finished", world().rank)
+    """))
+    r = _run(2, [model], script=script, timeout=60)
+    assert r.returncode != 0
+    assert "rank 1: RuntimeError: disk on fire" in r.stderr
+    assert "finished" not in r.stdout
+
+
+@needs_mpi
+def test_an_input_error_is_reported_once_with_exit_2(tmp_path):
+    model = _model(tmp_path, data=False)
+    r = _run(2, ["train", model, "--no-checkpoint"])  # no data next to it
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("digits.npz") == 1, r.stderr
+    assert "Traceback" not in r.stderr
+
+
+@needs_mpi
+def test_an_error_found_on_rank_0_alone_ends_every_rank_with_exit_2(tmp_path):
+    model = _model(tmp_path)
+    out = tmp_path / "missing" / "deeper" / "w.npz"   # rank 0 alone checks where it writes
+    r = _run(2, ["train", model, "--out", out, "--no-checkpoint"], timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("does not exist") == 1, r.stderr
+
+
+@needs_mpi
+def test_a_batch_smaller_than_the_ranks_is_refused(tmp_path):
+    model = _model(tmp_path, batchnorm=False)  # 1257 rows in batches of 4: the last has 1
+    r = _run(2, ["train", model, "--batch-size", 4, "--no-checkpoint"])
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("cannot be split between 2 processes") == 1, r.stderr
