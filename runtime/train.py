@@ -581,6 +581,10 @@ class Trainer:
                     # the loss is the mean over this rank's mr rows: scaled by mr / m, the
                     # ranks' gradients sum to the gradient of the global batch's mean
                     np.multiply(grad, mr / m, out=grad)
+                    # after the allreduce the buffer holds every rank's gradient, while a layer
+                    # may write only part of its own (embedding: the rows of its batch's ids,
+                    # trusting the rest to be its zeros): cleared before each backward
+                    net.store.grad.fill(0)
                 backward(grad)
                 if sched is not None:
                     opt.lr = sched.rate(epoch, b)

@@ -129,6 +129,61 @@ def test_two_ranks_match_one_in_float32(tmp_path):
 
 
 @needs_mpi
+def test_a_convolutional_model_on_two_ranks_matches_one(tmp_path):
+    # per-channel batch norm of images, pooling, dropout
+    text = (MODELS / "digits_cnn.net").read_text().replace("epochs=40", "epochs=1 dtype=float64")
+    model = tmp_path / "cnn.net"
+    model.write_text(text)
+    (tmp_path / "data").symlink_to(MODELS / "data")
+    _train(1, model, tmp_path / "one.npz", "--no-checkpoint")
+    _train(2, model, tmp_path / "two.npz", "--no-checkpoint")
+    assert _rel(_flat(tmp_path / "one.npz"), _flat(tmp_path / "two.npz")) < 1e-9
+
+
+TEXT_MODEL = """dlrun 1
+model txt {
+  data {
+    train "txt.csv"
+    validation 0.2
+    text text
+    label language
+    tokens chars max_length=32
+  }
+  input 32
+  embedding 8
+  conv1d 16 3
+  batchnorm
+  relu
+  global_maxpool
+  dropout 0.2
+  dense 3 softmax
+  loss cross_entropy
+  optimizer adam lr=2e-3
+  train epochs=3 batch=16 seed=1 dtype=float64
+}
+"""
+
+
+@needs_mpi
+def test_a_text_model_on_two_ranks_matches_one(tmp_path):
+    # the embedding writes the gradient of its batch's rows only: after an allreduce the
+    # other rows hold the other rank's, which must not leak into the next step
+    rng = np.random.default_rng(0)
+    letters = {"a": "abcde ", "b": "fghij ", "c": "klmno "}
+    rows = ["text,language"]
+    for _ in range(300):
+        lang = str(rng.choice(list(letters)))
+        word = "".join(rng.choice(list(letters[lang]), int(rng.integers(3, 30)))).strip() or "x"
+        rows.append(f"{word},{lang}")
+    (tmp_path / "txt.csv").write_text("\n".join(rows) + "\n")
+    model = tmp_path / "txt.net"
+    model.write_text(TEXT_MODEL)
+    _train(1, model, tmp_path / "one.npz", "--no-checkpoint")
+    _train(2, model, tmp_path / "two.npz", "--no-checkpoint")
+    assert _rel(_flat(tmp_path / "one.npz"), _flat(tmp_path / "two.npz")) < 1e-9
+
+
+@needs_mpi
 def test_resume_with_the_same_and_with_another_number_of_ranks(tmp_path):
     model = _model(tmp_path, epochs=4)
     _train(2, model, tmp_path / "full2.npz", "--checkpoint-dir", tmp_path / "ck_full")
