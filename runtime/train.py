@@ -492,7 +492,6 @@ class Trainer:
 
     def _run(self, comm, batches, cap):
         from dlrun.runtime.checkpoint import Interrupted
-        from dlrun.runtime.parallel import PeerFailed
 
         net, opt = self.net, self.opt
         bs = self.batch_size
@@ -521,8 +520,8 @@ class Trainer:
             self._epochs(comm, feed, acc, grad_buf, batches, first_epoch, first_batch, carried_total, started)
         except Interrupted as err:  # every rank stops at the same batch boundary
             comm.finish()
-            if par and not comm.lead:
-                raise PeerFailed(err.exit_code) from None
+            if par and not comm.lead:  # rank 0 wrote the checkpoint and says so
+                raise Interrupted("", err.signum) from None
             raise
         except BaseException as err:
             comm.fail(err)  # under MPI: "rank R: message" and every rank ends

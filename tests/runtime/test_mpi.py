@@ -198,6 +198,42 @@ def test_resume_with_the_same_and_with_another_number_of_ranks(tmp_path):
 
 
 @needs_mpi
+def test_a_signal_seen_by_one_rank_stops_both_at_the_same_batch(tmp_path):
+    # as SIGINT would: rank 1 alone has its stop flag set in the middle of epoch 2
+    model = _model(tmp_path, epochs=3)
+    script = tmp_path / "stops.py"
+    script.write_text(textwrap.dedent("""
+        import sys, dlrun
+        from dlrun.runtime.checkpoint import Interrupted, open_checkpointer
+        from dlrun.runtime.parallel import world
+        m = dlrun.load(sys.argv[1])
+        ck = open_checkpointer(sys.argv[2], m, writer=world().lead, class_names=m.splits().class_names)
+        if world().rank == 1:
+            calls = [0]
+            backward = m.network.backward
+            def flagging(grad):
+                calls[0] += 1
+                if calls[0] == 50:
+                    ck.stop_signal = 2
+                return backward(grad)
+            m.network.backward = flagging
+        try:
+            m.fit(checkpoint=ck)
+        except Interrupted as err:
+            print(f"interrupted {world().rank}: {err}")
+            sys.exit(err.exit_code)
+    """))
+    r = _run(2, [model, tmp_path / "ck"], script=script, timeout=60)
+    assert r.returncode == 130, r.stderr
+    # rank 0 says where (rank 1's Interrupted has no message: the CLI prints nothing there)
+    assert "interrupted 0: interrupted by SIGINT at epoch 2, after batch 10/40" in r.stdout, r.stdout
+    assert "interrupted 1: \n" in r.stdout, r.stdout
+    _train(2, model, tmp_path / "resumed.npz", "--resume", "--checkpoint-dir", tmp_path / "ck")
+    _train(2, model, tmp_path / "full.npz", "--no-checkpoint")
+    assert np.array_equal(_flat(tmp_path / "full.npz"), _flat(tmp_path / "resumed.npz"))
+
+
+@needs_mpi
 def test_a_rank_that_raises_ends_every_rank(tmp_path):
     model = _model(tmp_path)
     script = tmp_path / "fails.py"
