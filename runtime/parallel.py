@@ -156,6 +156,20 @@ class MpiWorld(World):
         self.comm = comm
         self.rank = comm.Get_rank()
         self.size = comm.Get_size()
+        self._hook_uncaught()
+
+    def _hook_uncaught(self):
+        # a rank leaving on an uncaught exception would wait in MPI_Finalize while the others
+        # wait for it in a collective (measured: a hang); it ends every rank instead
+        previous = sys.excepthook
+
+        def hook(kind, value, tb):
+            err = sys.__stderr__ or sys.stderr
+            print(f"rank {self.rank}: uncaught {kind.__name__}, ending every rank", file=err, flush=True)
+            previous(kind, value, tb)
+            self.abort(exit_code_of(value) if isinstance(value, BaseException) else 1)
+
+        sys.excepthook = hook
 
     def sum_into(self, buf):
         self.comm.Allreduce(self._mpi.IN_PLACE, buf, op=self._mpi.SUM)

@@ -260,6 +260,24 @@ def test_a_rank_that_raises_ends_every_rank(tmp_path):
 
 
 @needs_mpi
+def test_a_rank_leaving_on_an_uncaught_exception_ends_every_rank(tmp_path):
+    # outside fit: without the hook, rank 1 would wait in MPI_Finalize and rank 0 in the
+    # collective forever
+    script = tmp_path / "leaves.py"
+    script.write_text(textwrap.dedent("""
+        from dlrun.runtime.parallel import world
+        w = world()
+        if w.rank == 1:
+            raise ValueError("no such thing")
+        w.sum([1.0])
+        print("rank 0 passed")
+    """))
+    r = _run(2, [], script=script, timeout=60)
+    assert r.returncode != 0
+    assert "rank 1: uncaught ValueError" in r.stderr and "rank 0 passed" not in r.stdout
+
+
+@needs_mpi
 def test_an_input_error_is_reported_once_with_exit_2(tmp_path):
     model = _model(tmp_path, data=False)
     r = _run(2, ["train", model, "--no-checkpoint"])  # no data next to it
