@@ -94,7 +94,8 @@ class Accumulator:
 
     def sums(self) -> np.ndarray:
         """Every running sum as one float64 vector (to add the sums of several processes)."""
-        return np.concatenate(([self.count, self.correct], self.sse, self.sae, self.sum_y, self.sum_y2))
+        return np.concatenate(([self.count, self.correct], self.sse, self.sae, self.sum_y, self.sum_y2,
+                               self.confusion.ravel()))
 
     def set_sums(self, v) -> None:
         """The inverse of ``sums``."""
@@ -102,6 +103,7 @@ class Accumulator:
         self.count, self.correct = int(round(v[0])), int(round(v[1]))
         for i, name in enumerate(("sse", "sae", "sum_y", "sum_y2")):
             getattr(self, name)[...] = v[2 + i * k: 2 + (i + 1) * k]
+        self.confusion[...] = np.rint(v[2 + 4 * k:]).reshape(self.confusion.shape)
 
     def update(self, out, y):
         """``out``: logits or probabilities (classification: (n, k); binary: logits (n, 1)) or

@@ -86,6 +86,18 @@ def test_shards_cover_the_batch_in_order():
             assert max(b - a for a, b in parts) - min(b - a for a, b in parts) <= 1
 
 
+def test_metric_sums_travel_whole_between_ranks():
+    # what the ranks add at the end of an epoch: every running sum, the confusion matrix too
+    from dlrun.runtime.metrics import Accumulator
+
+    rng = np.random.default_rng(0)
+    a = Accumulator("classification", 3, 8, ("f1", "mae"))
+    a.update(rng.standard_normal((8, 3)), rng.integers(0, 3, 8))
+    b = Accumulator("classification", 3, 8, ("f1", "mae"))
+    b.set_sums(a.sums())
+    assert b.result() == a.result() and np.array_equal(b.confusion, a.confusion)
+
+
 def test_launcher_without_mpi4py_names_the_extra(monkeypatch):
     monkeypatch.setenv("PMI_SIZE", "2")
     monkeypatch.setitem(sys.modules, "mpi4py", None)  # import fails
