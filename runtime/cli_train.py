@@ -214,7 +214,7 @@ def _train_run(args, created, locks, lead=True) -> int:
 
         if os.path.splitext(args.plot)[1].lower() not in (".png", ".pdf", ".svg"):
             raise UsageError(f"--plot {args.plot}: expected a .png, .pdf or .svg file name")
-        plot = check_writable(args.plot)
+        plot = check_writable(args.plot) if lead else os.path.abspath(args.plot)
         refuse_inputs(plot, "--plot", inputs)
         if same_file(plot, out):
             raise UsageError(f"--plot {args.plot}: is also the weights file (--out)")
@@ -257,7 +257,7 @@ def _train_run(args, created, locks, lead=True) -> int:
     from dlrun.runtime.train import ConsoleProgress
 
     progress = ConsoleProgress(sys.stderr, args.quiet)
-    if args.log_dir:
+    if args.log_dir and lead:  # rank 0 alone writes the log (the others report no progress)
         from dlrun.runtime.tensorboard import ScalarLog
 
         progress = ScalarLog(progress, args.log_dir)
