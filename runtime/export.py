@@ -59,8 +59,8 @@ class Graph:
         self.inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
         return name
 
-    def node(self, op, inputs, hint=None, **attrs) -> str:
-        out = self.name(hint or op.lower())
+    def node(self, op, inputs, hint=None, out=None, **attrs) -> str:
+        out = out or self.name(hint or op.lower())
         self.nodes.append(self.onnx.helper.make_node(op, list(inputs), [out], **attrs))
         return out
 
@@ -116,15 +116,14 @@ def build_onnx(model):
     net = model.network
     g = Graph(onnx)
     shape = tuple(net.input_shape)
-    a, b = model.preprocessor.affine
+    def per_feature(v):   # a scalar, or one value per feature laid out as the input
+        v = np.asarray(v, np.float64)
+        return v.reshape(()) if v.size == 1 else v.reshape((1,) + shape)
+
+    a, b = (per_feature(v) for v in model.preprocessor.affine)
     x = "input"
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if not (a.size == 1 and float(a) == 1.0 and b.size == 1 and float(b) == 0.0):
-        bshape = (1,) + shape if a.size > 1 or b.size > 1 else ()
-        x = g.node("Mul", [x, g.const(np.broadcast_to(a, (int(np.prod(shape)),)).reshape(bshape)
-                                      if a.size > 1 else a.reshape(()))], hint="scaled")
-        x = g.node("Add", [x, g.const(np.broadcast_to(b, (int(np.prod(shape)),)).reshape(bshape)
-                                      if b.size > 1 else b.reshape(()))], hint="preprocessed")
+        x = g.node("Add", [g.node("Mul", [x, g.const(a)], hint="scaled"), g.const(b)], hint="preprocessed")
     outs = {0: x}
     for layer in net.compute:
         ins = [outs[j] for j in layer.inputs]
@@ -135,8 +134,7 @@ def build_onnx(model):
     y = outs[net.compute[-1].index]
     if net.loss.proba_act is not None:
         y = g.activation(net.loss.proba_act, 0.0, y)
-    y = g.node("Identity", [y], hint="output")
-    g.nodes[-1].output[0] = "output"
+    g.node("Identity", [y], out="output")
     graph = helper.make_graph(
         g.nodes, model.name,
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", *shape])],
