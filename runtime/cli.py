@@ -18,17 +18,25 @@ import sys
 from dlrun._version import __version__
 from dlrun.errors import DlrunError
 
-# subcommand -> module that defines ``add_arguments(parser)`` and ``run(args) -> int``
+# subcommand -> (module that defines ``add_arguments(parser)`` and ``run(args) -> int``, help,
+# what it does when an MPI launcher started several processes, see ``_under_mpiexec``)
 COMMANDS = {
-    "train": ("dlrun.runtime.cli_train", "train a model (the default command)"),
-    "eval": ("dlrun.runtime.cli_train", "evaluate saved weights on the model's data"),
-    "predict": ("dlrun.runtime.cli_train", "predict with saved weights"),
-    "gradcheck": ("dlrun.runtime.cli_train", "finite-difference check of every gradient"),
-    "export": ("dlrun.runtime.cli_train", "write trained weights as an ONNX model (the onnx extra)"),
-    "time": ("dlrun.runtime.cli_train", "time every layer's forward and backward pass and the optimizer step"),
-    "check": ("dlrun.runtime.cli_dsl", "parse and check model files"),
-    "summary": ("dlrun.runtime.cli_dsl", "table of layers, shapes, parameters and FLOPs"),
-    "fmt": ("dlrun.runtime.cli_dsl", "print a model file in canonical form"),
+    "train": ("dlrun.runtime.cli_train", "train a model (the default command)", "parallel"),
+    "eval": ("dlrun.runtime.cli_train", "evaluate saved weights on the model's data", "rank0"),
+    "predict": ("dlrun.runtime.cli_train", "predict with saved weights", "rank0"),
+    "gradcheck": ("dlrun.runtime.cli_train", "finite-difference check of every gradient", "refuse"),
+    "export": ("dlrun.runtime.cli_train", "write trained weights as an ONNX model (the onnx extra)", "rank0"),
+    "time": ("dlrun.runtime.cli_train", "time every layer's forward and backward pass and the optimizer step",
+             "refuse"),
+    "check": ("dlrun.runtime.cli_dsl", "parse and check model files", "rank0"),
+    "summary": ("dlrun.runtime.cli_dsl", "table of layers, shapes, parameters and FLOPs", "rank0"),
+    "fmt": ("dlrun.runtime.cli_dsl", "print a model file in canonical form", "rank0"),
+}
+
+# why a command is refused under mpiexec
+_REFUSED = {
+    "gradcheck": "it checks the gradients of one process's network, not those of a data-parallel run",
+    "time": "it times one process's layers, not a data-parallel step (docs/scaling.md measures those)",
 }
 
 
@@ -44,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dlrun {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     parser.commands = {}   # name -> its parser (an unknown option is reported with its usage)
-    for name, (module, help_text) in COMMANDS.items():
+    for name, (module, help_text, _) in COMMANDS.items():
         p = parser.commands[name] = sub.add_parser(name, help=help_text, description=help_text)
         importlib.import_module(module).add_arguments(name, p)
     return parser
@@ -64,11 +72,13 @@ def main(argv: list[str] | None = None) -> int:
         args, unknown = parser.parse_known_args(argv)
         if unknown:   # argparse would word it with the top-level usage
             parser.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+        if not _under_mpiexec(args.command):
+            return 0
         module = importlib.import_module(COMMANDS[args.command][0])
         return int(module.run(args.command, args) or 0)
     except DlrunError as err:
         err = _settled(err)
-        if str(err):  # a rank of a data-parallel run whose peer reported it prints nothing
+        if str(err) and _reports(err):  # a rank of a data-parallel run whose peer reported it prints nothing
             print(str(err), file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
@@ -76,6 +86,44 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+
+
+def _under_mpiexec(command) -> bool:
+    """Whether this process runs ``command``. Under ``mpiexec -n N`` (N > 1) each command does
+    what ``COMMANDS`` says: "parallel" (train) on every rank; "rank0" on rank 0 alone, the
+    other ranks returning here (exit 0, no output), so output appears once and files are
+    written once; "refuse": exit 2 with the reason, said by rank 0. MPI is not initialised
+    for these (the rank comes from the launcher's environment)."""
+    from dlrun.runtime.parallel import launched_rank, launched_size
+
+    size = launched_size()
+    mode = COMMANDS[command][2]
+    if size <= 1 or mode == "parallel":
+        return True
+    if mode == "refuse":
+        from dlrun.errors import UsageError
+
+        raise UsageError(f"dlrun {command} does not run data-parallel: {_REFUSED[command]}; "
+                         f"run it without mpiexec (started as one of {size} processes)")
+    if launched_rank() != 0:
+        return False
+    print(f"dlrun {command}: rank 0 of {size} runs it alone (it does not run data-parallel; "
+          f"the other processes exit)", file=sys.stderr)
+    return True
+
+
+def _reports(err) -> bool:
+    """Whether this process prints ``err``: always, except under mpiexec on a rank other than 0
+    when no data-parallel run settled who reports (then every rank met the same error: a bad
+    command line, a command refused, mpi4py missing; rank 0 says it)."""
+    from dlrun.runtime.parallel import current, launched_rank, launched_size
+
+    if current() is not None or launched_size() <= 1:
+        return True
+    try:
+        return launched_rank() == 0
+    except DlrunError:  # the rank is unknown without a world, and none can be made
+        return True
 
 
 def _settled(err):

@@ -26,12 +26,15 @@ import hashlib
 import os
 import sys
 
-import numpy as np
-
 from dlrun.errors import DlrunError, UsageError
+
+# numpy is imported where it is used: ``dlrun check`` asks ``launched_size`` and
+# ``launched_rank`` (cli.py) and must stay free of numpy
 
 #: environment variables through which MPI launchers give the number of processes
 SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+#: ... and this process's rank, in the same order of launchers
+RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK")
 
 INSTALL_HINT = "pip install 'dlrun[mpi]' (mpi4py with the mpich wheel)"
 
@@ -56,6 +59,21 @@ def launched_size(environ=None) -> int:
             except ValueError:
                 continue
     return 1
+
+
+def launched_rank(environ=None) -> int:
+    """This process's rank among those the MPI launcher started (0 when not under one), read
+    from the launcher's environment, so MPI is not initialised; without such a variable under
+    a launcher, the rank of ``world()``."""
+    env = os.environ if environ is None else environ
+    for name in RANK_VARIABLES:
+        value = env.get(name)
+        if value:
+            try:
+                return max(0, int(value))
+            except ValueError:
+                continue
+    return world().rank if launched_size(env) > 1 else 0
 
 
 def shard(m: int, size: int, rank: int) -> tuple[int, int]:
@@ -89,11 +107,13 @@ class World:
         return self.rank == 0
 
     # -- collectives (the identity on one process) ------------------------------------
-    def sum_into(self, buf: np.ndarray) -> None:
+    def sum_into(self, buf) -> None:
         """``buf`` := the sum of every rank's ``buf`` (in place, on every rank)."""
 
-    def sum(self, values) -> np.ndarray:
-        """The element-wise float64 sum over ranks of ``values``."""
+    def sum(self, values):
+        """The element-wise float64 sum over ranks of ``values`` (a NumPy array)."""
+        import numpy as np
+
         return np.array(values, np.float64)
 
     def max_int(self, value: int) -> int:
@@ -175,6 +195,8 @@ class MpiWorld(World):
         self.comm.Allreduce(self._mpi.IN_PLACE, buf, op=self._mpi.SUM)
 
     def sum(self, values):
+        import numpy as np
+
         buf = np.array(values, np.float64)
         self.comm.Allreduce(self._mpi.IN_PLACE, buf, op=self._mpi.SUM)
         return buf
@@ -249,6 +271,8 @@ def _make_world() -> World:
 
 def weights_digest(net) -> str:
     """A digest of the parameters and running statistics of ``net``."""
+    import numpy as np
+
     h = hashlib.blake2b(digest_size=16)
     h.update(net.store.flat.tobytes())
     for _, _, a in net.named_state():

@@ -313,3 +313,96 @@ def test_a_batch_smaller_than_the_ranks_is_refused(tmp_path):
     r = _run(2, ["train", model, "--batch-size", 4, "--no-checkpoint"])
     assert r.returncode == 2, r.stderr
     assert r.stderr.count("cannot be split between 2 processes") == 1, r.stderr
+
+
+# -- the other commands under mpiexec ------------------------------------------------------------
+def _launched(monkeypatch, rank, size=2):
+    for name in parallel.SIZE_VARIABLES + parallel.RANK_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PMI_SIZE", str(size))
+    monkeypatch.setenv("PMI_RANK", str(rank))
+    monkeypatch.setattr(parallel, "_WORLD", None)
+
+
+def test_every_command_says_how_it_runs_under_mpiexec():
+    from dlrun.runtime import cli
+
+    for name, (_, _, mode) in cli.COMMANDS.items():
+        assert mode in ("parallel", "rank0", "refuse"), name
+        assert (mode == "refuse") == (name in cli._REFUSED), name
+
+
+ALONE = {  # command -> its arguments (never read: the command's run is replaced)
+    "eval": ["m.net", "--weights", "w.npz"], "predict": ["m.net", "--weights", "w.npz", "--input", "x.npy",
+                                                       "--output", "p.csv"],
+    "export": ["m.net", "--weights", "w.npz", "--output", "m.onnx"], "check": ["m.net"], "summary": ["m.net"],
+    "fmt": ["m.net", "--write"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(ALONE))
+@pytest.mark.parametrize("rank", [0, 1])
+def test_a_command_that_is_not_data_parallel_runs_on_rank_0_alone(monkeypatch, capsys, command, rank):
+    import importlib
+
+    from dlrun.runtime import cli
+
+    _launched(monkeypatch, rank)
+    calls = []
+    module = importlib.import_module(cli.COMMANDS[command][0])
+    monkeypatch.setattr(module, "run", lambda name, args: calls.append(name) or 0)
+    assert cli.main([command] + ALONE[command]) == 0
+    out, err = capsys.readouterr()
+    assert calls == ([command] if rank == 0 else [])  # rank 1 neither prints nor writes
+    assert out == ""
+    assert err == ("" if rank else f"dlrun {command}: rank 0 of 2 runs it alone (it does not run "
+                                   f"data-parallel; the other processes exit)\n")
+
+
+@pytest.mark.parametrize("command", ["gradcheck", "time"])
+@pytest.mark.parametrize("rank", [0, 1])
+def test_gradcheck_and_time_are_refused_under_mpiexec_said_once(monkeypatch, capsys, command, rank):
+    import importlib
+
+    from dlrun.runtime import cli
+
+    _launched(monkeypatch, rank)
+    module = importlib.import_module(cli.COMMANDS[command][0])
+    monkeypatch.setattr(module, "run", lambda name, args: pytest.fail("ran"))
+    assert cli.main([command, "m.net"]) == 2
+    err = capsys.readouterr().err
+    if rank:
+        assert err == ""
+    else:
+        assert f"dlrun {command} does not run data-parallel" in err and "run it without mpiexec" in err
+
+
+def test_a_bad_command_line_under_mpiexec_is_reported_by_rank_0_alone(monkeypatch, capsys):
+    from dlrun.runtime import cli
+
+    for rank in (0, 1):
+        _launched(monkeypatch, rank)
+        assert cli.main(["eval", "m.net"]) == 2
+        err = capsys.readouterr().err
+        assert ("--weights" in err) == (rank == 0), err
+
+
+@needs_mpi
+def test_eval_predict_and_check_print_once_under_mpiexec(tmp_path):
+    model = _model(tmp_path, epochs=1)
+    _train(1, model, tmp_path / "w.npz", "--no-checkpoint")
+    r = _run(2, ["eval", model, "--weights", tmp_path / "w.npz", "--json"])
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout.splitlines()) == 1 and json.loads(r.stdout)["model"] == "digits"
+    x = tmp_path / "x.npy"
+    np.save(x, np.zeros((3, 64)))
+    r = _run(2, ["predict", model, "--weights", tmp_path / "w.npz", "--input", x])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("label") == 1 and len(r.stdout.splitlines()) == 4, r.stdout
+    assert r.stderr.count("rank 0 of 2 runs it alone") == 1, r.stderr
+    r = _run(2, ["check", model])
+    assert r.returncode == 0 and r.stdout.count(": ok:") == 1, r.stdout
+    r = _run(2, ["time", model, "--rounds", 1])
+    assert r.returncode == 2 and r.stderr.count("does not run data-parallel") == 1, r.stderr
+    assert r.stdout == ""
+
