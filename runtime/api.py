@@ -672,7 +672,16 @@ class Model:
 
         As ``dlrun train --out``: ``dlrun.UsageError`` when ``path`` is the model file or one
         of its data files, or an existing file that is not a dlrun weights file (unless
-        ``force=True``; an input of the model is refused even then)."""
+        ``force=True``; an input of the model is refused even then).
+
+        Under ``mpiexec`` every rank calls ``save``: rank 0 alone checks and writes the file,
+        the others wait until it is written and return its path (or raise rank 0's error)."""
+        from dlrun.runtime.parallel import world
+
+        return world().on_lead(lambda: self._write(path, force))
+
+    def _write(self, path, force) -> str:
+        """``save`` on this process alone (``dlrun train``'s rank 0, the others gone)."""
         from dlrun.runtime.fileio import refuse_inputs
         from dlrun.runtime.weights import check_replaceable, save_weights
 

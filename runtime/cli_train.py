@@ -289,7 +289,7 @@ def _train_run(args, created, locks, lead=True) -> int:
     if "test" in final:   # the run's result: shown with --quiet too
         _err(f"test: {_fmt_metrics(final['test'])}")
     try:
-        model.save(out, force=args.force)
+        model._write(out, force=args.force)  # rank 0 alone: the other ranks have returned
     except WeightsError as err:  # disk full, folder gone: the checkpoints still hold the run
         if checkpoint is None:
             raise

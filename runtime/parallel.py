@@ -126,6 +126,11 @@ class World:
     def abort(self, code: int) -> None:
         raise SystemExit(code)
 
+    def on_lead(self, action):
+        """Rank 0 alone runs ``action()`` (e.g. writes a file); every rank returns its result,
+        or raises its error, once it has finished: a collective, called by every rank."""
+        return action()
+
     # -- faults ---------------------------------------------------------------------------
     def begin(self) -> None:
         """A run's set-up starts (a failure now is settled by ``agree``)."""
@@ -163,6 +168,21 @@ def describe(error: BaseException) -> str:
     if isinstance(error, DlrunError):
         return text
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _portable(error: BaseException) -> BaseException:
+    """``error`` as the other ranks can receive it: itself when it survives pickling as the
+    same type, else a ``DlrunError`` with its text and exit code."""
+    import pickle
+
+    try:
+        if type(pickle.loads(pickle.dumps(error))) is type(error):
+            return error
+    except Exception:
+        pass
+    copy = DlrunError(describe(error))
+    copy.exit_code = exit_code_of(error)
+    return copy
 
 
 class MpiWorld(World):
@@ -211,6 +231,25 @@ class MpiWorld(World):
         sys.stdout.flush()
         sys.stderr.flush()
         self.comm.Abort(int(code) or 1)
+
+    def on_lead(self, action):
+        result = error = None
+        if self.lead:
+            try:
+                result = action()
+            except BaseException as err:
+                error = err
+            outcome = ("error", _portable(error)) if error is not None else ("ok", result)
+        # rank 0's outcome reaches the others once action() is over (they wait for it here:
+        # nobody reads a file rank 0 is still writing)
+        kind, value = self.comm.bcast(outcome if self.lead else None, root=0)
+        if self.lead:
+            if error is not None:
+                raise error
+            return result
+        if kind == "error":
+            raise value
+        return value
 
     def agree(self, error=None):
         code = exit_code_of(error) if error is not None else 0

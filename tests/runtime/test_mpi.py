@@ -406,3 +406,36 @@ def test_eval_predict_and_check_print_once_under_mpiexec(tmp_path):
     assert r.returncode == 2 and r.stderr.count("does not run data-parallel") == 1, r.stderr
     assert r.stdout == ""
 
+
+@needs_mpi
+def test_model_save_under_mpiexec_is_written_by_rank_0_alone(tmp_path):
+    # every rank calls save; rank 0 writes (slowly here), the others return once it is written
+    model = _model(tmp_path, epochs=1)
+    script = tmp_path / "saves.py"
+    script.write_text(textwrap.dedent("""
+        import sys, time, numpy as np, dlrun
+        from dlrun.runtime import weights
+        from dlrun.runtime.parallel import world
+        rank = world().rank
+        write = weights.replace_atomically
+        def slow(*a, **k):
+            print(f"rank {rank} writes", flush=True)
+            time.sleep(1.0)
+            return write(*a, **k)
+        weights.replace_atomically = slow
+        m = dlrun.load(sys.argv[1])
+        m.fit()
+        path = m.save(sys.argv[2])
+        with np.load(path) as z:  # complete when save returns, on every rank
+            print(f"rank {rank} read {len(z.files)} arrays", flush=True)
+        try:
+            m.save(sys.argv[1])  # the model file itself: refused by rank 0, raised on every rank
+        except dlrun.UsageError as err:
+            print(f"rank {rank} refused: {'the model file' in str(err)}", flush=True)
+    """))
+    r = _run(2, [model, tmp_path / "w.npz"], script=script, timeout=120)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert [l for l in lines if l.endswith("writes")] == ["rank 0 writes"], r.stdout
+    assert sum(l.startswith("rank 1 read") for l in lines) == 1, r.stdout
+    assert sorted(l for l in lines if "refused" in l) == ["rank 0 refused: True", "rank 1 refused: True"], r.stdout
