@@ -9,8 +9,8 @@ in double precision whatever the dtype. ``grad`` may be the prediction/logits ar
 (in-place: every element is read before its gradient is written; for the element-wise losses
 it may also be the target), never a partly overlapping view.
 
-    softmax_cross_entropy(logits, target, grad, label_smoothing=0.0) -> float
-    sigmoid_binary_cross_entropy(logits, target, grad) -> float
+    softmax_cross_entropy(logits, target, grad, label_smoothing=0.0, class_weight=None) -> float
+    sigmoid_binary_cross_entropy(logits, target, grad, class_weight=None) -> float
     mse(pred, target, grad) -> float
     mae(pred, target, grad) -> float
     huber(pred, target, grad, delta=1.0) -> float
@@ -122,13 +122,15 @@ cdef inline floating _abs(floating x) noexcept nogil:
 # ---------------------------------------------------------------- softmax cross-entropy
 
 cdef double softmax_xent_labels32(const floating* z, const int32_t* y, floating* grad,
-                                  Py_ssize_t n, Py_ssize_t k, double smoothing) noexcept nogil:
-    return _xent_labels(z, y, grad, n, k, smoothing)
+                                  Py_ssize_t n, Py_ssize_t k, double smoothing,
+                                  const double* cw) noexcept nogil:
+    return _xent_labels(z, y, grad, n, k, smoothing, cw)
 
 
 cdef double softmax_xent_labels64(const floating* z, const int64_t* y, floating* grad,
-                                  Py_ssize_t n, Py_ssize_t k, double smoothing) noexcept nogil:
-    return _xent_labels(z, y, grad, n, k, smoothing)
+                                  Py_ssize_t n, Py_ssize_t k, double smoothing,
+                                  const double* cw) noexcept nogil:
+    return _xent_labels(z, y, grad, n, k, smoothing, cw)
 
 
 cdef inline floating _row_max(const floating* z, Py_ssize_t k) noexcept nogil:
@@ -186,49 +188,67 @@ cdef inline void _row_grad(floating* e, Py_ssize_t k, floating scale, floating s
 
 
 cdef inline double _xent_labels(const floating* z, const label_t* y, floating* grad,
-                                Py_ssize_t n, Py_ssize_t k, double smoothing) noexcept nogil:
+                                Py_ssize_t n, Py_ssize_t k, double smoothing,
+                                const double* cw) noexcept nogil:
     # Per row, with m = max_j z_j:
     #   loss = log(sum_j exp(z_j - m)) + (1-ls)(m - z_y) + ls/k sum_j (m - z_j)
     # which is lse - sum_j t'_j z_j written with differences from m: finite for logits of
     # +-1000 and free of the cancellation of lse - z_y in float32.
     # Four short passes over a row that sits in L1: max; exp into grad (vectorised); sum;
     # scale into the gradient (vectorised). z is read before grad (which may alias it) is written.
+    # Class weights (cw, k doubles; NULL: none) scale row i's loss and gradient by w = cw[y_i].
+    # Without them w is 1.0 and every product with it below is exact: the unweighted numbers
+    # are those of the kernel before class weights existed, bit for bit.
     cdef Py_ssize_t i, off, yi
     cdef floating m
-    cdef double s, loss = 0.0
+    cdef double s, w = 1.0, loss = 0.0
     cdef double keep = 1.0 - smoothing, share = smoothing / <double>k, inv_n = 1.0 / <double>n
     cdef floating smooth_g = <floating>(share * inv_n), label_g = <floating>(keep * inv_n)
     for i in range(n):
         off = i * k
         yi = <Py_ssize_t>y[i]
+        if cw != NULL:
+            w = cw[yi]
+            smooth_g = <floating>((w * share) * inv_n)
+            label_g = <floating>((w * keep) * inv_n)
         m = _row_max(z + off, k)
-        loss += keep * (<double>m - <double>z[off + yi])
+        loss += (w * keep) * (<double>m - <double>z[off + yi])
         if smoothing != 0.0:
-            loss += share * (<double>k * <double>m - _row_sum(z + off, k))
+            loss += (w * share) * (<double>k * <double>m - _row_sum(z + off, k))
         _row_exp(z + off, grad + off, k, m)
         s = _row_sum(grad + off, k)
-        loss += log(s)
-        _row_grad(grad + off, k, <floating>(inv_n / s), smooth_g)
+        loss += w * log(s)
+        _row_grad(grad + off, k, <floating>((w * inv_n) / s), smooth_g)
         grad[off + yi] -= label_g
     return loss
 
 
 cdef double softmax_xent_probs(const floating* z, const floating* t, floating* grad,
-                               Py_ssize_t n, Py_ssize_t k, double smoothing) noexcept nogil:
+                               Py_ssize_t n, Py_ssize_t k, double smoothing,
+                               const double* cw) noexcept nogil:
     # loss_i = sum_j t'_j (m - z_j) + T log(sum_j exp(z_j - m)), T = sum_j t'_j; its exact gradient
     # is (T softmax(z) - t')/n, which is the usual (softmax - t')/n when rows of t sum to 1.
     # sum_j t'_j (m - z_j) = m T - sum_j t'_j z_j is accumulated in double before grad (which may
     # alias z) is written; products of two floats are exact in double.
+    # Class weights (cw, k doubles; NULL: none) scale row i by w_i = sum_j cw_j t_ij, the expected
+    # class weight of the row (cw[y] for a one-hot row); without them w is 1.0 and every product
+    # with it is exact (the unweighted numbers are unchanged, bit for bit).
     cdef Py_ssize_t i, j, off
-    cdef floating m, tj, zj, scale
-    cdef double s, tsum, tz, loss = 0.0
+    cdef floating m, tj, zj, scale, w_inv_f
+    cdef double tsum, tz, s, w = 1.0, loss = 0.0
     cdef double keep = 1.0 - smoothing, share = smoothing / <double>k, inv_n = 1.0 / <double>n
-    cdef floating keep_f = <floating>keep, share_f = <floating>share, inv_n_f = <floating>inv_n
+    cdef floating keep_f = <floating>keep, share_f = <floating>share
+    w_inv_f = <floating>inv_n
     for i in range(n):
         off = i * k
         m = _row_max(z + off, k)
         tsum = 0.0
         tz = 0.0
+        if cw != NULL:
+            w = 0.0
+            for j in range(k):
+                w += cw[j] * <double>t[off + j]
+            w_inv_f = <floating>(w * inv_n)
         for j in range(k):
             tj = keep_f * t[off + j] + share_f
             zj = z[off + j]
@@ -238,10 +258,10 @@ cdef double softmax_xent_probs(const floating* z, const floating* t, floating* g
                 tz += <double>tj * <double>zj
         _row_exp(z + off, grad + off, k, m)
         s = _row_sum(grad + off, k)
-        loss += (<double>m * tsum - tz) + tsum * log(s)
-        scale = <floating>(tsum * inv_n / s)
+        loss += w * ((<double>m * tsum - tz) + tsum * log(s))
+        scale = <floating>(((w * tsum) * inv_n) / s)
         for j in range(k):
-            grad[off + j] = grad[off + j] * scale - (keep_f * t[off + j] + share_f) * inv_n_f
+            grad[off + j] = grad[off + j] * scale - (keep_f * t[off + j] + share_f) * w_inv_f
     return loss
 
 
@@ -291,18 +311,39 @@ cdef inline void _bce_block(const floating* z, const floating* t, floating* grad
         grad[j] = ((<floating>1 if zj >= 0 else e) / (<floating>1 + e) - tj) * inv
 
 
+cdef inline void _bce_block_weighted(const floating* z, const floating* t, floating* grad,
+                                     floating* terms, Py_ssize_t cnt, floating inv, floating w_neg,
+                                     floating w_pos) noexcept nogil:
+    # _bce_block with each element weighted by w = w_neg (1 - t) + w_pos t (exactly w_neg at
+    # t = 0 and w_pos at t = 1): terms_j *= w, grad_j := (sigmoid(z) - t) * (w * inv)
+    cdef Py_ssize_t j
+    cdef floating zj, tj, e, w
+    for j in range(cnt):
+        zj = z[j]
+        tj = t[j]
+        w = w_neg * (<floating>1 - tj) + w_pos * tj
+        e = _exp_nonpos(-_abs(zj))
+        terms[j] = w * ((zj if zj > 0 else <floating>0) - zj * tj + _log1p_unit(e))
+        grad[j] = ((<floating>1 if zj >= 0 else e) / (<floating>1 + e) - tj) * (w * inv)
+
+
 cdef double sigmoid_bce(const floating* z, const floating* t, floating* grad,
-                        Py_ssize_t size) noexcept nogil:
+                        Py_ssize_t size, const double* cw) noexcept nogil:
     # loss = max(z,0) - z t + log1p(exp(-|z|)) never overflows; sigmoid reuses e = exp(-|z|).
     # Blocks of 256 elements: the per-element terms go to a stack buffer in a vectorised pass,
-    # then are summed in double.
+    # then are summed in double. Class weights cw = [w_neg, w_pos] (NULL: none) run a block of
+    # their own, so the unweighted pass is unchanged.
     cdef floating terms[256]
     cdef Py_ssize_t start, cnt
     cdef floating inv = <floating>(1.0 / <double>size)
     cdef double acc = 0.0
     for start in range(0, size, 256):
         cnt = size - start if size - start < 256 else 256
-        _bce_block(z + start, t + start, grad + start, terms, cnt, inv)
+        if cw == NULL:
+            _bce_block(z + start, t + start, grad + start, terms, cnt, inv)
+        else:
+            _bce_block_weighted(z + start, t + start, grad + start, terms, cnt, inv,
+                                <floating>cw[0], <floating>cw[1])
         acc += _row_sum(terms, cnt)
     return acc
 
@@ -408,9 +449,32 @@ cdef int _nonempty(str fn, str name, cnp.ndarray a) except -1:
     return 0
 
 
+cdef cnp.ndarray _class_weights(str fn, object class_weight, Py_ssize_t k, str what):
+    """``class_weight`` as a C-contiguous float64 (k,) array of finite values >= 0 (a copy
+    when it is not one already), or None."""
+    if class_weight is None:
+        return None
+    try:
+        w = np.ascontiguousarray(class_weight, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{fn}: argument 'class_weight' must be None or {k} real numbers "
+                        f"({what}), got {received(class_weight)}") from None
+    if w.shape != (k,):
+        raise ValueError(f"{fn}: argument 'class_weight' has shape {w.shape}; expected ({k},) "
+                         f"({what})")
+    if not (np.isfinite(w).all() and (w >= 0).all()):
+        raise ValueError(f"{fn}: argument 'class_weight' must hold finite numbers >= 0, got "
+                         f"{w.tolist()}")
+    return w
+
+
+cdef inline const double* _weights_or_null(cnp.ndarray w) noexcept:
+    return NULL if w is None else <const double*>cnp.PyArray_DATA(w)
+
+
 # ---------------------------------------------------------------- def wrappers
 
-def softmax_cross_entropy(logits, target, grad, label_smoothing=0.0):
+def softmax_cross_entropy(logits, target, grad, label_smoothing=0.0, class_weight=None):
     """Mean softmax cross-entropy from logits; grad := (softmax(z) - t') / n.   z, grad (n, k)
 
     ``target``: integer labels (n,) int32/int64 in [0, k), or probabilities (n, k) of the logits'
@@ -419,6 +483,11 @@ def softmax_cross_entropy(logits, target, grad, label_smoothing=0.0):
     finite for logits of +-1000). For probability rows that do not sum to 1 the gradient written
     is the exact one, (sum_j t'_ij softmax(z_i) - t'_i) / n. ``grad`` may be ``logits`` (in place);
     it must not overlap ``target``.
+
+    ``class_weight`` (k,) finite >= 0, or None: row i's loss and gradient are multiplied by
+    w_i = class_weight[y_i] (for probability rows w_i = sum_j class_weight_j t_ij), and the sum
+    is still divided by n (Keras' class_weight, not PyTorch's division by sum_i w_i):
+    mean_i w_i loss_i; grad := w_i (softmax(z_i) - t'_i) / n.
     """
     fn = "softmax_cross_entropy"
     cdef cnp.ndarray z = check_float_array(logits, fn, "logits", 2, False)
@@ -428,6 +497,8 @@ def softmax_cross_entropy(logits, target, grad, label_smoothing=0.0):
     cdef double ls = check_real(label_smoothing, fn, "label_smoothing")
     if not (0.0 <= ls <= 1.0):
         raise ValueError(f"{fn}: argument 'label_smoothing' must be in [0, 1], got {ls}")
+    cdef cnp.ndarray cw = _class_weights(fn, class_weight, k, "one per class, a column of 'logits'")
+    cdef const double* pw = _weights_or_null(cw)
     if not isinstance(target, np.ndarray):
         raise TypeError(f"{fn}: argument 'target' must be a numpy.ndarray (int32/int64 labels "
                         f"(n,) or {z.dtype} probabilities (n, k)), got {received(target)}")
@@ -460,18 +531,18 @@ def softmax_cross_entropy(logits, target, grad, label_smoothing=0.0):
             if not wide:
                 loss = float_dispatch_double(single, softmax_xent_labels32[float],
                                              softmax_xent_labels32[double],
-                                             data(z), <const int32_t*>pt, data(g), n, k, ls)
+                                             data(z), <const int32_t*>pt, data(g), n, k, ls, pw)
             else:
                 loss = float_dispatch_double(single, softmax_xent_labels64[float],
                                              softmax_xent_labels64[double],
-                                             data(z), <const int64_t*>pt, data(g), n, k, ls)
+                                             data(z), <const int64_t*>pt, data(g), n, k, ls, pw)
     elif t.ndim == 2:
         check_like(t, fn, "target", z, "logits", False)
         check_no_overlap(g, t, fn, "grad", "target", False)
         with nogil:
             loss = float_dispatch_double(single, softmax_xent_probs[float],
                                          softmax_xent_probs[double], data(z), pt, data(g), n, k,
-                                         ls)
+                                         ls, pw)
     else:
         raise ValueError(f"{fn}: argument 'target' has shape {(<object>t).shape}; expected "
                          f"labels (n,) or probabilities (n, k)")
@@ -492,7 +563,6 @@ cdef tuple _elementwise_args(str fn, str first, object a, object target, object 
 
 cdef enum:
     # which core _elementwise_loss runs
-    _SIGMOID_BCE
     _MSE
     _MAE
 
@@ -501,11 +571,8 @@ cdef inline double _elementwise_core(int which, bint single, void* px, void* pt,
                                      Py_ssize_t size) noexcept nogil:
     if which == _MSE:
         return float_dispatch_double(single, mse_core[float], mse_core[double], px, pt, pg, size)
-    elif which == _MAE:
-        return float_dispatch_double(single, mae_core[float], mae_core[double], px, pt, pg, size)
     else:
-        return float_dispatch_double(single, sigmoid_bce[float], sigmoid_bce[double], px, pt, pg,
-                                     size)
+        return float_dispatch_double(single, mae_core[float], mae_core[double], px, pt, pg, size)
 
 
 cdef object _elementwise_loss(int which, str fn, str first, object a, object target,
@@ -520,15 +587,28 @@ cdef object _elementwise_loss(int which, str fn, str first, object a, object tar
     return acc / <double>size
 
 
-def sigmoid_binary_cross_entropy(logits, target, grad):
+def sigmoid_binary_cross_entropy(logits, target, grad, class_weight=None):
     """Mean binary cross-entropy of sigmoid(z) against t; grad := (sigmoid(z) - t) / size.
 
     logits, target, grad of one shape: (n, 1) or (n,) (any shape is accepted; the mean is over
     all elements, as for multi-label targets). Per element max(z, 0) - z t + log1p(exp(-|z|)),
     stable for any |z|. Targets are expected in [0, 1] (soft labels allowed).
+
+    ``class_weight`` [w_neg, w_pos] finite >= 0, or None: each element's loss and gradient are
+    multiplied by w = w_neg (1 - t) + w_pos t (w_neg for t = 0, w_pos for t = 1), the sum still
+    divided by size (Keras' class_weight): mean w loss; grad := w (sigmoid(z) - t) / size.
     """
-    return _elementwise_loss(_SIGMOID_BCE, "sigmoid_binary_cross_entropy", "logits", logits,
-                             target, grad)
+    fn = "sigmoid_binary_cross_entropy"
+    cdef cnp.ndarray cw = _class_weights(fn, class_weight, 2, "[w_neg, w_pos]")
+    cdef cnp.ndarray x, t, g
+    x, t, g = _elementwise_args(fn, "logits", logits, target, grad)
+    cdef Py_ssize_t size = cnp.PyArray_SIZE(x)
+    cdef const double* pw = _weights_or_null(cw)
+    cdef double acc
+    with nogil:
+        acc = float_dispatch_double(is_float32(x), sigmoid_bce[float], sigmoid_bce[double],
+                                    data(x), data(t), data(g), size, pw)
+    return acc / <double>size
 
 
 def mse(pred, target, grad):

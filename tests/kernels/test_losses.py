@@ -555,3 +555,136 @@ def test_float32_call_rejects_float64_companions():
         K.softmax_cross_entropy(z, np.array([0, 1]), np.zeros((2, 3)))
     with pytest.raises(TypeError, match=r"mse: argument 'target' has dtype float64; expected float32 \(the dtype of 'pred'\)"):
         K.mse(z, np.zeros((2, 3)), np.zeros((2, 3), np.float32))
+
+
+# ---------------------------------------------------------------- class weights
+# Each row's (element's) loss and gradient are multiplied by its class's weight and the sum is
+# divided by the row (element) count, as Keras' class_weight does (PyTorch's weight= divides by
+# the sum of the batch's weights instead).
+
+def weighted_xent_ref(z, t, w, ls=0.0):
+    """NumPy: row i weighted by w[y_i] (probability rows: sum_j w_j t_ij), sum / n."""
+    z = np.asarray(z, np.float64)
+    n, k = z.shape
+    onehot = np.eye(k)[t] if t.ndim == 1 else np.asarray(t, np.float64)
+    row_w = onehot @ np.asarray(w, np.float64)
+    ts = (1 - ls) * onehot + ls / k
+    loss = -(ts * log_softmax(z, axis=1)).sum(axis=1)
+    grad = (ts.sum(axis=1, keepdims=True) * softmax(z, axis=1) - ts) / n
+    return (row_w * loss).sum() / n, row_w[:, None] * grad
+
+
+def weighted_bce_ref(z, t, w):
+    z, t = np.asarray(z, np.float64), np.asarray(t, np.float64)
+    we = w[0] * (1 - t) + w[1] * t
+    return (we * (np.logaddexp(0.0, z) - z * t)).sum() / z.size, we * (expit(z) - t) / z.size
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", XENT_SHAPES)
+@pytest.mark.parametrize("label_dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("ls", [0.0, 0.1])
+def test_softmax_xent_class_weight_labels_matches_numpy(dtype, shape, label_dtype, ls):
+    rng = np.random.default_rng(11)
+    n, k = shape
+    z = (3 * rng.standard_normal(shape)).astype(dtype)
+    y = rng.integers(0, k, n).astype(label_dtype)
+    w = rng.uniform(0.0, 3.0, k)
+    grad = np.full(shape, np.nan, dtype)
+    loss = K.softmax_cross_entropy(z, y, grad, ls, class_weight=w)
+    _check_xent(loss, grad, *weighted_xent_ref(z, y, w, ls), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ls", [0.0, 0.2])
+def test_softmax_xent_class_weight_probabilities_matches_numpy(dtype, ls):
+    rng = np.random.default_rng(12)
+    z = (2 * rng.standard_normal((33, 17))).astype(dtype)
+    t = softmax(rng.standard_normal((33, 17)), axis=1).astype(dtype)
+    w = rng.uniform(0.1, 2.0, 17)
+    grad = np.empty_like(z)
+    loss = K.softmax_cross_entropy(z, t, grad, ls, class_weight=w)
+    _check_xent(loss, grad, *weighted_xent_ref(z, t, w, ls), dtype)
+    # a one-hot row weighs as its label
+    grad2 = np.empty_like(z)
+    y = rng.integers(0, 17, 33)
+    assert K.softmax_cross_entropy(z, np.eye(17, dtype=dtype)[y], grad2, class_weight=w) == \
+        pytest.approx(K.softmax_cross_entropy(z, y, grad, class_weight=w), rel=1e-6)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_class_weight_of_ones_is_bit_identical_to_none(dtype):
+    # weights of 1 multiply exactly: the weighted path gives the unweighted numbers bit for bit
+    # (probability rows weigh sum_j t_ij, which need not round to exactly 1)
+    rng = np.random.default_rng(13)
+    z = (3 * rng.standard_normal((128, 10))).astype(dtype)
+    t = rng.integers(0, 10, 128)
+    for ls in (0.0, 0.1):
+        g0, g1 = np.empty_like(z), np.empty_like(z)
+        a = K.softmax_cross_entropy(z, t, g0, ls)
+        b = K.softmax_cross_entropy(z, t, g1, ls, class_weight=np.ones(10))
+        assert a == b and np.array_equal(g0, g1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1), (7, 1), (300, 1), (13, 5)])
+def test_bce_class_weight_matches_numpy(dtype, shape):
+    rng = np.random.default_rng(14)
+    z = (3 * rng.standard_normal(shape)).astype(dtype)
+    t = rng.integers(0, 2, shape).astype(dtype)
+    t.flat[0] = 0.3  # a soft label weighs in between
+    w = np.array([0.4, 2.5])
+    grad = np.full(shape, np.nan, dtype)
+    loss = K.sigmoid_binary_cross_entropy(z, t, grad, class_weight=w)
+    _check_elem(loss, grad, *weighted_bce_ref(z, t, w), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bce_class_weight_hard_labels_take_their_class_weight_exactly(dtype):
+    rng = np.random.default_rng(15)
+    z = rng.standard_normal((64, 1)).astype(dtype)
+    t = rng.integers(0, 2, (64, 1)).astype(dtype)
+    g, gw = np.empty_like(z), np.empty_like(z)
+    K.sigmoid_binary_cross_entropy(z, t, g)
+    K.sigmoid_binary_cross_entropy(z, t, gw, class_weight=[1.0, 1.0])
+    assert np.array_equal(g, gw)
+    K.sigmoid_binary_cross_entropy(z, t, gw, class_weight=[0.0, 1.0])
+    assert np.array_equal(gw[t == 0], np.zeros_like(gw[t == 0]))
+
+
+@pytest.mark.parametrize("target_kind", ["labels", "probs"])
+@pytest.mark.parametrize("ls", [0.0, 0.15])
+def test_softmax_xent_class_weight_finite_differences(target_kind, ls):
+    rng = np.random.default_rng(16)
+    z = 2 * rng.standard_normal((5, 3))
+    t = rng.integers(0, 3, 5) if target_kind == "labels" else softmax(rng.standard_normal((5, 3)), axis=1)
+    w = np.array([0.5, 2.0, 1.3])
+    grad, scratch = np.empty_like(z), np.empty_like(z)
+    K.softmax_cross_entropy(z, t, grad, ls, class_weight=w)
+    num = numeric_grad(lambda: K.softmax_cross_entropy(z, t, scratch, ls, class_weight=w), z)
+    assert_grad_close(grad, num, tol=1e-8, what=f"weighted softmax_cross_entropy {target_kind}")
+
+
+def test_bce_class_weight_finite_differences():
+    rng = np.random.default_rng(17)
+    z = 2 * rng.standard_normal((6, 1))
+    t = np.array([[0.0], [1.0], [1.0], [0.0], [0.25], [1.0]])
+    grad, scratch = np.empty_like(z), np.empty_like(z)
+    K.sigmoid_binary_cross_entropy(z, t, grad, class_weight=[0.3, 1.7])
+    num = numeric_grad(lambda: K.sigmoid_binary_cross_entropy(z, t, scratch, class_weight=[0.3, 1.7]), z)
+    assert_grad_close(grad, num, tol=1e-8, what="weighted sigmoid_binary_cross_entropy")
+
+
+@pytest.mark.parametrize("bad, message", [
+    ([1.0, 2.0], r"shape \(2,\); expected \(3,\)"),
+    ([1.0, -1.0, 1.0], "finite numbers >= 0"),
+    ([1.0, np.nan, 1.0], "finite numbers >= 0"),
+    ("abc", "must be None or 3 real numbers"),
+])
+def test_class_weight_bad_arguments(bad, message):
+    z = np.zeros((2, 3))
+    with pytest.raises((ValueError, TypeError), match=message):
+        K.softmax_cross_entropy(z, np.array([0, 1]), np.empty_like(z), class_weight=bad)
+    with pytest.raises(ValueError, match=r"expected \(2,\)"):
+        K.sigmoid_binary_cross_entropy(np.zeros((2, 1)), np.zeros((2, 1)), np.empty((2, 1)),
+                                       class_weight=[1.0])
