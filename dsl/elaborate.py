@@ -395,10 +395,13 @@ class Elaborator(Binder, DataBlock):
                 raise _Bad
             named.append(Arg(table[i].name, a.value, a.pos, a.pos))
         named += [a for a in call_args if a.key is not None]
-        params = self.bind(f"{kw} '{name}'", table, tuple(named) + stmt.args[1:],
-                           npos=0, where=name_pos, flags=True)
+        args = tuple(named) + stmt.args[1:]
+        self._others_setting(kw, name, specs, args)
+        params = self.bind(f"{kw} '{name}'", table, args, npos=0, where=name_pos, flags=True)
         if kw == "loss":
-            return ir.Loss(name, params, stmt.pos)
+            return ir.Loss(name, params, stmt.pos,
+                           param_pos={a.key: getattr(a.value, "pos", a.pos) for a in args
+                                      if a.key is not None})
         if kw == "schedule":   # its rules need the run's epochs: checked with the model (semantics)
             return ir.Schedule(name, params, stmt.pos)
         problem = OPTIMIZERS[name].problem(params)
@@ -406,6 +409,27 @@ class Elaborator(Binder, DataBlock):
             self.r.error(name_pos, problem)
             raise _Bad
         return ir.Optimizer(name, optimizer_ir_params(name, params), stmt.pos)
+
+    def _others_setting(self, kw, name, specs, args):
+        """Report a ``key=`` that ``name`` does not take but other {kw}s do (``loss mse
+        class_weight=...``), naming them; raises _Bad after reporting."""
+        own = {p.name for p in specs[name].params}
+        bad = False
+        for a in args:
+            if a.key is None or a.key in own:
+                continue
+            others = [n for n, sp in specs.items() if any(p.name == a.key for p in sp.params)]
+            if not others:
+                continue   # an unknown name: bind's message, with its "did you mean"
+            task = getattr(specs[name], "task", None)
+            why = f" ('{name}' is a {task} loss)" if kw == "loss" and task else ""
+            head = (f"{kw} '{name}' takes no parameters, got '{a.key}='" if not own
+                    else f"unknown parameter '{a.key}' for {kw} '{name}'")
+            self.r.error(a.key_pos, f"{head}: it is a setting of "
+                         f"{' and '.join(', '.join(others).rsplit(', ', 1))}{why}")
+            bad = True
+        if bad:
+            raise _Bad
 
     def regularize(self, stmt: Statement):
         # accepts both 'regularize l2=1e-4 l1=1e-5' and 'regularize l2 1e-4 l1 1e-5'

@@ -87,11 +87,13 @@ def layer_inputs(layers, index: int) -> tuple[int, ...]:
 @dataclass(frozen=True)
 class Loss:
     """name: a loss of ``dsl/losses.py`` (mse, mae, huber, cross_entropy, ...); params: every
-    parameter of its spec."""
+    parameter of its spec; param_pos: where the file wrote a parameter's value (for checks
+    that need the model's shapes, such as the length of ``class_weight=[...]``)."""
 
     name: str
     params: Mapping[str, Any] = field(default_factory=dict)
     pos: Pos = NOWHERE
+    param_pos: Mapping[str, Pos] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ A spec says, for its name:
     fuses         the output activation it computes itself from the logits (None: none);
                   which layer applies it is decided in ``dsl/output.py``
     output_problem()  its rule on the output shape (a message, or None)
+    classes()     how many class weights ``class_weight=[...]`` lists for an output shape, and
+                  their form in words (None: the loss takes no class weights)
 
 The runtime keys its kernels by the same names (``runtime/losses.py``; a test holds the two
 to one list). Adding a loss: docs/architecture.md, "Adding a loss".
@@ -48,6 +50,12 @@ class LossSpec:
                     f"{'x'.join(map(str, out_shape))}")
         return None
 
+    def classes(self, out_shape) -> tuple[int, str] | None:
+        """``(count, form)``: the number of weights a ``class_weight=[...]`` list must have for
+        a model whose output has per-sample shape ``out_shape``, and what they are in words;
+        None when the loss takes no class weights."""
+        return None
+
     def activation_problem(self, final: str, last: str) -> str:
         """The message for an output activation ``final`` (of ``last``) that is neither the
         fused activation nor linear."""
@@ -68,12 +76,29 @@ class Huber(LossSpec):
                       doc="quadratic below |error| = delta, linear above"),)
 
 
+#: ``class_weight``: each training sample's loss (and gradient) is multiplied by the weight of
+#: its class, and the sum divided by the batch's sample count, as Keras' class_weight does
+#: (PyTorch's CrossEntropyLoss(weight=) divides by the sum of the batch's weights instead).
+#: ``balanced`` gives class c the weight n / (classes * count_c) over the training split
+#: (scikit-learn's rule), computed once when training starts and saved with the weights.
+BALANCED = "balanced"
+
+
+def _class_weight(doc: str) -> T.Param:
+    return T.Param("class_weight", "weights", None, lo=0.0, choices=(BALANCED,), nullable=True, doc=doc)
+
+
 class CrossEntropy(LossSpec):
     name = "cross_entropy"
     params = (T.Param("label_smoothing", "float", 0.0, lo=0.0, hi=1.0, hi_open=True,
-                      doc="mix the one-hot target with a uniform distribution"),)
+                      doc="mix the one-hot target with a uniform distribution"),
+              _class_weight("weight of each class's samples: balanced, or a list of one number "
+                            ">= 0 per class"))
     task = "classification"
     fuses = "softmax"
+
+    def classes(self, out_shape):
+        return int(out_shape[0]), f"one per class: the output has {int(out_shape[0])} units"
 
     def output_problem(self, out_shape, last):
         flat = super().output_problem(out_shape, last)
@@ -89,8 +114,13 @@ class CrossEntropy(LossSpec):
 
 class BinaryCrossEntropy(LossSpec):
     name = "binary_cross_entropy"
+    params = (_class_weight("weight of the samples of class 0 and of class 1: balanced, or "
+                            "[w_neg, w_pos]"),)
     task = "binary"
     fuses = "sigmoid"
+
+    def classes(self, out_shape):
+        return 2, "[w_neg, w_pos]: the weights of class 0 and of class 1"
 
     def output_problem(self, out_shape, last):
         flat = super().output_problem(out_shape, last)

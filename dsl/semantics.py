@@ -26,6 +26,21 @@ def _check_monitor(r: Reporter, who: str, monitor: str, pos: Pos, train, data) -
                 "'validation' set (e.g. 'validation 0.15')")
 
 
+def _check_class_weight(r: Reporter, loss, out_shape) -> None:
+    """A ``class_weight=[...]`` list has one weight per class of the output."""
+    weights = dict(loss.params).get("class_weight")
+    if not isinstance(weights, (tuple, list)):
+        return
+    expected = LOSSES[loss.name].classes(out_shape)
+    if expected is None:
+        return
+    classes, what = expected
+    if len(weights) != classes:
+        pos = dict(getattr(loss, "param_pos", {}) or {}).get("class_weight", loss.pos)
+        r.error(pos, f"'class_weight' of loss '{loss.name}' lists {len(weights)} "
+                f"weight{'s' if len(weights) != 1 else ''}; expected {classes} ({what})")
+
+
 def _word(r: Reporter, pos: Pos) -> Pos:
     """The span of the word that starts at ``pos`` (a statement's keyword)."""
     if pos.line <= 0 or pos.line > len(r.lines):
@@ -80,6 +95,7 @@ def check_semantics(model_parts: dict, r: Reporter, anchor: Pos, *, shapes: bool
         else:
             for index, message in problems:
                 r.error(lpos if index is None else _word(r, typed[index].pos), message)
+        _check_class_weight(r, loss, out_shape)
         if act == "softmax" and LOSSES[loss.name].fuses is None:
             r.warning(lpos, f"softmax output feeding '{loss.name}': probabilities compared by "
                       f"{loss.name} learn slowly; did you mean 'loss cross_entropy'?")

@@ -14,6 +14,8 @@ Parameter types:
     str              a quoted string
     names            a list of words from ``choices``: ``[accuracy, mae]``
     ints             a list of whole numbers, each in the range: ``[30, 60]``
+    weights          a word from ``choices`` (``balanced``) or a list of numbers in the range,
+                     not all 0: ``[1, 2.5, 1]``
     activation       an activation name, optionally with parameters: ``leaky_relu(alpha=0.1)``
     shape            a feature count ``64`` or a shape ``28x28`` / ``1x28x28``
     pair             a window extent or step: ``3`` (both axes) or ``3x5`` (height x width)

@@ -34,6 +34,13 @@ def _validate_params(owner: str, table, params, r: Reporter, pos: Pos):
         elif p.type == "ints" and (not isinstance(v, (tuple, list)) or any(
                 isinstance(i, bool) or not isinstance(i, int) or not p.in_range(i) for i in v)):
             r.error(pos, f"'{p.name}' of {owner} must be a list of ints {p.range_text()}, got {v!r}")
+        elif p.type == "weights" and not (
+                (isinstance(v, str) and v in (p.choices or ())) or (
+                    isinstance(v, (tuple, list)) and v and any(v) and all(
+                        not isinstance(i, bool) and isinstance(i, (int, float)) and T.is_finite(i)
+                        and p.in_range(i) for i in v))):
+            r.error(pos, f"'{p.name}' of {owner} must be {', '.join(p.choices or ())} or a list of "
+                    f"numbers {p.range_text()}, not all 0, got {v!r}")
         elif p.type == "name" and p.choices and v not in p.choices:
             r.error(pos, f"unknown {p.name} '{v}' for {owner}" + suggest(str(v), p.choices))
 
@@ -76,7 +83,10 @@ def check_model(model: ir.Model, text: str | None = None) -> tuple[ir.Model, lis
         r.error(model.pos, f"unknown loss {getattr(model.loss, 'name', None)!r}" + suggest(
             str(getattr(model.loss, "name", "")), LOSSES))
     else:
-        _validate_params(f"loss '{model.loss.name}'", LOSSES[model.loss.name].params, model.loss.params,
+        table = LOSSES[model.loss.name].params
+        # a setting that is off unless given (class_weight) may be left out of a Python-built IR
+        off = {p.name: None for p in table if p.nullable and p.default is None}
+        _validate_params(f"loss '{model.loss.name}'", table, {**off, **dict(model.loss.params)},
                          r, model.loss.pos)
     if model.optimizer is None or model.optimizer.name not in OPTIMIZERS:
         r.error(model.pos, f"unknown optimizer {getattr(model.optimizer, 'name', None)!r}"

@@ -240,6 +240,8 @@ class Binder:
                     raise _Bad
                 out.append(int(value))
             return tuple(out)
+        if kind == "weights":
+            return self.weights(param, expr, what)
         if kind == "activation":
             return self.activation(expr, what)
         if kind in ("pair", "padding"):
@@ -320,6 +322,37 @@ class Binder:
         params = self.bind(f"activation '{name}'", T.ACTIVATIONS[name], args, npos=len(T.ACTIVATIONS[name]),
                            where=expr.pos)
         return ir.Activation(name, params, expr.pos)
+
+    def weights(self, param: T.Param, expr, what: str):
+        """A ``weights`` value: a word of ``param.choices`` (``balanced``), or a tuple of
+        floats in the range, not all 0 (one per class: the count is checked with the shapes)."""
+        words = ", ".join(param.choices or ())
+        if isinstance(expr, Ref) and expr.name not in self.env:
+            if expr.name in (param.choices or ()):
+                return expr.name
+            self.r.error(expr.pos, f"unknown value '{expr.name}' for {what}"
+                         + suggest(expr.name, param.choices or (), show_known=False)
+                         + f"; write {words} or a list of numbers, one per class")
+            raise _Bad
+        if not isinstance(expr, ListLit):
+            self.r.error(expr.pos, f"{what} must be {words} or a list of numbers, one per class "
+                         f"(e.g. [1, 2.5]), got '{_expr_text(expr)}'")
+            raise _Bad
+        if not expr.items:
+            self.r.error(expr.pos, f"{what} is an empty list; give one weight per class")
+            raise _Bad
+        out = []
+        for item in expr.items:
+            value = self.number(item, f"each value of {what}")
+            if not param.in_range(value):
+                self.r.error(item.pos, f"each value of {what} must be {param.range_text()}, got {show(value)}")
+                raise _Bad
+            out.append(float(value))
+        if not any(out):
+            self.r.error(expr.pos, f"{what} is all zeros: no sample would count in the loss; give "
+                         "at least one class a weight > 0")
+            raise _Bad
+        return tuple(out)
 
     def bind(self, owner: str, params, args, *, npos: int, where: Pos, flags: bool = False,
              given: dict | None = None, example: str = "") -> dict:

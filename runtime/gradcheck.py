@@ -2,7 +2,8 @@
 
 The network is built in float64 with dropout off (batch norm keeps its training-mode
 batch statistics, the path whose backward is least trivial), fed a small random batch of
-the declared input shape with random targets of the right kind, and for every trainable
+the declared input shape with random targets of the right kind (a loss with
+``class_weight=balanced`` weighs them by their own class counts), and for every trainable
 tensor the analytic gradient of the mean loss is compared with a 4th-order central
 difference ``(-f(p+2h) + 8f(p+h) - 8f(p-h) + f(p-2h)) / 12h`` in two ways:
 
@@ -153,6 +154,9 @@ def check_network(model_ir, batch: int = 4, seed: int = 0, max_entries: int = 24
                 b += rng.uniform(0.05, 0.2, b.shape) * rng.choice([-1.0, 1.0], b.shape)
     x = net.random_inputs(rng, batch)
     y = _targets(net, batch, rng)
+    # class_weight=balanced: weights of the random targets (a list is the file's), so the
+    # weighted loss's gradient is what is checked
+    net.loss.fit_class_weight(y, net.output_features)
     grad = np.empty((batch, net.output_features))
 
     def loss():

@@ -12,17 +12,26 @@ activation the last layer has. Which of these holds is decided by the checker
 
 What a loss is (parameters, task, fused activation, label rule) is its spec in
 ``dsl/losses.py``; here each loss name maps to its kernel (``KERNELS``).
+
+Class weights (``class_weight=`` of the cross-entropy losses) are passed to the fused kernel,
+which multiplies each sample's loss and gradient by its class's weight and divides the sum
+by the batch's sample count (Keras' normalisation: the loss stays a mean over samples, so a
+batch split between processes, or an evaluation run batch by batch, adds up as before).
+A list is the file's; ``balanced`` is computed from the training split's labels when
+training starts (``LossHead.fit_class_weight``) and saved with the weights
+(``loss.class_weight``), so evaluation and resumed training use the same numbers.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from dlrun.dsl.losses import LOSSES
+from dlrun.dsl.losses import BALANCED, LOSSES
 from dlrun.errors import UsageError
 from dlrun.kernels import losses as kloss
 
 #: loss name -> kernel ``(out, target, grad, *params) -> mean loss``: it writes dLoss/dout
-#: into ``grad`` and takes the loss's parameters in the order of its spec's ``params``.
+#: into ``grad`` and takes the loss's numeric parameters in the order of its spec's ``params``
+#: (``class_weight`` by name, as a float64 array).
 KERNELS = {
     "mse": kloss.mse,
     "mae": kloss.mae,
@@ -63,14 +72,63 @@ class LossHead:
         # a parameter left out (an IR built in Python) takes its spec's default
         self._args = tuple(
             _CASTS[p.type](p.default if self.params.get(p.name) is None else self.params[p.name])
-            for p in self.spec.params)
+            for p in self.spec.params if p.type in _CASTS)
+        # class weights: the file's list, or (balanced) None until fit_class_weight / a load
+        self.class_weight_rule = self.params.get("class_weight")
+        self.class_weight = None
+        if isinstance(self.class_weight_rule, (tuple, list)):
+            self.class_weight = np.array(self.class_weight_rule, dtype=np.float64)
+        self._extra = {}
+        self._set_extra()
+
+    def _set_extra(self):
+        if self.class_weight is not None:
+            self._extra = {"class_weight": self.class_weight}
+
+    @property
+    def balanced(self) -> bool:
+        """True when the class weights are computed from the training labels."""
+        return self.class_weight_rule == BALANCED
+
+    def fit_class_weight(self, y, classes: int) -> None:
+        """``balanced``: the weights n / (classes * count_c) of the training labels ``y``
+        (class indices, or 0-1 targets of a binary loss: a soft target t counts t towards
+        class 1 and 1 - t towards class 0). A class absent from ``y`` gets weight 0 (it has
+        no samples to weigh). Computed once: a head that has its weights keeps them."""
+        if not self.balanced or self.class_weight is not None:
+            return
+        y = np.asarray(y)
+        n = y.shape[0]
+        if n == 0:
+            raise UsageError("class_weight=balanced needs training labels; the training set is empty")
+        if self.task == "classification":
+            counts = np.bincount(y.reshape(n).astype(np.int64), minlength=classes).astype(np.float64)
+        else:
+            pos = float(np.asarray(y, np.float64).sum())
+            counts = np.array([n - pos, pos])
+            classes = 2
+        with np.errstate(divide="ignore"):
+            w = np.where(counts > 0, n / (classes * counts), 0.0)
+        self.set_class_weight(w)
+
+    def set_class_weight(self, w) -> None:
+        """Use the class weights ``w`` (float64, one per class; from the weights file)."""
+        self.class_weight = np.ascontiguousarray(w, dtype=np.float64)
+        self._set_extra()
 
     def target_dtype(self, dtype):
         """Labels stay int64 for cross-entropy; every other target is in the model's dtype."""
         return target_dtype(self.spec, dtype)
 
     def __call__(self, out, target, grad) -> float:
-        return self._kernel(out, target, grad, *self._args)
+        if self.balanced and self.class_weight is None:
+            raise UsageError(
+                f"loss {self.name} class_weight=balanced: the class weights are computed from the "
+                "training split when training starts, and these weights were loaded from a file "
+                "that holds none (trained without class_weight=balanced); train the model again, "
+                "or write the weights as a list")
+        return self._kernel(out, target, grad, *self._args, **self._extra)
+
 
 
 def class_indices(proba: np.ndarray, task: str) -> np.ndarray:

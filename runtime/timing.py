@@ -71,6 +71,7 @@ def time_model(model_ir, batch: int = 64, rounds: int = 20, warmup: int = 3, see
     rng = rng_for(seed, "timing")
     x = net.random_inputs(rng, batch).astype(net.dtype, copy=False)
     y = random_targets(net, rng, batch)
+    net.loss.fit_class_weight(y, net.output_features)   # balanced: over the random targets
     grad = np.empty((batch, net.output_features), net.dtype)
     layers = list(net.compute)
     times = {}

@@ -402,6 +402,10 @@ class Trainer:
         self.train = train
         self.validation = validation if validation is not None and len(validation) else None
         self.pre = preprocessor
+        # class_weight=balanced: from the training labels, once (a resumed run's checkpoint
+        # holds the same numbers, and a loaded model keeps those it was trained with)
+        if train.y is not None:
+            net.loss.fit_class_weight(train.y, net.output_features)
         self.epochs = int(epochs)
         self.batch_size = min(int(batch_size), len(train))
         norms = [l for l in net.compute if l.spec.batch_statistics]

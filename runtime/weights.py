@@ -11,6 +11,8 @@ Contents (array names in the archive):
     param.{i}.{kind}.{name}   every trainable tensor (layer index i, e.g. param.1.dense.w)
     state.{i}.{kind}.{name}   batch-norm running statistics
     preprocess.{key}          fitted preprocessing statistics (``Preprocessor.state()``)
+    loss.balanced_class_weight  float64, one per class: the weights ``class_weight=balanced``
+                              computed from the training split (``LossHead.fit_class_weight``)
     class_names               unicode array, when the labels had names
     data.preprocess           str, JSON of the preprocessing steps (``Preprocessor.spec()``)
     data.feature_names        unicode array: the training CSV's feature columns, in order
@@ -57,6 +59,8 @@ from dlrun.fileopen import NotReadable, open_regular
 from dlrun.runtime import npzio
 
 FORMAT_VERSION = 1
+#: the class weights of ``class_weight=balanced``, as computed when training started
+BALANCED_KEY = "loss.balanced_class_weight"
 
 
 
@@ -233,6 +237,8 @@ def weights_arrays(net, preprocessor=None, class_names=None, data: DataRecord | 
             arrays[f"preprocess.{k}"] = v
     if class_names is not None:
         arrays["class_names"] = np.array([str(c) for c in class_names], dtype=np.str_)
+    if net.loss.balanced and net.loss.class_weight is not None:
+        arrays[BALANCED_KEY] = np.array(net.loss.class_weight, dtype=np.float64)
     if preprocessor is not None:
         arrays["data.preprocess"] = _text(json.dumps(preprocessor.spec()))
     if data is not None:
@@ -329,9 +335,12 @@ def save_weights(path, net, preprocessor=None, class_names=None, data: DataRecor
 class LoadedWeights:
     """A checked weights file: ``preprocess`` (dict for ``Preprocessor.from_state``),
     ``class_names`` (list or None), ``meta`` (dict of str), ``preprocess_spec`` (the
-    steps, None in older files), ``data`` (``DataRecord`` or None)."""
+    steps, None in older files), ``data`` (``DataRecord`` or None), ``balanced_class_weight``
+    (float64 array of the loss's ``class_weight=balanced``, or None)."""
 
-    def __init__(self, arrays, preprocess, class_names, meta, preprocess_spec=None, data=None):
+    def __init__(self, arrays, preprocess, class_names, meta, preprocess_spec=None, data=None,
+                 balanced_class_weight=None):
+        self.balanced_class_weight = balanced_class_weight
         self.arrays = arrays
         self.preprocess = preprocess
         self.class_names = class_names
@@ -410,7 +419,19 @@ def check_weights(arrays, path, net) -> LoadedWeights:
             raise WeightsError(f"{path}: damaged class_names (expected a 1-d array of strings)")
         names = [str(s) for s in names]
     return LoadedWeights(arrays, preprocess, names, meta, read_preprocess_spec(arrays, path),
-                         read_data_record(arrays, path))
+                         read_data_record(arrays, path), _balanced_class_weight(arrays, path, net))
+
+
+def _balanced_class_weight(arrays, path, net):
+    """The saved weights of ``class_weight=balanced`` (checked), or None."""
+    w = arrays.get(BALANCED_KEY)
+    if w is None:
+        return None
+    classes = 2 if net.task == "binary" else net.output_features
+    if w.dtype.kind != "f" or w.shape != (classes,) or not np.isfinite(w).all() or (w < 0).any():
+        raise WeightsError(f"{path}: damaged {BALANCED_KEY} (expected {classes} finite numbers >= 0, "
+                           f"got shape {w.shape}, dtype {w.dtype})")
+    return np.array(w, dtype=np.float64)
 
 
 def apply_weights(loaded: LoadedWeights, net) -> None:
@@ -420,3 +441,6 @@ def apply_weights(loaded: LoadedWeights, net) -> None:
         a[...] = arrays[f"param.{layer.key}.{name}"]
     for layer, name, a in net.named_state():
         a[...] = arrays[f"state.{layer.key}.{name}"]
+    # balanced class weights are the training split's; a list is the model file's own
+    if net.loss.balanced and loaded.balanced_class_weight is not None:
+        net.loss.set_class_weight(loaded.balanced_class_weight)

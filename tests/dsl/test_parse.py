@@ -58,7 +58,7 @@ def test_full_example():
     assert m.layers[7].params["activation"] == ir.Activation("leaky_relu", {"alpha": 0.1}, m.layers[7].params["activation"].pos)
     assert m.layers[8].params["activation"].name == "tanh"
     assert [l.shape for l in m.layers] == [(64,), (128,), (128,), (128,), (128,), (128,), (128,), (256,), (256,), (10,)]
-    assert m.loss.name == "cross_entropy" and m.loss.params == {"label_smoothing": 0.1}
+    assert m.loss.name == "cross_entropy" and m.loss.params == {"label_smoothing": 0.1, "class_weight": None}
     assert m.regularize.l1 == 1e-5 and m.regularize.l2 == 1e-4
     assert m.optimizer.params == {"lr": 1e-3, "momentum": 0.0, "nesterov": False, "beta1": 0.9,
                                   "beta2": 0.999, "eps": 1e-8, "rho": 0.9, "weight_decay": 0.0,
