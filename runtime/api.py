@@ -42,14 +42,15 @@ _STAND_IN_VOCAB = 2
 _CHAIN_INPUTS = (np.dtype(np.uint8), np.dtype(np.float32), np.dtype(np.float64))
 
 
-def load(path, weights=None, seed=None) -> "Model":
+def load(path, weights=None, seed=None, lr=None) -> "Model":
     """Parse, check and build the model in the ``.net`` file ``path``.
 
     Relative data paths in the file resolve against the file's folder. ``weights``: a
     weights file to load (see ``Model.save``). ``seed``: instead of the file's ``train seed=``
     for initialisation, shuffling and dropout (as ``dlrun train --seed``; the held-out
-    fractions of the file's data stay drawn from the file's seed). Raises ``dlrun.DslError`` for a bad model
-    file, ``dlrun.WeightsError`` for weights that do not fit.
+    fractions of the file's data stay drawn from the file's seed). ``lr``: instead of the file's
+    optimizer ``lr=`` (as ``dlrun train --lr``; a schedule moves it as it would the file's).
+    Raises ``dlrun.DslError`` for a bad model file, ``dlrun.WeightsError`` for weights that do not fit.
 
     >>> import dlrun, os, tempfile
     >>> folder = tempfile.mkdtemp()
@@ -68,20 +69,21 @@ def load(path, weights=None, seed=None) -> "Model":
         raise UsageError(f"{path}: not a regular file, expected a .net model file")
     found: list = []
     model_ir = dsl.load_file(path, warnings=found)
-    model = Model(model_ir, base_dir=os.path.dirname(os.path.abspath(path)), path=path, warnings=found, seed=seed)
+    model = Model(model_ir, base_dir=os.path.dirname(os.path.abspath(path)), path=path, warnings=found, seed=seed,
+                  lr=lr)
     _issue(found)
     if weights is not None:
         model.load_weights(weights)
     return model
 
 
-def loads(text: str, base_dir=".", weights=None, seed=None) -> "Model":
+def loads(text: str, base_dir=".", weights=None, seed=None, lr=None) -> "Model":
     """Like ``load`` for the text of a model file; data paths resolve against ``base_dir``."""
     from dlrun import dsl
 
     found: list = []
     model_ir = dsl.parse(text, "<string>", warnings=found)
-    model = Model(model_ir, base_dir=os.path.abspath(os.fspath(base_dir)), warnings=found, seed=seed)
+    model = Model(model_ir, base_dir=os.path.abspath(os.fspath(base_dir)), warnings=found, seed=seed, lr=lr)
     _issue(found)
     if weights is not None:
         model.load_weights(weights)
@@ -154,6 +156,21 @@ def _issue(found):
         warnings.warn(d.format().split("\n")[0], ModelWarning, stacklevel=3)
 
 
+def _check_override(name, value) -> None:
+    """``lr`` (a positive finite number) or ``seed`` (an integer >= 0) given instead of the
+    file's; None keeps the file's. UsageError quoting the value otherwise (a bad rate used to
+    fail only at the first optimizer step, a negative seed inside NumPy)."""
+    import numbers
+
+    if value is None:
+        return
+    if name == "seed":
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+            raise UsageError(f"seed must be an integer >= 0, got {value!r}")
+    elif isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < float("inf"):
+        raise UsageError(f"lr must be a positive number, got {value!r}")
+
+
 def model_inputs(model_path, model_ir, base_dir):
     """``(role, path)`` of every file a model reads: its model file (None for a model made
     from a string) and the files of its data block, resolved as training resolves them."""
@@ -188,6 +205,8 @@ class Model:
         from dlrun.runtime.data import Preprocessor
         from dlrun.runtime.network import Network, rng_for
 
+        _check_override("lr", lr)
+        _check_override("seed", seed)
         self.ir = model_ir
         self.path = path
         self.warnings = list(warnings)
@@ -213,6 +232,18 @@ class Model:
         self._shuffle_rng = rng_for(self._outline.seed, "shuffle")
         self._local = threading.local()  # per-thread inference networks (see predict)
         self._guard = _Guard()            # fit runs alone (see _Guard)
+
+    def __getstate__(self):
+        """For pickle (joblib's workers, scikit-learn's fitted estimators): all but the
+        per-thread inference networks and the guard's lock, which are made anew on loading."""
+        state = dict(self.__dict__)
+        del state["_local"], state["_guard"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._local = threading.local()
+        self._guard = _Guard()
 
     # -- the network ---------------------------------------------------------------------
     @property

@@ -1,6 +1,7 @@
 """The public Python API: docstring examples run; models from files train, save, load, predict."""
 import doctest
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -204,3 +205,32 @@ def test_fit_on_arrays_holds_out_the_files_validation_fraction_stratified_and_se
     assert m2.network.seed == 9
     h2 = m2.fit(x, y, validation_data=(x[:10], y[:10]), progress=False, seed=5)
     assert "val_loss" in h2.final
+
+
+def test_load_takes_lr_and_refuses_bad_overrides():
+    x = np.random.default_rng(0).random((30, 4))
+    y = np.arange(30) % 3
+    model = dlrun.load(MODELS / "iris.net", lr=0.125, seed=5)
+    model.fit(x, y, epochs=1)
+    assert model.optimizer.lr == 0.125
+    assert dlrun.loads((MODELS / "iris.net").read_text(), lr=0.25)._lr == 0.25
+    for kwargs, message in [({"lr": 0}, "lr must be a positive number, got 0"),
+                            ({"lr": float("inf")}, "lr must be a positive number, got inf"),
+                            ({"lr": "0.1"}, "lr must be a positive number, got '0.1'"),
+                            ({"seed": -1}, "seed must be an integer >= 0, got -1"),
+                            ({"seed": 1.5}, "seed must be an integer >= 0, got 1.5")]:
+        with pytest.raises(UsageError, match=re.escape(message)):
+            dlrun.load(MODELS / "iris.net", **kwargs)
+
+
+def test_a_trained_model_pickles_and_predicts_the_same():
+    import pickle
+
+    x = np.random.default_rng(1).random((30, 4))
+    y = np.arange(30) % 3
+    model = dlrun.load(MODELS / "iris.net")
+    model.fit(x, y, epochs=2)
+    again = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(again.predict(x), model.predict(x))
+    again.fit(x, y, epochs=1)   # its own lock and buffers: it trains on
+    assert again.history.epochs_run == 1
