@@ -10,6 +10,7 @@ The heavy parts (kernels, scipy) are imported only when a model is built, so tha
 from dlrun._version import __version__
 from dlrun.errors import (
     DataError,
+    DataMismatchError,
     DataWarning,
     DlrunError,
     DslError,
@@ -28,6 +29,7 @@ __all__ = [
     "DlrunError",
     "DslError",
     "DataError",
+    "DataMismatchError",
     "WeightsError",
     "UsageError",
     "TrainingError",

@@ -6,6 +6,8 @@ The CLI prints ``str(error)`` without a traceback and exits with ``error.exit_co
     DlrunError            base class; exit code 2 (bad input)
     ├── DslError          a model file does not parse or check; carries diagnostics
     ├── DataError         a data file is missing, malformed or does not fit the model
+    │   └── DataMismatchError  arrays given to ``dlrun.sklearn`` that do not fit the model
+    │                     file (also a ValueError, as scikit-learn expects of bad data)
     ├── WeightsError      a weights/checkpoint file is missing, damaged or does not fit
     ├── UsageError        bad command-line or API arguments
     └── TrainingError     a run failed (e.g. non-finite loss); exit code 1
@@ -49,6 +51,12 @@ class DataError(DlrunError):
     def __init__(self, message, *, statement=None):
         super().__init__(message)
         self.statement = statement
+
+
+class DataMismatchError(DataError, ValueError):
+    """Arrays given to a ``dlrun.sklearn`` estimator that do not fit its model file: X's
+    columns against the file's ``input``, y's classes or targets against its outputs. Also a
+    ``ValueError``: scikit-learn's tools and checks expect bad data to raise one."""
 
 
 class WeightsError(DlrunError):
