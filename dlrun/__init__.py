@@ -26,6 +26,7 @@ __all__ = [
     "loads",
     "Model",
     "History",
+    "blas_threads",
     "DlrunError",
     "DslError",
     "DataError",
@@ -38,7 +39,8 @@ __all__ = [
 ]
 
 _LAZY = {"load": "dlrun.runtime.api", "loads": "dlrun.runtime.api",
-         "Model": "dlrun.runtime.api", "History": "dlrun.runtime.api"}
+         "Model": "dlrun.runtime.api", "History": "dlrun.runtime.api",
+         "blas_threads": "dlrun.runtime.threads"}
 
 
 def __getattr__(name):

@@ -15,8 +15,14 @@ import os
 import sys
 
 
+THREADS_HELP = ("BLAS threads: a number >= 1, or 'auto' (the default): the cores not kept busy by other "
+                "processes, one thread when a step is small (docs/architecture.md, Threads)")
+
+
 def add_arguments(name, parser):
     parser.add_argument("model", help="the .net model file")
+    if name in ("train", "eval", "predict", "time"):
+        parser.add_argument("--threads", default="auto", metavar="N|auto", help=THREADS_HELP)
     if name == "train":
         parser.add_argument("--epochs", type=int, metavar="N", help="override the file's epochs")
         parser.add_argument("--batch-size", type=int, metavar="N", help="override the file's batch size")
@@ -75,6 +81,10 @@ def add_arguments(name, parser):
 def run(name, args) -> int:
     command = {"train": _train, "eval": _eval, "predict": _predict, "gradcheck": _gradcheck, "time": _time,
                "export": _export}[name]
+    if getattr(args, "threads", None) is not None:  # refused before anything is read
+        from dlrun.runtime.threads import parse
+
+        args.threads = parse(args.threads)
     try:
         return command(args)
     except MemoryError as err:
@@ -111,6 +121,13 @@ def _positive(value, flag):
 
     if value is not None and value < 1:
         raise UsageError(f"{flag} must be >= 1, got {value}")
+
+
+def _blas_threads(args, model_ir, rows, training):
+    """The BLAS thread count of this command's run (``--threads``; runtime/threads.py)."""
+    from dlrun.runtime.threads import blas_threads, step_flops
+
+    return blas_threads(args.threads, work=step_flops(model_ir, rows, training))
 
 
 def _load_ir(path):
@@ -253,6 +270,8 @@ def _train_run(args, created, locks, lead=True) -> int:
     model = Model(model_ir, base_dir=base, path=args.model, seed=args.seed, lr=args.lr)
     with _warnings_on_stderr():
         splits = model.splits()  # load and check the data before training
+    batch = args.batch_size or model_ir.train.batch_size
+    threads, threads_why = locks.enter_context(_blas_threads(args, model.ir, batch, True))
     checkpoint = None if ckdir is None else _checkpointer(args, ckdir, model, splits, ck_lock, lead)
     from dlrun.runtime.train import ConsoleProgress
 
@@ -265,7 +284,8 @@ def _train_run(args, created, locks, lead=True) -> int:
         n_val = len(splits.validation) if splits.validation is not None else 0
         n_test = len(splits.test) if splits.test is not None else 0
         _err(f"{model.name}: {model.network.param_count} parameters, {len(splits.train)} training / "
-             f"{n_val} validation / {n_test} test samples")
+             f"{n_val} validation / {n_test} test samples; {threads} BLAS thread{'s' if threads > 1 else ''} "
+             f"({threads_why})")
     with warnings.catch_warnings(), _stop_signals(checkpoint, progress):
         warnings.simplefilter("always")
         warnings.showwarning = lambda m, *a, **k: progress.message(f"warning: {m}")
@@ -313,6 +333,7 @@ def _train_run(args, created, locks, lead=True) -> int:
             "seconds": time.perf_counter() - started,
             "train_seconds": history.seconds,
             "weights": out,
+            "blas_threads": threads,
             **({"plot": plot} if plot is not None else {}),
         }))
     return 0
@@ -409,19 +430,20 @@ def _eval_run(args) -> int:
     splits = model.splits()
     wanted = args.split or ["train", "validation", "test"]
     results = {}
-    for split in wanted:
-        ds = getattr(splits, split)
-        if ds is None:
-            if args.split:
-                from dlrun.errors import UsageError
+    with _blas_threads(args, model.ir, 256, False) as (threads, _):   # evaluate's batch of 256
+        for split in wanted:
+            ds = getattr(splits, split)
+            if ds is None:
+                if args.split:
+                    from dlrun.errors import UsageError
 
-                raise UsageError(f"{args.model}: the data has no {split} split")
-            continue
-        results[split] = model.evaluate(split=split, report=True)
+                    raise UsageError(f"{args.model}: the data has no {split} split")
+                continue
+            results[split] = model.evaluate(split=split, report=True)
     reports = {split: m.pop("report") for split, m in results.items() if "report" in m}
     if args.json:
         print(json.dumps({"model": model.name, "weights": os.path.abspath(args.weights), "metrics": results,
-                          **({"reports": reports} if reports else {})}))
+                          "blas_threads": threads, **({"reports": reports} if reports else {})}))
     else:
         for split, m in results.items():
             print(f"{split}: {_fmt_metrics(m)}")
@@ -497,7 +519,8 @@ def _predict_run(args) -> int:
     task = model.task
     if args.proba and task == "regression":
         raise UsageError(f"--proba needs a classifier; {model.name} is a regression model")
-    p = model.predict(x, batch_size=args.batch_size)
+    with _blas_threads(args, model.ir, min(args.batch_size, max(1, x.shape[0])), False):
+        p = model.predict(x, batch_size=args.batch_size)
     names = model.class_names
     if task == "regression":
         values = p
@@ -579,7 +602,9 @@ def _time(args) -> int:
     _positive(args.rounds, "--rounds")
     if args.warmup < 0:
         raise UsageError(f"--warmup must be >= 0, got {args.warmup}")
-    result = time_model(model_ir, batch=batch, rounds=args.rounds, warmup=args.warmup)
+    with _blas_threads(args, model_ir, batch, True) as (threads, why):
+        result = time_model(model_ir, batch=batch, rounds=args.rounds, warmup=args.warmup)
+    result["blas_threads"], result["blas_threads_why"] = threads, why
     print(json.dumps(result) if args.json else format_timing(result))
     return 0
 

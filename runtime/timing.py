@@ -123,7 +123,9 @@ def format_timing(result: dict) -> str:
     lines = [f"model {result['model']}: batch {result['batch']}, {result['dtype']}, median of "
              f"{result['rounds']} steps: {result['step_ms']:.3f} ms per step"
              + (f" (the vocabulary the data would size: {result['vocab_stand_in']} ids here)"
-                if result.get("vocab_stand_in") else ""),
+                if result.get("vocab_stand_in") else "")
+             + (f"; {result['blas_threads']} BLAS thread{'s' if result['blas_threads'] > 1 else ''} "
+                f"({result['blas_threads_why']})" if result.get("blas_threads") else ""),
              f"{'layer'.ljust(name_w)}  forward ms  backward ms  share"]
     lines.append("-" * len(lines[-1]))
     for r in rows:
