@@ -58,8 +58,9 @@ class _NetEstimator(BaseEstimator):
     #: 'classifier' or 'regressor': the kind of model file this estimator takes
     _kind = ""
 
-    def __init__(self, net, *, lr=None, epochs=None, batch=None, seed=None):
-        # scikit-learn's rule: the constructor stores the parameters, fit() checks them
+    def __init__(self, net=None, *, lr=None, epochs=None, batch=None, seed=None):
+        # scikit-learn's rule: the constructor stores the parameters, fit() checks them (net
+        # has a default so that the estimator is constructible without arguments, as sklearn's are)
         self.net = net
         self.lr = lr
         self.epochs = epochs

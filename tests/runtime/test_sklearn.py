@@ -172,6 +172,9 @@ def test_bad_params_are_refused_at_fit(iris):
             NetClassifier(IRIS, **params).fit(X, y)
     with pytest.raises(UsageError, match="net must be the path of a .net file or its text, got int"):
         NetClassifier(3).fit(X, y)
+    with pytest.raises(UsageError, match="NetRegressor: net must be the path of a .net file or its text, "
+                                         "got NoneType"):
+        NetRegressor().fit(X, y)
 
 
 def test_a_missing_file_is_a_dsl_error(iris, tmp_path):
