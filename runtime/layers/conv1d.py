@@ -43,6 +43,9 @@ class Conv1D(WeightedLayer):
         if self.use_bias:
             self.params["b"][...] = 0
 
+    def channels_view(self, a):
+        return a.reshape(-1, self.filters, 1)   # (n, length, filters): channels last
+
     def _args(self):
         return self.stride, self.pads[0], self.pads[1], self.dilation
 
@@ -77,4 +80,5 @@ class Conv1D(WeightedLayer):
                              dy.reshape((n,) + self.out_shape),
                              None if dx is None else dx.reshape((n,) + self.in_shape),
                              self.grads["w"], self.grads.get("b"), self._col(n), *self._args())
+        self.drop_flat_bias_grad(self.act)
         return dx

@@ -52,6 +52,9 @@ class Conv2D(WeightedLayer):
         if self.use_bias:
             self.params["b"][...] = 0
 
+    def channels_view(self, a):
+        return a.reshape(a.shape[0], self.filters, -1)   # NCHW
+
     def _conv_args(self):
         return self.stride, self.pads, self.dilation, self.groups
 
@@ -77,4 +80,5 @@ class Conv2D(WeightedLayer):
                               dy.reshape((n,) + self.out_shape),
                               None if dx is None else dx.reshape((n,) + self.in_shape),
                               self.grads["w"], self.grads.get("b"), col, *self._conv_args())
+        self.drop_flat_bias_grad(self.act)
         return dx

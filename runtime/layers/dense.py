@@ -85,7 +85,9 @@ class Dense(WeightedLayer):
         if self._k:
             kdense.dense_backward_compact(self._xc, self._cols, self._k, dy, self.grads["w"],
                                           self.grads.get("b"), self._wc)
-            return None
-        dx = self.buffer("dx", dy.shape[0], self.in_features) if self.need_dx else None
-        kdense.dense_backward(self._x, self.params["w"], dy, dx, self.grads["w"], self.grads.get("b"))
+            dx = None
+        else:
+            dx = self.buffer("dx", dy.shape[0], self.in_features) if self.need_dx else None
+            kdense.dense_backward(self._x, self.params["w"], dy, dx, self.grads["w"], self.grads.get("b"))
+        self.drop_flat_bias_grad(act)
         return dx
