@@ -61,7 +61,7 @@ class DataBlock:
                 elif kw == "features":
                     values[kw] = self.bind("'features'", T.DATA[kw], item.args, npos=1, where=item.keyword_pos,
                                            example="e.g. 'features logmel bands=40'")
-                elif kw in ("layout", "resize"):
+                elif kw in ("layout", "resize", "target"):
                     p = self.bind(f"'{kw}'", T.DATA[kw], item.args, npos=1, where=item.keyword_pos,
                                   example=f"e.g. '{kw} {T.DATA[kw][0].choices[-1]}'")
                     values[kw] = p[T.DATA[kw][0].name]
@@ -98,10 +98,10 @@ class DataBlock:
                        seen["label"].pos if "label" in seen else ir.NOWHERE,
                        layout=values.get("layout"), resize=values.get("resize"), augment=tuple(augments),
                        settings_pos={k: seen[k].keyword_pos for k in T.IMAGE_ONLY + T.TEXT_ONLY + T.AUDIO_ONLY
-                                     if k in seen},
+                                     + ("target",) if k in seen},
                        text=values.get("text"),
                        tokens=values.get("tokens", ir.Tokens()) if "text" in values else None,
-                       audio=audio)
+                       audio=audio, target=values.get("target"))
         self.check_data(data, seen)
         return data
 

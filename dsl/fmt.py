@@ -269,6 +269,8 @@ def format_model(model: ir.Model) -> str:
                 lines.append(INDENT * 2 + f"scale {value_text(pre.params['factor'])}")
             else:
                 lines.append(INDENT * 2 + " ".join([pre.kind] + non_default(T.DATA[pre.kind], pre.params)))
+        if d.target is not None:
+            lines.append(INDENT * 2 + f"target {d.target}")
         lines.append(INDENT + "}")
     lines += _layer_lines(model.layers)
     loss = model.loss

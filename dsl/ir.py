@@ -245,6 +245,8 @@ class Data:
     texts become token ids (set whenever ``text`` is: the defaults when not written).
     ``audio``: the ``audio`` and ``features`` statements (None: the sources are not sound);
     with them a folder (a path ending in ``/``) is a folder of WAV clips.
+    ``target``: ``'standardize'`` when a regression model trains on standardized targets
+    (``target standardize``; its position in ``settings_pos``), else None.
     """
 
     train: Source | None = None
@@ -261,6 +263,7 @@ class Data:
     text: str | None = None
     tokens: Tokens | None = None
     audio: Audio | None = None
+    target: str | None = None
 
 
 @dataclass(frozen=True)

@@ -110,6 +110,12 @@ def check_semantics(model_parts: dict, r: Reporter, anchor: Pos, *, shapes: bool
                 r.error(train.pos, f"metric '{m}' scores regression outputs, but the loss '{loss.name}' "
                         f"trains a classifier (which reports {', '.join(T.CLASSIFICATION_METRICS)}); remove "
                         f"'{m}' from 'metrics' or use a regression loss")
+    if loss is not None and data is not None and data.target is not None \
+            and LOSSES[loss.name].task != "regression":
+        r.error(_word(r, data.settings_pos.get("target", data.pos)),
+                f"'target {data.target}' standardizes a regression model's targets, but the loss "
+                f"'{loss.name}' trains a classifier (its labels are classes); remove it, or use a "
+                f"regression loss ({', '.join(n for n, s in LOSSES.items() if s.task == 'regression')})")
     if es is not None:
         best = "max" if es.monitor in T.MAXIMIZED_MONITORS else "min"
         if es.mode != best:

@@ -217,6 +217,9 @@ DATA: dict[str, tuple[Param, ...]] = {
                           doc="feature: a mean and std per input value; band: per band of audio features, "
                               "pooled over time (see AUDIO)"),),
     "minmax": (),
+    "target": (Param("kind", "name", choices=("standardize",),
+                     doc="standardize: a regression model trains on (y - mean) / std of each target, "
+                         "fitted on the training split; predictions and metrics are in y's units"),),
     "layout": (Param("order", "name", choices=("channels_first", "channels_last"),
                      doc="how image arrays order a sample's values when both orders fit the input"),),
     "resize": (Param("mode", "name", choices=("stretch", "crop"),

@@ -224,7 +224,8 @@ class Model:
         from dlrun.runtime.data.load import band_groups
 
         bands = band_groups(model_ir.data, model_ir.input_shape) if model_ir.data is not None else None
-        self.preprocessor = Preprocessor(steps, bands=bands)
+        self.preprocessor = Preprocessor(steps, bands=bands,
+                                         target=model_ir.data.target if model_ir.data is not None else None)
         self.class_names = None
         self.history = None
         self._splits = None
@@ -543,6 +544,8 @@ class Model:
             self._check_range(train.x)
             if validation is not None:
                 self._check_range(validation.x, "validation_data")
+        # 'target standardize': from the training targets, once (a loaded model keeps its own)
+        self.preprocessor.fit_targets(train.y)
         own_progress = progress is True
         if own_progress:
             from dlrun.runtime.train import ConsoleProgress
@@ -661,18 +664,24 @@ class Model:
                 x2 = np.ascontiguousarray(x2)
             a, b = self.preprocessor.affine
             if n <= bs:
-                return chain.run(x2, a, b, out)
+                return self._in_target_units(chain.run(x2, a, b, out))
             for start in range(0, n, bs):
                 stop = min(start + bs, n)
                 chain.run(x2[start:stop], a, b, out[start:stop])
-            return out
+            return self._in_target_units(out)
         buf = np.empty((bs, x2.shape[1]), net.dtype)
         for start in range(0, n, bs):
             stop = min(start + bs, n)
             xin = buf[: stop - start]
             self.preprocessor.apply(x2[start:stop], xin)
             out[start:stop] = net.predict(xin)
-        return out
+        return self._in_target_units(out)
+
+    def _in_target_units(self, out):
+        """The network's outputs in the targets' units: ``target standardize`` trained the
+        network on standardized targets, so its outputs are mapped back (in place)."""
+        target = self.preprocessor.target
+        return out if target is None else target.restore(out)
 
     def _inference_network(self):
         local = self._local
@@ -751,7 +760,13 @@ class Model:
                     f"{where}the data block's preprocessing differs from the one {path} was trained with: "
                     f"{diff} (weights only fit their own preprocessing: restore it, or train again)")
         self._check_tokenizer(loaded.data.tokenizer if loaded.data is not None else None, path)
-        pre = Preprocessor.from_state(steps, loaded.preprocess)
+        where = f"{self.path}: " if self.path else ""
+        try:
+            pre = Preprocessor.from_state(steps, loaded.preprocess,
+                                          target=self.ir.data.target if self.ir.data is not None else None,
+                                          outputs=self._outline.output_features)
+        except WeightsError as err:
+            raise WeightsError(f"{where}{path}: {err}") from None
         if self.task != "regression" and loaded.class_names is not None:
             if len(loaded.class_names) != (self._outline.output_features if self.task == "classification" else 2):
                 from dlrun.errors import WeightsError

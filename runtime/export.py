@@ -7,7 +7,8 @@ image model: pixel values as read, e.g. 0-255), applies the data block's ``scale
 ``standardize`` / ``minmax`` as one ``Mul`` and ``Add`` (the preprocessing's per-feature
 ``x * a + b``), then every layer as it runs at inference (dropout is not in the graph,
 batch norm uses the running statistics), and returns ``output``: what ``Model.predict``
-returns (class probabilities, P(class 1) for a binary model, or the regression outputs).
+returns (class probabilities, P(class 1) for a binary model, or the regression outputs; with
+``target standardize`` one more ``Mul`` and ``Add`` map them back to the targets' units).
 Every tensor is float32 (a float64 model is exported in float32).
 
 Each runtime layer says how it is written (``Layer.to_onnx(graph, inputs)``, the one place
@@ -134,6 +135,12 @@ def build_onnx(model):
     y = outs[net.compute[-1].index]
     if net.loss.proba_act is not None:
         y = g.activation(net.loss.proba_act, 0.0, y)
+    target = model.preprocessor.target
+    if target is not None:   # 'target standardize': the outputs back in the targets' units
+        if not target.fitted:
+            raise UsageError(f"export: {model.name} standardizes its targets, but their statistics are "
+                             "not fitted: load the weights first")
+        y = g.scale_shift(y, target.std, target.mean, (int(net.output_features),))
     g.node("Identity", [y], out="output")
     graph = helper.make_graph(
         g.nodes, model.name,

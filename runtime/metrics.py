@@ -59,9 +59,14 @@ def class_report(confusion, class_names) -> dict:
 class Accumulator:
     """``reset()``, ``update(out, y)`` per batch, ``result() -> dict``."""
 
-    def __init__(self, task: str, outputs: int, capacity: int = 0, requested=(), confusion: bool = False):
+    def __init__(self, task: str, outputs: int, capacity: int = 0, requested=(), confusion: bool = False,
+                 target_std=None):
         """``confusion``: keep the confusion matrix (a classifier's; kept anyway when
-        precision, recall or f1 are requested)."""
+        precision, recall or f1 are requested). ``target_std``: regression outputs and
+        targets are standardized (``target standardize``) with these per-output stds: the
+        sums are kept in standardized units and ``result`` reports mse and mae in the
+        targets' units (errors scale by std; r2, a ratio of two such sums, does not change)."""
+        self.target_std = None if target_std is None else np.asarray(target_std, np.float64)
         self.task = task
         self.outputs = outputs
         self.names = metric_names(task, requested)
@@ -183,8 +188,11 @@ class Accumulator:
         sst = self.sum_y2 - self.sum_y**2 / n
         with np.errstate(divide="ignore", invalid="ignore"):
             r2 = np.where(sst > 0, 1.0 - self.sse / np.where(sst > 0, sst, 1.0), 0.0)
+        sse, sae = self.sse, self.sae
+        if self.target_std is not None:
+            sse, sae = sse * self.target_std**2, sae * self.target_std
         return {
-            "mse": float(self.sse.sum() / (n * k)),
-            "mae": float(self.sae.sum() / (n * k)),
+            "mse": float(sse.sum() / (n * k)),
+            "mae": float(sae.sum() / (n * k)),
             "r2": float(r2.mean()),
         }

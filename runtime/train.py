@@ -18,8 +18,9 @@ gradient through the layer), and folding keeps every row trained on, determinist
 Batch size 1 with batch norm is refused.
 
 Reported metrics per epoch: ``loss`` (the mean data loss over the epoch's batches, as
-trained, i.e. in training mode) and ``accuracy`` for classifiers or ``mse``/``mae``/``r2``
-for regression; ``val_*`` the same on the validation split in inference mode; ``penalty``
+trained, i.e. in training mode; with ``target standardize``, in standardized units) and
+``accuracy`` for classifiers or ``mse``/``mae``/``r2`` for regression (always in the
+targets' own units); ``val_*`` the same on the validation split in inference mode; ``penalty``
 the L1/L2 term ``sum l1*|w| + l2/2*w^2`` at the end of the epoch when regularisation is
 on (it is reported separately, never folded into ``loss``, so ``loss`` and ``val_loss``
 are comparable).
@@ -242,6 +243,8 @@ class Feeder:
         self.y = None
         if dataset.y is not None:
             y = dataset.y
+            if preprocessor.target is not None:   # 'target standardize': trained on (y - mean) / std
+                y = preprocessor.target.standardize(y)
             # targets converted once (they are small next to the inputs)
             self.y = np.ascontiguousarray(y.reshape(self.n) if target_dtype == np.int64 else y.reshape(self.n, -1),
                                           dtype=target_dtype)
@@ -295,7 +298,8 @@ def evaluate(net, dataset, preprocessor, batch_size=256, confusion=False) -> dic
         raise UsageError("cannot evaluate on an empty dataset")
     batch_size = max(1, min(int(batch_size), n))
     feed = Feeder(dataset, preprocessor, net.dtype, net.loss.target_dtype(net.dtype), batch_size)
-    acc = Accumulator(net.task, net.output_features, batch_size, net.model.train.metrics, confusion=confusion)
+    acc = Accumulator(net.task, net.output_features, batch_size, net.model.train.metrics, confusion=confusion,
+                      target_std=preprocessor.target_std)
     grad = np.empty((batch_size, net.output_features), net.dtype)
     total = 0.0
     for start in range(0, n, batch_size):
@@ -503,7 +507,8 @@ class Trainer:
         par = comm.parallel
         feed = Feeder(self.train, self.pre, net.dtype, net.loss.target_dtype(net.dtype), cap,
                       Augmenter.for_model(net.model, self.seed))
-        acc = Accumulator(net.task, net.output_features, cap, net.model.train.metrics)
+        acc = Accumulator(net.task, net.output_features, cap, net.model.train.metrics,
+                          target_std=self.pre.target_std)
         sched = self.schedule = (None if net.model.schedule is None
                                  else Schedule(net.model.schedule, opt.base_lr, self.epochs, batches))
         grad_buf = np.empty((cap, net.output_features), net.dtype)

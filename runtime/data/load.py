@@ -132,7 +132,8 @@ def load_splits(data: ir.Data | None, *, base_dir, input_shape: tuple, n_outputs
         check_record(saved, files, fractions, n_train)
     if text is not None:
         record.tokenizer = tokenize_splits(sets, data, input_shape, saved, dtype)
-    pre = Preprocessor(data.preprocess, bands=band_groups(data, input_shape)).fit(sets["train"].x, source=sets["train"].source)
+    pre = Preprocessor(data.preprocess, bands=band_groups(data, input_shape), target=data.target).fit(
+        sets["train"].x, source=sets["train"].source).fit_targets(sets["train"].y, source=sets["train"].source)
     if dtype is not None:
         for role, ds in sets.items():
             shown, where = wheres.get(role, wheres["train"])

@@ -40,6 +40,89 @@ def _step_factor(step) -> float:
 
 _STATS = {"standardize": ("mean", "std"), "minmax": ("min", "range")}
 
+#: the keys of ``TargetScaler.state()`` (saved as ``preprocess.target.mean`` / ``.std``)
+TARGET_KEYS = ("target.mean", "target.std")
+
+
+class TargetScaler:
+    """``target standardize``: a regression model trains on ``(y - mean) / std`` per target
+    column, ``mean`` and ``std`` fitted on the training split in float64 (a constant column
+    gets std 1), and its outputs are mapped back, ``out * std + mean``, wherever they leave
+    the network (predict, the metrics, the ONNX export). Saved with the weights
+    (``state()``): the weights only mean something in the units they were trained in.
+
+    >>> t = TargetScaler().fit(np.array([[100.0], [300.0]]))
+    >>> t.standardize(np.array([[300.0]])).tolist(), t.restore(np.array([[-1.0]])).tolist()
+    ([[1.0]], [[100.0]])
+    """
+
+    def __init__(self):
+        self.mean: np.ndarray | None = None
+        self.std: np.ndarray | None = None
+
+    @property
+    def fitted(self) -> bool:
+        return self.mean is not None
+
+    def fit(self, y, source: str = "training data") -> "TargetScaler":
+        y = np.asarray(y, dtype=np.float64)
+        n = y.shape[0] if y.ndim else 0
+        if n == 0:
+            raise DataError(f"{source}: cannot standardize the targets of an empty training set")
+        y2 = y.reshape(n, -1)
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean = y2.mean(axis=0)
+            std = np.sqrt(((y2 - mean) ** 2).mean(axis=0))
+        if not (np.isfinite(mean).all() and np.isfinite(std).all()):
+            j = int(np.argmax(~(np.isfinite(mean) & np.isfinite(std))))
+            raise DataError(f"{source}: target {j}: values too large to standardize (the statistics "
+                            f"overflow float64; largest magnitude {np.abs(y2[:, j]).max():.3g})")
+        self._set(mean, np.where(std <= 1e-12 * np.abs(mean), 1.0, std))
+        return self
+
+    def _set(self, mean, std):
+        self.mean = np.asarray(mean, dtype=np.float64)
+        self.std = np.asarray(std, dtype=np.float64)
+
+    def _need(self):
+        if not self.fitted:
+            raise UsageError("the target statistics of 'target standardize' are not fitted: train the "
+                             "model or load its weights")
+
+    def standardize(self, y) -> np.ndarray:
+        """``(y - mean) / std`` in float64, ``y`` ``(n, targets)``."""
+        self._need()
+        y = np.asarray(y, dtype=np.float64)
+        return (y.reshape(y.shape[0], -1) - self.mean) / self.std
+
+    def restore(self, out: np.ndarray) -> np.ndarray:
+        """``out := out * std + mean`` in place (computed in float64, rounded once to
+        ``out``'s dtype); returns ``out``."""
+        self._need()
+        n = out.shape[0]
+        o2 = out.reshape(n, -1)
+        o2[...] = o2.astype(np.float64) * self.std + self.mean
+        return out
+
+    def state(self) -> dict[str, np.ndarray]:
+        self._need()
+        return {"target.mean": self.mean.copy(), "target.std": self.std.copy()}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, np.ndarray], outputs: int | None = None) -> "TargetScaler":
+        arrays = []
+        for key in TARGET_KEYS:
+            arr = np.asarray(state[key])
+            if arr.ndim != 1 or arr.dtype.kind != "f" or (outputs is not None and arr.shape[0] != outputs):
+                raise WeightsError(f"target statistics '{key}' have shape {arr.shape} and dtype {arr.dtype}; "
+                                   f"expected one float per output" + (f" ({outputs})" if outputs else ""))
+            if not np.isfinite(arr).all() or (key == "target.std" and not (arr > 0).all()):
+                raise WeightsError(f"target statistics '{key}' hold invalid values")
+            arrays.append(arr)
+        t = cls()
+        t._set(*arrays)
+        return t
+
 
 class Preprocessor:
     """The data block's preprocessing, in order: ``scale`` (factor), ``standardize``, ``minmax``.
@@ -58,7 +141,9 @@ class Preprocessor:
     [[-1.0, 0.0], [1.0, 0.0]]
     """
 
-    def __init__(self, steps: Iterable = (), bands: np.ndarray | None = None):
+    def __init__(self, steps: Iterable = (), bands: np.ndarray | None = None, target: str | None = None):
+        # the data block's 'target standardize' (``TargetScaler``): fitted by ``fit_targets``
+        self.target = TargetScaler() if target == "standardize" else None
         self.steps = tuple(steps)
         self.kinds = tuple(_step_kind(s) for s in self.steps)
         self.per = tuple((getattr(s, "params", {}) or {}).get("per", "feature") if k == "standardize" else None
@@ -190,6 +275,18 @@ class Preprocessor:
         self._a = np.asarray(a, dtype=np.float64)
         self._b = np.asarray(b, dtype=np.float64)
 
+    def fit_targets(self, y, source: str = "training data") -> "Preprocessor":
+        """Fit ``target standardize`` on the training targets ``y`` (nothing without it, or
+        when already fitted: the statistics are learnt once); returns self."""
+        if self.target is not None and not self.target.fitted and y is not None:
+            self.target.fit(y, source)
+        return self
+
+    @property
+    def target_std(self) -> np.ndarray | None:
+        """Each target's std when the targets are standardized (the metrics' scale), else None."""
+        return None if self.target is None or not self.target.fitted else self.target.std
+
     # -- applying -----------------------------------------------------------------------------
     @property
     def affine(self) -> tuple[np.ndarray, np.ndarray]:
@@ -251,19 +348,37 @@ class Preprocessor:
                 for k, f, p in zip(self.kinds, self.factors, self.per)]
 
     def state(self) -> dict[str, np.ndarray]:
-        """The fitted statistics as named float64 arrays (keys ``step{i}.{kind}.{stat}``)."""
+        """The fitted statistics as named float64 arrays (keys ``step{i}.{kind}.{stat}``, and
+        ``target.mean``/``target.std`` of a fitted ``target standardize``)."""
         if not self.fitted:
             raise UsageError("preprocessing statistics are not fitted")
-        out = {}
+        out = {} if self.target is None or not self.target.fitted else self.target.state()
         for i, (kind, st) in enumerate(zip(self.kinds, self.stats)):
             for name in _STATS.get(kind, ()):
                 out[f"step{i}.{kind}.{name}"] = np.array(st[name], dtype=np.float64)
         return out
 
     @classmethod
-    def from_state(cls, steps: Iterable, state: Mapping[str, np.ndarray]) -> "Preprocessor":
-        """A preprocessor for ``steps`` with statistics from ``state()``; exactly the fitted transform."""
-        pre = cls(steps)
+    def from_state(cls, steps: Iterable, state: Mapping[str, np.ndarray], target: str | None = None,
+                   outputs: int | None = None) -> "Preprocessor":
+        """A preprocessor for ``steps`` (and the data block's ``target``) with statistics from
+        ``state()``; exactly the fitted transform. ``outputs``: the model's output count (the
+        target statistics have one value each)."""
+        pre = cls(steps, target=target)
+        saved_target = [k for k in TARGET_KEYS if k in state]
+        if pre.target is not None:
+            if len(saved_target) != len(TARGET_KEYS):
+                raise WeightsError(
+                    "the data block standardizes the targets ('target standardize'), but the weights hold "
+                    "no target statistics: they were trained on the targets as they are (their outputs "
+                    "are in the targets' units); remove 'target standardize', or train again")
+            pre.target = TargetScaler.from_state(state, outputs)
+        elif saved_target:
+            raise WeightsError(
+                "the weights were trained on standardized targets ('target standardize': their outputs "
+                "are in standard deviations from the training mean), but the data block does not "
+                "standardize them; add 'target standardize' to the data block")
+        state = {k: v for k, v in state.items() if k not in TARGET_KEYS}
         expected = {f"step{i}.{k}.{s}" for i, k in enumerate(pre.kinds) for s in _STATS.get(k, ())}
         extra = sorted(set(state) - expected)
         if extra:
