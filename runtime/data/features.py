@@ -14,7 +14,6 @@ under load; forming |X|^2 before the mel sums took 0.42-0.54 s under the same lo
 from __future__ import annotations
 
 import numpy as np
-import scipy.fft
 
 from dlrun.dsl import audio as A
 
@@ -22,6 +21,14 @@ from dlrun.dsl import audio as A
 # x 4 bytes = 16 MB for the 1 s, 8 kHz clips)
 _CHUNK = 256
 LOG_FLOOR = 1e-10
+
+
+def _fft():
+    """``scipy.fft``, imported on first use: this module is imported with every data format
+    (``formats.py``), and ``dlrun check --data`` of a model without audio needs no SciPy."""
+    import scipy.fft
+
+    return scipy.fft
 
 
 def _hz_to_mel(f):
@@ -52,7 +59,7 @@ def mel_filters(rate: int, window: int, bands: int, fmin: float, fmax: float) ->
 
 def dct_matrix(bands: int, coeffs: int) -> np.ndarray:
     """``(bands, coeffs)`` float32: the orthonormal DCT-II's first ``coeffs`` rows, transposed."""
-    return scipy.fft.dct(np.eye(bands), type=2, norm="ortho", axis=0)[:coeffs].T.astype(np.float32)
+    return _fft().dct(np.eye(bands), type=2, norm="ortho", axis=0)[:coeffs].T.astype(np.float32)
 
 
 class Features:
@@ -93,7 +100,7 @@ class Features:
         st = w.strides
         framed = np.lib.stride_tricks.as_strided(w, (k, frames, self.window), (st[0], self.hop * st[1], st[1]),
                                                  writeable=False)
-        spec = scipy.fft.rfft(framed * self.hann, axis=-1, workers=1)  # complex64 (k, frames, bins)
+        spec = _fft().rfft(framed * self.hann, axis=-1, workers=1)  # complex64 (k, frames, bins)
         # squares of the real and imaginary parts side by side, in the spectrum's own buffer:
         # (k, frames, 2 * bins), so the power and its mel sums are one GEMM against the filters
         # repeated per part (measured: half the time of forming |X|^2 first)
