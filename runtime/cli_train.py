@@ -125,9 +125,12 @@ def _positive(value, flag):
 
 def _blas_threads(args, model_ir, rows, training):
     """The BLAS thread count of this command's run (``--threads``; runtime/threads.py)."""
+    from dlrun.runtime.cli import COMMANDS
     from dlrun.runtime.threads import blas_threads, step_flops
 
-    return blas_threads(args.threads, work=step_flops(model_ir, rows, training))
+    # under mpiexec the ranks share the cores only where they all run the command (train)
+    shared = COMMANDS.get(getattr(args, "command", None) or "train", (None, None, "parallel"))[2] == "parallel"
+    return blas_threads(args.threads, work=step_flops(model_ir, rows, training), shared=shared)
 
 
 def _load_ir(path):

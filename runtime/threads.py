@@ -150,14 +150,15 @@ def local_ranks(environ=None) -> int:
     return launched_size(env)
 
 
-def choose(spec, work=None) -> tuple[int, str]:
+def choose(spec, work=None, shared=True) -> tuple[int, str]:
     """``(threads, why)``: ``spec`` itself when a count, else the ``auto`` choice for a call
-    of ``work`` FLOPs (None: unknown, not counted)."""
+    of ``work`` FLOPs (None: unknown, not counted); ``shared``: the MPI ranks on this machine
+    all run it (training; False for a command rank 0 runs alone)."""
     spec = parse(spec)
     if spec != AUTO:
         return spec, "as asked"
     n = cores()
-    ranks = local_ranks()
+    ranks = local_ranks() if shared else 1
     if ranks > 1:
         free, why = max(1, n // ranks), f"{n} cores shared by {ranks} MPI ranks"
     else:
@@ -190,13 +191,13 @@ def pools():
 
 
 @contextlib.contextmanager
-def blas_threads(spec, work=None):
-    """Run the block with every BLAS pool at the count ``choose(spec, work)`` gives; yields
-    ``(threads, why)``; the pools' counts are restored afterwards."""
+def blas_threads(spec, work=None, shared=True):
+    """Run the block with every BLAS pool at the count ``choose(spec, work, shared)`` gives;
+    yields ``(threads, why)``; the pools' counts are restored afterwards."""
     import numpy  # noqa: F401  -- NumPy's OpenBLAS
     import scipy.linalg.cython_blas  # noqa: F401  -- the kernels' OpenBLAS
     from threadpoolctl import threadpool_limits
 
-    n, why = choose(spec, work)
+    n, why = choose(spec, work, shared)
     with threadpool_limits(limits=n, user_api="blas"):
         yield n, why

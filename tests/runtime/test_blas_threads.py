@@ -135,6 +135,9 @@ def test_auto_under_mpi_shares_the_cores_between_ranks(monkeypatch):
     assert threads.local_ranks({}) == 1
     monkeypatch.setenv("MPI_LOCALNRANKS", "2")
     assert threads.choose("auto", 1e12) == (1, "auto: 2 cores shared by 2 MPI ranks")
+    monkeypatch.setattr(threads, "busy_elsewhere", lambda: 0.0)
+    # eval and predict run on rank 0 alone under mpiexec: the cores are its own
+    assert threads.choose("auto", 1e12, shared=False) == (2, "auto: 2 of 2 cores free (others busy on 0.0)")
 
 
 def test_busy_elsewhere_does_not_count_this_process(monkeypatch):
