@@ -37,7 +37,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 MODEL_FILE = os.path.join(REPO, "models", "mnist_mlp.net")
-THREADS = 2
+THREADS = 2          # every tool's threads (--threads; compare.py's contention workload runs 1 and 2)
 HIDDEN = (512, 256)
 DROPOUT = 0.2
 LR = 1e-3
@@ -124,9 +124,10 @@ class NumpyRunner(Runner):
         return gemm_times(batch, repeats)
 
 
-def gemm_shapes(batch):
-    """The 8 GEMMs of one training step as (name, m, k, n, trans_a, trans_b): C (m, n)."""
-    d0, d1, d2, d3 = 784, HIDDEN[0], HIDDEN[1], 10
+def gemm_shapes(batch, hidden=HIDDEN):
+    """The 8 GEMMs of one training step as (name, m, k, n, trans_a, trans_b): C (m, n)
+    (784-hidden[0]-hidden[1]-10: the recipe's, or the size sweep's widths)."""
+    d0, d1, d2, d3 = 784, hidden[0], hidden[1], 10
     return [
         ("fwd1 X W1", batch, d0, d1, False, False),
         ("fwd2 H1 W2", batch, d1, d2, False, False),
@@ -259,11 +260,12 @@ class TorchFusedRunner(TorchRunner):
     adam_options = {"fused": True}
 
 
-def torch_model(torch, dropout):
-    """The network in the model file's order and initialisation, as an nn.Sequential."""
+def torch_model(torch, dropout, hidden=HIDDEN):
+    """The network in the model file's order and initialisation, as an nn.Sequential
+    (``hidden``: the widths of the two hidden layers; the size sweep changes them)."""
     nn = torch.nn
     layers, d_in = [], 784
-    for d in HIDDEN:
+    for d in hidden:
         dense = nn.Linear(d_in, d)
         nn.init.kaiming_normal_(dense.weight, nonlinearity="relu")   # He normal (fan_in)
         nn.init.zeros_(dense.bias)
@@ -469,12 +471,22 @@ def profile_epoch(runner, batch, top):
     return {"wall_s": wall, "top": rows[:top]}
 
 
+def limit_blas():
+    """Every loaded BLAS pool to ``THREADS`` (as ``dlrun --threads`` does), for the process's life."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(limits=THREADS, user_api="blas")
+
+
 def handle(runner, msg, xt):
     cmd = msg["cmd"]
     if cmd == "info":
         return runner.info()
     if cmd == "setup":
         runner.setup(msg["batch"], msg.get("seed", 0))
+        limit_blas()    # the BLAS libraries loaded by now (dlrun's kernels bring SciPy's)
         return {}
     if cmd == "epoch":
         c0, t0 = time.process_time(), time.perf_counter()
@@ -504,7 +516,7 @@ def handle(runner, msg, xt):
     raise ValueError(f"unknown command {cmd!r}")
 
 
-WORKLOADS = ("mlp", "cnn", "text", "audio")
+WORKLOADS = ("mlp", "cnn", "text", "audio", "sweep")
 
 
 def load_data(tool, args):
@@ -512,7 +524,7 @@ def load_data(tool, args):
     of a full epoch. mlp / cnn: MNIST from ``--mnist`` (uint8; ``--limit`` keeps the first
     training rows); text / audio: the arrays ``compare.py`` prepared with dlrun's data block
     (``--data``)."""
-    if args.workload in ("mlp", "cnn"):
+    if args.workload in ("mlp", "cnn", "sweep"):
         from _compare_data import load_mnist
         return load_mnist(args.mnist, args.limit), 60000
     from _compare_seq import load_arrays
@@ -525,6 +537,8 @@ def make_runner(tool, args, data):
         table = RUNNERS
     elif args.workload == "cnn":
         from _compare_cnn import RUNNERS as table
+    elif args.workload == "sweep":
+        from _compare_sweep import RUNNERS as table
     else:
         from _compare_seq import runners
         table = runners(args.workload, args.data_root, args.data)
@@ -602,9 +616,11 @@ def main(argv=None):
     p.add_argument("--memory", action="store_true", help="one epoch, then print peak RSS")
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--threads", type=int, default=2, help="BLAS (and PyTorch intra-op) threads")
     args = p.parse_args(argv)
-    global LABEL_SMOOTHING
+    global LABEL_SMOOTHING, THREADS
     LABEL_SMOOTHING = args.label_smoothing
+    THREADS = args.threads
     sys.path.insert(0, HERE)
     if args.tool == "prepare":
         # dlrun reads the model file's data block once; the arrays go to --data as .npz

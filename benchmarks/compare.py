@@ -1,6 +1,6 @@
 """dlrun against PyTorch (and NumPy, ONNX Runtime) on every workload, side by side in one run.
 
-    python benchmarks/compare.py [--workloads mlp,cnn,text,audio] [--data-root DIR] [--rounds N]
+    python benchmarks/compare.py [--workloads mlp,cnn,text,audio,sweep,threads] [--data-root DIR] [--rounds N]
                                  [--json FILE] [--markdown FILE] [--baseline CHECKOUT] [--quick]
 
 Workloads (each the same network in every tool; ``--workloads`` chooses, default all):
@@ -14,7 +14,14 @@ Workloads (each the same network in every tool; ``--workloads`` chooses, default
 - ``text``: ``models/langid.net`` (embedding, conv1d, max over time ignoring padding, dense)
   and ``audio``: ``models/spoken_digits.net`` (log-mel, conv1d, batch norm, pooling, dense) in
   dlrun and the same networks in PyTorch, translated from the model files
-  (``_compare_seq.py``); both tools train on the arrays dlrun's data block makes, once.
+  (``_compare_seq.py``); both tools train on the arrays dlrun's data block makes, once;
+- ``sweep``: the training step time of the MNIST MLP recipe with hidden widths 64-2048 at
+  batch 32 and 256 and of the CNN recipe at batch 16-256, dlrun vs PyTorch eager, against
+  the FLOPs per step and the GEMM floor (``_compare_sweep.py``; a ratio table, and the plot
+  ``benchmarks/sweep.png``, ``--sweep-plot``);
+- ``threads``: the MLP recipe (batch 128) and the CNN recipe (batch 64) in dlrun and PyTorch,
+  each at 1 and 2 threads, once on the machine as it is and once beside ``python -c "while 1:
+  pass"`` pinned to one core (``_compare_sweep.part_contention``).
 
 MNIST is read from ``DATA_ROOT/data/mnist`` (or ``--mnist``), the text and audio data from
 ``DATA_ROOT`` as ``dlrun train --data-root DATA_ROOT`` does (default ``../shared``); a
@@ -39,11 +46,13 @@ torch==2.13.0 onnxruntime onnx``), or fails, is reported and left out; the run g
 ``--baseline CHECKOUT`` races the dlrun of another checkout as ``dlrun-baseline`` in the
 same rounds (a before/after comparison under the same load).
 
-Every tool runs in its own child process (``_compare_tools.py``), two threads. Timings are
+Every tool runs in its own child process (``_compare_tools.py``), two threads (the ``threads``
+workload: 1 and 2). Timings are
 interleaved: each round runs every tool once per batch size, in an order rotated from round
 to round, after a warm-up round; results are the median and min-max over the rounds, and
 ratios to PyTorch are taken per round (paired) because this machine has slow windows in which
-2-thread work runs 1.3-2x slower. The load average is reported at the start and the end.
+2-thread work runs 1.3-2x slower. The load average is reported at the start and the end,
+and before and after each workload.
 Children get the environment less OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE (they pick a
 slower OpenBLAS kernel); the kernel that then runs is reported.
 
@@ -84,7 +93,12 @@ PARTS = ("train", "latency", "profile", "startup", "memory")
 BUSY_LOAD = 1.0            # 1-minute load average above which the machine was not quiet
 
 sys.path.insert(0, HERE)
+# _compare_sweep imports this file as ``compare``: let it find this very module (its ToolError)
+sys.modules.setdefault("compare", sys.modules[__name__])
 from _compare_data import MnistMissing, check_folder  # noqa: E402
+from _compare_sweep import CNN_BATCHES as SWEEP_CNN_BATCHES  # noqa: E402
+from _compare_sweep import MLP_BATCHES as SWEEP_MLP_BATCHES  # noqa: E402
+from _compare_sweep import WIDTHS as SWEEP_WIDTHS  # noqa: E402
 
 
 def log(msg):
@@ -250,10 +264,11 @@ def rotated(items, r):
 
 # -- workloads ---------------------------------------------------------------------------
 
-WORKLOADS = ("mlp", "cnn", "text", "audio")
+WORKLOADS = ("mlp", "cnn", "text", "audio", "sweep", "threads")
 QUICK_LIMITS = {"mlp": 6000, "cnn": 1000, "text": 1000, "audio": 400}
 WORKLOAD_TOOLS = {"mlp": None, "cnn": ("dlrun", "pytorch", "onnxruntime"),
-                  "text": ("dlrun", "pytorch"), "audio": ("dlrun", "pytorch")}
+                  "text": ("dlrun", "pytorch"), "audio": ("dlrun", "pytorch"), "sweep": ("dlrun", "pytorch"),
+                  "threads": ("dlrun", "pytorch")}
 
 
 class Workload:
@@ -292,9 +307,9 @@ def file_batch(model_file):
 
 def make_workload(name, args, tmp):
     """The ``Workload`` ``name`` for this run, or a string saying why it cannot run here."""
-    limit = args.limit if args.limit is not None else (QUICK_LIMITS[name] if args.quick else None)
+    limit = args.limit if args.limit is not None else (QUICK_LIMITS.get(name) if args.quick else None)
     lim = ["--limit", str(limit)] if limit else []
-    if name in ("mlp", "cnn"):
+    if name in ("mlp", "cnn", "sweep", "threads"):
         try:
             check_folder(args.mnist)
         except MnistMissing as e:
@@ -313,6 +328,29 @@ def make_workload(name, args, tmp):
             + "; Adam lr 1e-3; He normal / Xavier uniform initialisation; float32",
             gemm_tool="numpy", gemm_what="the 8 GEMMs: 3 forward, 3 weight gradients, 2 input gradients",
             test=10000)
+    if name == "sweep":
+        # every configuration's step count is its own (small in --quick): --limit does not apply
+        from _compare_sweep import configurations, rows_needed
+
+        return Workload(
+            "sweep", "Size sweep (MNIST MLP widths, CNN recipe batches)", [], None, None, None,
+            ["--workload", "sweep", "--mnist", args.mnist, "--label-smoothing", repr(args.label_smoothing),
+             "--limit", str(rows_needed(configurations(args)))],
+            "", "MNIST as uint8",
+            f"the MNIST MLP recipe (784-H-H-10: 3 dense layers) at widths H = "
+            f"{', '.join(map(str, args.sweep_widths))} x batch {', '.join(map(str, args.sweep_batches))}; "
+            f"the CNN recipe at batch {', '.join(map(str, args.sweep_cnn_batches))} (benchmarks/_compare_sweep.py)",
+            test=None)
+    if name == "threads":
+        from _compare_sweep import contention_configs, rows_needed
+
+        return Workload(
+            "threads", "BLAS threads under contention (MLP recipe, CNN recipe)", [], None, None, None,
+            ["--workload", "sweep", "--mnist", args.mnist, "--label-smoothing", repr(args.label_smoothing),
+             "--limit", str(rows_needed(contention_configs(args)))],
+            "", "MNIST as uint8",
+            "models/mnist_mlp.net's network (784-512-256-10) at batch 128 and the CNN recipe at batch 64, "
+            "dlrun and PyTorch eager each at 1 and 2 threads (benchmarks/_compare_sweep.py)", test=None)
     if name == "cnn":
         return Workload(
             "cnn", "CNN recipe (issue 12)", args.cnn_batch_sizes, args.cnn_batch_sizes[0],
@@ -912,8 +950,33 @@ def targets(res):
                         "met": r["agrees"]})
     out += workload_targets(res, "cnn", "CNN", {64: 3.0, 256: 2.0}, floor=(64, 2.0), latency=0.4,
                             ort=1.0, memory=0.5)
+    out += sweep_targets(res)
     out += workload_targets(res, "text", "text", {None: 2.0})
     out += workload_targets(res, "audio", "audio", {None: 2.0})
+    return out
+
+
+def sweep_targets(res):
+    """Issue 16's size-sweep goals: not slower than PyTorch anywhere, >= 1.5x where fixed costs
+    dominate (the smallest step), within 1.3x of the GEMM floor where GEMMs dominate (the
+    largest MLP step)."""
+    recs = [r for r in res.records if r["work"].startswith("sweep/step_") and r["tool"] == "dlrun"
+            and r.get("paired_ratio_to_pytorch")]
+    if not recs:
+        return []
+    sp = {r["config"]: 1 / r["paired_ratio_to_pytorch"]["median"] for r in recs}
+    worst = min(sp, key=sp.get)
+    small = min(recs, key=lambda r: r["step_gflop"])
+    out = [{"target": f"sweep: lowest speed-up vs PyTorch ({worst})", "value": sp[worst], "goal": ">= 1x",
+            "met": sp[worst] >= 1.0},
+           {"target": f"sweep: speed-up where fixed costs dominate ({small['config']})",
+            "value": sp[small["config"]], "goal": ">= 1.5x", "met": sp[small["config"]] >= 1.5}]
+    big = max((r for r in recs if r["config"].startswith("mlp") and "x_gemm_floor" in r),
+              key=lambda r: r["step_gflop"], default=None)
+    if big is not None:
+        x = big["x_gemm_floor"]["median"]
+        out.append({"target": f"sweep: step / GEMM floor where GEMMs dominate ({big['config']})", "value": x,
+                    "goal": "<= 1.3", "met": x <= 1.3})
     return out
 
 
@@ -1033,6 +1096,15 @@ def parse_args(argv):
     p.add_argument("--batch-sizes", default="32,128,512", help="MLP training batch sizes")
     p.add_argument("--cnn-batch-sizes", default="64,256",
                    help="CNN training batch sizes (the first also serves latency and memory)")
+    p.add_argument("--sweep-widths", default=",".join(map(str, SWEEP_WIDTHS)),
+                   help="size sweep: hidden widths of the MLP (both hidden layers)")
+    p.add_argument("--sweep-batches", default=",".join(map(str, SWEEP_MLP_BATCHES)),
+                   help="size sweep: MLP batch sizes")
+    p.add_argument("--sweep-cnn-batches", default=",".join(map(str, SWEEP_CNN_BATCHES)),
+                   help="size sweep: CNN batch sizes")
+    p.add_argument("--sweep-plot", metavar="FILE.png", default=None,
+                   help="size sweep: the plot of step time against FLOPs per step (default "
+                        "benchmarks/sweep.png; none with --quick unless given)")
     p.add_argument("--seq-batch", type=int, default=None,
                    help="text and audio training batch (default: each model file's)")
     p.add_argument("--tools", default=",".join(DEFAULT_TOOLS),
@@ -1064,14 +1136,17 @@ def parse_args(argv):
         args.layer_reps = 3 if args.quick else 20
     args.gemm_repeats = 10 if args.quick else 30
     args.startup_rounds = 3 if args.quick else max(args.rounds, 5)
-    for name in ("batch_sizes", "cnn_batch_sizes"):
+    if args.sweep_plot is None and not args.quick:
+        args.sweep_plot = os.path.join(HERE, "sweep.png")
+    for name in ("batch_sizes", "cnn_batch_sizes", "sweep_widths", "sweep_batches", "sweep_cnn_batches"):
         raw = getattr(args, name)
         try:
             setattr(args, name, [int(b) for b in raw.split(",") if b])
         except ValueError:
             p.error(f"--{name.replace('_', '-')} must be comma-separated integers, got {raw!r}")
         if not getattr(args, name) or min(getattr(args, name)) < 1:
-            p.error(f"--{name.replace('_', '-')}: batch sizes >= 1, got {raw!r}")
+            p.error(f"--{name.replace('_', '-')}: {'widths' if 'widths' in name else 'batch sizes'} >= 1, "
+                    f"got {raw!r}")
     args.tools = [t for t in args.tools.split(",") if t]
     args.parts = [t for t in args.parts.split(",") if t]
     args.workloads = [t for t in args.workloads.split(",") if t]
@@ -1123,7 +1198,7 @@ def start_workers(args, wl, env, tmp, meta, res):
             res.notes.append(msg)
             continue
         workers[t] = w
-        if w.data and wl.used is None:
+        if w.data and wl.used is None and wl.batches:   # the sweep's steps are per configuration
             wl.used, wl.full = w.data["train"], w.data["train_full"]
         info = w.call("info")
         info.pop("ok", None)
@@ -1133,6 +1208,42 @@ def start_workers(args, wl, env, tmp, meta, res):
 
 def run_workload(args, wl, env, tmp, meta, res, tables):
     workers = {}
+    if wl.name == "threads":   # one worker per tool and thread count
+        if "train" in args.parts:
+            from _compare_sweep import CONTENTION_THREADS, part_contention
+
+            try:
+                for t in [t for t in args.tools if t in WORKLOAD_TOOLS["threads"]]:
+                    for n in CONTENTION_THREADS:
+                        shim = Workload(f"threads-{n}t", wl.title, [], None, None, None,
+                                        wl.worker_args + ["--threads", str(n)], "", "", "")
+                        log(f"starting threads {t} at {n} thread(s) ...")
+                        try:
+                            w = Worker(t, args, env, tmp, shim)
+                        except ToolError as e:
+                            log(f"  {e}")
+                            res.notes.append(f"{wl.title}: {t} failed to start")
+                            break
+                        if w.unavailable:
+                            res.notes.append(f"{wl.title}: {t} skipped: {w.unavailable}")
+                            break
+                        workers[(t, n)] = w
+                part_contention(args, workers, res, tables)
+            finally:
+                for w in workers.values():
+                    w.close()
+        return
+    if wl.name == "sweep":   # training steps only
+        if "train" in args.parts:
+            from _compare_sweep import part_sweep
+
+            try:
+                workers = start_workers(args, wl, env, tmp, meta, res)
+                part_sweep(args, workers, res, tables)
+            finally:
+                for w in workers.values():
+                    w.close()
+        return
     try:
         if {"train", "latency", "profile"} & set(args.parts):
             workers = start_workers(args, wl, env, tmp, meta, res)
@@ -1261,13 +1372,17 @@ def main(argv=None):
                 meta["workloads"][name] = {"skipped": wl}
                 continue
             n0 = len(tables)
+            load_before = loadavg()
             run_workload(args, wl, env, tmp, meta, res, tables)
+            load_after = loadavg()
             res.notes.extend(wl.notes)
             ran.append(wl)
             meta["workloads"][name] = {"title": wl.title, "recipe": wl.recipe, "batches": wl.batches,
                                        "train_samples": wl.used, "full_epoch_samples": wl.full,
-                                       "data": getattr(wl, "data_info", None)}
-            tables.insert(n0, f"### {wl.title}\n\nRecipe: {wl.recipe}."
+                                       "data": getattr(wl, "data_info", None),
+                                       "loadavg_before_after": [load_before, load_after]}
+            tables.insert(n0, f"### {wl.title}\n\nRecipe: {wl.recipe}.\n\nLoad average (1 / 5 / 15 min) "
+                          f"before: {fmt_load(load_before)}; after: {fmt_load(load_after)}."
                           + (f"\n\n**Partial epochs**: {wl.used} of {wl.full} training samples per "
                              f"epoch, times scaled by {wl.scale:g} to a full epoch; accuracy not "
                              "comparable." if wl.partial else ""))
@@ -1284,6 +1399,14 @@ def main(argv=None):
     return 0
 
 
+def loadavg():
+    return os.getloadavg() if hasattr(os, "getloadavg") else None
+
+
+def fmt_load(v):
+    return "unknown" if v is None else " ".join(f"{x:.2f}" for x in v)
+
+
 def report(args, meta, res, tables, ran, load_start, removed, pending=()):
     """Render the run (head, summary, every table, targets); print it and write --markdown and
     --json. ``pending``: workloads still to run -- written after each workload, so a run cut
@@ -1296,9 +1419,7 @@ def report(args, meta, res, tables, ran, load_start, removed, pending=()):
             rec.setdefault("ratio_to_pytorch", 1.0)
     tg = targets(res)
 
-    def la(v):
-        return "unknown" if v is None else " ".join(f"{x:.2f}" for x in v)
-
+    la = fmt_load
     head = [f"## dlrun vs PyTorch / NumPy / ONNX Runtime ({meta['date_utc']})", "",
             f"Command: `{meta['command']}`", "",
             "Machine: {cpu}, {logical_cpus} logical CPUs, {memory_mib} MiB; {os}; "
@@ -1325,7 +1446,8 @@ def report(args, meta, res, tables, ran, load_start, removed, pending=()):
                     (f" (removed: {', '.join(f'{k}={v}' for k, v in removed.items())}; with them "
                      f"OpenBLAS would run the {meta.get('openblas_kernel_with_env_as_set')} kernel)"
                      if removed else " (neither was set)") +
-                    "; the kernels that ran are listed per tool below. Every tool runs 2 threads.")
+                    "; the kernels that ran are listed per tool below. Every tool runs 2 threads "
+                    "(the threads workload: 1 and 2).")
     head += [""] + [describe_tool(info, t) for t, info in meta["tools"].items()]
     if res.notes:
         head += [""] + [f"- {n}" for n in res.notes]

@@ -224,3 +224,58 @@ def standardized(m, x):
     flat = np.empty((x.shape[0], int(np.prod(x.shape[1:]))), np.float32)
     m.preprocessor.apply(x.reshape(x.shape[0], -1), flat)
     return flat.reshape(x.shape)
+
+
+def test_quick_run_of_the_size_sweep_and_the_thread_contention(tmp_path):
+    # one smoke run of both: the sweep's step times, GEMM floor, ratio table and plot; dlrun
+    # and PyTorch at 1 and 2 threads with and without a busy core; load average per workload
+    if not (DATA_ROOT / "data" / "mnist").is_dir():
+        pytest.skip(f"{DATA_ROOT / 'data' / 'mnist'} not found (set DLRUN_DATA_ROOT)")
+    png = tmp_path / "sweep.png"
+    got, md, _ = run_compare(
+        tmp_path, "--quick", "--workloads", "sweep,threads", "--data-root", str(DATA_ROOT), "--rounds", "1",
+        "--warmup", "0", "--parts", "train", "--sweep-widths", "64", "--sweep-batches", "32",
+        "--sweep-cnn-batches", "16", "--sweep-plot", str(png))
+    works = {(r["work"], r["tool"]) for r in got["records"]}
+    mlp = next(r for r in got["records"] if r["work"].startswith("sweep/step_mlp-h64-b32-") and r["tool"] == "dlrun")
+    cnn = next(r for r in got["records"] if r["work"].startswith("sweep/step_cnn-b16-") and r["tool"] == "dlrun")
+    assert mlp["model"] == "MLP 784-64-64-10" and mlp["batch"] == 32 and mlp["step_gflop"] > 0
+    assert cnn["step_gflop"] > mlp["step_gflop"]
+    for r in (mlp, cnn):
+        assert (r["work"].replace("step_", "gemm_floor_"), "numpy-sgemm") in works
+        assert "x_gemm_floor" in r
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "#### Size sweep: training step time, dlrun vs PyTorch eager" in md
+    assert "| MLP 784-64-64-10 | 32 |" in md and "| CNN recipe | 16 |" in md
+    assert "3 dense layers" in md
+    for name in ("sweep", "threads"):
+        before, after = got["meta"]["workloads"][name]["loadavg_before_after"]
+        assert len(before) == 3 and len(after) == 3
+    assert md.count("Load average (1 / 5 / 15 min) before: ") == 2
+    assert "#### BLAS threads under contention: ms per training step" in md
+    states = {(r["tool"], r["state"]) for r in got["records"] if r["work"].startswith("threads/step_mlp-h512_256-b128")}
+    assert {("dlrun-1t", "as is"), ("dlrun-2t", "as is"), ("dlrun-1t", "busy"), ("dlrun-2t", "busy")} <= states
+    if HAVE_TORCH:
+        assert "paired_ratio_to_pytorch" in mlp
+        assert ("pytorch-2t", "busy") in states
+        assert any(t["target"].startswith("sweep: lowest speed-up vs PyTorch") for t in got["targets"])
+
+
+def test_sweep_configurations_cover_the_issue():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import compare
+        from _compare_sweep import configurations, mlp_text, parse_config
+    finally:
+        sys.path.remove(str(BENCH))
+    args = compare.parse_args([])
+    got = [parse_config(c) for c in configurations(args)]
+    assert sorted((w[0], b) for k, w, b, _ in got if k == "mlp") == \
+        sorted((w, b) for w in (64, 256, 1024, 2048) for b in (32, 256))
+    assert sorted(b for k, _, b, _ in got if k == "cnn") == [16, 64, 256]
+    assert all(s >= 5 for _, _, _, s in got)
+    assert "sweep" in args.workloads and "threads" in args.workloads      # in the default run
+    assert args.sweep_plot.endswith(os.path.join("benchmarks", "sweep.png"))
+    assert compare.parse_args(["--quick"]).sweep_plot is None
+    text = mlp_text((ROOT / "models" / "mnist_mlp.net").read_text(), 1024)
+    assert re.findall(r"(?m)^\s*dense\s+(\d+)", text) == ["1024", "1024", "10"]
