@@ -104,11 +104,15 @@ def _stat_busy():
 
 _last = None   # (wall time, /proc/stat reading, own CPU seconds) of the last look
 
+#: a last look older than this (seconds) says nothing about now: a fresh window is sampled
+MAX_AGE = 30.0
+
 
 def busy_elsewhere(window=0.05) -> float:
-    """Cores kept busy by other processes: since the last call (or over ``window`` seconds
-    on the first), from ``/proc/stat`` less this process's own CPU time; the 1-minute load
-    average without ``/proc/stat``."""
+    """Cores kept busy by other processes: since the last call when that was under
+    ``MAX_AGE`` seconds ago (a program calling ``fit`` per epoch gets the average over the
+    epoch), else over ``window`` seconds; from ``/proc/stat`` less this process's own CPU
+    time; the 1-minute load average without ``/proc/stat``."""
     global _last
     now = (time.monotonic(), _stat_busy(), _own_cpu())
     if now[1] is None:
@@ -116,8 +120,8 @@ def busy_elsewhere(window=0.05) -> float:
             return float(os.getloadavg()[0])
         except (AttributeError, OSError):
             return 0.0
-    if _last is None or now[0] - _last[0] < window:
-        if _last is None:
+    if _last is None or not window <= now[0] - _last[0] <= MAX_AGE:
+        if _last is None or now[0] - _last[0] > MAX_AGE:
             _last = now
         time.sleep(window)
         now = (time.monotonic(), _stat_busy(), _own_cpu())

@@ -178,3 +178,15 @@ def test_sgemm_across_thread_counts_agrees_to_rounding():
         with dlrun.blas_threads(n):
             got[n] = a @ b
     np.testing.assert_allclose(got[1], got[2], rtol=1e-6)
+
+
+def test_a_stale_last_look_is_not_used(monkeypatch):
+    # a look long ago would average over hours: a fresh window is sampled instead
+    threads.busy_elsewhere()
+    last = threads._last
+    monkeypatch.setattr(threads, "_last", (last[0] - 10 * threads.MAX_AGE, (0, 0), 0.0))
+    slept = []
+    monkeypatch.setattr(threads.time, "sleep", lambda s: slept.append(s))
+    threads.busy_elsewhere()
+    assert slept == [0.05]
+    assert threads._last[0] > last[0]
