@@ -1,5 +1,8 @@
 """dlrun against PyTorch (and NumPy, ONNX Runtime) on every workload, side by side in one run.
 
+    python benchmarks/compare.py        # every workload; writes benchmarks/RESULTS.md (its run
+                                        # section), benchmarks/results.json and benchmarks/sweep.png
+
     python benchmarks/compare.py [--workloads mlp,cnn,text,audio,sweep,threads] [--data-root DIR] [--rounds N]
                                  [--json FILE] [--markdown FILE] [--baseline CHECKOUT] [--quick]
 
@@ -1074,9 +1077,11 @@ def describe_tool(info, tool):
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--json", metavar="FILE", help="write every record (and the targets) as JSON")
+    p.add_argument("--json", metavar="FILE", help="write every record (and the targets) as JSON "
+                   "(default for a full run: benchmarks/results.json)")
     p.add_argument("--markdown", metavar="FILE",
-                   help="also write the tables to FILE; a FILE holding the markers "
+                   help="also write the tables to FILE (default for a full run: benchmarks/RESULTS.md); "
+                        "a FILE holding the markers "
                         f"'{RUN_BEGIN}' and '{RUN_END}' (benchmarks/RESULTS.md) keeps what lies outside them")
     p.add_argument("--workloads", default=",".join(WORKLOADS),
                    help=f"workloads to run, comma-separated from {','.join(WORKLOADS)} (default all)")
@@ -1136,6 +1141,13 @@ def parse_args(argv):
         args.layer_reps = 3 if args.quick else 20
     args.gemm_repeats = 10 if args.quick else 30
     args.startup_rounds = 3 if args.quick else max(args.rounds, 5)
+    # A full run (every workload and part, whole epochs, not --quick) is the one RESULTS.md holds:
+    # it writes there unless told otherwise; any other run writes only what it is asked to.
+    full = (not args.quick and args.limit is None and args.workloads == ",".join(WORKLOADS)
+            and args.parts == ",".join(PARTS))
+    if full:
+        args.markdown = args.markdown or os.path.join(HERE, "RESULTS.md")
+        args.json = args.json or os.path.join(HERE, "results.json")
     if args.sweep_plot is None and not args.quick:
         args.sweep_plot = os.path.join(HERE, "sweep.png")
     for name in ("batch_sizes", "cnn_batch_sizes", "sweep_widths", "sweep_batches", "sweep_cnn_batches"):

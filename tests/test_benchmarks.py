@@ -277,5 +277,10 @@ def test_sweep_configurations_cover_the_issue():
     assert "sweep" in args.workloads and "threads" in args.workloads      # in the default run
     assert args.sweep_plot.endswith(os.path.join("benchmarks", "sweep.png"))
     assert compare.parse_args(["--quick"]).sweep_plot is None
+    # the full run writes RESULTS.md and results.json; a partial or smoke run only when asked
+    assert args.markdown == str(BENCH / "RESULTS.md") and args.json == str(BENCH / "results.json")
+    for partial in (["--quick"], ["--workloads", "sweep"], ["--parts", "train"], ["--limit", "100"]):
+        got = compare.parse_args(partial)
+        assert got.markdown is None and got.json is None, partial
     text = mlp_text((ROOT / "models" / "mnist_mlp.net").read_text(), 1024)
     assert re.findall(r"(?m)^\s*dense\s+(\d+)", text) == ["1024", "1024", "10"]
