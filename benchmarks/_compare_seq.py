@@ -10,8 +10,8 @@ features standardized by dlrun's fitted preprocessor ("NumPy features fed to it"
 
 The PyTorch network is translated layer by layer from the model file (``TorchSeqNet``):
 embedding -> nn.Embedding (row 0 = padding, no gradient), conv1d -> nn.Conv1d over time,
-batchnorm -> nn.BatchNorm1d over each (step, channel) feature as dlrun's batchnorm
-normalises a sequence, maxpool1d -> nn.MaxPool1d, global_maxpool -> max over time that
+batchnorm -> nn.BatchNorm1d over (n, C, T), per channel over batch and time as dlrun's
+batchnorm normalises a sequence, maxpool1d -> nn.MaxPool1d, global_maxpool -> max over time that
 ignores each text's padding as dlrun's does (valid steps: 1 + the last non-padding position,
 mapped through the window layers), dropout, dense -> nn.Linear; dlrun's initialisation (He
 normal before relu, else Xavier uniform, fans as PyTorch counts them; embedding N(0, 1));
@@ -170,12 +170,9 @@ def torch_seq_net(torch, model_ir, vocab=None):
                 mods.append(("act", nn.ReLU(), None))
             steps, channels = t_out, f
         elif k == "batchnorm":
-            # dlrun normalises each feature of a (T, C) sequence on its own (per step and
-            # channel, docs/language.md), not per channel as nn.BatchNorm1d on (n, C, T) would
-            over_time = not any(kind == "gmax" for kind, _, _ in mods)
-            bn = nn.BatchNorm1d(steps * channels if over_time else channels, eps=float(p["eps"]),
-                                momentum=1 - float(p["momentum"]))
-            mods.append(("bn_steps" if over_time else "flat", bn, None))
+            # per channel: over batch and time on a sequence (n, C, T), over the batch once flat
+            bn = nn.BatchNorm1d(channels, eps=float(p["eps"]), momentum=1 - float(p["momentum"]))
+            mods.append(("flat", bn, None))
         elif k == "activation":
             if p["activation"].name != "relu":
                 raise ToolUnavailable(f"activation {p['activation'].name}: not in the PyTorch translator")
@@ -233,9 +230,6 @@ def torch_seq_net(torch, model_ir, vocab=None):
                         lengths = torch.clamp((lengths + extra - 1) // extra, max=h.shape[2])
                 elif kind == "act":
                     h = m(h)
-                elif kind == "bn_steps":                    # features t * C + c, as dlrun's rows
-                    n, c, t = h.shape
-                    h = m(h.transpose(1, 2).reshape(n, t * c)).reshape(n, t, c).transpose(1, 2)
                 elif kind == "gmax":
                     if lengths is not None:
                         valid = torch.arange(h.shape[2], device=h.device)[None, :] < lengths[:, None]

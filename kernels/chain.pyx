@@ -4,7 +4,8 @@
     take_affine(x, idx, a, b, out)      out[i, :] := x[idx[i], :] * a + b   (idx None: x[i])
     chain = Chain(dtype, in_shape)      in_shape: features, or (C, H, W) for images
     chain.add_dense(w, b, activation="linear", alpha=0.0)     y := f(x W + b)
-    chain.add_batchnorm(gamma, beta, mean, var, eps)          y := gamma (x - mean) / sqrt(var + eps) + beta
+    chain.add_batchnorm(gamma, beta, mean, var, eps, steps=1)  y := gamma (x - mean) / sqrt(var + eps) + beta
+                                                          (per channel of T x C samples: steps=T)
     chain.add_batchnorm2d(gamma, beta, mean, var, eps)        the same per channel of C x H x W
     chain.add_activation(name, alpha=0.0)                     y := f(x)  (softmax over each sample)
     chain.add_conv2d(w, b, stride, padding, dilation, groups, activation, alpha)
@@ -33,7 +34,7 @@ Two ways to run the ops:
   columns compacted away for the first product; bias, activation and batch norm run in this
   module's loops. Equal to the layers' forward to rounding (not bit for bit).
 - ``exact`` (set by the constructor, and by adding any image op: conv2d, pooling, batch norm
-  per channel, or a graph: ``use`` of an earlier value, add, concat) runs every op through the very core the layer's kernel runs (conv.pyx,
+  per channel of an image or a sequence, or a graph: ``use`` of an earlier value, add, concat) runs every op through the very core the layer's kernel runs (conv.pyx,
   pool.pyx, batchnorm.pyx, dense.pyx, activations.pyx, taken by pointer: see cores.pxd), with
   the layers' order of operations (gelu and swish after a linear product), so the result is
   bit for bit the layer-by-layer forward in eval mode. (An inline copy here would not be: this
@@ -457,7 +458,7 @@ cdef int run_exact(const Op* ops, int n_ops, Py_ssize_t n, floating** slots, flo
             else:
                 avgpool_f64(&g, cur, dst, False, False)
         elif op.kind == OP_BATCHNORM or op.kind == OP_BATCHNORM2D:
-            s = op.d_out if op.kind == OP_BATCHNORM else op.g.c
+            s = op.d_out // op.g.h if op.kind == OP_BATCHNORM else op.g.c
             if not variance_ok(<floating*>op.var, s):
                 why[0] = 1
                 return -1 - k
@@ -469,12 +470,13 @@ cdef int run_exact(const Op* ops, int n_ops, Py_ssize_t n, floating** slots, flo
                     bn2d_f64(cur, n, op.g.c, op.g.h * op.g.w, <double*>op.w, <double*>op.b,
                              <double*>op.mean, <double*>op.var, op.eps, dst)
             else:
+                # a sequence's n samples of T x C are n*T rows of C channels (g.h = T)
                 if floating is float:
-                    s = bn_f32(cur, n, op.d_out, <float*>op.w, <float*>op.b, <float*>op.mean,
-                               <float*>op.var, op.eps, dst)
+                    s = bn_f32(cur, n * op.g.h, op.d_out // op.g.h, <float*>op.w, <float*>op.b,
+                               <float*>op.mean, <float*>op.var, op.eps, dst)
                 else:
-                    s = bn_f64(cur, n, op.d_out, <double*>op.w, <double*>op.b, <double*>op.mean,
-                               <double*>op.var, op.eps, dst)
+                    s = bn_f64(cur, n * op.g.h, op.d_out // op.g.h, <double*>op.w, <double*>op.b,
+                               <double*>op.mean, <double*>op.var, op.eps, dst)
                 if s != 0:
                     why[0] = 2
                     return -1 - k
@@ -725,7 +727,8 @@ cdef class Chain:
         op.w = cnp.PyArray_DATA(W)
         op.b = cnp.PyArray_DATA(B) if B is not None else NULL
 
-    cdef _batchnorm(self, str fn, int kind, Py_ssize_t d, gamma, beta, mean, var, eps):
+    cdef _batchnorm(self, str fn, int kind, Py_ssize_t d, gamma, beta, mean, var, eps,
+                    Py_ssize_t steps=1):
         cdef double e = check_finite_float(eps, fn, "eps")
         if not e > 0:
             raise ValueError(f"{fn}: argument 'eps' must be > 0, got {e}")
@@ -735,16 +738,27 @@ cdef class Chain:
         cdef Op* op = self._push(kind, shape)
         if kind == OP_BATCHNORM2D:
             op.g.c, op.g.h, op.g.w = shape
+        else:
+            op.g.h = steps
         op.eps = e
         op.w = cnp.PyArray_DATA(arrays[0])
         op.b = cnp.PyArray_DATA(arrays[1])
         op.mean = cnp.PyArray_DATA(arrays[2])
         op.var = cnp.PyArray_DATA(arrays[3])
 
-    def add_batchnorm(self, gamma, beta, mean, var, eps):
-        """y := gamma (x - mean) / sqrt(var + eps) + beta   (inference mode; all (features,))."""
-        self._batchnorm("Chain.add_batchnorm", OP_BATCHNORM, self.out_features, gamma, beta,
-                        mean, var, eps)
+    def add_batchnorm(self, gamma, beta, mean, var, eps, steps=1):
+        """y := gamma (x - mean) / sqrt(var + eps) + beta   (inference mode; all (features,)),
+        or with ``steps=T`` per channel of samples T x C (all (C,), features = T*C)."""
+        fn = "Chain.add_batchnorm"
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"{fn}: argument 'steps' must be an int >= 1, got {steps!r}")
+        cdef Py_ssize_t t = steps
+        if self.out_features % t:
+            raise ValueError(f"{fn}: argument 'steps' ({t}) does not divide the {self.out_features} "
+                             "features of the chain's value")
+        self._batchnorm(fn, OP_BATCHNORM, self.out_features // t, gamma, beta, mean, var, eps, t)
+        if t > 1:
+            self.exact = True      # the per-channel rows are the layer's own core's (run_exact)
 
     def add_batchnorm2d(self, gamma, beta, mean, var, eps):
         """The same per channel of C x H x W samples (inference mode; all (C,))."""

@@ -87,10 +87,13 @@ class Graph:
             return self.node("Mul", [half, self.node("Add", [t, self.const(np.float32(1.0))])])
         raise UsageError(f"export: the activation '{name}' has no ONNX form here")
 
-    def scale_shift(self, x, scale, shift, shape) -> str:
+    def scale_shift(self, x, scale, shift, shape, channels_last=False) -> str:
         """``x * scale + shift`` with per-channel (or per-feature) vectors broadcast over
-        a per-sample ``shape`` (C, H, W) or (features,)."""
-        bshape = (1, len(scale)) + (1,) * (len(shape) - 1)
+        a per-sample ``shape`` (C, H, W), (T, C) with ``channels_last``, or (features,)."""
+        if channels_last:
+            bshape = (1,) * len(shape) + (len(scale),)
+        else:
+            bshape = (1, len(scale)) + (1,) * (len(shape) - 1)
         s = self.const(np.asarray(scale, np.float64).reshape(bshape))
         b = self.const(np.asarray(shift, np.float64).reshape(bshape))
         return self.node("Add", [self.node("Mul", [x, s]), b])

@@ -1,5 +1,6 @@
 """``batchnorm``: normalisation over the batch, ``y := gamma * xhat + beta``: per feature of a
-flat or sequence input, per channel (over batch, height and width) of an image C x H x W."""
+flat input, per channel of a sequence T x C (over batch and time) and of an image C x H x W
+(over batch, height and width)."""
 from dlrun.dsl import tables as T
 from dlrun.dsl.layers.base import LayerSpec, prod
 
@@ -18,7 +19,9 @@ class BatchNorm(LayerSpec):
     @staticmethod
     def features(shape) -> int:
         """How many (gamma, beta, running mean, running variance) it keeps for ``shape``."""
-        return shape[0] if len(shape) == 3 else prod(shape)
+        if len(shape) == 3:
+            return shape[0]
+        return shape[-1] if len(shape) == 2 else prod(shape)
 
     def cost(self, layer, in_shapes, out_shape):
         d = self.features(out_shape)

@@ -1,6 +1,9 @@
 """``batchnorm``: normalisation over the batch, ``y := gamma * xhat + beta``: per feature of
-a flat input (statistics over the batch axis), per channel of an image C x H x W (statistics
-over batch, height and width; ``kernels/batchnorm.pyx``'s NCHW kernels).
+a flat input (statistics over the batch axis), per channel of a sequence T x C (statistics
+over batch and time: the flat kernels over the batch's n*T rows, as PyTorch's BatchNorm1d
+over (N, C, T)), per channel of an image C x H x W (statistics over batch, height and width;
+``kernels/batchnorm.pyx``'s NCHW kernels). Padding steps of a text sequence count in the
+statistics like any other step (as in PyTorch); the layers after it ignore them as before.
 
 Training uses the batch statistics and updates the running ones
 (``running := momentum * running + (1 - momentum) * batch``); inference uses the running
@@ -31,6 +34,8 @@ class BatchNorm(Layer):
         self.momentum = float(node.params["momentum"])
         self.eps = float(node.params["eps"])
         self.channels = len(self.in_shape) == 3   # an image: statistics per channel
+        # a sequence T x C: statistics per channel over the n*T rows of the batch
+        self.steps = self.in_shape[0] if len(self.in_shape) == 2 else 1
         self.d = self.spec.features(self.in_shape)
         self._xhat = self._inv_std = None
         self._world = None   # set in data-parallel training (``set_world``)
@@ -39,12 +44,18 @@ class BatchNorm(Layer):
         self._world = world if world is not None and world.parallel else None
 
     def _image(self, a):
-        return a.reshape((a.shape[0],) + self.in_shape) if self.channels else a
+        """``a`` as the kernels take it: (n, C, H, W) images, (n*T, C) sequences, (n, d) flat."""
+        if self.channels:
+            return a.reshape((a.shape[0],) + self.in_shape)
+        return a.reshape(-1, self.d) if self.steps > 1 else a
 
     def add_to_chain(self, chain):
         p, st = self.params, self.state
-        add = chain.add_batchnorm2d if self.channels else chain.add_batchnorm
-        add(p["gamma"], p["beta"], st["running_mean"], st["running_var"], self.eps)
+        if self.channels:
+            chain.add_batchnorm2d(p["gamma"], p["beta"], st["running_mean"], st["running_var"], self.eps)
+        else:
+            chain.add_batchnorm(p["gamma"], p["beta"], st["running_mean"], st["running_var"], self.eps,
+                                steps=self.steps)
         return True
 
     def to_onnx(self, g, ins):
@@ -52,7 +63,7 @@ class BatchNorm(Layer):
         p, st = self.params, self.state
         scale = np.asarray(p["gamma"], np.float64) / np.sqrt(np.asarray(st["running_var"], np.float64) + self.eps)
         shift = np.asarray(p["beta"], np.float64) - np.asarray(st["running_mean"], np.float64) * scale
-        return g.scale_shift(ins[0], scale, shift, self.in_shape)
+        return g.scale_shift(ins[0], scale, shift, self.in_shape, channels_last=self.steps > 1)
 
     def param_specs(self, l1=0.0, l2=0.0):
         d = self.d
@@ -87,8 +98,11 @@ class BatchNorm(Layer):
         return y
 
     def _groups(self, a):
-        """``a`` as (n, features, values per feature): (n, d, 1) flat, (n, C, H*W) images."""
-        return a.reshape(a.shape[0], self.d, -1)
+        """``a`` as (rows, features, values per feature): (n, d, 1) flat, (n*T, C, 1)
+        sequences, (n, C, H*W) images."""
+        if self.channels:
+            return a.reshape(a.shape[0], self.d, -1)
+        return a.reshape(-1, self.d, 1)
 
     def backward(self, dy):
         dx = self.buffer("dx", dy.shape[0], self.in_features)

@@ -164,6 +164,13 @@ def test_chain_bad_calls():
     chain.add_dense(np.ones((3, 2), np.float32), None, "relu")
     with pytest.raises(ValueError, match="'eps' must be > 0"):
         chain.add_batchnorm(*[np.ones(2, np.float32)] * 4, 0.0)
+    for steps in (0, 1.5, True):
+        with pytest.raises(ValueError, match="'steps' must be an int >= 1"):
+            chain.add_batchnorm(*[np.ones(1, np.float32)] * 4, 1e-5, steps=steps)
+    with pytest.raises(ValueError, match=r"'steps' \(3\) does not divide the 2 features"):
+        chain.add_batchnorm(*[np.ones(1, np.float32)] * 4, 1e-5, steps=3)
+    with pytest.raises(ValueError, match=r"'gamma' has shape \(2,\)"):
+        chain.add_batchnorm(*[np.ones(2, np.float32)] * 4, 1e-5, steps=2)
     chain.add_batchnorm(np.ones(2, np.float32), np.zeros(2, np.float32), np.zeros(2, np.float32),
                         np.array([1, -1], np.float32), 1e-5)
     out = np.empty((1, 2), np.float32)

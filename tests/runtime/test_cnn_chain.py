@@ -197,6 +197,18 @@ def test_two_threads_with_their_own_chains_agree_with_one():
     assert nets[0].inference_chain() is not nets[1].inference_chain()
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+def test_sequence_batchnorm_in_the_chain_is_per_channel(dtype):
+    # a sequence T x C fed as numbers: the chain normalises each of the C channels over the
+    # n*T rows, as the layer does
+    m = F.model([F.input_(5, 3), F.batchnorm(), F.activation("tanh"), F.flatten(), F.dense(2, "softmax")],
+                dtype=np.dtype(dtype).name)
+    net = Network(m)
+    _scramble(net)
+    assert net.compute[0].params["gamma"].shape == (3,)
+    assert_chain_is_layer_path(net)
+
+
 def test_sequence_layers_keep_the_layer_path():
     # valid steps per sample (an embedding's padding) are not the chain's to know
     m = F.model([F.input_(6), F.embedding(4, 11), F.conv1d(3, 2, "relu"), F.global_maxpool(),

@@ -78,3 +78,19 @@ def test_the_mnist_examples_export_with_their_initial_weights(name, tmp_path):
     want = dlrun.load(MODELS / f"{name}.net", weights=w).predict(x)
     got = ort.InferenceSession(str(tmp_path / "m.onnx")).run(None, {"input": x})[0]
     assert np.abs(got - want).max() <= 1e-5
+
+
+def test_a_sequence_batchnorm_exports_per_channel(tmp_path):
+    # numbers shaped T x C (no tokenizer): batch norm's scale and shift broadcast over time
+    text = ("dlrun 1\nmodel s {\n  input 6x3\n  batchnorm\n  activation tanh\n  flatten\n  dense 2 softmax\n"
+            "  loss cross_entropy\n  optimizer adam lr=0.05\n  train epochs=3 batch=8 seed=1\n}\n")
+    m = dlrun.loads(text)
+    rng = np.random.default_rng(0)
+    x = (rng.normal(0, 1, (40, 18)) * np.tile([1.0, 5.0, 0.2], 6) + np.tile([3.0, -2.0, 0.0], 6))
+    m.fit(x.astype(np.float32), (x[:, 0] > 3).astype(int))
+    assert m.network.compute[0].state["running_mean"].shape == (3,)
+    from dlrun.runtime.export import export_onnx
+
+    out = export_onnx(m, tmp_path / "s.onnx")
+    got = ort.InferenceSession(str(out)).run(None, {"input": x.astype(np.float32).reshape(40, 6, 3)})[0]
+    assert np.abs(got - m.predict(x.astype(np.float32))).max() <= 1e-5

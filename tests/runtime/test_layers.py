@@ -61,6 +61,7 @@ CASES = (
         ("avgpool1d-3-pad1", F.avgpool1d(3, stride=2, padding=1), (6, 2)),
         ("global_avgpool-time", F.global_avgpool(), (5, 3)),
         ("global_maxpool-time", F.global_maxpool(), (4, 2)),
+        ("batchnorm-sequence", F.batchnorm(0.9, 1e-5), (5, 3)),
         # layers joining several outputs take a list of shapes
         ("add-2", F.add(), [(4,), (4,)]),
         ("add-3-image", F.add(), [(2, 2, 3), (2, 2, 3), (2, 2, 3)]),
@@ -166,6 +167,17 @@ def test_train_and_eval_modes(label, node, in_shape):
         np.testing.assert_allclose(per_channel.mean(1), 0, atol=1e-12)
         x_ch = x.reshape((6, c, -1)).transpose(1, 0, 2).reshape(c, -1)
         np.testing.assert_allclose(layer.state["running_mean"], 0.1 * x_ch.mean(1))
+    elif node.kind == "batchnorm" and len(in_shape) == 2:
+        # a sequence T x C: per channel over batch and time (PyTorch's BatchNorm1d on (N, C, T))
+        t, c = in_shape
+        assert layer.params["gamma"].shape == (c,)
+        rows = x.reshape(6 * t, c)
+        np.testing.assert_allclose(y_train.reshape(6 * t, c).mean(0), 0, atol=1e-12)
+        np.testing.assert_allclose(y_train.reshape(6 * t, c).std(0), 1, atol=1e-4)
+        rm, rv = layer.state["running_mean"], layer.state["running_var"]
+        np.testing.assert_allclose(rm, 0.1 * rows.mean(0))
+        np.testing.assert_allclose(rv, 0.9 + 0.1 * rows.var(0, ddof=1))
+        np.testing.assert_allclose(y_eval.reshape(6 * t, c), (rows - rm) / np.sqrt(rv + 1e-5))
     elif node.kind == "batchnorm":
         # training normalises with the batch statistics ...
         np.testing.assert_allclose(y_train.mean(0), 0, atol=1e-12)
