@@ -13,6 +13,14 @@
                                                 T' = (T + pads - dilation*(K-1) - 1) // stride + 1;
                                                 one im2col of the whole batch, one GEMM
     conv1d_backward(x, w, dz, dx, dw, db, col, stride, pad_left, pad_right, dilation)
+    embed_conv1d_forward(ids, e, w, b, y, table, stride, pad_left, pad_right, dilation, activation, alpha)
+    embed_conv1d_backward(ids, e, w, dz, de, dw, db, table, stride, pad_left, pad_right, dilation)
+                                                conv1d of embedding(ids, e) through a per-tap
+                                                table (K, V, F) := e @ w[k]: a gather-add of
+                                                table rows instead of the GEMM over the batch
+                                                (backward: a scatter-add into the table's
+                                                shape, then dw[k] := e^T G[k], de := sum G[k] w[k]^T);
+                                                pays when V is small next to N*T'
     maxpool1d_forward / _backward, avgpool1d_forward / _backward   windows over time, per channel
     seq_global_max_forward / _backward, seq_global_avg_forward / _backward
                                                 over the first lengths[n] positions of each sample
@@ -45,6 +53,29 @@ cdef cnp.ndarray _int64(object a, str fn, str name, int ndim, bint writable):
 
 
 # ---------------------------------------------------------------------------------- embedding
+cdef bint _in_range(cnp.ndarray A, int64_t lo, int64_t hi) noexcept:
+    """Every element of the int64 array A in [lo, hi): one pass, without the GIL."""
+    cdef const int64_t* a = <const int64_t*>data(A)
+    cdef Py_ssize_t i, count = A.size
+    cdef bint ok = True
+    with nogil:
+        for i in range(count):
+            if a[i] < lo or a[i] >= hi:
+                ok = False
+                break
+    return ok
+
+
+cdef Py_ssize_t _bad_id(const floating* ids, Py_ssize_t count, Py_ssize_t v) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating f
+    for i in range(count):
+        f = ids[i]
+        if not (f >= 0 and f < v) or f != <floating>(<Py_ssize_t>f):
+            return i
+    return -1
+
+
 cdef Py_ssize_t _embed_fwd(Py_ssize_t n, Py_ssize_t t, Py_ssize_t v, Py_ssize_t d,
                            const floating* ids, const floating* w, floating* y,
                            int64_t* lengths) noexcept nogil:
@@ -76,11 +107,9 @@ cdef Py_ssize_t _embed_bwd(Py_ssize_t n, Py_ssize_t t, Py_ssize_t v, Py_ssize_t 
     """Returns the number of rows written, or -1 - the flat position of the first bad id
     (then nothing is written)."""
     cdef Py_ssize_t i, j, s, k, count = 0
-    cdef floating f
-    for s in range(n * t):   # every id checked before any row is touched
-        f = ids[s]
-        if not (f >= 0 and f < v) or f != <floating>(<Py_ssize_t>f):
-            return -1 - s
+    s = _bad_id(ids, n * t, v)   # every id checked before any row is touched
+    if s >= 0:
+        return -1 - s
     for i in range(n_stale):
         k = rows[i]
         mark[k] = 0
@@ -121,9 +150,7 @@ def embedding_forward(ids, w, y, lengths):
         bad = float_dispatch_ssize(is_float32(I), _embed_fwd[float], _embed_fwd[double],
                                    n, t, v, d, data(I), data(W), data(Y), <int64_t*>data(L))
     if bad >= 0:
-        value = (<object>ids).reshape(-1)[bad]
-        raise ValueError(f"{fn}: argument 'ids' holds {value!r} at row {bad // t}, position {bad % t}; "
-                         f"expected a token id: a whole number in [0, {v})")
+        _id_error(fn, ids, bad, v)
     return y
 
 
@@ -154,10 +181,7 @@ def embedding_backward(ids, dy, dw, mark, rows, n_stale):
                                      n, t, v, d, data(I), data(DY), data(DW),
                                      <uint8_t*>data(<cnp.ndarray>mark), <int64_t*>data(R), stale)
     if count < 0:
-        bad = -1 - count
-        value = (<object>ids).reshape(-1)[bad]
-        raise ValueError(f"{fn}: argument 'ids' holds {value!r} at row {bad // t}, position {bad % t}; "
-                         f"expected a token id: a whole number in [0, {v})")
+        _id_error(fn, ids, -1 - count, v)
     return count
 
 
@@ -240,6 +264,171 @@ cdef void _conv1_bwd(const Geom1* g, const floating* x, const floating* w, const
         gemm_rm(False, True, <int>rows, <int>(g.k * g.c), <int>g.f, <floating>1, dz, w,
                 <floating>0, col)
         _col2im1(g, col, dx)
+
+
+# ------------------------------------------------------------- embedding, then conv1d
+cdef void _lookup_fwd(const Geom1* g, Py_ssize_t v, int act, const floating* ids, const floating* e,
+                      const floating* w, const floating* b, floating* y, floating* table,
+                      floating alpha) noexcept nogil:
+    cdef Py_ssize_t s, o, j, src, i, k, f = g.f, c = g.c
+    cdef floating* row
+    cdef const floating* tr
+    for j in range(g.k):    # table[j] (V, F) := e (V, C) @ w[j] (C, F)
+        gemm_rm(False, False, <int>v, <int>f, <int>c, <floating>1, e, w + j * c * f, <floating>0,
+                table + j * v * f)
+    for s in range(g.n):
+        for o in range(g.to):
+            row = y + (s * g.to + o) * f
+            for i in range(f):
+                row[i] = 0
+            for j in range(g.k):
+                src = o * g.stride + j * g.dil - g.pl
+                if 0 <= src < g.t:
+                    k = <Py_ssize_t>ids[s * g.t + src]
+                    if k != 0:     # padding embeds as zeros
+                        tr = table + (j * v + k) * f
+                        for i in range(f):
+                            row[i] += tr[i]
+    if b != NULL or act != ACT_LINEAR:
+        act_forward_rows(act, y, y, b, g.n * g.to, f, alpha)
+
+
+cdef void _lookup_bwd(const Geom1* g, Py_ssize_t v, const floating* ids, const floating* e,
+                      const floating* w, const floating* dz, floating* de, floating* dw,
+                      floating* db, floating* table) noexcept nogil:
+    cdef Py_ssize_t s, o, j, src, i, k, r, f = g.f, c = g.c
+    cdef floating* tr
+    cdef const floating* row
+    memset(table, 0, g.k * v * f * sizeof(floating))
+    for s in range(g.n):
+        for o in range(g.to):
+            row = dz + (s * g.to + o) * f
+            for j in range(g.k):
+                src = o * g.stride + j * g.dil - g.pl
+                if 0 <= src < g.t:
+                    k = <Py_ssize_t>ids[s * g.t + src]
+                    if k != 0:
+                        tr = table + (j * v + k) * f
+                        for i in range(f):
+                            tr[i] += row[i]
+    for j in range(g.k):
+        # dw[j] (C, F) := e^T (C, V) @ G[j] (V, F); de (V, C) += G[j] (V, F) @ w[j]^T (F, C)
+        gemm_rm(True, False, <int>c, <int>f, <int>v, <floating>1, e, table + j * v * f, <floating>0,
+                dw + j * c * f)
+        gemm_rm(False, True, <int>v, <int>c, <int>f, <floating>1, table + j * v * f, w + j * c * f,
+                <floating>(1 if j else 0), de)
+    if db != NULL:
+        for i in range(f):
+            db[i] = 0
+        for r in range(g.n * g.to):
+            for i in range(f):
+                db[i] += dz[r * f + i]
+
+
+cdef Geom1 _lookup_args(str fn, cnp.ndarray I, cnp.ndarray E, cnp.ndarray W, object table,
+                        object stride, object pl, object pr, object dilation) except *:
+    """The checks the two lookup kernels share: ids (N, T), e (V, C), w (K, C, F), table (K, V, F)."""
+    check_same_dtype(E, I, fn, "e", "ids")
+    check_same_dtype(W, I, fn, "w", "ids")
+    if W.shape[1] != E.shape[1]:
+        raise ValueError(f"{fn}: argument 'w' has shape {(<object>W).shape}; expected (K, {E.shape[1]}, F) "
+                         f"for an embedding of {E.shape[1]} dimensions")
+    cdef Geom1 g = _geom1(fn, I.reshape(I.shape[0], I.shape[1], 1), W.shape[0], W.shape[2],
+                          stride, pl, pr, dilation)
+    g.c = E.shape[1]
+    cdef cnp.ndarray T = check_float_array(table, fn, "table", 3, True)
+    check_same_dtype(T, I, fn, "table", "ids")
+    check_shape(T, (g.k, E.shape[0], g.f), fn, "table", "(K, vocabulary, filters)")
+    for name, a in (("ids", I), ("e", E), ("w", W)):
+        check_no_overlap(T, <cnp.ndarray>a, fn, "table", name, False)
+    return g
+
+
+def embed_conv1d_forward(ids, e, w, b, y, table, stride=1, pad_left=0, pad_right=0, dilation=1,
+                         activation="linear", alpha=0.0):
+    """y (N, T', F) := f(conv1d(embedding(ids (N, T), e (V, C)), w (K, C, F)) + b), what
+    embedding_forward then conv1d_forward give (to rounding), through table (K, V, F)."""
+    fn = "embed_conv1d_forward"
+    cdef double al = check_finite_float(alpha, fn, "alpha")
+    cdef int act = act_code(activation, fn, al)
+    if act == ACT_SOFTMAX:
+        raise ValueError(f"{fn}: activation 'softmax' is not fused into a convolution")
+    cdef cnp.ndarray I = check_float_array(ids, fn, "ids", 2, False)
+    cdef cnp.ndarray E = check_float_array(e, fn, "e", 2, False)
+    cdef cnp.ndarray W = check_float_array(w, fn, "w", 3, False)
+    cdef cnp.ndarray Y = check_float_array(y, fn, "y", 3, True)
+    cdef cnp.ndarray B = None
+    cdef Geom1 g = _lookup_args(fn, I, E, W, table, stride, pad_left, pad_right, dilation)
+    check_same_dtype(Y, I, fn, "y", "ids")
+    check_shape(Y, (g.n, g.to, g.f), fn, "y", "(N, out time steps, filters)")
+    if b is not None:
+        B = check_float_array(b, fn, "b", 1, False)
+        check_same_dtype(B, I, fn, "b", "ids")
+        check_shape(B, (g.f,), fn, "b", "(filters,)")
+    for name, a in (("ids", I), ("e", E), ("w", W), ("table", table)):
+        check_no_overlap(Y, <cnp.ndarray>a, fn, "y", name, False)
+    cdef Py_ssize_t v = E.shape[0]
+    _check_ids(fn, I, v)
+    cdef void* bp = data_or_null(B)
+    with nogil:
+        float_dispatch(is_float32(I), _lookup_fwd[float], _lookup_fwd[double], &g, v, act, data(I),
+                       data(E), data(W), bp, data(Y), data(<cnp.ndarray>table), al)
+    return y
+
+
+def embed_conv1d_backward(ids, e, w, dz, de, dw, db, table, stride=1, pad_left=0, pad_right=0,
+                          dilation=1):
+    """dw (K, C, F), db (F,) or None, de (V, C) := the gradients of embed_conv1d_forward for
+    dz (N, T', F) (before the activation); de is written in every row (0 where the batch has
+    no id; row 0, padding, gets 0); table (K, V, F) is the workspace."""
+    fn = "embed_conv1d_backward"
+    cdef cnp.ndarray I = check_float_array(ids, fn, "ids", 2, False)
+    cdef cnp.ndarray E = check_float_array(e, fn, "e", 2, False)
+    cdef cnp.ndarray W = check_float_array(w, fn, "w", 3, False)
+    cdef cnp.ndarray DZ = check_float_array(dz, fn, "dz", 3, False)
+    cdef cnp.ndarray DE = check_float_array(de, fn, "de", 2, True)
+    cdef cnp.ndarray DW = check_float_array(dw, fn, "dw", 3, True)
+    cdef cnp.ndarray DB = None
+    cdef Geom1 g = _lookup_args(fn, I, E, W, table, stride, pad_left, pad_right, dilation)
+    for name, a in (("dz", DZ), ("de", DE), ("dw", DW)):
+        check_same_dtype(a, I, fn, name, "ids")
+    check_shape(DZ, (g.n, g.to, g.f), fn, "dz", "(N, out time steps, filters)")
+    check_shape(DE, (<object>E).shape, fn, "de", "(the shape of e)")
+    check_shape(DW, (<object>W).shape, fn, "dw", "(the shape of w)")
+    if db is not None:
+        DB = check_float_array(db, fn, "db", 1, True)
+        check_same_dtype(DB, I, fn, "db", "ids")
+        check_shape(DB, (g.f,), fn, "db", "(filters,)")
+    for name, a in (("ids", I), ("e", E), ("w", W), ("dz", DZ)):
+        for oname, o in (("de", DE), ("dw", DW), ("db", DB)):
+            if o is not None:
+                check_no_overlap(<cnp.ndarray>o, <cnp.ndarray>a, fn, oname, name, False)
+    check_no_overlap(DE, <cnp.ndarray>table, fn, "de", "table", False)
+    check_no_overlap(DW, <cnp.ndarray>table, fn, "dw", "table", False)
+    cdef Py_ssize_t v = E.shape[0]
+    _check_ids(fn, I, v)
+    cdef void* dbp = data_or_null(DB)
+    with nogil:
+        float_dispatch(is_float32(I), _lookup_bwd[float], _lookup_bwd[double], &g, v, data(I),
+                       data(E), data(W), data(DZ), data(DE), data(DW), dbp, data(<cnp.ndarray>table))
+    return de, dw, db
+
+
+cdef _check_ids(str fn, cnp.ndarray I, Py_ssize_t v):
+    cdef Py_ssize_t bad
+    with nogil:
+        bad = float_dispatch_ssize(is_float32(I), _bad_id[float], _bad_id[double], data(I),
+                                   I.shape[0] * I.shape[1], v)
+    if bad >= 0:
+        _id_error(fn, I, bad, v)
+
+
+cdef _id_error(str fn, object ids, Py_ssize_t bad, Py_ssize_t v):
+    """The error for the id at flat position ``bad`` of ids (N, T): not a token id of [0, v)."""
+    t = ids.shape[1]
+    value = ids.reshape(-1)[bad]
+    raise ValueError(f"{fn}: argument 'ids' holds {value!r} at row {bad // t}, position {bad % t}; "
+                     f"expected a token id: a whole number in [0, {v})")
 
 
 def conv1d_output_length(t, k, stride=1, pad_left=0, pad_right=0, dilation=1):
@@ -417,8 +606,7 @@ def maxpool1d_backward(dy, argmax, dx, kernel, stride=None, pad_left=0, pad_righ
     cdef Geom1 g = _pool_geom(fn, DX, kernel, stride, pad_left, pad_right)
     check_shape(DY, (g.n, g.to, g.c), fn, "dy", "(N, out time steps, C)")
     check_shape(A, (g.n, g.to, g.c), fn, "argmax", "(the shape of dy)")
-    a = <object>argmax
-    if a.size and (a.min() < 0 or a.max() >= g.t):
+    if not _in_range(A, 0, g.t):
         raise ValueError(f"{fn}: argument 'argmax' holds a time index outside [0, {g.t})")
     check_no_overlap(DX, DY, fn, "dx", "dy", False)
     with nogil:
@@ -547,8 +735,7 @@ def seq_global_max_backward(dy, argmax, dx):
     cdef Py_ssize_t n = DX.shape[0], t = DX.shape[1], c = DX.shape[2]
     check_shape(DY, (n, c), fn, "dy", "(N, C)")
     check_shape(A, (n, c), fn, "argmax", "(N, C)")
-    a = <object>argmax
-    if a.size and (a.min() < -1 or a.max() >= t):
+    if not _in_range(A, -1, t):
         raise ValueError(f"{fn}: argument 'argmax' holds a step outside [-1, {t})")
     with nogil:
         float_dispatch(is_float32(DX), _global_seq[float], _global_seq[double], n, t, c, NULL,

@@ -203,3 +203,64 @@ def test_bad_calls_are_clear():
         K.seq_global_avg_forward(x, np.zeros(2, np.int32), np.zeros((2, 3), np.float32))
     with pytest.raises(ValueError, match="smaller than the window"):
         K.avgpool1d_forward(x, np.zeros((2, 2, 3), np.float32), 2, None, 2, 0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("k,stride,pl,pr,dil", [(3, 1, 1, 1, 1), (5, 2, 2, 1, 1), (2, 1, 0, 0, 2), (1, 3, 0, 0, 1)])
+@pytest.mark.parametrize("act", ["linear", "relu", "tanh"])
+def test_embed_conv1d_is_embedding_then_conv1d(dtype, k, stride, pl, pr, dil, act):
+    # the lookup kernels against the explicit embedding + conv1d reference, forward and backward;
+    # padding (id 0) embeds as zeros whatever row 0 holds, and gets no gradient
+    rng = np.random.default_rng(k * 10 + stride)
+    n, t, v, c, f = 3, 12, 9, 4, 6
+    ids = rng.integers(0, v, (n, t)).astype(dtype)
+    ids[:, -3:] = 0
+    e = rng.standard_normal((v, c)).astype(dtype)
+    e[0] = 7.0
+    w = rng.standard_normal((k, c, f)).astype(dtype)
+    b = rng.standard_normal(f).astype(dtype)
+    x = np.where(ids[..., None] == 0, 0.0, e.astype(np.float64)[ids.astype(int)])
+    z = conv1d_ref(x, w.astype(np.float64), b.astype(np.float64), stride, pl, pr, dil)
+    to = z.shape[1]
+    y = np.empty((n, to, f), dtype)
+    table = np.empty((k, v, f), dtype)
+    K.embed_conv1d_forward(ids, e, w, b, y, table, stride, pl, pr, dil, activation=act)
+    want = {"linear": z, "relu": np.maximum(z, 0), "tanh": np.tanh(z)}[act]
+    np.testing.assert_allclose(y, want, **tol(dtype))
+    # backward of sum(y * g) with respect to z, e and w (the activation's gradient is the caller's)
+    dz = rng.standard_normal((n, to, f)).astype(dtype)
+    de, dw, db = np.full((v, c), 5, dtype), np.empty_like(w), np.empty_like(b)
+    K.embed_conv1d_backward(ids, e, w, dz, de, dw, db, table, stride, pl, pr, dil)
+    xp = np.zeros((n, t + pl + pr, c))
+    dxp = np.zeros_like(xp)
+    dw_ref = np.zeros((k, c, f))
+    for o in range(to):
+        for j in range(k):
+            p = o * stride + j * dil
+            dxp[:, p, :] += dz[:, o, :].astype(np.float64) @ w[j].T.astype(np.float64)
+            xp[:, pl:pl + t, :] = x
+            dw_ref[j] += xp[:, p, :].T @ dz[:, o, :].astype(np.float64)
+    dx = dxp[:, pl:pl + t, :]
+    de_ref = np.zeros((v, c))
+    np.add.at(de_ref, ids.astype(int).reshape(-1), dx.reshape(-1, c))
+    de_ref[0] = 0
+    np.testing.assert_allclose(de, de_ref, **tol(dtype))
+    np.testing.assert_allclose(dw, dw_ref, **tol(dtype))
+    np.testing.assert_allclose(db, dz.astype(np.float64).sum((0, 1)), **tol(dtype))
+
+
+def test_embed_conv1d_refuses_bad_ids_and_tables():
+    e, w = np.ones((5, 2)), np.ones((3, 2, 4))
+    y, table = np.empty((1, 2, 4)), np.empty((3, 5, 4))
+    for bad in (5.0, -1.0, 1.5, np.nan):
+        with pytest.raises(ValueError, match=r"holds .* at row 0, position 1; expected a token id"):
+            K.embed_conv1d_forward(np.array([[1.0, bad, 1.0, 1.0]]), e, w, None, y, table)
+    with pytest.raises(ValueError, match=r"'table' has shape \(3, 4, 4\)"):
+        K.embed_conv1d_forward(np.ones((1, 4)), e, w, None, y, np.empty((3, 4, 4)))
+    with pytest.raises(ValueError, match=r"'w' has shape \(3, 3, 4\); expected \(K, 2, F\)"):
+        K.embed_conv1d_forward(np.ones((1, 4)), e, np.ones((3, 3, 4)), None, y, table)
+    de = np.full((5, 2), 3.0)
+    with pytest.raises(ValueError, match="expected a token id"):
+        K.embed_conv1d_backward(np.array([[1.0, 9.0, 1.0, 1.0]]), e, w, np.ones((1, 2, 4)), de,
+                                np.empty_like(w), None, table)
+    assert (de == 3).all()

@@ -93,3 +93,48 @@ def test_an_embedding_sized_by_the_data_needs_data_with_token_ids():
         m.fit(x, y)
     table = m.summary()
     assert "sized by the data's vocabulary" in table and "  ?  " in table
+
+
+LOOKUP = """dlrun 1
+model t {
+  input 16
+  embedding 32 vocab=30
+  conv1d 12 3 relu padding=same
+  global_maxpool
+  dense 3 softmax
+  loss cross_entropy
+  optimizer adam lr=5e-3
+  train epochs=3 batch=16 seed=2 dtype=float64
+}
+"""
+
+
+def test_a_conv1d_reading_an_embedding_looks_its_batch_up():
+    # 30 ids x 32 dims: the lookup pays from 41 output steps (batch 3 of 16 steps) up
+    from dlrun.runtime.layers.conv1d import lookup_pays
+
+    assert lookup_pays(30, 32, 48) and not lookup_pays(30, 32, 32)
+    results = check_network(dsl.parse(LOOKUP), batch=4)
+    assert results and all(r.ok for r in results), [r for r in results if not r.ok]
+    m = dlrun.loads(LOOKUP)
+    x, _ = _ids(8)
+    m.network.forward(x.astype(np.float64))
+    assert m.network.compute[1]._tokens is not None
+    m.network.forward(x[:2].astype(np.float64))
+    assert m.network.compute[1]._tokens is None
+
+
+def test_the_lookup_trains_as_the_gemm_does(monkeypatch):
+    # 98 rows in batches of 16: the last batch (2 rows, 32 steps) takes the GEMM and the
+    # embedding's sparse gradient right after the lookup's dense one
+    x, y = _ids(98, seed=3)
+    looked_up = dlrun.loads(LOOKUP)
+    looked_up.fit(x, y)
+    from dlrun.runtime.layers import conv1d
+
+    monkeypatch.setattr(conv1d, "lookup_pays", lambda vocab, dim, rows: False)
+    gemm = dlrun.loads(LOOKUP)
+    gemm.fit(x, y)
+    a, b = looked_up.network.store.flat, gemm.network.store.flat
+    assert np.abs(a - b).max() <= 1e-10 * np.abs(b).max()
+    np.testing.assert_allclose(looked_up.predict(x), gemm.predict(x), rtol=1e-10, atol=1e-12)
