@@ -130,7 +130,6 @@ class LossHead:
         return self._kernel(out, target, grad, *self._args, **self._extra)
 
 
-
 def class_indices(proba: np.ndarray, task: str) -> np.ndarray:
     """The predicted class of each row of ``proba`` (what ``predict`` returns), int64 ``(n,)``:
     classification, the most probable class (the first on a tie); binary, 1 when

@@ -10,7 +10,8 @@ Contents (array names in the archive):
     meta.arch_hash        str, sha256 of that JSON (sorted keys)
     param.{i}.{kind}.{name}   every trainable tensor (layer index i, e.g. param.1.dense.w)
     state.{i}.{kind}.{name}   batch-norm running statistics
-    preprocess.{key}          fitted preprocessing statistics (``Preprocessor.state()``)
+    preprocess.{key}          fitted preprocessing statistics (``Preprocessor.state()``;
+                              ``preprocess.target.mean`` / ``.std`` of ``target standardize``)
     loss.balanced_class_weight  float64, one per class: the weights ``class_weight=balanced``
                               computed from the training split (``LossHead.fit_class_weight``)
     class_names               unicode array, when the labels had names
