@@ -83,11 +83,6 @@ class _NetEstimator(BaseEstimator):
         if not isinstance(net, (str, os.PathLike)):
             raise UsageError(f"{type(self).__name__}: net must be the path of a .net file or its text, "
                              f"got {type(net).__name__}")
-        for name in ("epochs", "batch"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))):
-                raise UsageError(f"{type(self).__name__}: {name} must be an integer >= 1 (or None for the "
-                                 f"file's), got {value!r}")
         model = (dlrun.loads(net, seed=self.seed, lr=self.lr) if _is_text(net)
                  else dlrun.load(net, seed=self.seed, lr=self.lr))
         task = model.task

@@ -156,19 +156,21 @@ def _issue(found):
         warnings.warn(d.format().split("\n")[0], ModelWarning, stacklevel=3)
 
 
-def _check_override(name, value) -> None:
+def check_override(name, value, label=None) -> None:
     """``lr`` (a positive finite number) or ``seed`` (an integer >= 0) given instead of the
-    file's; None keeps the file's. UsageError quoting the value otherwise (a bad rate used to
-    fail only at the first optimizer step, a negative seed inside NumPy)."""
+    file's; None keeps the file's. UsageError quoting the value (named ``label``, e.g. the
+    command line's ``--lr``) otherwise: a bad rate used to fail only at the first optimizer
+    step, a negative seed inside NumPy. The one rule for the API and the command line."""
     import numbers
 
     if value is None:
         return
+    label = label or name
     if name == "seed":
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-            raise UsageError(f"seed must be an integer >= 0, got {value!r}")
+            raise UsageError(f"{label} must be an integer >= 0, got {value!r}")
     elif isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < float("inf"):
-        raise UsageError(f"lr must be a positive number, got {value!r}")
+        raise UsageError(f"{label} must be a positive number, got {value!r}")
 
 
 def model_inputs(model_path, model_ir, base_dir):
@@ -205,8 +207,8 @@ class Model:
         from dlrun.runtime.data import Preprocessor
         from dlrun.runtime.network import Network, rng_for
 
-        _check_override("lr", lr)
-        _check_override("seed", seed)
+        check_override("lr", lr)
+        check_override("seed", seed)
         self.ir = model_ir
         self.path = path
         self.warnings = list(warnings)

@@ -204,10 +204,10 @@ def _train_run(args, created, locks, lead=True) -> int:
     _positive(args.batch_size, "--batch-size")
     from dlrun.errors import UsageError, WeightsError
 
-    if args.lr is not None and not (args.lr > 0 and args.lr < float("inf")):
-        raise UsageError(f"--lr must be a positive number, got {args.lr}")
-    if args.seed is not None and args.seed < 0:
-        raise UsageError(f"--seed must be >= 0, got {args.seed}")
+    from dlrun.runtime.api import check_override
+
+    check_override("lr", args.lr, "--lr")
+    check_override("seed", args.seed, "--seed")
     started = time.perf_counter()
     model_ir = _load_ir(args.model)
     base = _base_dir(args)
@@ -622,8 +622,9 @@ def _gradcheck(args) -> int:
         raise UsageError(f"--entries must be >= 0 (0 = every entry), got {args.entries}")
     if args.directions < 0:
         raise UsageError(f"--directions must be >= 0, got {args.directions}")
-    if args.seed < 0:
-        raise UsageError(f"--seed must be >= 0, got {args.seed}")
+    from dlrun.runtime.api import check_override
+
+    check_override("seed", args.seed, "--seed")
     model_ir = _load_ir(args.model)
     from dlrun.runtime.gradcheck import TOLERANCE, check_network, format_table
 

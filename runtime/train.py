@@ -28,6 +28,7 @@ are comparable).
 from __future__ import annotations
 
 import math
+import numbers
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -390,6 +391,12 @@ def batch_plan(n: int, batch_size: int, fold_single: bool) -> tuple[int, int]:
     return batches, batch_size
 
 
+def _count(value, what) -> None:
+    """Epochs and batch sizes are whole numbers >= 1 (2.5 epochs used to train 2)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise UsageError(f"{what} must be an integer >= 1, got {value!r}")
+
+
 class Trainer:
     """Runs epochs of ``net`` on a training dataset; see the module docstring."""
 
@@ -397,10 +404,8 @@ class Trainer:
                  shuffle=True, seed=None, early_stopping=None, progress=None, checkpoint=None, world=None):
         if len(train) == 0:
             raise UsageError("the training set is empty")
-        if int(batch_size) < 1:
-            raise UsageError(f"batch size must be >= 1, got {batch_size}")
-        if int(epochs) < 1:
-            raise UsageError(f"epochs must be >= 1, got {epochs}")
+        _count(batch_size, "batch size")
+        _count(epochs, "epochs")
         self.net = net
         self.opt = optimizer
         self.train = train

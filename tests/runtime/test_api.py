@@ -223,6 +223,21 @@ def test_load_takes_lr_and_refuses_bad_overrides():
             dlrun.load(MODELS / "iris.net", **kwargs)
 
 
+def test_fit_refuses_epochs_and_batch_sizes_that_are_not_whole_numbers():
+    # fit(epochs=2.5) used to train 2 epochs without a word
+    x = np.random.default_rng(0).random((30, 4))
+    y = np.arange(30) % 3
+    model = dlrun.load(MODELS / "iris.net")
+    for kwargs, message in [({"epochs": 2.5}, "epochs must be an integer >= 1, got 2.5"),
+                            ({"epochs": 0}, "epochs must be an integer >= 1, got 0"),
+                            ({"epochs": True}, "epochs must be an integer >= 1, got True"),
+                            ({"batch_size": 8.0}, "batch size must be an integer >= 1, got 8.0"),
+                            ({"batch_size": "8"}, "batch size must be an integer >= 1, got '8'")]:
+        with pytest.raises(UsageError, match=re.escape(message)):
+            model.fit(x, y, **kwargs)
+    model.fit(x, y, epochs=np.int64(1), batch_size=np.int32(8))
+
+
 def test_a_trained_model_pickles_and_predicts_the_same():
     import pickle
 

@@ -165,9 +165,10 @@ def test_bad_params_are_refused_at_fit(iris):
     for params, message in [({"lr": -1}, "lr must be a positive number, got -1"),
                             ({"lr": float("nan")}, "lr must be a positive number, got nan"),
                             ({"seed": -3}, "seed must be an integer >= 0, got -3"),
-                            ({"epochs": 2.5}, "epochs must be an integer >= 1 .* got 2.5"),
-                            ({"epochs": 0}, "epochs must be >= 1, got 0"),
-                            ({"batch": 0}, "batch size must be >= 1, got 0")]:
+                            ({"epochs": 2.5}, "epochs must be an integer >= 1, got 2.5"),
+                            ({"epochs": "x"}, "epochs must be an integer >= 1, got 'x'"),
+                            ({"epochs": 0}, "epochs must be an integer >= 1, got 0"),
+                            ({"batch": 0}, "batch size must be an integer >= 1, got 0")]:
         with pytest.raises(UsageError, match=message):
             NetClassifier(IRIS, **params).fit(X, y)
     with pytest.raises(UsageError, match="net must be the path of a .net file or its text, got int"):
