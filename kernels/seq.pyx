@@ -649,8 +649,14 @@ def avgpool1d_backward(dy, dx, kernel, stride=None, pad_left=0, pad_right=0):
 cdef void _global_seq(Py_ssize_t n, Py_ssize_t t, Py_ssize_t c, const int64_t* lengths,
                       const floating* x, floating* y, int64_t* am, bint use_max, bint backward,
                       const floating* dy, floating* dx) noexcept nogil:
+    """Over the first lengths[s] steps of each sample, step by step with every channel of a
+    step in the inner loop (contiguous rows; each channel's comparisons and sums still run
+    in time order, so the result is the per-channel loop's bit for bit)."""
     cdef Py_ssize_t s, p, i, length, best
-    cdef floating m, v, acc
+    cdef floating m, v
+    cdef floating* yr
+    cdef int64_t* ar
+    cdef const floating* xr
     if backward:
         for i in range(n * t * c):
             dx[i] = 0
@@ -658,8 +664,8 @@ cdef void _global_seq(Py_ssize_t n, Py_ssize_t t, Py_ssize_t c, const int64_t* l
         length = t if lengths == NULL else lengths[s]
         if length > t:
             length = t
-        for i in range(c):
-            if backward:
+        if backward:
+            for i in range(c):
                 if use_max:
                     best = am[s * c + i]
                     if best >= 0:
@@ -668,27 +674,37 @@ cdef void _global_seq(Py_ssize_t n, Py_ssize_t t, Py_ssize_t c, const int64_t* l
                     v = dy[s * c + i] / length
                     for p in range(length):
                         dx[(s * t + p) * c + i] = v
-                continue
-            if length <= 0:
-                y[s * c + i] = 0
+            continue
+        yr = y + s * c
+        ar = am + s * c if use_max else NULL
+        if length <= 0:
+            for i in range(c):
+                yr[i] = 0
                 if use_max:
-                    am[s * c + i] = -1
-                continue
-            if use_max:
-                best = 0
-                m = x[s * t * c + i]
-                for p in range(1, length):
-                    v = x[(s * t + p) * c + i]
+                    ar[i] = -1
+            continue
+        xr = x + s * t * c
+        if use_max:
+            for i in range(c):
+                yr[i] = xr[i]
+                ar[i] = 0
+            for p in range(1, length):
+                xr = x + (s * t + p) * c
+                for i in range(c):
+                    v = xr[i]
+                    m = yr[i]
                     if v > m or (v != v and m == m):
-                        m = v
-                        best = p
-                y[s * c + i] = m
-                am[s * c + i] = best
-            else:
-                acc = 0
-                for p in range(length):
-                    acc = acc + x[(s * t + p) * c + i]
-                y[s * c + i] = acc / length
+                        yr[i] = v
+                        ar[i] = p
+        else:
+            for i in range(c):
+                yr[i] = 0
+            for p in range(length):
+                xr = x + (s * t + p) * c
+                for i in range(c):
+                    yr[i] = yr[i] + xr[i]
+            for i in range(c):
+                yr[i] = yr[i] / length
 
 
 cdef cnp.ndarray _lengths(object lengths, str fn, Py_ssize_t n):
