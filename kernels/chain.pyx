@@ -86,19 +86,13 @@ cdef activation_rows_f64_t act_f64 = <activation_rows_f64_t>core_pointer(
 
 cdef extern from *:
     """
-    #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11 && defined(__x86_64__) \
-        && defined(__linux__)
-    #define DL_CHAIN_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-    #else
-    #define DL_CHAIN_CLONES
-    #endif
     /* y := x W for one row x (d_in) and a row-major W (d_in, d_out), skipping the zero entries
        of x: y = sum over i with x_i != 0 of x_i W[i, :] (rows of W added in order i). Only
        the rows of W that matter are read: an image with a blank background, a one-hot or
        bag-of-words row reads a fraction of W. (A zero x_i skips its row even when that row
        holds inf or NaN, where x W would give NaN.) */
     #define DL_SPARSE_GEMV(T, SUFFIX)                                                       \
-    DL_CHAIN_CLONES static void dl_sparse_gemv_##SUFFIX(                                   \
+    DL_CLONES_AVX2 static void dl_sparse_gemv_##SUFFIX(                                    \
             const T* x, Py_ssize_t d_in, Py_ssize_t d_out, const T* w, T* y) {             \
         for (Py_ssize_t j = 0; j < d_out; j++) y[j] = (T)0;                                \
         for (Py_ssize_t i = 0; i < d_in; i++) {                                            \
@@ -124,7 +118,7 @@ cdef extern from *:
             out[j] = (D)(t + (BJ));                                                        \
         }
     #define DL_AFFINE_ROW(S, D, SUFFIX)                                                     \
-    DL_CHAIN_CLONES static void dl_affine_row_##SUFFIX(                                    \
+    DL_CLONES static void dl_affine_row_##SUFFIX(                                          \
             const S* x, Py_ssize_t d, const double* a, int a_vec, const double* b,         \
             int b_vec, int has_b, int identity, D* out) {                                  \
         if (identity) {                                                                    \

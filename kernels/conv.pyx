@@ -36,7 +36,7 @@ cdef extern from *:
        total is a chain of dependent additions the compiler may not reorder, ~4 cycles per
        value; it took ~1 ms of the recipe's first convolution backward (64x16x28x28). */
     #define DL_CONV_SUM(T, S)                                                                 \
-    DL_CLONES static T dl_conv_sum_##S(const T* __restrict a, Py_ssize_t n) {                 \
+    DL_CLONES_AVX2 static T dl_conv_sum_##S(const T* __restrict a, Py_ssize_t n) {            \
         T acc[16] = {0};                                                                      \
         Py_ssize_t k = 0;                                                                     \
         for (; k + 16 <= n; k += 16)                                                          \

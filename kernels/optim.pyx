@@ -82,19 +82,14 @@ cdef void sgd_core(floating* p, const floating* g, floating* vel, Py_ssize_t n, 
 
 cdef extern from *:
     """
-    /* Adam's loops in C, multi-versioned: compiled for x86-64-v4 (AVX-512), x86-64-v3
-       (AVX2 + FMA) and the baseline, the best picked at load time (GCC, Linux x86-64). The
-       update is compute-bound (a square root and a division per element): the baseline SSE2
-       loop ran at ~3x the time of its memory traffic on 535k float32 parameters. Same maths
-       as the Cython cores around them. */
-    #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11 && defined(__x86_64__) \
-        && defined(__linux__)
-    #define DL_OPT_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-    #else
-    #define DL_OPT_CLONES
-    #endif
+    /* Adam's loops in C, multi-versioned (DL_CLONES_AVX2 from _common.pxd): compiled for
+       x86-64-v3 (AVX2 + FMA) and the baseline, the best picked at load time (GCC, Linux
+       x86-64). The update is compute-bound (a square root and a division per element): the
+       baseline SSE2 loop ran at ~3x the time of its memory traffic on 535k float32
+       parameters (2.2x the v3 clone's time). An AVX-512 clone ran at the v3 one's speed
+       (1.01x), so there is none. Same maths as the Cython cores around them. */
     #define DL_ADAM_LOOPS(T, SUFFIX, SQRT)                                                  \
-    DL_OPT_CLONES static void dl_adam_##SUFFIX(                                           \
+    DL_CLONES_AVX2 static void dl_adam_##SUFFIX(                                          \
             T* p, const T* g, T* m, T* v, Py_ssize_t n, T a, T b1, T b2, T c1, T c2,      \
             T s2, T eps, T l1, T l2, T dec, int plain) {                                  \
         if (plain) {                                                                      \

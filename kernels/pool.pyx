@@ -101,7 +101,7 @@ cdef extern from *:
         }                                                                                    \
         return nan;                                                                          \
     }                                                                                        \
-    DL_CLONES static void dl_maxpool_##S(const T* __restrict x, Py_ssize_t planes,           \
+    DL_CLONES_AVX2 static void dl_maxpool_##S(const T* __restrict x, Py_ssize_t planes,       \
             Py_ssize_t h, Py_ssize_t w, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t kh,          \
             Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t pt, Py_ssize_t pl,        \
             T* __restrict y, int64_t* __restrict am) {                                        \
