@@ -231,6 +231,8 @@ def test_quick_run_of_the_size_sweep_and_the_thread_contention(tmp_path):
     # and PyTorch at 1 and 2 threads with and without a busy core; load average per workload
     if not (DATA_ROOT / "data" / "mnist").is_dir():
         pytest.skip(f"{DATA_ROOT / 'data' / 'mnist'} not found (set DLRUN_DATA_ROOT)")
+    if not HAVE_TORCH:   # the sweep and threads workloads stop without it (not yet said and skipped)
+        pytest.skip("PyTorch is not installed (pip install torch==2.13.0): the sweep compares against it")
     png = tmp_path / "sweep.png"
     got, md, _ = run_compare(
         tmp_path, "--quick", "--workloads", "sweep,threads", "--data-root", str(DATA_ROOT), "--rounds", "1",
